@@ -1,0 +1,3 @@
+from cmbml.cli import app
+
+app(prog_name="cmbml")

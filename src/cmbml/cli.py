@@ -1,0 +1,102 @@
+"""The `cmbml` command line: one entry per DVC stage plus helpers.
+
+Heavy libraries (TensorFlow, MLflow, Great Expectations, CAMB) are imported inside the
+commands, so `cmbml --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow start-up chatter
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+app = typer.Typer(help="Reproducible neural-network experiments on simulated CMB skies.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+lensing_app = typer.Typer(help="Lensing experiment: CNN estimation of kappa from lensed T maps.", no_args_is_help=True)
+params_app = typer.Typer(help="Inspect and check params.yaml.", no_args_is_help=True)
+app.add_typer(lensing_app, name="lensing")
+app.add_typer(params_app, name="params")
+
+
+def _run_stage(module: str) -> None:
+    """Run ``stages.<module>.main``; parameter errors exit with status 2 and a readable message."""
+    from cmbml.params import ParamError
+
+    try:
+        importlib.import_module(f"stages.{module}").main()
+    except ParamError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def spectra() -> None:
+    """CAMB spectra (TT, EE, BB, TE, kappa-kappa) to datasets/spectra/camb_cls.csv."""
+    _run_stage("spectra")
+
+
+@lensing_app.command()
+def simulate() -> None:
+    """Simulate lensed T / kappa train, val and test HDF5 files."""
+    _run_stage("lensing_simulate")
+
+
+@lensing_app.command()
+def validate() -> None:
+    """Great Expectations gate over the lensing datasets (fails on any broken expectation)."""
+    _run_stage("lensing_validate")
+
+
+@lensing_app.command()
+def train() -> None:
+    """Train the version's CNN and log it to MLflow."""
+    _run_stage("lensing_train")
+
+
+@lensing_app.command()
+def evaluate() -> None:
+    """MSE, rho(L) and plots on the test split."""
+    _run_stage("lensing_evaluate")
+
+
+@params_app.command("check")
+def params_check(path: str = typer.Argument("params.yaml")) -> None:
+    """Check every parameter against its allowed range."""
+    from cmbml.params import ParamError, load_params, validate
+
+    try:
+        validate(load_params(path), source=path)
+    except ParamError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{path}: all parameters valid")
+
+
+@params_app.command("compose")
+def params_compose(overrides: list[str] = typer.Argument(None), output: str = "params.yaml") -> None:
+    """Write params.yaml from conf/ exactly as `dvc exp run -S ...` would (e.g. `lensing=v3 scale=smoke`)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    from pathlib import Path
+
+    compose_and_dump(Path(output), str(Path("conf").resolve()), None, "config", Path.cwd(), overrides or [])
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def ui(port: int = 5000) -> None:
+    """Serve the MLflow UI on the repository's store (127.0.0.1)."""
+
+    from stages._common import tracking_uri
+
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                               tracking_uri("sqlite:///mlflow.db"), "--host", "127.0.0.1", "--port", str(port)])
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,106 @@
+"""Figures: theory spectra, maps, training curves and reconstruction quality."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    from cmbml.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
+    _plt().close(fig)
+
+
+def plot_theory_spectra(spectra: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """D_ell of TT (unlensed, lensed), EE, BB and the convergence spectrum C_L^kk."""
+    from cmbml.spectra import cl_to_dl
+
+    plt = _plt()
+    ell = spectra["ell"]
+    sel = ell >= 2
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, label in [("cl_tt_unlensed", "TT unlensed"), ("cl_tt_lensed", "TT lensed"),
+                       ("cl_ee_lensed", "EE lensed"), ("cl_bb_lensed", "BB lensed")]:
+        ax1.loglog(ell[sel], cl_to_dl(ell[sel], spectra[key][sel]), label=label)
+    ax1.set(xlabel=r"$\ell$", ylabel=r"$D_\ell$ [$\mu$K$^2$]", title="CAMB CMB spectra")
+    ax1.legend()
+    ax2.loglog(ell[sel], spectra["cl_kk"][sel])
+    ax2.set(xlabel=r"$L$", ylabel=r"$C_L^{\kappa\kappa}$", title=r"Convergence spectrum $[L(L+1)]^2 C_L^{\phi\phi}/4$")
+    _save(fig, path)
+
+
+def plot_training_curve(history: Mapping[str, Sequence[float]], path: str | Path, title: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("loss", "val_loss"):
+        if key in history:
+            ax.plot(np.arange(1, len(history[key]) + 1), history[key], "o-", label=key)
+    ax.set(xlabel="epoch", ylabel="MSE (standardised)", title=title, yscale="log")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_map_triplets(maps: Mapping[str, np.ndarray], path: str | Path, side_deg: float, units: str, title: str) -> None:
+    """Rows of examples; columns are the entries of ``maps`` (each (n_examples, n, n))."""
+    plt = _plt()
+    names = list(maps)
+    n_rows = next(iter(maps.values())).shape[0]
+    fig, axes = plt.subplots(n_rows, len(names), figsize=(3.4 * len(names), 3.0 * n_rows), squeeze=False)
+    extent = [0, side_deg, 0, side_deg]
+    for i in range(n_rows):
+        lim = max(np.abs(maps[n][i]).max() for n in names[:2]) if len(names) >= 2 else None
+        for j, name in enumerate(names):
+            ax = axes[i, j]
+            im = ax.imshow(maps[name][i], origin="lower", cmap="RdBu_r", extent=extent,
+                           vmin=-lim if lim else None, vmax=lim)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("deg", fontsize=8)
+            fig.colorbar(im, ax=ax, fraction=0.046, label=units)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_rho(ell: np.ndarray, rho: np.ndarray, path: str | Path, title: str,
+             reference: tuple[np.ndarray, np.ndarray, str] | None = None) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ell, rho, "o-", label="CNN")
+    if reference is not None:
+        ax.plot(reference[0], reference[1], "--", label=reference[2])
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel=r"$L$", ylabel=r"$\rho(L)$", title=title, ylim=(min(-0.05, np.nanmin(rho) - 0.05), 1.05))
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_binned_spectra(ell: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path, ylabel: str,
+                        title: str, errors: Mapping[str, np.ndarray] | None = None,
+                        theory: tuple[np.ndarray, np.ndarray] | None = None, logy: bool = True) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    if theory is not None:
+        ax.plot(theory[0], theory[1], "k-", lw=1, label="theory")
+    for name, values in curves.items():
+        err = None if errors is None else errors.get(name)
+        if err is not None:
+            ax.fill_between(ell, values - err, values + err, alpha=0.25)
+        ax.plot(ell, values, "o-", ms=3, label=name)
+    ax.set(xlabel=r"$\ell$", ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    _save(fig, path)

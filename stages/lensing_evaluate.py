@@ -1,0 +1,83 @@
+"""Stage `lensing_evaluate`: MSE and rho(L) of the predicted kappa on the test split; plots; metrics to DVC and MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stages._common import start_mlflow, stage_params
+from stages.lensing_simulate import OUT_DIR
+from stages.lensing_train import MODEL_FILE, RUN_FILE, require_validated
+from stages.lensing_validate import RESULT as VALIDATION_RESULT
+
+METRICS = Path("metrics/lensing.json")
+PLOT_DIR = Path("plots/lensing/evaluate")
+
+
+def predict_streamed(model, path: Path, batch: int = 256):
+    """Predictions for every test map, read from HDF5 in batches."""
+    import h5py
+    import numpy as np
+
+    from cmbml.io import iter_chunks
+
+    with h5py.File(path, "r") as h5:
+        n = h5["T_lensed"].shape[0]
+        out = np.empty(h5["kappa"].shape, dtype=np.float32)
+        for sl in iter_chunks(n, batch):
+            out[sl] = model.predict(h5["T_lensed"][sl][..., None], verbose=0)[..., 0]
+        return out, h5["kappa"][:], h5["T_lensed"][:]
+
+
+def main() -> None:
+    params = stage_params("lensing")
+    require_validated(VALIDATION_RESULT)
+
+    import keras
+    import numpy as np
+
+    from cmbml.flatsky import linear_bins
+    from cmbml.io import write_json
+    from cmbml.metrics import correlation_spectra, mse
+    from cmbml.params import lensing_grid
+    from cmbml.plots import plot_binned_spectra, plot_map_triplets, plot_rho
+
+    version = params["lensing_version"]
+    grid = lensing_grid(params)
+    model = keras.models.load_model(MODEL_FILE)
+    kappa_pred, kappa_true, t_lensed = predict_streamed(model, OUT_DIR / "test.h5")
+
+    # rho(L) in bins of at least the fundamental mode, up to the kappa band limit.
+    top = min(params["kappa_lmax"] or grid.ell_nyquist, grid.ell_nyquist)
+    width = params["lensing_evaluate"]["rho_bin_width_in_fundamentals"] * grid.ell_fundamental
+    edges = linear_bins(grid, width, top)
+    spectra = correlation_spectra(grid, kappa_pred.astype(np.float64), kappa_true.astype(np.float64), edges)
+    rho = spectra.rho
+    metrics = {
+        "mse_kappa": mse(kappa_pred, kappa_true),
+        "mse_kappa_over_var": mse(kappa_pred, kappa_true) / float(np.var(kappa_true)),
+        "rho_mean": float(np.mean(rho)),
+        "n_test": int(kappa_true.shape[0]),
+        **{f"rho_L{int(round(ell))}": float(r) for ell, r in zip(spectra.ell, rho)},
+    }
+    write_json(METRICS, metrics)
+    write_json(PLOT_DIR / "rho_L.json", {"rho_L": [{"L": float(ell), "rho": float(r)} for ell, r in zip(spectra.ell, rho)]})
+
+    n_ex = params["lensing_evaluate"]["n_example_maps"]
+    plot_map_triplets({"lensed T [uK]": t_lensed[:n_ex], "true kappa": kappa_true[:n_ex],
+                       "predicted kappa": kappa_pred[:n_ex], "residual": (kappa_pred - kappa_true)[:n_ex]},
+                      PLOT_DIR / "example_maps.png", grid.side_deg, "", f"lensing {version}: test maps")
+    plot_rho(spectra.ell, rho, PLOT_DIR / "rho_L.png", f"lensing {version}: CNN vs true kappa")
+    plot_binned_spectra(spectra.ell, {"true kappa": spectra.cl_true, "predicted kappa": spectra.cl_pred,
+                                      "cross": np.abs(spectra.cl_cross)},
+                        PLOT_DIR / "kappa_power.png", r"$C_L^{\kappa\kappa}$", f"lensing {version}: kappa power")
+
+    mlflow = start_mlflow(params, params["mlflow"]["lensing_experiment"])
+    run = json.loads(RUN_FILE.read_text())
+    with mlflow.start_run(run_id=run["run_id"]):
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        for png in sorted(PLOT_DIR.glob("*.png")):
+            mlflow.log_artifact(str(png), artifact_path="plots")
+        mlflow.log_artifact(str(METRICS), artifact_path="metrics")
+    print(f"lensing_evaluate: {version} rho_mean = {metrics['rho_mean']:.3f}, "
+          f"MSE/var = {metrics['mse_kappa_over_var']:.3f} on {metrics['n_test']} test maps")
