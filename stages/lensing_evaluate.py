@@ -66,7 +66,8 @@ def main() -> None:
     n_ex = params["lensing_evaluate"]["n_example_maps"]
     plot_map_triplets({"lensed T [uK]": t_lensed[:n_ex], "true kappa": kappa_true[:n_ex],
                        "predicted kappa": kappa_pred[:n_ex], "residual": (kappa_pred - kappa_true)[:n_ex]},
-                      PLOT_DIR / "example_maps.png", grid.side_deg, "", f"lensing {version}: test maps")
+                      PLOT_DIR / "example_maps.png", grid.side_deg, "", f"lensing {version}: test maps",
+                      same_scale_as={"predicted kappa": "true kappa", "residual": "true kappa"})
     plot_rho(spectra.ell, rho, PLOT_DIR / "rho_L.png", f"lensing {version}: CNN vs true kappa")
     plot_binned_spectra(spectra.ell, {"true kappa": spectra.cl_true, "predicted kappa": spectra.cl_pred,
                                       "cross": np.abs(spectra.cl_cross)},

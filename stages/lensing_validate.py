@@ -39,7 +39,7 @@ def validate_datasets(params, data_dir: Path = OUT_DIR, report_dir: Path = REPOR
 
     expect = expectation_from_params(params, read_spectra_csv(SPECTRA_CSV))
     tables = build_tables({s: data_dir / f"{s}.h5" for s in SPLITS}, expect)
-    result = run_gate(report_dir / "gx", "lensing_datasets", tables)
+    result = run_gate(report_dir, "lensing_datasets", tables)
     write_json(report_dir / "validation.json", {"lensing_version": params["lensing_version"], **result.as_dict()})
     return result
 

@@ -54,22 +54,30 @@ def plot_training_curve(history: Mapping[str, Sequence[float]], path: str | Path
     _save(fig, path)
 
 
-def plot_map_triplets(maps: Mapping[str, np.ndarray], path: str | Path, side_deg: float, units: str, title: str) -> None:
-    """Rows of examples; columns are the entries of ``maps`` (each (n_examples, n, n))."""
+def plot_map_triplets(maps: Mapping[str, np.ndarray], path: str | Path, side_deg: float, units: str, title: str,
+                      same_scale_as: Mapping[str, str] | None = None) -> None:
+    """Rows of examples; columns are the entries of ``maps`` (each (n_examples, n, n)).
+
+    Each panel has its own symmetric colour scale unless ``same_scale_as`` maps its column to
+    another one (e.g. prediction and residual on the truth's scale).
+    """
     plt = _plt()
     names = list(maps)
+    same_scale_as = same_scale_as or {}
     n_rows = next(iter(maps.values())).shape[0]
-    fig, axes = plt.subplots(n_rows, len(names), figsize=(3.4 * len(names), 3.0 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, len(names), figsize=(3.3 * len(names), 2.9 * n_rows), squeeze=False,
+                             layout="constrained")
     extent = [0, side_deg, 0, side_deg]
     for i in range(n_rows):
-        lim = max(np.abs(maps[n][i]).max() for n in names[:2]) if len(names) >= 2 else None
         for j, name in enumerate(names):
             ax = axes[i, j]
-            im = ax.imshow(maps[name][i], origin="lower", cmap="RdBu_r", extent=extent,
-                           vmin=-lim if lim else None, vmax=lim)
+            lim = float(np.abs(maps[same_scale_as.get(name, name)][i]).max()) or 1.0
+            im = ax.imshow(maps[name][i], origin="lower", cmap="RdBu_r", extent=extent, vmin=-lim, vmax=lim)
             ax.set_title(name, fontsize=9)
-            ax.set_xlabel("deg", fontsize=8)
-            fig.colorbar(im, ax=ax, fraction=0.046, label=units)
+            ax.tick_params(labelsize=7)
+            if i == n_rows - 1:
+                ax.set_xlabel("deg", fontsize=8)
+            fig.colorbar(im, ax=ax, shrink=0.85, label=units)
     fig.suptitle(title)
     _save(fig, path)
 

@@ -1,0 +1,17 @@
+"""Atomic outputs."""
+
+import pytest
+
+from cmbml.io import atomic_path, write_json
+
+
+def test_atomic_path_publishes_only_on_success(tmp_path):
+    target = tmp_path / "out" / "result.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            assert tmp.suffix == ".json" and tmp.parent == target.parent
+            raise RuntimeError("killed half way")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    write_json(target, {"a": 1})
+    assert target.read_text().strip().startswith("{")

@@ -1,0 +1,101 @@
+"""Lensing physics: kappa/phi/deflection consistency, the sign convention and exact remapping."""
+
+import numpy as np
+import pytest
+
+from cmbml.flatsky import ARCMIN, FlatGrid, gaussian_realisation, power_2d
+from cmbml.lensing import (
+    deflection_from_kappa,
+    deflection_from_phi,
+    kappa_to_phi,
+    lens_map,
+    phi_to_kappa,
+    remap_bicubic,
+    remap_fourier,
+    white_noise_sigma_pix,
+)
+
+GRID = FlatGrid(64, 8.0)
+
+
+def smooth_field(seed, amplitude=1.0, lmax=400):
+    ells = np.arange(3000)
+    cl = np.exp(-((ells / 150.0) ** 2)) * 1e-4
+    return amplitude * gaussian_realisation(GRID, GRID.cl_on_grid(cl, lmax), np.random.default_rng(seed))
+
+
+def spectral_divergence(grid, d_x, d_y):
+    lx, ly = grid.ell_xy
+    return np.fft.ifft2(1j * lx * np.fft.fft2(d_x) + 1j * ly * np.fft.fft2(d_y)).real
+
+
+def test_kappa_phi_round_trip():
+    kappa = smooth_field(1)
+    kappa -= kappa.mean()
+    assert np.allclose(phi_to_kappa(GRID, kappa_to_phi(GRID, kappa)), kappa, atol=1e-12 * np.abs(kappa).max() + 1e-15)
+
+
+def test_deflection_divergence_is_minus_two_kappa():
+    """d = grad(phi) and kappa = -laplacian(phi)/2, so div(d) = -2 kappa."""
+    kappa = smooth_field(2)
+    kappa -= kappa.mean()
+    d_x, d_y = deflection_from_kappa(GRID, kappa)
+    assert np.allclose(spectral_divergence(GRID, d_x, d_y), -2 * kappa, atol=1e-10)
+
+
+def test_deflection_is_the_gradient_of_phi_by_finite_differences():
+    phi = smooth_field(3, lmax=150)
+    d_x, d_y = deflection_from_phi(GRID, phi)
+    fd_x = (np.roll(phi, -1, axis=1) - np.roll(phi, 1, axis=1)) / (2 * GRID.dx)
+    fd_y = (np.roll(phi, -1, axis=0) - np.roll(phi, 1, axis=0)) / (2 * GRID.dx)
+    assert np.corrcoef(d_x.ravel(), fd_x.ravel())[0, 1] > 0.99
+    assert np.corrcoef(d_y.ravel(), fd_y.ravel())[0, 1] > 0.99
+
+
+def hot_spot_area(t_map, level):
+    return int((t_map > level).sum())
+
+
+@pytest.mark.parametrize("method", ["fourier", "bicubic"])
+def test_positive_kappa_magnifies_a_hot_spot(method):
+    """Standard convention T_lensed(x) = T(x + grad phi): a positive kappa blob enlarges a hot
+    spot behind it and a negative one shrinks it (science notes, lensing convention)."""
+    grid = FlatGrid(128, 2.0)
+    lx, ly = grid.ell_xy
+    y, x = (np.mgrid[0:128, 0:128] - 64) * grid.dx
+    r2 = x**2 + y**2
+    spot = 100.0 * np.exp(-r2 / (2 * (20 * ARCMIN) ** 2))
+    spot = np.fft.ifft2(np.fft.fft2(spot) * (grid.ell < 0.9 * grid.ell_nyquist)).real  # band-limit
+    blob = 0.1 * np.exp(-r2 / (2 * (40 * ARCMIN) ** 2))
+    base = hot_spot_area(spot, 50.0)
+    assert hot_spot_area(lens_map(grid, spot, blob, method), 50.0) > 1.1 * base
+    assert hot_spot_area(lens_map(grid, spot, -blob, method), 50.0) < 0.9 * base
+
+
+def test_zero_kappa_is_the_identity():
+    t_map = smooth_field(4, amplitude=100.0)
+    assert np.allclose(lens_map(GRID, t_map, np.zeros_like(t_map)), t_map, atol=1e-9)
+
+
+def test_fourier_remap_of_a_constant_deflection_is_an_exact_shift():
+    """T(x + d0) with d0 = three pixels along x equals the map rolled by three pixels."""
+    t_map = smooth_field(5, amplitude=100.0)
+    d_x = np.full_like(t_map, 3 * GRID.dx)
+    shifted = remap_fourier(GRID, t_map, d_x, np.zeros_like(t_map))
+    assert np.allclose(shifted, np.roll(t_map, -3, axis=1), atol=1e-9)
+
+
+def test_bicubic_remap_agrees_with_the_exact_one_on_smooth_maps():
+    t_map = smooth_field(6, amplitude=100.0, lmax=200)
+    kappa = smooth_field(7, amplitude=3.0, lmax=150)
+    d_x, d_y = deflection_from_kappa(GRID, kappa)
+    exact, spline = remap_fourier(GRID, t_map, d_x, d_y), remap_bicubic(GRID, t_map, d_x, d_y)
+    assert np.std(exact - spline) < 0.02 * np.std(t_map)
+
+
+def test_noise_depth_in_uk_arcmin():
+    """sigma_pix = Delta_T / pixel side, so the noise power is C_N = (Delta_T arcmin)^2 (v8: 5 uK-arcmin)."""
+    grid = FlatGrid(50, 27.48)
+    sigma = white_noise_sigma_pix(5.0, grid.pixel_arcmin)
+    noise = sigma * np.random.default_rng(0).standard_normal((50, 50, 50))
+    assert power_2d(grid, noise).mean() == pytest.approx((5.0 * ARCMIN) ** 2, rel=0.02)

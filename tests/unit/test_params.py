@@ -1,0 +1,114 @@
+"""Parameter sets (Hydra groups lensing/ and scale/) and the checks that run before any compute."""
+
+import math
+
+import pytest
+import yaml
+
+from cmbml.params import ParamError, validate
+from tests.conftest import REPO, compose
+
+# Seed README ("Summary of the eight versions") and science notes (networks, training).
+SEED_TABLE = {
+    "v1": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=30, same_T=True, noise=0.0, filters=[64, 64, 32], out=9),
+    "v2": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=30, same_T=False, noise=0.0, filters=[64] * 4, out=9),
+    "v3": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=10, same_T=False, noise=0.0, filters=[64] * 4 + [32], out=9),
+    "v4": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=1, same_T=False, noise=0.0, filters=[64] * 4 + [32], out=9),
+    "v5": dict(npix=50, pix=0.8588, T_lmax=12287, kappa_lmax=5000, factor=1, same_T=False, noise=0.0, filters=[64] * 6, out=3),
+    "v6": dict(npix=100, pix=6.0, T_lmax=None, kappa_lmax=None, factor=1, same_T=False, noise=0.0, filters=[32] * 12, out=3),
+    "v7": dict(npix=50, pix=27.48, T_lmax=None, kappa_lmax=None, factor=1, same_T=False, noise=0.0, filters=[64] * 8, out=3),
+    "v8": dict(npix=50, pix=27.48, T_lmax=None, kappa_lmax=50, factor=1, same_T=False, noise=5.0, filters=[64] * 5 + [32], out=3),
+}
+
+
+@pytest.mark.parametrize("version", sorted(SEED_TABLE))
+def test_each_version_composes_to_the_seed_table(version):
+    p, want = compose(f"lensing={version}"), SEED_TABLE[version]
+    assert p["lensing_version"] == version
+    assert (p["npix"], p["T_lmax"], p["kappa_lmax"]) == (want["npix"], want["T_lmax"], want["kappa_lmax"])
+    assert p["pixel_arcmin"] == pytest.approx(want["pix"])
+    assert p["kappa_exaggeration_factor"] == want["factor"]
+    assert p["same_T_realisation"] is want["same_T"] and p["noise_uK_arcmin"] == want["noise"]
+    assert p["lensing_net"]["conv_filters"] == want["filters"] and p["lensing_net"]["output_kernel"] == want["out"]
+    validate(p)
+
+
+def test_v6_to_v8_patch_sides():
+    # seed README: v6 100 px over 10 deg; v7 and v8 50 px over 22.9 deg.
+    assert compose("lensing=v6")["npix"] * compose("lensing=v6")["pixel_arcmin"] / 60 == pytest.approx(10.0)
+    for v in ("v7", "v8"):
+        p = compose(f"lensing={v}")
+        assert p["npix"] * p["pixel_arcmin"] / 60 == pytest.approx(22.9, abs=0.01)
+
+
+def test_committed_params_yaml_is_the_default_composition():
+    with open(REPO / "params.yaml") as fh:
+        assert yaml.safe_load(fh) == compose()
+
+
+def test_default_is_v2_and_exaggeration_10_reproduces_v3_physics():
+    default, v3 = compose(), compose("lensing=v3")
+    assert default["lensing_version"] == "v2" and default["kappa_exaggeration_factor"] != 10
+    swept = compose("kappa_exaggeration_factor=10")
+    keys = ["npix", "pixel_arcmin", "T_lmax", "kappa_lmax", "kappa_exaggeration_factor", "same_T_realisation"]
+    assert {k: swept[k] for k in keys} == {k: v3[k] for k in keys}
+
+
+@pytest.mark.parametrize("scale", ["smoke", "default", "paper"])
+def test_scales_change_sizes_never_physics(scale):
+    base, p = compose(), compose(f"scale={scale}")
+    assert p["scale"]["name"] == scale
+    assert {k: v for k, v in p.items() if k != "scale"} == {k: v for k, v in base.items() if k != "scale"}
+    validate(p)
+
+
+def test_paper_scale_takes_the_versions_original_sample_sizes():
+    # science notes: v7 trained on 20000 maps.
+    assert compose("lensing=v7", "scale=paper")["scale"]["lensing"]["n_train"] == 20000
+
+
+def problems_of(**changes):
+    p = compose()
+    for dotted, value in changes.items():
+        node = p
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    with pytest.raises(ParamError) as err:
+        validate(p)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "changes, must_mention",
+    [
+        (dict(npix=0), ["npix = 0", "8 <= npix <= 1024"]),
+        (dict(pixel_arcmin=-1.0), ["pixel_arcmin = -1.0", "0 < pixel_arcmin"]),
+        (dict(T_lmax=500), ["T_lmax = 500", "393", "Nyquist"]),
+        (dict(kappa_lmax=5000), ["kappa_lmax = 5000", "Nyquist"]),
+        (dict(lensing_version="v9"), ["lensing_version = 'v9'", "v1, v2"]),
+        (dict(scale__lensing__n_train=0), ["scale.lensing.n_train = 0"]),
+        (dict(kappa_exaggeration_factor=0), ["kappa_exaggeration_factor = 0"]),
+        (dict(lensing_evaluate__rho_bin_width_in_fundamentals=0.5), ["rho_bin_width_in_fundamentals = 0.5", "fundamental"]),
+        (dict(kappa_lmax=20), ["kappa_lmax = 20", "rho(L) bin"]),
+        (dict(lensing_train__batch_size=10_000), ["lensing_train.batch_size = 10000", "n_train"]),
+    ],
+)
+def test_invalid_parameters_name_the_key_and_the_allowed_range(changes, must_mention):
+    message = problems_of(**changes)
+    for fragment in must_mention:
+        assert fragment in message
+
+
+def test_every_problem_is_reported_at_once():
+    message = problems_of(npix=0, noise_uK_arcmin=-1.0)
+    assert "npix = 0" in message and "noise_uK_arcmin = -1.0" in message
+
+
+def test_spectra_lmax_follows_the_simulations():
+    from cmbml.params import required_spectra_lmax
+
+    assert required_spectra_lmax(compose("lensing=v5")) == 12287
+    v6 = compose("lensing=v6")  # no band limit: every grid mode up to the corner sqrt(2) ell_Nyquist
+    assert required_spectra_lmax(v6) >= math.sqrt(2) * 1800
