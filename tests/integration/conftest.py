@@ -38,5 +38,5 @@ def repo_copy(tmp_path_factory) -> tuple[Path, dict]:
     sh(["git", "init", "-q", "-b", "main"], dest, env)
     sh(["git", "add", "-A"], dest, env)
     sh(["git", "commit", "-q", "-m", "snapshot for the integration test"], dest, env)
-    sh(["dvc", "pull", "-q"], dest, env)
+    sh(["dvc", "pull", "-q", "data.dvc"], dest, env)
     return dest, env
