@@ -11,6 +11,8 @@ PYMASTER_VERSION=3.0.1
 APT_PACKAGES="libgsl-dev libfftw3-dev libcfitsio-dev libchealpix-dev autoconf automake libtool pkg-config"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+# pip, quieter: drop the per-package notices about local index folders some images configure
+pip_q() { "$VENV/bin/pip" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 # 1. Debian packages needed to build pymaster.
 missing=""
@@ -31,13 +33,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
 fi
-PIP="$VENV/bin/pip"
 
 # 3. Pinned dependencies (re-run only when requirements.txt changes).
 req_hash=$(sha256sum requirements.txt | cut -c1-16)
 if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
   log "installing pinned dependencies (requirements.txt)"
-  "$PIP" install -q -r requirements.txt
+  pip_q install -q -r requirements.txt
   echo "$req_hash" > "$VENV/.requirements-hash"
 fi
 
@@ -45,7 +46,7 @@ fi
 if ! "$VENV/bin/python" -c "import pymaster" 2>/dev/null; then
   log "building pymaster $PYMASTER_VERSION against Debian's libchealpix"
   build=$(mktemp -d)
-  "$PIP" download -q --no-deps --no-binary pymaster --no-build-isolation "pymaster==$PYMASTER_VERSION" -d "$build"
+  pip_q download -q --no-deps --no-binary pymaster --no-build-isolation "pymaster==$PYMASTER_VERSION" -d "$build"
   tar -xzf "$build"/pymaster-*.tar.gz -C "$build"
   src=$(find "$build" -maxdepth 1 -type d -name 'pymaster-*' | head -n1)
   mkdir -p "$src/_deps/lib" "$src/_deps/include"
@@ -53,7 +54,7 @@ if ! "$VENV/bin/python" -c "import pymaster" 2>/dev/null; then
   # Debian's static libchealpix.a is not -fPIC: a linker script redirects to the shared one.
   libdir=$(dirname "$(find /usr/lib -name 'libchealpix.so' | head -n1)")
   echo "INPUT($libdir/libchealpix.so)" > "$src/_deps/lib/libchealpix.a"
-  (cd "$src" && "$PIP" install -q --no-deps .)
+  (cd "$src" && pip_q install -q --no-deps . 2>&1 | grep -v -i -E "warning|!!|\*\*\*|^ *$|license|classifier|setuptools|deprecat|See https|By 20" || true)
   rm -rf "$build"
   "$VENV/bin/python" -c "import pymaster" 
 fi
@@ -61,7 +62,7 @@ fi
 # 5. cmbml itself, editable.
 if ! "$VENV/bin/python" -c "import cmbml" 2>/dev/null || [ pyproject.toml -nt "$VENV/.cmbml-installed" ]; then
   log "installing cmbml (editable)"
-  "$PIP" install -q --no-deps --no-build-isolation -e . 2>/dev/null || "$PIP" install -q --no-deps -e .
+  pip_q install -q --no-deps -e .
   touch "$VENV/.cmbml-installed"
 fi
 

@@ -170,16 +170,88 @@ def check_lensing(c: _Checker, conf_dir: str | Path = "conf") -> None:
                  f"{grid.side_deg:.2f} deg patch) and must fit below L = {top:.0f}")
 
 
+def check_cenn(c: _Checker, conf_dir: str | Path = "conf") -> None:
+    """Checks of the component-separation keys (sky, foregrounds, patches, network, spectra)."""
+    c.choice("cenn.variant", available_options("cenn", conf_dir) or ["E", "B", "QU"])
+    comps = c.value("cenn.components")
+    if comps is not None and comps not in (["E"], ["B"], ["Q", "U"]):
+        c.problems.append(f"cenn.components = {comps!r}: allowed [E], [B] or [Q, U]")
+    nside = c.value("scale.cenn.nside")
+    if nside is not None and not (isinstance(nside, int) and 16 <= nside <= 8192 and nside & (nside - 1) == 0):
+        c.problems.append(f"scale.cenn.nside = {nside!r}: allowed powers of two 16 <= nside <= 8192")
+        nside = None
+    npix = c.value("scale.cenn.npix")
+    if npix is not None and not (isinstance(npix, int) and 16 <= npix <= 2048 and npix % 16 == 0):
+        c.problems.append(f"scale.cenn.npix = {npix!r}: allowed multiples of 16 (four stride-2 layers), 16 <= npix <= 2048")
+        npix = None
+    pix = c.number("scale.cenn.pixel_arcmin", 0.0, 120.0, lo_open=True)
+    for split in ("n_train", "n_test", "n_validation"):
+        c.number(f"scale.cenn.{split}", 1, 10_000_000, integer=True)
+    c.number("scale.cenn.epochs", 1, 100_000, integer=True)
+    c.number("sky_maps.n_cmb_realisations", 1, 1000, integer=True)
+    c.number("cenn_simulate.b_min_deg", 0.0, 80.0)
+    c.number("cenn_simulate.workers", 1, 256, integer=True)
+    band = c.value("cenn_simulate.holdout_lon_deg")
+    if band is not None and not (isinstance(band, list) and len(band) == 2 and 0 <= band[0] < band[1] <= 360):
+        c.problems.append(f"cenn_simulate.holdout_lon_deg = {band!r}: allowed [lo, hi] with 0 <= lo < hi <= 360")
+    c.number("instrument.target_GHz", 1.0, 1000.0)
+    c.boolean("foregrounds.noise")
+    for name in ("dust", "synchrotron"):
+        for key in ("A_EE", "A_BB"):
+            c.number(f"foregrounds.{name}.{key}", 0.0, 1e6)
+        for key in ("alpha_EE", "alpha_BB"):
+            c.number(f"foregrounds.{name}.{key}", -5.0, 5.0)
+        c.number(f"foregrounds.{name}.ref_GHz", 1.0, 2000.0)
+        c.number(f"foregrounds.{name}.beta", -6.0, 6.0)
+        template = c.value(f"foregrounds.{name}.template")
+        if template is not None and not (Path("data") / str(template)).is_file():
+            c.problems.append(f"foregrounds.{name}.template = {template!r}: no such file in data/ "
+                              "(copy it there and run `dvc add data`, or set null for the Gaussian model)")
+    c.number("foregrounds.dust.T_dust_K", 1.0, 1000.0)
+    for name in ("radio", "infrared"):
+        c.number(f"foregrounds.{name}.n_per_sr", 0.0, 1e7)
+        s_min = c.number(f"foregrounds.{name}.s_min_Jy", 0.0, 1e4, lo_open=True)
+        c.number(f"foregrounds.{name}.s_max_Jy", s_min or 0.0, 1e5, lo_open=True, why="above s_min_Jy")
+        c.number(f"foregrounds.{name}.count_slope", 0.0, 5.0, lo_open=True)
+        c.number(f"foregrounds.{name}.pol_sigma", 0.0, 5.0)
+    c.choice("cenn_train.optimizer", ["adam", "sgd", "adagrad", "rmsprop"])
+    c.number("cenn_train.learning_rate", 0.0, 10.0, lo_open=True)
+    c.number("cenn_train.l2", 0.0, 1.0)
+    c.number("cenn_train.batch_size", 1, 100_000, integer=True)
+    c.number("cenn_train.early_stopping_patience", 1, 100_000, integer=True)
+    c.number("cenn_evaluate.n_example_patches", 1, 16, integer=True)
+    if npix is None or pix is None:
+        return
+    crop = c.number("scale.cenn.crop_pixels", 0, npix // 4 - 1, integer=True,
+                    why=f"at most a quarter of the {npix}-pixel patch")
+    if crop is None:
+        return
+    side_deg = (npix - 2 * crop) * pix / 60.0
+    fundamental = 360.0 / side_deg
+    top = min(3 * nside - 1 if nside else math.inf, 180.0 * 60.0 / pix)
+    c.number("cenn_evaluate.apodization_deg", 0.0, side_deg / 4, lo_open=True,
+             why=f"a quarter of the cropped {side_deg:.2f} deg patch")
+    c.number("cenn_evaluate.bin_width", fundamental, max(fundamental, top / 2),
+             why=f"NaMaster needs every bin to hold a Fourier mode: at least the fundamental 2 pi / L = "
+                 f"{fundamental:.1f} of the cropped {side_deg:.2f} deg patch, and two bins below lmax {top:.0f}")
+    ranges = c.value("cenn_evaluate.residual_ell_ranges") or []
+    for i, r in enumerate(ranges):
+        if not (isinstance(r, list) and len(r) == 2 and 0 <= r[0] < r[1]):
+            c.problems.append(f"cenn_evaluate.residual_ell_ranges[{i}] = {r!r}: allowed [lo, hi] with 0 <= lo < hi")
+
+
 def check_mlflow(c: _Checker) -> None:
-    for key in ("mlflow.tracking_uri", "mlflow.lensing_experiment", "mlflow.lensing_registered_model"):
+    for key in ("mlflow.tracking_uri", "mlflow.lensing_experiment", "mlflow.lensing_registered_model",
+                "mlflow.cenn_experiment", "mlflow.cenn_registered_model_prefix"):
         v = c.value(key)
         if v is not None and (not isinstance(v, str) or not v):
             c.problems.append(f"{key} = {v!r}: must be a non-empty string")
 
 
 CHECKS: dict[str, list[Callable[[_Checker], None]]] = {
-    "spectra": [check_cosmology, check_lensing],
+    "spectra": [check_cosmology, check_lensing, check_cenn],
     "lensing": [check_cosmology, check_lensing, check_mlflow],
+    "cenn": [check_cosmology, check_cenn, check_mlflow],
 }
 
 
@@ -199,10 +271,11 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None, sourc
 def required_spectra_lmax(params: Mapping[str, Any]) -> int:
     """Highest multipole any simulation in this parameter set needs from CAMB.
 
-    A band limit of ``null`` means every grid mode, up to the grid's corner
+    The lensing patch's band limits and the CENN skies' ``3 nside - 1``. A band limit of ``null`` means every grid mode, up to the grid's corner
     ``sqrt(2) * ell_Nyquist``.
     """
     grid = lensing_grid(params)
     corner = math.ceil(math.sqrt(2.0) * grid.ell_nyquist) + 1
     need = [corner if params.get(k) is None else int(math.ceil(params[k])) for k in ("T_lmax", "kappa_lmax")]
+    need.append(3 * int(params["scale"]["cenn"]["nside"]) - 1)  # HEALPix band limit of the CENN skies
     return max(need + [100])

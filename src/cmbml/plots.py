@@ -112,3 +112,37 @@ def plot_binned_spectra(ell: np.ndarray, curves: Mapping[str, np.ndarray], path:
         ax.set_yscale("log")
     ax.legend()
     _save(fig, path)
+
+
+def plot_full_sky_check(tqu: np.ndarray, measured_cls: np.ndarray, theory: Mapping[str, np.ndarray], nside: int,
+                        path: str | Path) -> None:
+    """Mollweide Q map and the realisation's TT/EE/BB spectra against the input (pixel window applied)."""
+    import healpy as hp
+
+    from cmbml.spectra import cl_to_dl
+
+    plt = _plt()
+    fig = plt.figure(figsize=(13, 4.5))
+    hp.mollview(tqu[1], fig=fig.number, sub=(1, 2, 1), title="CMB Q [uK], realisation 0", unit="uK", cmap="RdBu_r")
+    ax = fig.add_subplot(1, 2, 2)
+    lmax = measured_cls.shape[1] - 1
+    ell = np.arange(2, lmax + 1)
+    for i, (key, label) in enumerate([("cl_tt_lensed", "TT"), ("cl_ee_lensed", "EE"), ("cl_bb_lensed", "BB")]):
+        ax.loglog(ell, cl_to_dl(ell, measured_cls[i][2:]), lw=0.8, label=f"{label} map")
+        ax.loglog(ell, cl_to_dl(ell, theory[key][2 : lmax + 1]), "k--", lw=0.8)
+    ax.set(xlabel=r"$\ell$", ylabel=r"$D_\ell$ [$\mu$K$^2$]", title=f"nside {nside}: anafast (colour) vs CAMB (dashed)")
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_foreground_channels(maps: Mapping[float, np.ndarray], nside: int, path: str | Path) -> None:
+    """Mollweide views of the total foreground Q at each channel (log-stretched)."""
+    import healpy as hp
+
+    plt = _plt()
+    fig = plt.figure(figsize=(5 * len(maps), 3.6))
+    for i, (freq, qu) in enumerate(sorted(maps.items())):
+        amp = np.arcsinh(qu[0] / max(np.std(qu[0]), 1e-12))
+        hp.mollview(amp, fig=fig.number, sub=(1, len(maps), i + 1), title=f"foreground Q, {freq:g} GHz (asinh/rms)",
+                    cmap="RdBu_r", min=-3, max=3, cbar=False)
+    _save(fig, path)

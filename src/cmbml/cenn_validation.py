@@ -1,0 +1,160 @@
+"""Expectation suites for the CENN patch datasets and for network outputs.
+
+Each patch is reduced to statistics: the label rms, per channel the variance of the
+contamination ``c_k = M[..., k] - M0`` (foregrounds, noise and the small beam difference), and the
+cross-covariances of contaminations between channels. Noise is independent between channels,
+so the cross-covariances measure the common foreground; their ratios follow the dust spectral
+energy distribution, which fixes the order of the channels: a swapped pair breaks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmbml.gate import GateTable
+from cmbml.io import array_digest, iter_chunks
+
+
+@dataclass(frozen=True)
+class CennExpectation:
+    """What the datasets of one parameter set should look like."""
+
+    npix: int
+    n_channels: int
+    target: int
+    n_samples: Mapping[str, int]  # per split
+    label_var: float  # expected variance of a label patch (uK^2)
+    contamination_var: Sequence[float]  # per channel: noise + foreground variance (uK^2)
+    sed_ratios: Mapping[str, float]  # expected cov(c_i, c_k) / cov(c_j, c_k) from the dust SED
+    noise_var_target: float  # white-noise variance per pixel at the target channel
+
+
+def sample_table(path: str | Path, split: str, component: str, target: int, chunk: int = 64):
+    """One row per patch; an unreadable file gives an empty table."""
+    import h5py
+    import pandas as pd
+
+    rows = []
+    try:
+        with h5py.File(path, "r") as h5:
+            n = h5["M"].shape[0]
+            for sl in iter_chunks(n, chunk):
+                m = np.asarray(h5["M"][sl], dtype=np.float64)
+                m0 = np.asarray(h5["M0"][sl], dtype=np.float64)
+                for j in range(m.shape[0]):
+                    c = m[j] - m0[j]  # (n, n, channels)
+                    c = c - c.mean(axis=(0, 1))
+                    flat = c.reshape(-1, c.shape[-1])
+                    cov = flat.T @ flat / flat.shape[0]
+                    rows.append({
+                        "split": split, "component": component, "index": sl.start + j,
+                        "label_var": float(np.var(m0[j])),
+                        **{f"contamination_var_{k}": float(cov[k, k]) for k in range(cov.shape[0])},
+                        "cov_01": float(cov[0, 1]), "cov_02": float(cov[0, 2]), "cov_12": float(cov[1, 2]),
+                        "target_minus_label_var": float(np.var(m[j][..., target] - m0[j][..., 0])),
+                        "nonfinite_count": int((~np.isfinite(m[j])).sum() + (~np.isfinite(m0[j])).sum()),
+                        "digest": array_digest(np.concatenate([m[j], m0[j]], axis=-1).astype(np.float32)),
+                    })
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    return pd.DataFrame(rows)
+
+
+def file_facts(path: str | Path, split: str, component: str, expect: CennExpectation) -> dict:
+    import h5py
+
+    n = int(expect.n_samples[split])
+    facts = {"file": f"{split}_{component}", "readable": False, "complete": False,
+             "M_shape": "", "M_shape_expected": str((n, expect.npix, expect.npix, expect.n_channels)),
+             "M0_shape": "", "M0_shape_expected": str((n, expect.npix, expect.npix, 1)), "dtypes": ""}
+    try:
+        with h5py.File(path, "r") as h5:
+            facts["readable"] = True
+            facts["complete"] = bool(h5.attrs.get("complete", False))
+            facts["M_shape"] = str(tuple(int(x) for x in h5["M"].shape))
+            facts["M0_shape"] = str(tuple(int(x) for x in h5["M0"].shape))
+            facts["dtypes"] = ",".join(sorted({str(h5["M"].dtype), str(h5["M0"].dtype)}))
+    except (OSError, KeyError, ValueError):
+        pass
+    return facts
+
+
+def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpectation) -> list[GateTable]:
+    """Suites for every (split, component) file plus cross-split uniqueness."""
+    import great_expectations as gx
+    import pandas as pd
+
+    E = gx.expectations
+    facts = pd.DataFrame([file_facts(p, s, c, expect) for (s, c), p in paths.items()])
+    tables = [GateTable("files", facts, [
+        E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
+        E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
+        E.ExpectColumnValuesToBeInSet(column="dtypes", value_set=["float32"]),
+        E.ExpectColumnPairValuesToBeEqual(column_A="M_shape", column_B="M_shape_expected"),
+        E.ExpectColumnPairValuesToBeEqual(column_A="M0_shape", column_B="M0_shape_expected"),
+    ])]
+    samples = {key: sample_table(p, key[0], key[1], expect.target) for key, p in paths.items()}
+    for (split, comp), frame in samples.items():
+        name = f"{split}_{comp}"
+        checks = [
+            E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
+            E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
+            # the label's power matches the CMB spectrum (beam applied), averaged over patches
+            E.ExpectColumnMeanToBeBetween(column="label_var", min_value=0.5 * expect.label_var,
+                                          max_value=1.6 * expect.label_var),
+            # the input at the target channel is not the label: noise and foregrounds remain
+            E.ExpectColumnValuesToBeBetween(column="target_minus_label_var",
+                                            min_value=0.5 * expect.noise_var_target, max_value=None),
+        ]
+        for k, var in enumerate(expect.contamination_var):
+            checks.append(E.ExpectColumnMeanToBeBetween(column=f"contamination_var_{k}", min_value=0.5 * var,
+                                                        max_value=2.0 * var))
+        tables.append(GateTable(f"{name}_patches", frame, checks))
+        if len(frame):
+            # channel order from the dust SED: ratios of summed cross-covariances
+            ratios = {
+                "cov02_over_cov12": frame["cov_02"].sum() / frame["cov_12"].sum(),
+                "cov01_over_cov02": frame["cov_01"].sum() / frame["cov_02"].sum(),
+            }
+            sed = pd.DataFrame([{"ratio": k, "measured": float(v), "expected": expect.sed_ratios[k],
+                                 "relative_error": abs(float(v) / expect.sed_ratios[k] - 1.0)}
+                                for k, v in ratios.items()])
+            tables.append(GateTable(f"{name}_channel_order", sed, [
+                E.ExpectColumnValuesToBeBetween(column="relative_error", min_value=0.0, max_value=0.3),
+            ]))
+    everything = pd.concat([f for f in samples.values() if len(f)], ignore_index=True) if any(
+        len(f) for f in samples.values()) else pd.DataFrame({"digest": [], "component": []})
+    for comp in sorted({c for _, c in paths}):
+        subset = everything[everything["component"] == comp] if len(everything) else everything
+        tables.append(GateTable(f"all_{comp}_patches", subset, [
+            E.ExpectColumnValuesToBeUnique(column="digest"),  # no patch repeated within or across splits
+        ]))
+    return tables
+
+
+def prediction_table(predictions: np.ndarray, expected_shape: tuple[int, ...]):
+    """Network outputs reduced to one row per patch (shape and finiteness) for the evaluation gate."""
+    import pandas as pd
+
+    ok_shape = tuple(predictions.shape) == tuple(expected_shape)
+    n = predictions.shape[0] if predictions.ndim else 0
+    return pd.DataFrame({
+        "index": np.arange(n),
+        "shape_ok": [ok_shape] * n,
+        "nonfinite_count": [int((~np.isfinite(predictions[i])).sum()) for i in range(n)],
+    })
+
+
+def prediction_expectations(n_expected: int) -> list:
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectTableRowCountToEqual(value=int(n_expected)),
+        E.ExpectColumnValuesToBeInSet(column="shape_ok", value_set=[True]),
+        E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
+    ]

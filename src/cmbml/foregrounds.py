@@ -1,0 +1,155 @@
+"""Polarized foregrounds: Galactic dust and synchrotron, radio and infrared point sources.
+
+Units. Amplitudes are given in Rayleigh-Jeans brightness temperature at a reference frequency;
+every map this module returns is in CMB thermodynamic uK at the requested frequency. The one
+conversion is :func:`rj_to_cmb`, ``dT_CMB / dT_RJ = (e^x - 1)^2 / (x^2 e^x)`` with
+``x = h nu / (k T_CMB)``.
+
+Spectral energy distributions (in RJ temperature):
+
+- dust, modified black body: ``T_RJ(nu) / T_RJ(nu0) = (nu / nu0)^(beta_d + 1) (e^{x0} - 1) / (e^{x} - 1)``,
+  ``x = h nu / (k T_d)``;
+- synchrotron, power law: ``(nu / nu0)^beta_s``;
+- point sources: flux density ``S(nu) = S(nu0) (nu / nu0)^alpha``, converted to temperature in a pixel
+  of solid angle Omega with ``dB/dT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+H_PLANCK = 6.62607015e-34  # J s
+K_BOLTZMANN = 1.380649e-23  # J / K
+C_LIGHT = 2.99792458e8  # m / s
+T_CMB = 2.7255  # K
+JY = 1e-26  # W / m^2 / Hz
+
+
+def _x(freq_ghz, temperature_k):
+    return H_PLANCK * np.asarray(freq_ghz, dtype=float) * 1e9 / (K_BOLTZMANN * temperature_k)
+
+
+def rj_to_cmb(freq_ghz) -> np.ndarray:
+    """Factor converting a Rayleigh-Jeans temperature fluctuation to CMB thermodynamic units."""
+    x = _x(freq_ghz, T_CMB)
+    return np.expm1(x) ** 2 / (x**2 * np.exp(x))
+
+
+def dust_sed_rj(freq_ghz, ref_ghz: float, beta: float, temperature_k: float) -> np.ndarray:
+    """Modified black body in RJ temperature, normalised to 1 at ``ref_ghz``."""
+    nu = np.asarray(freq_ghz, dtype=float)
+    return (nu / ref_ghz) ** (beta + 1.0) * np.expm1(_x(ref_ghz, temperature_k)) / np.expm1(_x(nu, temperature_k))
+
+
+def synchrotron_sed_rj(freq_ghz, ref_ghz: float, beta: float) -> np.ndarray:
+    """Power law in RJ temperature, normalised to 1 at ``ref_ghz``."""
+    return (np.asarray(freq_ghz, dtype=float) / ref_ghz) ** beta
+
+
+def db_dt_cmb(freq_ghz) -> np.ndarray:
+    """dB_nu/dT at T_CMB in W / m^2 / Hz / sr / K."""
+    nu = np.asarray(freq_ghz, dtype=float) * 1e9
+    x = _x(freq_ghz, T_CMB)
+    return 2.0 * K_BOLTZMANN * nu**2 / C_LIGHT**2 * x**2 * np.exp(x) / np.expm1(x) ** 2
+
+
+def jy_to_cmb_uk(freq_ghz, solid_angle_sr: float) -> np.ndarray:
+    """uK_CMB produced by 1 Jy spread over ``solid_angle_sr``."""
+    return JY / (db_dt_cmb(freq_ghz) * solid_angle_sr) * 1e6
+
+
+def power_law_cl(lmax: int, amplitude_dl: float, alpha: float, ell_ref: float = 80.0, ell_min: int = 2) -> np.ndarray:
+    """``C_ell`` of ``D_ell = A (ell / ell_ref)^alpha``; zero below ``ell_min``."""
+    ell = np.arange(lmax + 1, dtype=float)
+    cl = np.zeros(lmax + 1)
+    sel = ell >= ell_min
+    cl[sel] = 2.0 * np.pi * amplitude_dl * (ell[sel] / ell_ref) ** alpha / (ell[sel] * (ell[sel] + 1.0))
+    return cl
+
+
+@dataclass(frozen=True)
+class GaussianForeground:
+    """A Gaussian polarized foreground with power-law EE/BB spectra at a reference frequency (uK_RJ^2)."""
+
+    a_ee: float
+    a_bb: float
+    alpha_ee: float
+    alpha_bb: float
+    ref_ghz: float
+
+    def qu_map_rj(self, nside: int, lmax: int, rng: np.random.Generator) -> np.ndarray:
+        """(Q, U) at the reference frequency, uK_RJ."""
+        from cmbml.sky import gaussian_alm, tqu_from_alm
+
+        zero = np.zeros(lmax + 1)
+        alm = gaussian_alm(zero, power_law_cl(lmax, self.a_ee, self.alpha_ee),
+                           power_law_cl(lmax, self.a_bb, self.alpha_bb), zero, lmax, rng)
+        return tqu_from_alm(alm, nside)[1:]
+
+
+@dataclass(frozen=True)
+class SourcePopulation:
+    """Polarized point sources with power-law counts ``N(>S) = n_per_sr (S / s_min)^-slope`` at ``ref_ghz``.
+
+    Polarization fractions are log-normal: ``ln(Pi / %) ~ N(mu, sigma)``; angles are uniform.
+    """
+
+    n_per_sr: float
+    s_min_jy: float
+    s_max_jy: float
+    count_slope: float
+    spectral_index: float
+    ref_ghz: float
+    pol_mu: float
+    pol_sigma: float
+
+    def catalogue(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Positions (theta, phi), flux at ref_ghz (Jy), polarization fraction and angle."""
+        n = rng.poisson(self.n_per_sr * 4.0 * np.pi)
+        # inverse-CDF draw from a truncated power law in S
+        u = rng.uniform(size=n)
+        lo, hi = 1.0, (self.s_max_jy / self.s_min_jy) ** (-self.count_slope)
+        flux = self.s_min_jy * (lo - u * (lo - hi)) ** (-1.0 / self.count_slope)
+        return {
+            "theta": np.arccos(rng.uniform(-1.0, 1.0, size=n)),
+            "phi": rng.uniform(0.0, 2.0 * np.pi, size=n),
+            "flux_jy": flux,
+            "pol_fraction": np.exp(rng.normal(self.pol_mu, self.pol_sigma, size=n)) / 100.0,
+            "pol_angle": rng.uniform(0.0, np.pi, size=n),
+        }
+
+    def qu_map(self, catalogue: Mapping[str, np.ndarray], nside: int, freq_ghz: float) -> np.ndarray:
+        """(Q, U) in uK_CMB at ``freq_ghz``: each source in its pixel (the beam is applied later)."""
+        import healpy as hp
+
+        pix = hp.ang2pix(nside, catalogue["theta"], catalogue["phi"])
+        pol_flux = catalogue["flux_jy"] * np.minimum(catalogue["pol_fraction"], 1.0)
+        pol_flux = pol_flux * (freq_ghz / self.ref_ghz) ** self.spectral_index
+        to_uk = jy_to_cmb_uk(freq_ghz, hp.nside2pixarea(nside))
+        out = np.zeros((2, hp.nside2npix(nside)))
+        np.add.at(out[0], pix, to_uk * pol_flux * np.cos(2 * catalogue["pol_angle"]))
+        np.add.at(out[1], pix, to_uk * pol_flux * np.sin(2 * catalogue["pol_angle"]))
+        return out
+
+
+def gaussian_foreground_from_params(p: Mapping) -> GaussianForeground:
+    """Dust or synchrotron Gaussian sky from its parameter block (A_EE, A_BB, alpha_EE, alpha_BB, ref_GHz)."""
+    return GaussianForeground(p["A_EE"], p["A_BB"], p["alpha_EE"], p["alpha_BB"], p["ref_GHz"])
+
+
+def scale_dust(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping) -> np.ndarray:
+    """Dust (Q, U) at ``freq_ghz`` in uK_CMB from the reference-frequency RJ map."""
+    return qu_rj_ref * dust_sed_rj(freq_ghz, p["ref_GHz"], p["beta"], p["T_dust_K"]) * rj_to_cmb(freq_ghz)
+
+
+def scale_synchrotron(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping) -> np.ndarray:
+    """Synchrotron (Q, U) at ``freq_ghz`` in uK_CMB from the reference-frequency RJ map."""
+    return qu_rj_ref * synchrotron_sed_rj(freq_ghz, p["ref_GHz"], p["beta"]) * rj_to_cmb(freq_ghz)
+
+
+def sources_from_params(p: Mapping) -> SourcePopulation:
+    return SourcePopulation(p["n_per_sr"], p["s_min_Jy"], p["s_max_Jy"], p["count_slope"], p["spectral_index"],
+                            p["ref_GHz"], p["pol_mu"], p["pol_sigma"])

@@ -1,0 +1,132 @@
+"""Square gnomonic sky patches cut from HEALPix maps.
+
+Each patch's pixel directions and bilinear interpolation weights are computed once; every map
+(channels, components, labels) is then read through the same indices and weights, instead of
+one projection call per map.
+
+Patch frame: pixel ``[iy, ix]``; ``+x`` points along increasing Galactic longitude (east) and
+``+y`` to the north at the centre. Polarization is rotated from each pixel's local meridian frame
+into this common frame and put in the flat-sky Stokes convention, so Q/U patches go to NaMaster
+directly; without the rotation about 1% of EE leaks into BB on 6.4 deg patches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ARCMIN = np.pi / (180.0 * 60.0)
+
+
+@dataclass(frozen=True)
+class PatchGeometry:
+    npix: int
+    pixel_arcmin: float
+
+    @property
+    def side_deg(self) -> float:
+        return self.npix * self.pixel_arcmin / 60.0
+
+    @property
+    def half_diagonal_deg(self) -> float:
+        return self.side_deg / np.sqrt(2.0)
+
+    def tangent_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tangent-plane coordinates (x, y) in radians of every pixel centre, (npix, npix) each."""
+        c = (np.arange(self.npix) - (self.npix - 1) / 2.0) * self.pixel_arcmin * ARCMIN
+        x, y = np.meshgrid(c, c, indexing="xy")
+        return x, y
+
+
+def gnomonic_to_sphere(lon0: float, lat0: float, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse gnomonic projection about (lon0, lat0) (radians): returns (lon, lat) in radians."""
+    rho = np.hypot(x, y)
+    c = np.arctan(rho)
+    sin_c, cos_c = np.sin(c), np.cos(c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(rho > 0, y * sin_c / np.where(rho > 0, rho, 1.0), 0.0)
+    lat = np.arcsin(np.clip(cos_c * np.sin(lat0) + ratio * np.cos(lat0), -1.0, 1.0))
+    lon = lon0 + np.arctan2(x * sin_c, rho * np.cos(lat0) * cos_c - y * np.sin(lat0) * sin_c)
+    return lon, lat
+
+
+@dataclass
+class PatchSampler:
+    """Pixel indices, weights and polarization rotation of one patch on one HEALPix grid."""
+
+    pixels: np.ndarray  # (4, npix*npix) HEALPix indices
+    weights: np.ndarray  # (4, npix*npix) bilinear weights
+    cos2psi: np.ndarray  # (npix*npix,) rotation from local meridian frame to patch frame
+    sin2psi: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def build(cls, nside: int, geometry: PatchGeometry, lon_deg: float, lat_deg: float) -> PatchSampler:
+        import healpy as hp
+
+        lon0, lat0 = np.radians(lon_deg), np.radians(lat_deg)
+        x, y = geometry.tangent_offsets()
+        lon, lat = gnomonic_to_sphere(lon0, lat0, x, y)
+        theta, phi = np.pi / 2 - lat.ravel(), lon.ravel()
+        pixels, weights = hp.get_interp_weights(nside, theta, phi)
+        # Direction of the patch's +y axis at each pixel, from a small step in y.
+        eps = 1e-3 * geometry.pixel_arcmin * ARCMIN
+        lon_up, lat_up = gnomonic_to_sphere(lon0, lat0, x, y + eps)
+        d_north = (lat_up - lat).ravel()
+        d_east = (np.angle(np.exp(1j * (lon_up - lon))) * np.cos(lat)).ravel()
+        psi = np.arctan2(d_east, d_north)  # angle of patch +y from local north, towards east
+        return cls(pixels, weights, np.cos(2 * psi), np.sin(2 * psi), (geometry.npix, geometry.npix))
+
+    def scalar(self, sky_map: np.ndarray) -> np.ndarray:
+        """Interpolate a scalar map (or a stack (k, npix_sky)) onto the patch."""
+        values = (np.asarray(sky_map)[..., self.pixels] * self.weights).sum(axis=-2)
+        return values.reshape(values.shape[:-1] + self.shape)
+
+    def polarization(self, q_map: np.ndarray, u_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Interpolate healpy Q and U and express them as flat-sky Stokes maps of the patch.
+
+        ``(Q + iU)`` is rotated by ``e^{2 i psi}`` (local meridian to patch axes) and U changes
+        sign, which maps healpy's convention onto the flat-sky one NaMaster uses for arrays
+        indexed ``[y, x]``: a pure-E sky then gives no B on the patch (tested).
+        """
+        q, u = self.scalar(q_map), self.scalar(u_map)
+        c, s = self.cos2psi.reshape(self.shape), self.sin2psi.reshape(self.shape)
+        return q * c - u * s, -(q * s + u * c)
+
+
+def random_centres(
+    n: int,
+    rng: np.random.Generator,
+    b_min_deg: float,
+    holdout_lon_deg: tuple[float, float],
+    in_holdout: bool,
+    buffer_deg: float,
+) -> np.ndarray:
+    """Patch centres (lon, lat) in degrees, uniform on the sphere with ``|b| > b_min_deg``.
+
+    The held-out region is ``lon in holdout_lon_deg`` (all latitudes). Centres inside it
+    (``in_holdout=True``) are kept ``buffer_deg`` from its edges; centres outside stay
+    ``buffer_deg`` away, so no training patch overlaps a held-out one when the buffer is at
+    least one patch diagonal.
+    """
+    lo, hi = holdout_lon_deg
+    out = np.empty((0, 2))
+    while out.shape[0] < n:
+        m = 4 * (n - out.shape[0]) + 16
+        lon = rng.uniform(0.0, 360.0, m)
+        lat = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, m)))
+        keep = np.abs(lat) > b_min_deg
+        inside = (lon > lo) & (lon < hi)
+        to_edge = np.minimum(_meridian_distance_deg(lon, lat, lo), _meridian_distance_deg(lon, lat, hi))
+        keep &= (inside & (to_edge > buffer_deg)) if in_holdout else (~inside & (to_edge > buffer_deg))
+        out = np.vstack([out, np.column_stack([lon[keep], lat[keep]])])
+    return out[:n]
+
+
+def _meridian_distance_deg(lon: np.ndarray, lat: np.ndarray, meridian_lon: float) -> np.ndarray:
+    """Angular distance (deg) from (lon, lat) to the half great circle at longitude ``meridian_lon``."""
+    dlon = np.radians(np.abs((lon - meridian_lon + 180.0) % 360.0 - 180.0))
+    b = np.radians(lat)
+    near = np.degrees(np.arcsin(np.clip(np.sin(dlon) * np.cos(b), -1, 1)))
+    return np.where(dlon <= np.pi / 2, near, 90.0 - np.abs(lat))
