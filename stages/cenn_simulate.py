@@ -8,7 +8,7 @@ from stages._common import progress, stage_params
 from stages.foregrounds import channel_path
 from stages.sky_maps import tqu_path
 
-OUT_DIR = Path("datasets/cenn")
+OUT_DIR = Path("datasets/cenn/patches")
 SPLITS = ("Train", "Test", "Validation")
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from stages._common import start_mlflow, stage_params
+from stages._common import stage_params
+from stages._training import log_evaluation, require_validated
 from stages.lensing_simulate import OUT_DIR
-from stages.lensing_train import MODEL_FILE, RUN_FILE, require_validated
+from stages.lensing_train import MODEL_FILE, RUN_FILE
 from stages.lensing_validate import RESULT as VALIDATION_RESULT
 
 METRICS = Path("metrics/lensing.json")
@@ -73,12 +73,7 @@ def main() -> None:
                                       "cross": np.abs(spectra.cl_cross)},
                         PLOT_DIR / "kappa_power.png", r"$C_L^{\kappa\kappa}$", f"lensing {version}: kappa power")
 
-    mlflow = start_mlflow(params, params["mlflow"]["lensing_experiment"])
-    run = json.loads(RUN_FILE.read_text())
-    with mlflow.start_run(run_id=run["run_id"]):
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        for png in sorted(PLOT_DIR.glob("*.png")):
-            mlflow.log_artifact(str(png), artifact_path="plots")
-        mlflow.log_artifact(str(METRICS), artifact_path="metrics")
+    log_evaluation(params, params["mlflow"]["lensing_experiment"], RUN_FILE, metrics,
+                   [*sorted(PLOT_DIR.glob("*.png")), METRICS])
     print(f"lensing_evaluate: {version} rho_mean = {metrics['rho_mean']:.3f}, "
           f"MSE/var = {metrics['mse_kappa_over_var']:.3f} on {metrics['n_test']} test maps")

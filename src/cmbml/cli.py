@@ -18,8 +18,11 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 app = typer.Typer(help="Reproducible neural-network experiments on simulated CMB skies.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 lensing_app = typer.Typer(help="Lensing experiment: CNN estimation of kappa from lensed T maps.", no_args_is_help=True)
+cenn_app = typer.Typer(help="Component separation: CENN recovers the 143 GHz CMB from three channels.",
+                       no_args_is_help=True)
 params_app = typer.Typer(help="Inspect and check params.yaml.", no_args_is_help=True)
 app.add_typer(lensing_app, name="lensing")
+app.add_typer(cenn_app, name="cenn")
 app.add_typer(params_app, name="params")
 
 
@@ -62,6 +65,42 @@ def train() -> None:
 def evaluate() -> None:
     """MSE, rho(L) and plots on the test split."""
     _run_stage("lensing_evaluate")
+
+
+@cenn_app.command("sky-maps")
+def sky_maps() -> None:
+    """Full-sky CMB T, Q, U realisations and their E, B maps (FITS)."""
+    _run_stage("sky_maps")
+
+
+@cenn_app.command("foregrounds")
+def foregrounds() -> None:
+    """Dust, synchrotron, radio and infrared sources at every channel (FITS, uK_CMB)."""
+    _run_stage("foregrounds")
+
+
+@cenn_app.command("simulate")
+def cenn_simulate() -> None:
+    """Cut multi-frequency patches and CMB labels into Train/Test/Validation HDF5 files."""
+    _run_stage("cenn_simulate")
+
+
+@cenn_app.command("validate")
+def cenn_validate() -> None:
+    """Great Expectations gate over the CENN patch files."""
+    _run_stage("cenn_validate")
+
+
+@cenn_app.command("train")
+def cenn_train() -> None:
+    """Train CENN and log it to MLflow."""
+    _run_stage("cenn_train")
+
+
+@cenn_app.command("evaluate")
+def cenn_evaluate() -> None:
+    """Predict the Validation patches; NaMaster spectra, ILC baseline, metrics and plots."""
+    _run_stage("cenn_evaluate")
 
 
 @params_app.command("check")

@@ -146,3 +146,36 @@ def plot_foreground_channels(maps: Mapping[float, np.ndarray], nside: int, path:
         hp.mollview(amp, fig=fig.number, sub=(1, len(maps), i + 1), title=f"foreground Q, {freq:g} GHz (asinh/rms)",
                     cmap="RdBu_r", min=-3, max=3, cbar=False)
     _save(fig, path)
+
+
+def plot_cenn_patches(inputs: np.ndarray, labels: np.ndarray, outputs: np.ndarray, freqs: Sequence[float],
+                      side_deg: float, path: str | Path, title: str) -> None:
+    """Per example: the input channels, the CMB label, the network output and the residual (uK)."""
+    maps = {f"input {f:g} GHz": inputs[..., k] for k, f in enumerate(freqs)}
+    maps.update({"label (CMB)": labels, "CENN output": outputs, "residual": outputs - labels})
+    plot_map_triplets(maps, path, side_deg, "uK", title,
+                      same_scale_as={"CENN output": "label (CMB)", "residual": "label (CMB)"})
+
+
+def plot_cenn_spectra(ell: np.ndarray, dl: Mapping[str, np.ndarray], theory_dl: np.ndarray, path: str | Path,
+                      title: str) -> None:
+    """Mean +- std over patches of label, output and ILC spectra (left) and of the residuals (right)."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
+    ax1.plot(ell, theory_dl, "k-", lw=1, label="theory x beam x window")
+    for name in ("label", "output", "ILC"):
+        mean, std = dl[name].mean(0), dl[name].std(0)
+        ax1.fill_between(ell, mean - std, mean + std, alpha=0.2)
+        ax1.plot(ell, mean, "o-", ms=3, label=name)
+    ax1.set(xlabel=r"$\ell$", ylabel=r"$D_\ell$ [$\mu$K$^2$]", title=title)
+    ax1.legend()
+    for name in ("residual", "ILC residual"):
+        mean, std = dl[name].mean(0), dl[name].std(0)
+        ax2.fill_between(ell, mean - std, mean + std, alpha=0.2)
+        ax2.plot(ell, mean, "o-", ms=3, label=f"{name} (map of difference)")
+    diff = dl["output"] - dl["label"]
+    ax2.errorbar(ell, diff.mean(0), diff.std(0), fmt="s", ms=3, capsize=2, label="output - label spectra")
+    ax2.axhline(0, color="k", lw=0.5)
+    ax2.set(xlabel=r"$\ell$", ylabel=r"$D_\ell$ [$\mu$K$^2$]", title="residuals")
+    ax2.legend()
+    _save(fig, path)

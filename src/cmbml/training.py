@@ -9,21 +9,30 @@ import numpy as np
 from cmbml.io import iter_chunks
 
 
-def streamed_mean_std(path: str | Path, dataset: str, chunk: int = 512) -> tuple[float, float]:
-    """Mean and standard deviation of a whole HDF5 dataset, reading ``chunk`` samples at a time."""
+def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int = 256):
+    """Mean and standard deviation of HDF5 dataset(s), reading ``chunk`` samples at a time.
+
+    ``paths`` is one file or a list; with ``per_channel`` the statistics are per last axis.
+    """
     import h5py
 
     total = total_sq = 0.0
     count = 0
-    with h5py.File(path, "r") as h5:
-        data = h5[dataset]
-        for sl in iter_chunks(data.shape[0], chunk):
-            block = np.asarray(data[sl], dtype=np.float64)
-            total += block.sum()
-            total_sq += (block**2).sum()
-            count += block.size
+    axes = None
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        with h5py.File(path, "r") as h5:
+            data = h5[dataset]
+            axes = tuple(range(data.ndim - 1)) if per_channel else None
+            for sl in iter_chunks(data.shape[0], chunk):
+                block = np.asarray(data[sl], dtype=np.float64)
+                total = total + block.sum(axis=axes)
+                total_sq = total_sq + (block**2).sum(axis=axes)
+                count += block.size // (block.shape[-1] if per_channel else 1)
     mean = total / count
-    return float(mean), float(np.sqrt(max(total_sq / count - mean**2, 1e-300)))
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-300))
+    if per_channel:
+        return mean.tolist(), std.tolist()
+    return float(mean), float(std)
 
 
 def dihedral(arrays: list[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
@@ -45,54 +54,59 @@ def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tup
 
 
 def make_h5_sequence(
-    path: str | Path,
+    paths,
     x_name: str,
     y_name: str,
     batch_size: int,
-    x_stats: tuple[float, float] | None = None,
-    y_stats: tuple[float, float] | None = None,
+    x_stats=None,
+    y_stats=None,
     augment: bool = False,
     shuffle: bool = False,
     seed: int = 0,
-    limit: int | None = None,
 ):
-    """A ``keras.utils.PyDataset`` reading contiguous batches from an HDF5 file.
+    """A ``keras.utils.PyDataset`` reading contiguous batches from one or several HDF5 files.
 
-    Memory holds one batch at a time. ``x_stats``/``y_stats`` standardise ``(v - mean) / std``;
-    with ``shuffle`` the order of batches changes every epoch; with ``augment`` each pair is
-    rotated/flipped at random. Arrays of shape (N, n, n) gain a trailing channel axis.
+    Memory holds one batch at a time. ``x_stats``/``y_stats`` standardise ``(v - mean) / std``
+    (scalars or per-channel lists); with ``shuffle`` the order of batches changes every epoch;
+    with ``augment`` each pair is rotated/flipped at random. Arrays of shape (N, n, n) gain a
+    trailing channel axis.
     """
     import h5py
     import keras
 
+    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+    def standardise(a, stats):
+        if stats is None:
+            return a
+        return (a - np.asarray(stats[0], dtype=np.float32)) / np.asarray(stats[1], dtype=np.float32)
+
     class H5Sequence(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=1, use_multiprocessing=False)
-            self._h5 = None
-            with h5py.File(path, "r") as h5:
-                n = h5[x_name].shape[0]
-            self.n = n if limit is None else min(n, limit)
+            self._handles = {}
+            self.batches = []  # (file index, slice)
+            for i, path in enumerate(files):
+                with h5py.File(path, "r") as h5:
+                    n = h5[x_name].shape[0]
+                self.batches += [(i, sl) for sl in iter_chunks(n, batch_size)]
             self.rng = np.random.default_rng(seed)
-            self.order = np.arange(len(self))
+            self.order = np.arange(len(self.batches))
+            if shuffle:
+                self.rng.shuffle(self.order)
 
         def __len__(self):
-            return int(np.ceil(self.n / batch_size))
+            return len(self.batches)
 
-        def _file(self):
-            if self._h5 is None:
-                self._h5 = h5py.File(path, "r")
-            return self._h5
-
-        def _load(self, name, sl, stats):
-            a = np.asarray(self._file()[name][sl], dtype=np.float32)
-            if stats is not None:
-                a = (a - stats[0]) / stats[1]
+        def _load(self, i, name, sl, stats):
+            if i not in self._handles:
+                self._handles[i] = h5py.File(files[i], "r")
+            a = standardise(np.asarray(self._handles[i][name][sl], dtype=np.float32), stats)
             return a[..., None] if a.ndim == 3 else a
 
         def __getitem__(self, idx):
-            start = int(self.order[idx]) * batch_size
-            sl = slice(start, min(self.n, start + batch_size))
-            x, y = self._load(x_name, sl, x_stats), self._load(y_name, sl, y_stats)
+            i, sl = self.batches[int(self.order[idx])]
+            x, y = self._load(i, x_name, sl, x_stats), self._load(i, y_name, sl, y_stats)
             if augment:
                 x, y = augment_batch(x, y, self.rng)
             return x, y
