@@ -10,13 +10,12 @@ PLOT = Path("plots/spectra/camb_spectra.png")
 
 
 def main() -> None:
-    from cmbml.params import required_spectra_lmax
     from cmbml.plots import plot_theory_spectra
     from cmbml.spectra import camb_spectra, write_spectra_csv
 
     params = stage_params("spectra")
-    # The highest multipole the simulations reach sets CAMB's lmax.
-    lmax = required_spectra_lmax(params)
+    # One table to a multipole above every simulation's needs (checked), shared by all parameter sets.
+    lmax = params["spectra"]["lmax"]
     spectra = camb_spectra(params["cosmology"], lmax)
     write_spectra_csv(SPECTRA_CSV, spectra)
     plot_theory_spectra(spectra, PLOT)

@@ -116,10 +116,11 @@ def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpect
         tables.append(GateTable(f"{name}_patches", frame, checks))
         if len(frame):
             # channel order from the dust SED: ratios of summed cross-covariances
-            ratios = {
-                "cov02_over_cov12": frame["cov_02"].sum() / frame["cov_12"].sum(),
-                "cov01_over_cov02": frame["cov_01"].sum() / frame["cov_02"].sum(),
-            }
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios = {
+                    "cov02_over_cov12": frame["cov_02"].sum() / frame["cov_12"].sum(),
+                    "cov01_over_cov02": frame["cov_01"].sum() / frame["cov_02"].sum(),
+                }
             sed = pd.DataFrame([{"ratio": k, "measured": float(v), "expected": expect.sed_ratios[k],
                                  "relative_error": abs(float(v) / expect.sed_ratios[k] - 1.0)}
                                 for k, v in ratios.items()])

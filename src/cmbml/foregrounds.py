@@ -153,3 +153,40 @@ def scale_synchrotron(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping) -> np.
 def sources_from_params(p: Mapping) -> SourcePopulation:
     return SourcePopulation(p["n_per_sr"], p["s_min_Jy"], p["s_max_Jy"], p["count_slope"], p["spectral_index"],
                             p["ref_GHz"], p["pol_mu"], p["pol_sigma"])
+
+
+def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mapping | None = None):
+    """Total polarized foreground (Q, U) in uK_CMB at each frequency, and its parts.
+
+    Dust and synchrotron come from ``templates[name]`` ((Q, U) at ``ref_GHz`` in uK_RJ) when given,
+    else from Gaussian skies; radio and infrared sources from their populations. Each part has
+    its own generator stream derived from ``seed``.
+
+    Returns
+    -------
+    totals : dict
+        ``freq -> (2, npix)`` total foreground.
+    parts : dict
+        ``freq -> {component: (2, npix)}``.
+    catalogues : dict
+        The source catalogues.
+    """
+    templates = templates or {}
+    lmax = 3 * nside - 1
+    galactic = {
+        name: templates[name] if name in templates
+        else gaussian_foreground_from_params(fg[name]).qu_map_rj(nside, lmax, np.random.default_rng([seed, 5, i]))
+        for i, name in enumerate(("dust", "synchrotron"))
+    }
+    populations = {name: sources_from_params(fg[name]) for name in ("radio", "infrared")}
+    catalogues = {name: pop.catalogue(np.random.default_rng([seed, 5, 2 + i]))
+                  for i, (name, pop) in enumerate(populations.items())}
+    totals, parts = {}, {}
+    for freq in freqs_ghz:
+        parts[freq] = {
+            "dust": scale_dust(galactic["dust"], freq, fg["dust"]),
+            "synchrotron": scale_synchrotron(galactic["synchrotron"], freq, fg["synchrotron"]),
+            **{name: pop.qu_map(catalogues[name], nside, freq) for name, pop in populations.items()},
+        }
+        totals[freq] = sum(parts[freq].values())
+    return totals, parts, catalogues

@@ -103,6 +103,17 @@ def lensing_grid(params: Mapping[str, Any]) -> FlatGrid:
     return FlatGrid(npix=int(params["npix"]), pixel_arcmin=float(params["pixel_arcmin"]))
 
 
+def check_spectra(c: _Checker) -> None:
+    lmax = c.number("spectra.lmax", 100, 30000, integer=True)
+    try:
+        need = required_spectra_lmax(c.params)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return  # the keys it needs are reported by their own checks
+    if lmax is not None and lmax < need:
+        c.problems.append(f"spectra.lmax = {lmax}: the simulations need CAMB spectra to ell = {need}; "
+                          f"allowed {need} <= spectra.lmax <= 30000")
+
+
 def check_cosmology(c: _Checker) -> None:
     c.number("cosmology.H0", 20, 150)
     c.number("cosmology.ombh2", 0.005, 0.1)
@@ -249,9 +260,9 @@ def check_mlflow(c: _Checker) -> None:
 
 
 CHECKS: dict[str, list[Callable[[_Checker], None]]] = {
-    "spectra": [check_cosmology, check_lensing, check_cenn],
-    "lensing": [check_cosmology, check_lensing, check_mlflow],
-    "cenn": [check_cosmology, check_cenn, check_mlflow],
+    "spectra": [check_cosmology, check_spectra],
+    "lensing": [check_cosmology, check_spectra, check_lensing, check_mlflow],
+    "cenn": [check_cosmology, check_spectra, check_cenn, check_mlflow],
 }
 
 
@@ -269,7 +280,7 @@ def validate(params: Mapping[str, Any], sections: list[str] | None = None, sourc
 
 
 def required_spectra_lmax(params: Mapping[str, Any]) -> int:
-    """Highest multipole any simulation in this parameter set needs from CAMB.
+    """Highest multipole the simulations of this parameter set need from CAMB (<= spectra.lmax).
 
     The lensing patch's band limits and the CENN skies' ``3 nside - 1``. A band limit of ``null`` means every grid mode, up to the grid's corner
     ``sqrt(2) * ell_Nyquist``.

@@ -10,6 +10,7 @@ from cmbml.gate import run_gate
 from cmbml.lensing_sim import LensingSimConfig, LensingSimulator, write_split
 from cmbml.lensing_validation import build_tables
 from stages.lensing_validate import expectation_from_params
+from tests.helpers import copy_files, failed
 from tests.conftest import compose
 
 SIZES = {"train": 24, "val": 8, "test": 8}
@@ -42,18 +43,6 @@ def gate(paths, camb_cls, tmp_path, params=None):
     return run_gate(tmp_path / "gx", "lensing_datasets", build_tables(paths, expect))
 
 
-def copy_datasets(paths, folder):
-    out = {}
-    for split, path in paths.items():
-        out[split] = folder / path.name
-        out[split].write_bytes(path.read_bytes())
-    return out
-
-
-def failed(result, fragment):
-    return any(fragment in f for f in result.failures)
-
-
 def test_clean_datasets_pass_and_data_docs_are_written(clean_datasets, camb_cls, tmp_path):
     result = gate(clean_datasets, camb_cls, tmp_path)
     assert result.success, result.failures
@@ -62,7 +51,7 @@ def test_clean_datasets_pass_and_data_docs_are_written(clean_datasets, camb_cls,
 
 
 def test_a_nan_is_rejected(clean_datasets, camb_cls, tmp_path):
-    paths = copy_datasets(clean_datasets, tmp_path)
+    paths = copy_files(clean_datasets, tmp_path / "copy")
     with h5py.File(paths["val"], "r+") as h5:
         h5["T_lensed"][3, 10, 10] = np.nan
     result = gate(paths, camb_cls, tmp_path)
@@ -70,7 +59,7 @@ def test_a_nan_is_rejected(clean_datasets, camb_cls, tmp_path):
 
 
 def test_a_wrong_shape_is_rejected(clean_datasets, camb_cls, tmp_path):
-    paths = copy_datasets(clean_datasets, tmp_path)
+    paths = copy_files(clean_datasets, tmp_path / "copy")
     with h5py.File(paths["test"], "r+") as h5:
         del h5["kappa"]
         h5["kappa"] = np.zeros((8, 48, 48), dtype=np.float32)
@@ -79,7 +68,7 @@ def test_a_wrong_shape_is_rejected(clean_datasets, camb_cls, tmp_path):
 
 
 def test_a_wrong_dtype_is_rejected(clean_datasets, camb_cls, tmp_path):
-    paths = copy_datasets(clean_datasets, tmp_path)
+    paths = copy_files(clean_datasets, tmp_path / "copy")
     with h5py.File(paths["train"], "r+") as h5:
         data = h5["kappa"][:]
         del h5["kappa"]
@@ -89,7 +78,7 @@ def test_a_wrong_dtype_is_rejected(clean_datasets, camb_cls, tmp_path):
 
 
 def test_a_sample_repeated_across_splits_is_rejected(clean_datasets, camb_cls, tmp_path):
-    paths = copy_datasets(clean_datasets, tmp_path)
+    paths = copy_files(clean_datasets, tmp_path / "copy")
     with h5py.File(paths["train"], "r") as src, h5py.File(paths["test"], "r+") as dst:
         dst["T_lensed"][0], dst["kappa"][0] = src["T_lensed"][5], src["kappa"][5]
     result = gate(paths, camb_cls, tmp_path)
@@ -105,7 +94,7 @@ def test_kappa_off_by_the_exaggeration_factor_is_rejected(tmp_path, camb_cls):
 
 
 def test_a_truncated_file_is_rejected(clean_datasets, camb_cls, tmp_path):
-    paths = copy_datasets(clean_datasets, tmp_path)
+    paths = copy_files(clean_datasets, tmp_path / "copy")
     data = paths["val"].read_bytes()
     paths["val"].write_bytes(data[: len(data) // 3])
     result = gate(paths, camb_cls, tmp_path)
@@ -114,7 +103,7 @@ def test_a_truncated_file_is_rejected(clean_datasets, camb_cls, tmp_path):
 
 
 def test_an_unfinished_file_is_rejected(clean_datasets, camb_cls, tmp_path):
-    paths = copy_datasets(clean_datasets, tmp_path)
+    paths = copy_files(clean_datasets, tmp_path / "copy")
     with h5py.File(paths["train"], "r+") as h5:
         h5.attrs["complete"] = False
     assert failed(gate(paths, camb_cls, tmp_path), "files: expect_column_values_to_be_in_set(complete)")

@@ -106,9 +106,48 @@ def test_every_problem_is_reported_at_once():
     assert "npix = 0" in message and "noise_uK_arcmin = -1.0" in message
 
 
-def test_spectra_lmax_follows_the_simulations():
+def test_one_camb_table_covers_every_version_and_scale():
     from cmbml.params import required_spectra_lmax
 
     assert required_spectra_lmax(compose("lensing=v5")) == 12287
     v6 = compose("lensing=v6")  # no band limit: every grid mode up to the corner sqrt(2) ell_Nyquist
     assert required_spectra_lmax(v6) >= math.sqrt(2) * 1800
+    for version in SEED_TABLE:
+        for scale in ("smoke", "default", "paper"):
+            p = compose(f"lensing={version}", f"scale={scale}")
+            assert required_spectra_lmax(p) <= p["spectra"]["lmax"]
+    message = problems_of(spectra__lmax=1000)
+    assert "spectra.lmax = 1000" in message and "1535" in message
+
+
+@pytest.mark.parametrize("variant, components, spectra", [("E", ["E"], ["EE"]), ("B", ["B"], ["BB"]),
+                                                          ("QU", ["Q", "U"], ["EE", "BB"])])
+def test_cenn_variants_differ_only_in_components(variant, components, spectra):
+    p = compose(f"cenn={variant}")
+    assert p["cenn"] == {"variant": variant, "components": components, "spectra": spectra}
+    assert {k: v for k, v in p.items() if k != "cenn"} == {k: v for k, v in compose().items() if k != "cenn"}
+    validate(p)
+
+
+def test_cenn_paper_scale_is_the_original_geometry():
+    # science notes: 256 x 256 patches of 90 arcsec from nside 2048, 10,000 training simulations, crop 8 px.
+    sc = compose("scale=paper")["scale"]["cenn"]
+    assert (sc["npix"], sc["pixel_arcmin"], sc["nside"], sc["n_train"], sc["crop_pixels"]) == (256, 1.5, 2048, 10000, 8)
+    assert compose()["scale"]["cenn"]["npix"] * compose()["scale"]["cenn"]["pixel_arcmin"] / 60 == pytest.approx(6.4)
+
+
+@pytest.mark.parametrize(
+    "changes, must_mention",
+    [
+        (dict(cenn_evaluate__bin_width=35.0), ["cenn_evaluate.bin_width = 35.0", "fundamental"]),
+        (dict(scale__cenn__npix=60), ["scale.cenn.npix = 60", "multiples of 16"]),
+        (dict(scale__cenn__nside=500), ["scale.cenn.nside = 500", "powers of two"]),
+        (dict(scale__cenn__crop_pixels=40), ["scale.cenn.crop_pixels = 40"]),
+        (dict(foregrounds__dust__template="planck_dust.fits"), ["foregrounds.dust.template", "dvc add data"]),
+        (dict(cenn_simulate__holdout_lon_deg=[60.0, 10.0]), ["cenn_simulate.holdout_lon_deg"]),
+    ],
+)
+def test_invalid_cenn_parameters_name_the_key_and_the_allowed_range(changes, must_mention):
+    message = problems_of(**changes)
+    for fragment in must_mention:
+        assert fragment in message

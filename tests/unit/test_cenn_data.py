@@ -1,0 +1,150 @@
+"""CENN patch datasets: generation (noise level, determinism) and the Great Expectations gate
+(it rejects NaN, wrong shape, swapped channels, labels equal to inputs and repeated patches)."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, read_instrument, write_split
+from cmbml.cenn_validation import build_tables
+from cmbml.foregrounds import channel_maps
+from cmbml.gate import run_gate
+from cmbml.patches import PatchGeometry
+from cmbml.sky import alm_from_qu, gaussian_alm, tqu_from_alm
+from stages.cenn_validate import expectation_from_params
+from stages.foregrounds import polarization_spectra
+from tests.helpers import copy_files, failed
+from tests.conftest import REPO, compose
+
+SIZES = {"Train": 16, "Test": 8, "Validation": 8}
+
+
+@pytest.fixture(scope="module")
+def world(camb_cls):
+    """Smoke-scale skies (nside 128, 32 px x 12 arcmin) and the parameters that made them."""
+    params = compose("scale=smoke")
+    params["scale"]["cenn"].update({f"n_{s.lower()}": n for s, n in SIZES.items()})
+    sc = params["scale"]["cenn"]
+    nside, lmax = sc["nside"], 3 * sc["nside"] - 1
+    channels = read_instrument(REPO / params["instrument"]["table"])
+    params["instrument"]["table"] = str(REPO / params["instrument"]["table"])
+    alm = gaussian_alm(camb_cls["cl_tt_lensed"], camb_cls["cl_ee_lensed"], camb_cls["cl_bb_lensed"],
+                       camb_cls["cl_te_lensed"], lmax, np.random.default_rng(0))
+    cmb_qu = [tqu_from_alm(alm, nside)[1:]]
+    totals, _, _ = channel_maps(params["foregrounds"], [c.freq_ghz for c in channels], nside, params["seed"])
+    fg = [totals[c.freq_ghz] for c in channels]
+    fg_cls = {"ell": np.arange(lmax + 1)}
+    for c in channels:
+        cls = polarization_spectra(totals[c.freq_ghz], lmax)
+        fg_cls[f"cl_EE_{c.freq_ghz:g}GHz"], fg_cls[f"cl_BB_{c.freq_ghz:g}GHz"] = cls["EE"], cls["BB"]
+    inputs, labels = build_component_skies(cmb_qu, fg, channels, 1, nside, ["E"])
+    return dict(params=params, channels=channels, inputs=inputs, labels=labels, fg_cls=fg_cls, cmb_qu=cmb_qu, fg=fg)
+
+
+def make_split(world, folder: Path, split: str, noise=True, workers=1, chunk=32):
+    p, sc = world["params"], world["params"]["scale"]["cenn"]
+    geometry = PatchGeometry(sc["npix"], sc["pixel_arcmin"])
+    plan = plan_split(split, SIZES[split], p["seed"], 1, 30.0, [0.0, 60.0], geometry)
+    chunks = cut_split(plan, world["inputs"], world["labels"], world["channels"], sc["nside"], geometry, ["E"],
+                       p["seed"], noise=noise, workers=workers, chunk=chunk)
+    path = folder / f"{split}_E.h5"
+    write_split({"E": path}, plan, chunks, sc["npix"], 3, {"split": split})
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean(world, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cenn")
+    return {(s, "E"): make_split(world, folder, s) for s in SIZES}
+
+
+def gate(world, paths, tmp_path):
+    expect = expectation_from_params(world["params"], _camb(world), world["fg_cls"])
+    return run_gate(tmp_path / "gx", "cenn_datasets", build_tables(paths, expect))
+
+
+def _camb(world):
+    from cmbml.spectra import camb_spectra
+
+    if "camb" not in world:
+        world["camb"] = camb_spectra(world["params"]["cosmology"], 3000)
+    return world["camb"]
+
+
+def test_noise_per_pixel_matches_the_configured_depth(world, tmp_path):
+    """Input minus the noiseless input is white noise of sigma = depth [uK-arcmin] / pixel side,
+    per channel (1.96, 1.17, 1.75 uK-deg at 100/143/217 GHz), to 3%."""
+    noisy, quiet = make_split(world, tmp_path / "a", "Test"), make_split(world, tmp_path / "b", "Test", noise=False)
+    with h5py.File(noisy) as a, h5py.File(quiet) as b:
+        diff = a["M"][:] - b["M"][:]
+        assert np.array_equal(a["M0"][:], b["M0"][:])
+    for k, depth_uk_deg in enumerate([1.96, 1.17, 1.75]):
+        assert diff[..., k].std() == pytest.approx(depth_uk_deg * 60 / 12.0, rel=0.03)
+    assert abs(np.corrcoef(diff[..., 0].ravel(), diff[..., 1].ravel())[0, 1]) < 0.03
+
+
+def test_patches_do_not_depend_on_workers_or_chunking(world, tmp_path):
+    one = make_split(world, tmp_path / "one", "Train", workers=1, chunk=16)
+    two = make_split(world, tmp_path / "two", "Train", workers=2, chunk=5)
+    with h5py.File(one) as a, h5py.File(two) as b:
+        assert a["M"][:].tobytes() == b["M"][:].tobytes() and a["M0"][:].tobytes() == b["M0"][:].tobytes()
+        assert a.attrs["complete"]
+
+
+def test_the_label_is_the_cmb_at_the_target_beam(world):
+    """Without foregrounds or noise the 143 GHz input equals the label (same beam)."""
+    from cmbml.cenn_sim import build_component_skies
+
+    zero_fg = [np.zeros_like(f) for f in world["fg"]]
+    inputs, labels = build_component_skies(world["cmb_qu"], zero_fg, world["channels"], 1,
+                                           world["params"]["scale"]["cenn"]["nside"], ["E"])
+    assert np.allclose(inputs[(0, "E")][1], labels[(0, "E")], atol=1e-4)
+    assert not np.allclose(inputs[(0, "E")][0], labels[(0, "E")], atol=1e-2)  # 100 GHz: wider beam
+
+
+def test_clean_patches_pass_the_gate(world, clean, tmp_path):
+    result = gate(world, clean, tmp_path)
+    assert result.success, result.failures
+    assert Path(result.data_docs_index.removeprefix("file://")).is_file()
+
+
+def test_a_nan_is_rejected(world, clean, tmp_path):
+    paths = copy_files(clean, tmp_path / "copy")
+    with h5py.File(paths[("Test", "E")], "r+") as h5:
+        h5["M"][2, 5, 5, 0] = np.nan
+    assert failed(gate(world, paths, tmp_path), "Test_E_patches: expect_column_values_to_be_between(nonfinite_count)")
+
+
+def test_a_wrong_shape_is_rejected(world, clean, tmp_path):
+    paths = copy_files(clean, tmp_path / "copy")
+    with h5py.File(paths[("Validation", "E")], "r+") as h5:
+        data = h5["M"][:, :, :, :2]
+        del h5["M"]
+        h5["M"] = data
+    assert failed(gate(world, paths, tmp_path), "files: expect_column_pair_values_to_be_equal(M_shape)")
+
+
+def test_swapped_channels_are_rejected(world, clean, tmp_path):
+    """100 and 143 GHz look alike in noise; the dust SED ratios between channels tell them apart."""
+    paths = copy_files(clean, tmp_path / "copy")
+    with h5py.File(paths[("Train", "E")], "r+") as h5:
+        h5["M"][...] = h5["M"][:][..., [1, 0, 2]]
+    result = gate(world, paths, tmp_path)
+    assert failed(result, "Train_E_channel_order")
+    assert not failed(result, "Test_E_channel_order")
+
+
+def test_labels_equal_to_inputs_are_rejected(world, clean, tmp_path):
+    paths = copy_files(clean, tmp_path / "copy")
+    with h5py.File(paths[("Test", "E")], "r+") as h5:
+        h5["M0"][...] = h5["M"][..., 1:2]
+    assert failed(gate(world, paths, tmp_path), "Test_E_patches: expect_column_values_to_be_between(target_minus_label_var)")
+
+
+def test_a_patch_repeated_across_splits_is_rejected(world, clean, tmp_path):
+    paths = copy_files(clean, tmp_path / "copy")
+    with h5py.File(paths[("Train", "E")], "r") as src, h5py.File(paths[("Validation", "E")], "r+") as dst:
+        dst["M"][0], dst["M0"][0] = src["M"][3], src["M0"][3]
+    assert failed(gate(world, paths, tmp_path), "all_E_patches: expect_column_values_to_be_unique(digest)")

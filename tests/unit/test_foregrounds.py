@@ -1,0 +1,83 @@
+"""Foreground emission laws and unit conversions."""
+
+import healpy as hp
+import numpy as np
+import pytest
+
+from cmbml.foregrounds import (
+    GaussianForeground,
+    SourcePopulation,
+    dust_sed_rj,
+    jy_to_cmb_uk,
+    power_law_cl,
+    rj_to_cmb,
+    scale_dust,
+    scale_synchrotron,
+    synchrotron_sed_rj,
+)
+from tests.conftest import compose
+
+FG = compose()["foregrounds"]
+
+
+@pytest.mark.parametrize("freq, factor", [(100, 1.287), (143, 1.654), (217, 2.991), (353, 12.91)])
+def test_rj_to_cmb_conversion(freq, factor):
+    """dT_CMB/dT_RJ = (e^x - 1)^2 / (x^2 e^x), x = h nu / k T_CMB, monochromatic (band-averaged
+    Planck values differ by up to 3%): to 0.5%, and 1 in the Rayleigh-Jeans limit."""
+    assert rj_to_cmb(freq) == pytest.approx(factor, rel=0.005)
+    assert rj_to_cmb(1.0) == pytest.approx(1.0, abs=1e-3)  # Rayleigh-Jeans limit
+
+
+@pytest.mark.parametrize("freq, mjy_per_sr_per_k", [(100, 238.8), (143, 379.9), (217, 483.6), (353, 296.7)])
+def test_flux_to_temperature(freq, mjy_per_sr_per_k):
+    """dB/dT at T_CMB, monochromatic, in MJy/sr per K_CMB (band-averaged Planck HFI values are
+    244, 372, 484 and 287): 1 Jy spread over 1 sr gives 1 / (dB/dT in Jy/sr/uK) uK, to 0.5%."""
+    uk_per_jy_sr = jy_to_cmb_uk(freq, 1.0)
+    assert uk_per_jy_sr == pytest.approx(1e6 / (mjy_per_sr_per_k * 1e6), rel=0.005)
+
+
+def test_each_foreground_scales_with_frequency_as_its_sed():
+    """Maps at 100/143/217 GHz are the reference map times SED(nu) x RJ-to-CMB(nu), pixel by pixel."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 48))
+    for freq in (100.0, 143.0, 217.0):
+        d = FG["dust"]
+        nu, nu0 = freq, d["ref_GHz"]
+        x, x0 = 6.62607015e-34 * nu * 1e9 / (1.380649e-23 * d["T_dust_K"]), 6.62607015e-34 * nu0 * 1e9 / (
+            1.380649e-23 * d["T_dust_K"])
+        mbb = (nu / nu0) ** (d["beta"] + 1) * (np.exp(x0) - 1) / (np.exp(x) - 1)
+        assert dust_sed_rj(freq, nu0, d["beta"], d["T_dust_K"]) == pytest.approx(mbb)
+        assert np.allclose(scale_dust(ref, freq, d), ref * mbb * rj_to_cmb(freq))
+        s = FG["synchrotron"]
+        assert np.allclose(scale_synchrotron(ref, freq, s), ref * (freq / s["ref_GHz"]) ** s["beta"] * rj_to_cmb(freq))
+    # from 100 to 217 GHz dust brightens (x2.8 in RJ, x6.6 in CMB units) and synchrotron fades as nu^-3
+    assert dust_sed_rj(217, 353, 1.54, 20) / dust_sed_rj(100, 353, 1.54, 20) == pytest.approx(2.84, rel=0.01)
+    assert synchrotron_sed_rj(217, 23, -3.0) / synchrotron_sed_rj(100, 23, -3.0) == pytest.approx((217 / 100) ** -3)
+
+
+def test_gaussian_dust_reproduces_its_power_law():
+    """A Gaussian dust sky has D_ell^EE = A (ell/80)^alpha: the EE and BB power of a realisation
+    averaged over ell 40-120 matches the model to 10%."""
+    d = FG["dust"]
+    model = GaussianForeground(d["A_EE"], d["A_BB"], d["alpha_EE"], d["alpha_BB"], d["ref_GHz"])
+    q, u = model.qu_map_rj(64, 191, np.random.default_rng(1))
+    cls = hp.anafast([np.zeros_like(q), q, u], lmax=191)
+    ell = np.arange(40, 121)
+    for idx, a, alpha in [(1, d["A_EE"], d["alpha_EE"]), (2, d["A_BB"], d["alpha_BB"])]:
+        expected = power_law_cl(191, a, alpha)[ell]
+        assert cls[idx][ell].sum() == pytest.approx(expected.sum(), rel=0.1)
+
+
+def test_point_sources_follow_their_counts_and_polarization_fractions():
+    """N(>S) slope and the median polarization fraction exp(mu) % of the log-normal."""
+    r = FG["radio"]
+    pop = SourcePopulation(50_000.0, r["s_min_Jy"], r["s_max_Jy"], r["count_slope"], r["spectral_index"],
+                           r["ref_GHz"], r["pol_mu"], r["pol_sigma"])
+    cat = pop.catalogue(np.random.default_rng(2))
+    assert cat["flux_jy"].size == pytest.approx(50_000 * 4 * np.pi, rel=0.01)
+    n1, n2 = (cat["flux_jy"] > 0.1).sum(), (cat["flux_jy"] > 0.4).sum()
+    assert np.log(n1 / n2) / np.log(4) == pytest.approx(r["count_slope"], rel=0.05)
+    assert np.median(cat["pol_fraction"]) == pytest.approx(np.exp(r["pol_mu"]) / 100, rel=0.05)
+    qu_100, qu_200 = pop.qu_map(cat, 32, 100.0), pop.qu_map(cat, 32, 200.0)
+    ratio = (2.0 ** r["spectral_index"]) * jy_to_cmb_uk(200, 1) / jy_to_cmb_uk(100, 1)
+    assert np.allclose(qu_200, qu_100 * ratio)

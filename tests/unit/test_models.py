@@ -1,0 +1,48 @@
+"""Networks: the CENN architecture, the lensing CNN family and standardisation inside the model."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from cmbml.models import cenn_network, count_parameters, lensing_cnn, with_standardisation  # noqa: E402
+
+
+def test_cenn_matches_the_published_architecture():
+    """Conv 8/16/64/128 with kernels 9/9/7/7 and stride 2, transposed convolutions with
+    concatenated skips, LeakyReLU 0.2: about 1.0 M parameters (science notes)."""
+    model = cenn_network(3)
+    convs = [model.get_layer(f"conv{i}") for i in range(1, 5)]
+    assert [c.filters for c in convs] == [8, 16, 64, 128]
+    assert [c.kernel_size[0] for c in convs] == [9, 9, 7, 7] and all(c.strides == (2, 2) for c in convs)
+    assert 0.95e6 < count_parameters(model) < 1.1e6
+    assert {layer.name for layer in model.layers} >= {"skip1", "skip2", "skip3"}
+    leaky = [layer for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)]
+    assert len(leaky) == 7 and all(abs(float(layer.negative_slope) - 0.2) < 1e-6 for layer in leaky)
+
+
+@pytest.mark.parametrize("npix", [32, 64, 256])
+def test_cenn_is_size_agnostic(npix):
+    model = cenn_network(3)
+    out = model.predict(np.zeros((1, npix, npix, 3), dtype=np.float32), verbose=0)
+    assert out.shape == (1, npix, npix, 1)
+
+
+def test_lensing_cnn_output_can_be_negative():
+    """The original's ReLU output clipped negative kappa; the output layer here is linear."""
+    model = lensing_cnn(16, [8, 8], [3, 3], 3)
+    assert model.get_layer("kappa_out").activation.__name__ == "linear"
+    out = model.predict(np.random.default_rng(0).standard_normal((4, 16, 16, 1)).astype(np.float32), verbose=0)
+    assert (out < 0).any() and (out > 0).any()
+
+
+def test_standardisation_travels_with_the_model(tmp_path):
+    """A core trained on standardised data, wrapped, maps physical input to physical output and
+    survives a save/load round trip."""
+    core = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")])
+    model = with_standardisation(core, [10.0, -5.0], [2.0, 4.0], 3.0, 0.5)
+    x = np.zeros((1, 8, 8, 2), dtype=np.float32)
+    x[..., 0], x[..., 1] = 12.0, -1.0  # standardised: 1 and 1 -> core sums to 2 -> 2 * 0.5 + 3 = 4
+    assert model.predict(x, verbose=0) == pytest.approx(4.0, abs=1e-5)
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0) == pytest.approx(4.0, abs=1e-5)
