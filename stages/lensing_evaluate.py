@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages._common import stage_params
+from stages._common import SPECTRA_CSV, stage_params
 from stages._training import log_evaluation, require_validated
 from stages.lensing_simulate import OUT_DIR
 from stages.lensing_train import MODEL_FILE, RUN_FILE
@@ -41,6 +41,8 @@ def main() -> None:
     from cmbml.metrics import correlation_spectra, mse
     from cmbml.params import lensing_grid
     from cmbml.plots import plot_binned_spectra, plot_map_triplets, plot_rho
+    from cmbml.quadratic_estimator import binned_wiener_rho, n0_kappa
+    from cmbml.spectra import read_spectra_csv
 
     version = params["lensing_version"]
     grid = lensing_grid(params)
@@ -53,22 +55,30 @@ def main() -> None:
     edges = linear_bins(grid, width, top)
     spectra = correlation_spectra(grid, kappa_pred.astype(np.float64), kappa_true.astype(np.float64), edges)
     rho = spectra.rho
+    # Benchmark: the Wiener-filtered TT quadratic estimator in linear theory on the same grid and bins.
+    camb = read_spectra_csv(SPECTRA_CSV)
+    n0 = n0_kappa(grid, camb["cl_tt_lensed"], params["noise_uK_arcmin"], 0.0, params["T_lmax"])
+    cl_kk = grid.cl_on_grid(camb["cl_kk"], params["kappa_lmax"]) * params["kappa_exaggeration_factor"] ** 2
+    _, rho_qe = binned_wiener_rho(grid, cl_kk, n0, edges)
     metrics = {
         "mse_kappa": mse(kappa_pred, kappa_true),
         "mse_kappa_over_var": mse(kappa_pred, kappa_true) / float(np.var(kappa_true)),
         "rho_mean": float(np.mean(rho)),
+        "rho_qe_theory_mean": float(np.mean(rho_qe)),
         "n_test": int(kappa_true.shape[0]),
         **{f"rho_L{int(round(ell))}": float(r) for ell, r in zip(spectra.ell, rho)},
     }
     write_json(METRICS, metrics)
-    write_json(PLOT_DIR / "rho_L.json", {"rho_L": [{"L": float(ell), "rho": float(r)} for ell, r in zip(spectra.ell, rho)]})
+    write_json(PLOT_DIR / "rho_L.json", {"rho_L": [{"L": float(ell), "rho": float(r), "rho_qe_theory": float(q)}
+                                                   for ell, r, q in zip(spectra.ell, rho, rho_qe)]})
 
     n_ex = params["lensing_evaluate"]["n_example_maps"]
     plot_map_triplets({"lensed T [uK]": t_lensed[:n_ex], "true kappa": kappa_true[:n_ex],
                        "predicted kappa": kappa_pred[:n_ex], "residual": (kappa_pred - kappa_true)[:n_ex]},
                       PLOT_DIR / "example_maps.png", grid.side_deg, "", f"lensing {version}: test maps",
                       same_scale_as={"predicted kappa": "true kappa", "residual": "true kappa"})
-    plot_rho(spectra.ell, rho, PLOT_DIR / "rho_L.png", f"lensing {version}: CNN vs true kappa")
+    plot_rho(spectra.ell, rho, PLOT_DIR / "rho_L.png", f"lensing {version}: CNN vs true kappa",
+             reference=(spectra.ell, rho_qe, "TT quadratic estimator (linear theory)"))
     plot_binned_spectra(spectra.ell, {"true kappa": spectra.cl_true, "predicted kappa": spectra.cl_pred,
                                       "cross": np.abs(spectra.cl_cross)},
                         PLOT_DIR / "kappa_power.png", r"$C_L^{\kappa\kappa}$", f"lensing {version}: kappa power")

@@ -99,3 +99,20 @@ def test_noise_depth_in_uk_arcmin():
     sigma = white_noise_sigma_pix(5.0, grid.pixel_arcmin)
     noise = sigma * np.random.default_rng(0).standard_normal((50, 50, 50))
     assert power_2d(grid, noise).mean() == pytest.approx((5.0 * ARCMIN) ** 2, rel=0.02)
+
+
+@pytest.mark.parametrize("version, lo, hi", [("v2", 0.96, 0.98), ("v3", 0.75, 0.85), ("v4", 0.11, 0.16),
+                                             ("v8", 0.19, 0.33)])
+def test_quadratic_estimator_benchmark_matches_linear_theory(camb_cls, version, lo, hi):
+    """Wiener-filtered TT quadratic estimator rho(L) in fundamental-mode bins lies in the linear-theory
+    range of the science notes (v1-v2 0.96-0.98, v3 0.75-0.85, v4 0.11-0.16, v8 0.19-0.32)."""
+    from cmbml.flatsky import linear_bins
+    from cmbml.quadratic_estimator import binned_wiener_rho, n0_kappa
+    from tests.conftest import compose
+
+    p = compose(f"lensing={version}")
+    grid = FlatGrid(p["npix"], p["pixel_arcmin"])
+    n0 = n0_kappa(grid, camb_cls["cl_tt_lensed"], p["noise_uK_arcmin"], 0.0, p["T_lmax"])
+    cl_kk = grid.cl_on_grid(camb_cls["cl_kk"], p["kappa_lmax"]) * p["kappa_exaggeration_factor"] ** 2
+    _, rho = binned_wiener_rho(grid, cl_kk, n0, linear_bins(grid, grid.ell_fundamental, p["kappa_lmax"]))
+    assert np.all((rho > lo - 0.01) & (rho < hi + 0.01)), rho
