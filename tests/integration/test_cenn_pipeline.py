@@ -40,5 +40,5 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     assert run.data.tags["dvc_exp_name"] == "smoke-cenn-B" and run.data.params["cenn.variant"] == "B"
     for key in ("loss", "val_loss", "test_map_mse_uK2", "test_bb_ell60_300_residual_dl_abs_mean_uK2"):
         assert key in run.data.metrics
-    (version,) = client.search_model_versions("name='cmbml-cenn-B'")
-    assert version.run_id == run.info.run_id
+    versions = client.search_model_versions("name='cmbml-cenn-B'")
+    assert [v.run_id for v in versions] == [run.info.run_id]

@@ -81,3 +81,25 @@ def test_point_sources_follow_their_counts_and_polarization_fractions():
     qu_100, qu_200 = pop.qu_map(cat, 32, 100.0), pop.qu_map(cat, 32, 200.0)
     ratio = (2.0 ** r["spectral_index"]) * jy_to_cmb_uk(200, 1) / jy_to_cmb_uk(100, 1)
     assert np.allclose(qu_200, qu_100 * ratio)
+
+
+def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path, monkeypatch):
+    """A user's (Q, U) dust template at 353 GHz in uK_RJ, named in the params, is what the channel
+    maps scale: at 100 GHz they equal template x SED x RJ-to-CMB (sources switched off)."""
+    import stages.foregrounds as stage
+    from cmbml.fits import write_healpix
+    from cmbml.foregrounds import channel_maps
+
+    nside = 16
+    template = np.random.default_rng(3).standard_normal((2, hp.nside2npix(nside)))
+    write_healpix(tmp_path / "my_dust.fits", template, ["Q", "U"], unit="uK_RJ")
+    monkeypatch.setattr(stage, "DATA_DIR", tmp_path)
+    fg = compose()["foregrounds"]
+    fg["dust"]["template"] = "my_dust.fits"
+    for name in ("radio", "infrared"):
+        fg[name]["n_per_sr"] = 0.0
+    fg["synchrotron"]["A_EE"] = fg["synchrotron"]["A_BB"] = 0.0
+    totals, _, _ = channel_maps(fg, [100.0], nside, 1, stage.load_templates(fg, nside))
+    d = fg["dust"]
+    expected = template.astype(np.float32) * dust_sed_rj(100.0, d["ref_GHz"], d["beta"], d["T_dust_K"]) * rj_to_cmb(100.0)
+    assert np.allclose(totals[100.0], expected, rtol=1e-5, atol=1e-6)
