@@ -8,7 +8,7 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY=${PYTHON:-python3.11}
 PYMASTER_VERSION=3.0.1
-APT_PACKAGES="libgsl-dev libfftw3-dev libcfitsio-dev libchealpix-dev autoconf automake libtool pkg-config"
+APT_PACKAGES="build-essential libgsl-dev libfftw3-dev libcfitsio-dev libchealpix-dev autoconf automake libtool pkg-config"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 # pip, quieter: drop the per-package notices about local index folders some images configure
@@ -19,6 +19,10 @@ missing=""
 for p in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+command -v "$PY" >/dev/null || PY=python3
+# Debian's own Python splits venv/ensurepip and the headers into packages of their own.
+"$PY" -c "import ensurepip, sysconfig, os; assert os.path.exists(sysconfig.get_paths()['include'] + '/Python.h')" \
+  2>/dev/null || missing="$missing python3-venv python3-dev"
 if [ -n "$missing" ]; then
   log "installing Debian packages:$missing"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -29,7 +33,6 @@ fi
 # 2. Virtualenv.
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"
-  command -v "$PY" >/dev/null || PY=python3
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
 fi

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmbml.flatsky import ARCMIN, FlatGrid
+from cmbml.flatsky import ARCMIN, FlatGrid, bin_power
 
 
 def _convolve(grid: FlatGrid, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,24 +61,8 @@ def n0_kappa(
 
 
 def binned_wiener_rho(grid: FlatGrid, cl_kk_grid: np.ndarray, n0_kk: np.ndarray, edges: np.ndarray):
-    """``rho(L)`` per multipole bin from the bin-averaged signal and noise: ``(ell, rho)``."""
-    from cmbml.flatsky import bin_power
-
+    """Wiener-filtered estimator correlation ``rho(L) = sqrt(C / (C + N0))`` per multipole bin,
+    from the bin-averaged signal and noise. Returns ``(ell_centres, rho)``."""
     ell, signal, _ = bin_power(grid, cl_kk_grid, edges)
     _, noise, _ = bin_power(grid, np.where(np.isfinite(n0_kk), n0_kk, 0.0), edges)
     return ell, np.sqrt(signal / (signal + noise))
-
-
-def binned_wiener_rho(grid: FlatGrid, cl_kk_grid: np.ndarray, n0_kk: np.ndarray, edges: np.ndarray):
-    """``rho(L)`` per multipole bin from the bin-averaged signal and noise: ``(ell, rho)``."""
-    from cmbml.flatsky import bin_power
-
-    ell, signal, _ = bin_power(grid, cl_kk_grid, edges)
-    _, noise, _ = bin_power(grid, np.where(np.isfinite(n0_kk), n0_kk, 0.0), edges)
-    return ell, np.sqrt(signal / (signal + noise))
-
-
-def wiener_rho(cl_kk_grid: np.ndarray, n0_kk: np.ndarray) -> np.ndarray:
-    """Correlation of the Wiener-filtered estimate with the truth, ``sqrt(C / (C + N0))``, per mode."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sqrt(np.where(cl_kk_grid > 0, cl_kk_grid / (cl_kk_grid + n0_kk), 0.0))

@@ -12,7 +12,7 @@ from cmbml.cenn_validation import build_tables
 from cmbml.foregrounds import channel_maps
 from cmbml.gate import run_gate
 from cmbml.patches import PatchGeometry
-from cmbml.sky import alm_from_qu, gaussian_alm, tqu_from_alm
+from cmbml.sky import gaussian_alm, tqu_from_alm
 from stages.cenn_validate import expectation_from_params
 from stages.foregrounds import polarization_spectra
 from tests.helpers import copy_files, failed
