@@ -83,14 +83,16 @@ def plot_map_triplets(maps: Mapping[str, np.ndarray], path: str | Path, side_deg
 
 
 def plot_rho(ell: np.ndarray, rho: np.ndarray, path: str | Path, title: str,
-             reference: tuple[np.ndarray, np.ndarray, str] | None = None) -> None:
+             references: Sequence[tuple[np.ndarray, np.ndarray, str]] = ()) -> None:
+    """rho(L) of the network, with reference curves ``(ell, rho, label)`` (e.g. quadratic estimators)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(ell, rho, "o-", label="CNN")
-    if reference is not None:
-        ax.plot(reference[0], reference[1], "--", label=reference[2])
+    for ref_ell, ref_rho, label in references:
+        ax.plot(ref_ell, ref_rho, "--", marker=".", label=label)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set(xlabel=r"$L$", ylabel=r"$\rho(L)$", title=title, ylim=(min(-0.05, np.nanmin(rho) - 0.05), 1.05))
+    low = min([np.nanmin(rho)] + [np.nanmin(r[1]) for r in references])
+    ax.set(xlabel=r"$L$", ylabel=r"$\rho(L)$", title=title, ylim=(min(-0.05, low - 0.05), 1.05))
     ax.legend()
     _save(fig, path)
 

@@ -11,6 +11,11 @@ Expanding ``f^2`` the sum splits into convolutions over the grid, computed with 
 ``H = 1 / C^tot`` and ``U_i = C~ l_i / C^tot``. The Wiener-filtered estimator then correlates with
 the true kappa as ``rho(L) = sqrt(C^kk / (C^kk + N0^kk))``: the linear-theory benchmark a
 network is compared with.
+
+:func:`reconstruct_kappa` applies the same estimator to maps. With the lensing convention of
+:mod:`cmbml.lensing` (``T_lensed(x) = T(x + grad phi)``) the response is
+``<T(l1) T(l2)> = f(l1, l2) phi(L)`` with a plus sign, so the normalised estimate correlates
+positively with the input kappa (tested); on maps lensed with the opposite sign it returns -kappa.
 """
 
 from __future__ import annotations
@@ -58,6 +63,40 @@ def n0_kappa(
         n0 = ell**4 / 4.0 * grid.area_sr / total
     n0[0, 0] = np.inf
     return n0
+
+
+def reconstruct_kappa(
+    grid: FlatGrid,
+    t_maps: np.ndarray,
+    cl_tt_lensed: np.ndarray,
+    noise_uk_arcmin: float = 0.0,
+    t_lmax: float | None = None,
+    n0: np.ndarray | None = None,
+) -> np.ndarray:
+    """Normalised TT quadratic-estimator kappa maps from lensed temperature maps.
+
+    ``phi_hat(L) = N0^phiphi(L) sum_i L_i FT[b_i(x) a(x)](L)`` with ``a = T / C^tot`` and
+    ``b_i = l_i C~ T / C^tot`` (the two terms of ``f`` are equal after relabelling), then
+    ``kappa_hat = L^2 / 2 phi_hat``. ``t_maps`` is (..., npix, npix) in uK; returns the same shape.
+    """
+    cl = grid.cl_on_grid(cl_tt_lensed, t_lmax)
+    noise = (noise_uk_arcmin * ARCMIN) ** 2
+    used = cl > 0
+    inv_tot = np.where(used, 1.0 / np.where(used, cl + noise, 1.0), 0.0)
+    if n0 is None:
+        n0 = n0_kappa(grid, cl_tt_lensed, noise_uk_arcmin, 0.0, t_lmax)
+    lx, ly = grid.ell_xy
+    t_l = grid.dx**2 * np.fft.fft2(t_maps)  # continuum convention T(l) = int d2x e^{-il.x} T(x)
+    a_x = np.fft.ifft2(t_l * inv_tot) / grid.dx**2
+    integral = 0.0
+    for l_i in (lx, ly):
+        b_x = np.fft.ifft2(l_i * cl * inv_tot * t_l) / grid.dx**2
+        integral = integral + l_i * grid.dx**2 * np.fft.fft2(b_x * a_x)
+    ell2 = grid.ell**2
+    with np.errstate(invalid="ignore"):
+        n0_phi = np.where(np.isfinite(n0), 4.0 * n0 / np.where(ell2 > 0, ell2**2, 1.0), 0.0)
+    kappa_l = 0.5 * ell2 * n0_phi * integral
+    return (np.fft.ifft2(kappa_l) / grid.dx**2).real
 
 
 def binned_wiener_rho(grid: FlatGrid, cl_kk_grid: np.ndarray, n0_kk: np.ndarray, edges: np.ndarray):
