@@ -14,13 +14,17 @@ DATA_DIR = Path("data")
 SPECTRA_CSV = OUT_DIR / "foreground_cls.csv"
 
 
-def polarization_spectra(qu, lmax: int):
-    """Full-sky EE and BB of a (Q, U) map (raw C_ell, uK^2)."""
+def polarization_spectra(qu, lmax: int, b_min_deg: float = 0.0):
+    """EE and BB of a (Q, U) map over ``|b| > b_min_deg`` (raw C_ell, uK^2), divided by the sky
+    fraction: the level of the sky the patches see."""
     import healpy as hp
     import numpy as np
 
-    cls = hp.anafast([np.zeros_like(qu[0]), qu[0], qu[1]], lmax=lmax)
-    return {"EE": cls[1], "BB": cls[2]}
+    from cmbml.sky import galactic_latitude_deg
+
+    mask = (np.abs(galactic_latitude_deg(hp.get_nside(qu[0]))) > b_min_deg).astype(float)
+    cls = hp.anafast([np.zeros_like(qu[0]), qu[0] * mask, qu[1] * mask], lmax=lmax)
+    return {"EE": cls[1] / mask.mean(), "BB": cls[2] / mask.mean()}
 
 
 def write_foreground_spectra(path: Path, spectra) -> None:
@@ -85,8 +89,8 @@ def main() -> None:
     for freq in freqs:
         write_healpix(channel_path(freq), totals[freq], ["Q", "U"])
         levels[f"{freq:g}GHz"] = {k: float(np.sqrt(np.mean(v**2))) for k, v in parts[freq].items()}
-        spectra[freq] = polarization_spectra(totals[freq], 3 * nside - 1)
-    write_json(OUT_DIR / "levels.json", {"units": "uK_CMB rms of Q and U per pixel, unsmoothed", **levels,
+        spectra[freq] = polarization_spectra(totals[freq], 3 * nside - 1, params["cenn_simulate"]["b_min_deg"])
+    write_json(OUT_DIR / "levels.json", {"units": "uK_CMB rms of Q and U per pixel, unsmoothed, whole sky", **levels,
                                          "n_sources": {k: int(v["flux_jy"].size) for k, v in catalogues.items()}})
     write_foreground_spectra(SPECTRA_CSV, spectra)
     plot_foreground_channels(totals, nside, PLOT_DIR / "foregrounds_Q.png")

@@ -155,12 +155,28 @@ def sources_from_params(p: Mapping) -> SourcePopulation:
                             p["ref_GHz"], p["pol_mu"], p["pol_sigma"])
 
 
+def galactic_profile(nside: int, b_floor_deg: float = 5.0, b_norm_deg: float = 30.0) -> np.ndarray:
+    """Latitude modulation of Galactic emission, ``1 / sin|b|`` (a plane-parallel slab), capped at
+    ``b_floor_deg`` and normalised so that its mean square over ``|b| > b_norm_deg`` is 1.
+
+    A Gaussian sky multiplied by it keeps the model's power at high latitude and brightens
+    towards the plane, so patch contamination depends on latitude as on the real sky.
+    """
+    from cmbml.sky import galactic_latitude_deg
+
+    sin_b = np.abs(np.sin(np.radians(galactic_latitude_deg(nside))))
+    profile = 1.0 / np.maximum(sin_b, np.sin(np.radians(b_floor_deg)))
+    high = sin_b > np.sin(np.radians(b_norm_deg))
+    return profile / np.sqrt(np.mean(profile[high] ** 2))
+
+
 def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mapping | None = None):
     """Total polarized foreground (Q, U) in uK_CMB at each frequency, and its parts.
 
     Dust and synchrotron come from ``templates[name]`` ((Q, U) at ``ref_GHz`` in uK_RJ) when given,
-    else from Gaussian skies; radio and infrared sources from their populations. Each part has
-    its own generator stream derived from ``seed``.
+    else from Gaussian skies, modulated by :func:`galactic_profile` when ``fg["galactic_profile"]``
+    is ``"cosecant"``; radio and infrared sources from their populations. Each part has its own
+    generator stream derived from ``seed``.
 
     Returns
     -------
@@ -173,9 +189,11 @@ def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mappi
     """
     templates = templates or {}
     lmax = 3 * nside - 1
+    profile = galactic_profile(nside) if fg.get("galactic_profile", "uniform") == "cosecant" else 1.0
     galactic = {
         name: templates[name] if name in templates
-        else gaussian_foreground_from_params(fg[name]).qu_map_rj(nside, lmax, np.random.default_rng([seed, 5, i]))
+        else profile * gaussian_foreground_from_params(fg[name]).qu_map_rj(nside, lmax,
+                                                                           np.random.default_rng([seed, 5, i]))
         for i, name in enumerate(("dust", "synchrotron"))
     }
     populations = {name: sources_from_params(fg[name]) for name in ("radio", "infrared")}

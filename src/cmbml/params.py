@@ -207,6 +207,7 @@ def check_cenn(c: _Checker, conf_dir: str | Path = "conf") -> None:
         c.problems.append(f"cenn_simulate.holdout_lon_deg = {band!r}: allowed [lo, hi] with 0 <= lo < hi <= 360")
     c.number("instrument.target_GHz", 1.0, 1000.0)
     c.boolean("foregrounds.noise")
+    c.choice("foregrounds.galactic_profile", ["cosecant", "uniform"])
     for name in ("dust", "synchrotron"):
         for key in ("A_EE", "A_BB"):
             c.number(f"foregrounds.{name}.{key}", 0.0, 1e6)

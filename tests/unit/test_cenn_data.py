@@ -37,7 +37,7 @@ def world(camb_cls):
     fg = [totals[c.freq_ghz] for c in channels]
     fg_cls = {"ell": np.arange(lmax + 1)}
     for c in channels:
-        cls = polarization_spectra(totals[c.freq_ghz], lmax)
+        cls = polarization_spectra(totals[c.freq_ghz], lmax, params["cenn_simulate"]["b_min_deg"])
         fg_cls[f"cl_EE_{c.freq_ghz:g}GHz"], fg_cls[f"cl_BB_{c.freq_ghz:g}GHz"] = cls["EE"], cls["BB"]
     inputs, labels = build_component_skies(cmb_qu, fg, channels, 1, nside, ["E"])
     return dict(params=params, channels=channels, inputs=inputs, labels=labels, fg_cls=fg_cls, cmb_qu=cmb_qu, fg=fg)

@@ -103,3 +103,16 @@ def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path, monkeypatch):
     d = fg["dust"]
     expected = template.astype(np.float32) * dust_sed_rj(100.0, d["ref_GHz"], d["beta"], d["T_dust_K"]) * rj_to_cmb(100.0)
     assert np.allclose(totals[100.0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_galactic_profile_keeps_the_high_latitude_level_and_brightens_the_plane():
+    """1/sin|b| capped at 5 deg, normalised to unit mean square over |b| > 30 deg: the model
+    amplitudes hold where patches are cut, and the plane is brighter than the poles."""
+    from cmbml.foregrounds import galactic_profile
+    from cmbml.sky import galactic_latitude_deg
+
+    nside = 32
+    profile, b = galactic_profile(nside), galactic_latitude_deg(nside)
+    assert np.mean(profile[np.abs(b) > 30] ** 2) == pytest.approx(1.0)
+    assert profile[np.abs(b) < 3].min() > 5 * profile[np.abs(b) > 80].max()
+    assert np.all(profile > 0)
