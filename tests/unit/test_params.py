@@ -116,6 +116,7 @@ def test_one_camb_table_covers_every_version_and_scale():
         for scale in ("smoke", "default", "paper"):
             p = compose(f"lensing={version}", f"scale={scale}")
             assert required_spectra_lmax(p) <= p["spectra"]["lmax"]
+            validate(p)  # every version runs at every scale (e.g. batch 128 needs n_train >= 128)
     message = problems_of(spectra__lmax=1000)
     assert "spectra.lmax = 1000" in message and "1535" in message
 
