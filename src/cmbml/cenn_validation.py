@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cmbml.gate import GateTable
-from cmbml.io import array_digest, iter_chunks
+from cmbml.io import array_digest, sample_rows
 
 
 @dataclass(frozen=True)
@@ -34,34 +34,26 @@ class CennExpectation:
 
 
 def sample_table(path: str | Path, split: str, component: str, target: int, chunk: int = 64):
-    """One row per patch; an unreadable file gives an empty table."""
-    import h5py
+    """One row per patch: label variance, per-channel contamination (co)variances, the target
+    channel minus label, non-finite count and digest. An unreadable file gives an empty table."""
     import pandas as pd
 
-    rows = []
-    try:
-        with h5py.File(path, "r") as h5:
-            n = h5["M"].shape[0]
-            for sl in iter_chunks(n, chunk):
-                m = np.asarray(h5["M"][sl], dtype=np.float64)
-                m0 = np.asarray(h5["M0"][sl], dtype=np.float64)
-                for j in range(m.shape[0]):
-                    c = m[j] - m0[j]  # (n, n, channels)
-                    c = c - c.mean(axis=(0, 1))
-                    flat = c.reshape(-1, c.shape[-1])
-                    cov = flat.T @ flat / flat.shape[0]
-                    rows.append({
-                        "split": split, "component": component, "index": sl.start + j,
-                        "label_var": float(np.var(m0[j])),
-                        **{f"contamination_var_{k}": float(cov[k, k]) for k in range(cov.shape[0])},
-                        "cov_01": float(cov[0, 1]), "cov_02": float(cov[0, 2]), "cov_12": float(cov[1, 2]),
-                        "target_minus_label_var": float(np.var(m[j][..., target] - m0[j][..., 0])),
-                        "nonfinite_count": int((~np.isfinite(m[j])).sum() + (~np.isfinite(m0[j])).sum()),
-                        "digest": array_digest(np.concatenate([m[j], m0[j]], axis=-1).astype(np.float32)),
-                    })
-    except (OSError, KeyError, ValueError, IndexError):
-        pass
-    return pd.DataFrame(rows)
+    def row(index, s):
+        m, m0 = s["M"], s["M0"]
+        c = m - m0  # (n, n, channels): foregrounds, noise, beam difference
+        flat = (c - c.mean(axis=(0, 1))).reshape(-1, c.shape[-1])
+        cov = flat.T @ flat / flat.shape[0]
+        return {
+            "split": split, "component": component, "index": index,
+            "label_var": float(np.var(m0)),
+            **{f"contamination_var_{k}": float(cov[k, k]) for k in range(cov.shape[0])},
+            "cov_01": float(cov[0, 1]), "cov_02": float(cov[0, 2]), "cov_12": float(cov[1, 2]),
+            "target_minus_label_var": float(np.var(m[..., target] - m0[..., 0])),
+            "nonfinite_count": int((~np.isfinite(m)).sum() + (~np.isfinite(m0)).sum()),
+            "digest": array_digest(np.concatenate([m, m0], axis=-1).astype(np.float32)),
+        }
+
+    return pd.DataFrame(sample_rows(path, ["M", "M0"], row, chunk))
 
 
 def file_facts(path: str | Path, split: str, component: str, expect: CennExpectation) -> dict:

@@ -111,6 +111,23 @@ def iter_chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def sample_rows(path, names: list[str], row, chunk: int = 128) -> list[dict]:
+    """``row(index, {name: sample})`` for every sample of the HDF5 datasets ``names`` (float64),
+    read ``chunk`` samples at a time. An unreadable or malformed file gives no rows: the gate's
+    file-level checks report it."""
+    import h5py
+
+    rows = []
+    try:
+        with h5py.File(path, "r") as h5:
+            for sl in iter_chunks(h5[names[0]].shape[0], chunk):
+                block = {name: np.asarray(h5[name][sl], dtype=np.float64) for name in names}
+                rows += [row(sl.start + j, {name: block[name][j] for name in names}) for j in range(sl.stop - sl.start)]
+    except (OSError, KeyError, ValueError, IndexError):
+        return []
+    return rows
+
+
 def array_digest(arr: np.ndarray) -> str:
     """Short content hash of an array (dtype, shape and bytes), for duplicate detection."""
     import hashlib

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cmbml.gate import GateTable
-from cmbml.io import array_digest, iter_chunks
+from cmbml.io import array_digest, sample_rows
 
 REQUIRED = {"train": ("T_lensed", "kappa"), "val": ("T_lensed", "kappa"), "test": ("T_lensed", "kappa", "T_unlensed")}
 
@@ -34,38 +34,29 @@ class LensingExpectation:
     kappa_rms_nsigma: float = 5.0
 
 
-def sample_table(path: str | Path, split: str, chunk: int = 256):
-    """One row per sample: mean/std/min/max of T_lensed and kappa, non-finite counts, digest.
+def _finite_stat(fn, x: np.ndarray) -> float:
+    finite = x[np.isfinite(x)]
+    return float(fn(finite)) if finite.size else np.nan
 
-    A file that cannot be read gives an empty table (its file-facts row records why).
-    """
-    import h5py
+
+def sample_table(path: str | Path, split: str, chunk: int = 256):
+    """One row per sample: statistics of T_lensed and kappa over their finite pixels, the
+    non-finite count and a content digest. An unreadable file gives an empty table."""
     import pandas as pd
 
-    rows = []
-    try:
-        with h5py.File(path, "r") as h5:
-            n = h5["T_lensed"].shape[0]
-            for sl in iter_chunks(n, chunk):
-                t = np.asarray(h5["T_lensed"][sl], dtype=np.float64)
-                k = np.asarray(h5["kappa"][sl], dtype=np.float64)
-                for j in range(t.shape[0]):
-                    ti, ki = t[j], k[j]
-                    rows.append({
-                        "split": split,
-                        "index": sl.start + j,
-                        "t_mean": float(np.nanmean(ti)) if np.isfinite(ti).any() else np.nan,
-                        "t_std": float(np.nanstd(ti)) if np.isfinite(ti).any() else np.nan,
-                        "t_absmax": float(np.nanmax(np.abs(ti))) if np.isfinite(ti).any() else np.nan,
-                        "kappa_var": float(np.nanvar(ki)) if np.isfinite(ki).any() else np.nan,
-                        "kappa_absmax": float(np.nanmax(np.abs(ki))) if np.isfinite(ki).any() else np.nan,
-                        "nonfinite_count": int((~np.isfinite(ti)).sum() + (~np.isfinite(ki)).sum()),
-                        "digest": array_digest(np.stack([t[j], k[j]]).astype(np.float32)),
-                    })
-    except (OSError, KeyError, ValueError):
-        pass
+    def row(index, s):
+        t, k = s["T_lensed"], s["kappa"]
+        return {
+            "split": split, "index": index,
+            "t_mean": _finite_stat(np.mean, t), "t_std": _finite_stat(np.std, t),
+            "t_absmax": _finite_stat(lambda x: np.abs(x).max(), t),
+            "kappa_var": _finite_stat(np.var, k), "kappa_absmax": _finite_stat(lambda x: np.abs(x).max(), k),
+            "nonfinite_count": int((~np.isfinite(t)).sum() + (~np.isfinite(k)).sum()),
+            "digest": array_digest(np.stack([t, k]).astype(np.float32)),
+        }
+
     columns = ["split", "index", "t_mean", "t_std", "t_absmax", "kappa_var", "kappa_absmax", "nonfinite_count", "digest"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(sample_rows(path, ["T_lensed", "kappa"], row, chunk), columns=columns)
 
 
 def file_facts(path: str | Path, split: str, expect: LensingExpectation) -> dict:
