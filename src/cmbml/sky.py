@@ -1,4 +1,4 @@
-"""Full-sky HEALPix maps: seeded Gaussian T/Q/U realisations, E/B decomposition, beams, noise.
+"""Full-sky HEALPix maps: seeded Gaussian T/Q/U realisations, E/B decomposition, beams.
 
 Maps are in Galactic coordinates, RING ordering, CMB thermodynamic uK. Random numbers come
 from a :class:`numpy.random.Generator`, so realisations are reproducible bit for bit.
@@ -74,12 +74,6 @@ def interpolation_window(nside: int, lmax: int) -> np.ndarray:
 def pixel_arcmin(nside: int) -> float:
     """Side of a square with the area of one HEALPix pixel, arcmin."""
     return float(np.sqrt(4.0 * np.pi / (12.0 * nside**2)) / ARCMIN)
-
-
-def white_noise_qu(nside: int, depth_uk_arcmin: float, rng: np.random.Generator) -> np.ndarray:
-    """Independent white noise in Q and U (2, npix): ``sigma_pix = depth / pixel side``."""
-    sigma = depth_uk_arcmin / pixel_arcmin(nside)
-    return sigma * rng.standard_normal((2, 12 * nside**2))
 
 
 def galactic_latitude_deg(nside: int) -> np.ndarray:
