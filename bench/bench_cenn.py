@@ -19,7 +19,8 @@ import numpy as np
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__file__).resolve().parents[1])]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cmbml.patches import PatchGeometry, PatchSampler  # noqa: E402
+from cmbml.flatsky import FlatGrid  # noqa: E402
+from cmbml.patches import PatchSampler  # noqa: E402
 
 
 def bench_patches(nside=1024, npix=128, pixel_arcmin=3.0, n_maps=4, n_patches=5):
@@ -29,7 +30,7 @@ def bench_patches(nside=1024, npix=128, pixel_arcmin=3.0, n_maps=4, n_patches=5)
     matplotlib.use("Agg")
     rng = np.random.default_rng(0)
     maps = rng.standard_normal((n_maps, hp.nside2npix(nside))).astype(np.float32)
-    geometry = PatchGeometry(npix, pixel_arcmin)
+    geometry = FlatGrid(npix, pixel_arcmin)
     centres = [(rng.uniform(0, 360), rng.uniform(35, 80)) for _ in range(n_patches)]
     t0 = time.perf_counter()
     for lon, lat in centres:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from stages._common import SPECTRA_CSV, stage_params
-
-PLOT = Path("plots/spectra/camb_spectra.png")
-
 
 def main() -> None:
+    from cmbml.config import load_spectra
     from cmbml.plots import plot_theory_spectra
     from cmbml.spectra import camb_spectra, write_spectra_csv
 
-    params = stage_params("spectra")
+    setup = load_spectra()
     # One table to a multipole above every simulation's needs (checked), shared by all parameter sets.
-    lmax = params["spectra"]["lmax"]
-    spectra = camb_spectra(params["cosmology"], lmax)
-    write_spectra_csv(SPECTRA_CSV, spectra)
-    plot_theory_spectra(spectra, PLOT)
-    print(f"spectra: CAMB to lmax={lmax}; C^kk(L=100) = {spectra['cl_kk'][100]:.3e} -> {SPECTRA_CSV}")
+    spectra = camb_spectra(setup.cosmology, setup.lmax)
+    write_spectra_csv(setup.paths.camb_cls, spectra)
+    plot_theory_spectra(spectra, setup.paths.plots / "camb_spectra.png")
+    print(f"spectra: CAMB to lmax={setup.lmax}; C^kk(L=100) = {spectra['cl_kk'][100]:.3e} -> {setup.paths.camb_cls}")

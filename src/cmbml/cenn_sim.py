@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from cmbml.patches import PatchGeometry, PatchSampler, random_centres
+from cmbml.flatsky import FlatGrid
+from cmbml.patches import PatchSampler, random_centres
 
 SPLIT_IDS = {"Train": 0, "Test": 1, "Validation": 2}
 
@@ -36,6 +37,33 @@ def read_instrument(path) -> list[Channel]:
     with open(path) as fh:
         rows = list(csv.DictReader(line for line in fh if not line.lstrip().startswith("#")))
     return [Channel(float(r["freq_GHz"]), float(r["fwhm_arcmin"]), 60.0 * float(r["noise_uK_deg"])) for r in rows]
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """The channels of an instrument table and the one whose beam the label carries."""
+
+    channels: tuple[Channel, ...]
+    target: int  # index of the target channel
+
+    @classmethod
+    def read(cls, path, target_ghz: float) -> Instrument:
+        """Read the table; ``ValueError`` if ``target_ghz`` is not one of its channels."""
+        channels = tuple(read_instrument(path))
+        freqs = [ch.freq_ghz for ch in channels]
+        if not channels:
+            raise ValueError(f"{path} lists no channel")
+        if target_ghz not in freqs:
+            raise ValueError(f"the target {target_ghz:g} GHz is not a channel of the table; allowed {freqs}")
+        return cls(channels, freqs.index(target_ghz))
+
+    @property
+    def freqs_ghz(self) -> list[float]:
+        return [ch.freq_ghz for ch in self.channels]
+
+    @property
+    def target_channel(self) -> Channel:
+        return self.channels[self.target]
 
 
 def component_maps_from_alm(alm_e: np.ndarray, alm_b: np.ndarray, nside: int, components: Sequence[str]) -> dict:
@@ -99,7 +127,7 @@ class PatchPlan:
 
 
 def plan_split(split: str, n: int, seed: int, n_realisations: int, b_min_deg: float,
-               holdout_lon_deg: Sequence[float], geometry: PatchGeometry) -> PatchPlan:
+               holdout_lon_deg: Sequence[float], geometry: FlatGrid) -> PatchPlan:
     """Random centres: Train/Test outside the held-out band (one patch diagonal away), Validation inside."""
     rng = np.random.default_rng([seed, 7, SPLIT_IDS[split]])
     centres = random_centres(n, rng, b_min_deg, tuple(holdout_lon_deg), in_holdout=(split == "Validation"),
@@ -114,7 +142,7 @@ _SHARED: dict[str, Any] = {}
 def _cut_patches(indices: Sequence[int]) -> tuple[list[int], dict]:
     s = _SHARED
     plan: PatchPlan = s["plan"]
-    geometry: PatchGeometry = s["geometry"]
+    geometry: FlatGrid = s["geometry"]
     out = {comp: ([], []) for comp in s["components"]}
     sigma = np.array([ch.noise_uk_arcmin / geometry.pixel_arcmin for ch in s["channels"]]) if s["noise"] else None
     for i in indices:
@@ -144,7 +172,7 @@ def cut_split(
     labels: Mapping,
     channels: Sequence[Channel],
     nside: int,
-    geometry: PatchGeometry,
+    geometry: FlatGrid,
     components: Sequence[str],
     seed: int,
     noise: bool,

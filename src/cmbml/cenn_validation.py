@@ -33,6 +33,47 @@ class CennExpectation:
     noise_var_target: float  # white-noise variance per pixel at the target channel
 
 
+def theory_patch_variance(cl: np.ndarray, transfer: np.ndarray, side_deg: float) -> float:
+    """Variance of a field with spectrum ``cl`` seen through ``transfer`` (beam x interpolation),
+    about a patch's mean: the sum over multipoles above the patch scale ``180 / side_deg``."""
+    lmax = len(transfer) - 1
+    ell = np.arange(lmax + 1)
+    sel = ell >= 180.0 / side_deg
+    return float(np.sum((2 * ell[sel] + 1) / (4 * np.pi) * (cl[: lmax + 1] * transfer**2)[sel]))
+
+
+def cenn_expectation(setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: Mapping[str, np.ndarray]) -> CennExpectation:
+    """Expected shapes and statistics of a :class:`~cmbml.cenn_config.CennSetup`'s patches, from the CMB
+    theory and the foreground spectra of each channel (not from the files being checked)."""
+    from cmbml.foregrounds import dust_sed_rj, rj_to_cmb
+
+    channels, target = setup.instrument.channels, setup.instrument.target
+    side_deg, lmax = setup.geometry.patch.side_deg, setup.geometry.sky_lmax
+    window = setup.interpolation_window
+
+    def component_cl(ee, bb):
+        return {"E": ee, "B": bb, "Q": 0.5 * (ee + bb)}[setup.components[0]][: lmax + 1]
+
+    cmb = component_cl(camb_cls["cl_ee_lensed"], camb_cls["cl_bb_lensed"])
+    noise = [s**2 for s in setup.noise_sigma_pix]
+    contamination = []
+    for ch, beam, n in zip(channels, setup.beams, noise):
+        fg = component_cl(foreground_cls[f"cl_EE_{ch.freq_ghz:g}GHz"], foreground_cls[f"cl_BB_{ch.freq_ghz:g}GHz"])
+        # noise + foregrounds through the channel's beam + the CMB seen through (b_ch - b_target)
+        contamination.append(n + theory_patch_variance(fg, beam * window, side_deg)
+                             + theory_patch_variance(cmb, (beam - setup.beams[target]) * window, side_deg))
+    dust = setup.foregrounds["dust"]
+    s = [float(dust_sed_rj(ch.freq_ghz, dust["ref_GHz"], dust["beta"], dust["T_dust_K"]) * rj_to_cmb(ch.freq_ghz))
+         for ch in channels]
+    return CennExpectation(
+        npix=setup.geometry.npix, n_channels=len(channels), target=target, n_samples=dict(setup.n_samples),
+        label_var=theory_patch_variance(cmb, setup.label_transfer, side_deg),
+        contamination_var=contamination,
+        sed_ratios={"cov02_over_cov12": s[0] / s[1], "cov01_over_cov02": s[1] / s[2]},
+        noise_var_target=noise[target],
+    )
+
+
 def sample_table(path: str | Path, split: str, component: str, target: int, chunk: int = 64):
     """One row per patch: label variance, per-channel contamination (co)variances, the target
     channel minus label, non-finite count and digest. An unreadable file gives an empty table."""
@@ -151,3 +192,13 @@ def prediction_expectations(n_expected: int) -> list:
         E.ExpectColumnValuesToBeInSet(column="shape_ok", value_set=[True]),
         E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
     ]
+
+
+def gate_outputs(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], report_dir: str | Path):
+    """The evaluation gate: each component's network outputs have their labels' shape and are finite.
+    Returns the :class:`~cmbml.gate.GateResult` (HTML Data Docs under ``report_dir``)."""
+    from cmbml.gate import run_gate
+
+    tables = [GateTable(f"outputs_{c}", prediction_table(outputs[c], labels[c].shape),
+                        prediction_expectations(labels[c].shape[0])) for c in outputs]
+    return run_gate(report_dir, "cenn_outputs", tables)

@@ -27,7 +27,9 @@ app.add_typer(params_app, name="params")
 
 
 def _run_stage(module: str) -> None:
-    """Run ``stages.<module>.main``; parameter errors exit with status 2 and a readable message."""
+    """Run ``stages.<module>.main``. Parameter errors exit with status 2, data the validation gate did
+    not pass with status 1, each with a readable message."""
+    from cmbml.gate import GateNotPassed
     from cmbml.params import ParamError
 
     try:
@@ -35,6 +37,9 @@ def _run_stage(module: str) -> None:
     except ParamError as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
+    except GateNotPassed as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -69,7 +74,7 @@ def evaluate() -> None:
 
 @cenn_app.command("sky-maps")
 def sky_maps() -> None:
-    """Full-sky CMB T, Q, U realisations and their E, B maps (FITS)."""
+    """Full-sky CMB T, Q, U realisations (FITS)."""
     _run_stage("sky_maps")
 
 
@@ -105,11 +110,12 @@ def cenn_evaluate() -> None:
 
 @params_app.command("check")
 def params_check(path: str = typer.Argument("params.yaml")) -> None:
-    """Check every parameter against its allowed range."""
-    from cmbml.params import ParamError, load_params, validate
+    """Check every parameter of both experiments against its allowed range."""
+    from cmbml.experiments import check_all
+    from cmbml.params import ParamError, load_params
 
     try:
-        validate(load_params(path), source=path)
+        check_all(load_params(path), source=path)
     except ParamError as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
@@ -131,10 +137,12 @@ def params_compose(overrides: list[str] = typer.Argument(None), output: str = "p
 def ui(port: int = 5000) -> None:
     """Serve the MLflow UI on the repository's store (127.0.0.1)."""
 
-    from stages._common import tracking_uri
+    from cmbml.config import resolve_tracking_uri
+    from cmbml.params import load_params
 
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                               tracking_uri("sqlite:///mlflow.db"), "--host", "127.0.0.1", "--port", str(port)])
+    uri = resolve_tracking_uri(load_params("params.yaml")["mlflow"]["tracking_uri"])
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(port)])
 
 
 if __name__ == "__main__":

@@ -17,16 +17,8 @@ from functools import cached_property
 
 import numpy as np
 
-ARCMIN = np.pi / (180.0 * 60.0)
-"""One arcminute in radians."""
+from cmbml.units import ARCMIN
 
-
-def nside_equivalent_pixel_arcmin(nside: int) -> float:
-    """Side in arcmin of a square pixel with the area of a HEALPix pixel at ``nside``.
-
-    ``sqrt(4 pi / (12 nside^2))``: 27.48 arcmin for nside 128, 0.86 arcmin for 4096.
-    """
-    return float(np.sqrt(4.0 * np.pi / (12.0 * nside**2)) / ARCMIN)
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,13 @@ class FlatGrid:
 
     @property
     def side_deg(self) -> float:
-        return float(np.degrees(self.side_rad))
+        """Patch side in degrees."""
+        return self.npix * self.pixel_arcmin / 60.0
+
+    @property
+    def half_diagonal_deg(self) -> float:
+        """Centre-to-corner distance in degrees: patches whose centres are this far apart cannot overlap."""
+        return self.side_deg / np.sqrt(2.0)
 
     @property
     def area_sr(self) -> float:
@@ -58,12 +56,19 @@ class FlatGrid:
     @property
     def ell_fundamental(self) -> float:
         """Fundamental multipole 2 pi / L: the spacing of the Fourier grid."""
-        return 2.0 * np.pi / self.side_rad
+        return 360.0 / self.side_deg
 
     @property
     def ell_nyquist(self) -> float:
         """Nyquist multipole pi / dx along an axis."""
-        return np.pi / self.dx
+        return 180.0 * 60.0 / self.pixel_arcmin
+
+    def tangent_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Tangent-plane coordinates (x, y) in radians of every pixel centre, (npix, npix) each,
+        indexed [iy, ix] with the origin at the patch centre."""
+        c = (np.arange(self.npix) - (self.npix - 1) / 2.0) * self.pixel_arcmin * ARCMIN
+        x, y = np.meshgrid(c, c, indexing="xy")
+        return x, y
 
     @cached_property
     def ell_xy(self) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +153,23 @@ def linear_bins(grid: FlatGrid, width: float, lmax: float, lmin: float | None = 
     else:
         edges[-1] = lmax
     return np.asarray(edges, dtype=float)
+
+
+def check_bins(edges: np.ndarray, grid: FlatGrid, lmax: float) -> None:
+    """Raise ``ValueError`` unless every bin is at least one fundamental mode of ``grid`` wide and the
+    bins lie within ``0 <= ell <= lmax``: a bin without a Fourier mode makes NaMaster's coupling
+    matrix singular, and GSL then aborts the whole process."""
+    edges = np.asarray(edges, dtype=float)
+    if edges.size < 2:
+        raise ValueError("need at least one bin")
+    fundamental = grid.ell_fundamental
+    widths = np.diff(edges)
+    if np.any(widths < fundamental * (1 - 1e-9)):
+        bad = np.flatnonzero(widths < fundamental * (1 - 1e-9)).tolist()
+        raise ValueError(f"bins {bad} are narrower than the patch's fundamental multipole {fundamental:.1f} "
+                         f"(2 pi / {grid.side_deg:.2f} deg): NaMaster would abort on an empty bin")
+    if edges[0] < 0 or edges[-1] > lmax + 1e-9:
+        raise ValueError(f"bins must lie within 0 <= ell <= {lmax:g}; got {edges[0]:g} .. {edges[-1]:g}")
 
 
 def bin_power(grid: FlatGrid, power: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

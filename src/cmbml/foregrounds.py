@@ -208,3 +208,53 @@ def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mappi
         }
         totals[freq] = sum(parts[freq].values())
     return totals, parts, catalogues
+
+
+def polarization_spectra(qu: np.ndarray, lmax: int, b_min_deg: float = 0.0) -> dict[str, np.ndarray]:
+    """EE and BB of a (Q, U) map over ``|b| > b_min_deg`` (raw C_ell, uK^2), divided by the sky
+    fraction: the level of the sky the patches see."""
+    import healpy as hp
+
+    from cmbml.sky import galactic_latitude_deg
+
+    mask = (np.abs(galactic_latitude_deg(hp.get_nside(qu[0]))) > b_min_deg).astype(float)
+    cls = hp.anafast([np.zeros_like(qu[0]), qu[0] * mask, qu[1] * mask], lmax=lmax)
+    return {"EE": cls[1] / mask.mean(), "BB": cls[2] / mask.mean()}
+
+
+def write_foreground_spectra(path, spectra: Mapping[float, Mapping[str, np.ndarray]]) -> None:
+    """CSV with ``ell`` and ``cl_{EE,BB}_{freq}GHz`` columns (``spectra[freq]["EE"]``), written atomically."""
+    from cmbml.io import atomic_path
+
+    names, columns = ["ell"], [np.arange(len(next(iter(spectra.values()))["EE"]))]
+    for freq, cl in sorted(spectra.items()):
+        for key in ("EE", "BB"):
+            names.append(f"cl_{key}_{freq:g}GHz")
+            columns.append(cl[key])
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, np.column_stack(columns), delimiter=",", header=",".join(names), comments="", fmt="%.8e")
+
+
+def read_foreground_spectra(path) -> dict[str, np.ndarray]:
+    """The table of :func:`write_foreground_spectra`, column name -> array."""
+    table = np.genfromtxt(path, delimiter=",", names=True)
+    return {name: np.asarray(table[name]) for name in table.dtype.names}
+
+
+def load_templates(fg: Mapping, nside: int, data_dir) -> dict[str, np.ndarray]:
+    """(Q, U) templates at each component's ref_GHz (uK_RJ) for the components whose ``template``
+    names a HEALPix file in ``data_dir`` (T, Q, U or Q, U columns), resampled to ``nside``."""
+    from pathlib import Path
+
+    from astropy.io import fits
+
+    from cmbml.fits import read_healpix
+
+    templates = {}
+    for name in ("dust", "synchrotron"):
+        if fg[name]["template"]:
+            path = Path(data_dir) / fg[name]["template"]
+            with fits.open(path) as hdul:
+                fields = (1, 2) if len(hdul[1].columns) >= 3 else (0, 1)
+            templates[name] = read_healpix(path, fields, nside)
+    return templates

@@ -134,3 +134,17 @@ def run_gate(project_dir: str | Path, checkpoint_name: str, tables: list[GateTab
     urls = context.get_docs_sites_urls()
     index = urls[0]["site_url"] if urls else None
     return GateResult(success, failures, n_expectations, index, details)
+
+
+class GateNotPassed(RuntimeError):
+    """A later stage was asked to read data that its validation gate did not pass."""
+
+
+def require_passed(result_file: str | Path) -> None:
+    """Raise :class:`GateNotPassed` unless ``result_file`` (a gate's JSON result) records success."""
+    import json
+
+    path = Path(result_file)
+    result = json.loads(path.read_text()) if path.exists() else {}
+    if not result.get("success"):
+        raise GateNotPassed(f"{path} does not record a passed validation: run the validation stage first")

@@ -33,22 +33,18 @@ class LensingSimConfig:
     noise_uK_arcmin: float
     remap: str = "fourier"
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> LensingSimConfig:
-        return cls(
-            npix=int(params["npix"]),
-            pixel_arcmin=float(params["pixel_arcmin"]),
-            T_lmax=params["T_lmax"],
-            kappa_lmax=params["kappa_lmax"],
-            kappa_exaggeration_factor=float(params["kappa_exaggeration_factor"]),
-            same_T_realisation=bool(params["same_T_realisation"]),
-            noise_uK_arcmin=float(params["noise_uK_arcmin"]),
-            remap=params["lensing_simulate"]["remap"],
-        )
-
     @property
     def grid(self) -> FlatGrid:
         return FlatGrid(self.npix, self.pixel_arcmin)
+
+    def kappa_power_on_grid(self, cl_kk: np.ndarray) -> np.ndarray:
+        """The simulated kappa's power on the grid: ``C^kk`` band-limited at ``kappa_lmax``, times the
+        exaggeration factor squared."""
+        return self.grid.cl_on_grid(cl_kk, self.kappa_lmax) * self.kappa_exaggeration_factor**2
+
+    def t_power_on_grid(self, cl_tt_unlensed: np.ndarray) -> np.ndarray:
+        """The unlensed T power on the grid, band-limited at ``T_lmax``."""
+        return self.grid.cl_on_grid(cl_tt_unlensed, self.T_lmax)
 
     def as_attrs(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,8 +68,8 @@ class LensingSimulator:
         self.config = config
         self.grid = config.grid
         self.seed = int(seed)
-        self.cl_tt_grid = self.grid.cl_on_grid(cl_tt_unlensed, config.T_lmax)
-        self.cl_kk_grid = self.grid.cl_on_grid(cl_kk, config.kappa_lmax) * config.kappa_exaggeration_factor**2
+        self.cl_tt_grid = config.t_power_on_grid(cl_tt_unlensed)
+        self.cl_kk_grid = config.kappa_power_on_grid(cl_kk)
         self.sigma_noise = white_noise_sigma_pix(config.noise_uK_arcmin, config.pixel_arcmin)
         self._shared_t = None
         if config.same_T_realisation:

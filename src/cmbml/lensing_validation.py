@@ -33,6 +33,24 @@ class LensingExpectation:
     t_rms: float  # expected rms of T_lensed (signal and noise), uK
     kappa_rms_nsigma: float = 5.0
 
+    @classmethod
+    def from_simulator(cls, simulator, n_samples: Mapping[str, int], kappa_rms_nsigma: float) -> LensingExpectation:
+        """Expected shapes and statistics from the simulator's parameters and theory spectra (not from files).
+
+        ``simulator`` is a :class:`~cmbml.lensing_sim.LensingSimulator`.
+        """
+        grid = simulator.grid
+        t_var = simulator.cl_tt_grid.sum() / grid.area_sr + simulator.sigma_noise**2
+        return cls(
+            npix=grid.npix,
+            n_samples=dict(n_samples),
+            kappa_exaggeration_factor=simulator.config.kappa_exaggeration_factor,
+            kappa_variance=simulator.expected_kappa_variance,
+            kappa_effective_modes=simulator.kappa_effective_modes,
+            t_rms=float(t_var**0.5),
+            kappa_rms_nsigma=kappa_rms_nsigma,
+        )
+
 
 def _finite_stat(fn, x: np.ndarray) -> float:
     finite = x[np.isfinite(x)]

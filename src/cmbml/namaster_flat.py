@@ -12,19 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def check_bins(edges: np.ndarray, side_rad: float, lmax: float) -> None:
-    """Raise ``ValueError`` unless every bin is at least one fundamental mode wide and below lmax."""
-    fundamental = 2.0 * np.pi / side_rad
-    widths = np.diff(edges)
-    if edges.size < 2:
-        raise ValueError("need at least one bin")
-    if np.any(widths < fundamental * (1 - 1e-9)):
-        bad = np.flatnonzero(widths < fundamental).tolist()
-        raise ValueError(f"bins {bad} are narrower than the patch's fundamental multipole {fundamental:.1f} "
-                         f"(2 pi / {np.degrees(side_rad):.2f} deg): NaMaster would abort on an empty bin")
-    if edges[0] < 0 or edges[-1] > lmax + 1e-9:
-        raise ValueError(f"bins must lie within 0 <= ell <= {lmax:g}; got {edges[0]:g} .. {edges[-1]:g}")
+from cmbml.flatsky import FlatGrid, check_bins
 
 
 def apodized_mask(npix: int, side_deg: float, apodization_deg: float) -> np.ndarray:
@@ -44,28 +32,38 @@ class FlatSpectra:
 
     Parameters
     ----------
-    npix, side_deg : patch geometry (after any cropping)
-    edges : bin edges in ell (checked against the fundamental mode)
-    spin : 0 for scalar maps (E or B maps, T); 2 for (Q, U) with B-mode purification
-    apodization_deg : C1 apodization scale of the mask
+    grid : FlatGrid
+        Patch geometry (after any cropping).
+    edges : numpy.ndarray
+        Bin edges in ell, checked against the grid's fundamental mode and Nyquist multipole.
+    spin : int
+        0 for one scalar map (an E or B map, or T); 2 for (Q, U) with B-mode purification.
+    apodization_deg : float
+        C1 apodization scale of the mask.
+    spin0_name : str
+        Name of the auto-spectrum a spin-0 field gives ("EE" for E maps, "BB" for B maps).
     """
 
-    npix: int
-    side_deg: float
+    grid: FlatGrid
     edges: np.ndarray
     spin: int
     apodization_deg: float
+    spin0_name: str = "TT"
 
     def __post_init__(self):
         import pymaster as nmt
 
-        self.side_rad = np.radians(self.side_deg)
-        nyquist = np.pi * self.npix / self.side_rad
-        check_bins(np.asarray(self.edges, dtype=float), self.side_rad, nyquist)
-        self.mask = apodized_mask(self.npix, self.side_deg, self.apodization_deg)
+        self.side_rad = np.radians(self.grid.side_deg)
+        check_bins(self.edges, self.grid, self.grid.ell_nyquist)
+        self.mask = apodized_mask(self.grid.npix, self.grid.side_deg, self.apodization_deg)
         self.bins = nmt.NmtBinFlat(self.edges[:-1], self.edges[1:])
         self.ell = self.bins.get_effective_ells()
         self._workspace = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The spectra :meth:`spectra` returns."""
+        return (self.spin0_name,) if self.spin == 0 else ("EE", "EB", "BB")
 
     def _field(self, maps: Sequence[np.ndarray]):
         import pymaster as nmt
@@ -83,28 +81,28 @@ class FlatSpectra:
         return self._workspace
 
     def spectra(self, maps: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Decoupled binned auto-spectra: ``{"TT"}`` for spin 0 or ``{"EE", "EB", "BB"}`` for spin 2."""
+        """Decoupled binned auto-spectra: ``{spin0_name}`` for spin 0, ``{"EE", "EB", "BB"}`` for spin 2."""
         import pymaster as nmt
 
         field = self._field(maps)
         w = self.workspace(field)
         cl = w.decouple_cell(nmt.compute_coupled_cell_flat(field, field, self.bins))
         if self.spin == 0:
-            return {"TT": cl[0]}
+            return {self.spin0_name: cl[0]}
         return {"EE": cl[0], "EB": cl[1], "BB": cl[3]}
 
     def binned_theory(self, cl_by_name: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Theory spectra (``cl[ell]``) through the same coupling and binning as the data.
 
-        Spin 0 takes ``{"TT": cl}``; spin 2 takes ``{"EE": cl, "BB": cl}``. Call after :meth:`spectra`.
+        Spin 0 takes ``{spin0_name: cl}``; spin 2 takes ``{"EE": cl, "BB": cl}``. Call after :meth:`spectra`.
         """
         if self._workspace is None:
             raise RuntimeError("compute one spectrum first: the workspace is built from a field")
         first = next(iter(cl_by_name.values()))
         ells = np.arange(first.size, dtype=float)
         if self.spin == 0:
-            coupled = self._workspace.couple_cell(ells, np.array([cl_by_name["TT"]]))
-            return {"TT": self._workspace.decouple_cell(coupled)[0]}
+            coupled = self._workspace.couple_cell(ells, np.array([cl_by_name[self.spin0_name]]))
+            return {self.spin0_name: self._workspace.decouple_cell(coupled)[0]}
         zero = np.zeros_like(first)
         coupled = self._workspace.couple_cell(ells, np.array([cl_by_name["EE"], zero, zero, cl_by_name["BB"]]))
         cl = self._workspace.decouple_cell(coupled)

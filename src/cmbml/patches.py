@@ -16,27 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ARCMIN = np.pi / (180.0 * 60.0)
+from cmbml.flatsky import FlatGrid
+from cmbml.units import ARCMIN
 
-
-@dataclass(frozen=True)
-class PatchGeometry:
-    npix: int
-    pixel_arcmin: float
-
-    @property
-    def side_deg(self) -> float:
-        return self.npix * self.pixel_arcmin / 60.0
-
-    @property
-    def half_diagonal_deg(self) -> float:
-        return self.side_deg / np.sqrt(2.0)
-
-    def tangent_offsets(self) -> tuple[np.ndarray, np.ndarray]:
-        """Tangent-plane coordinates (x, y) in radians of every pixel centre, (npix, npix) each."""
-        c = (np.arange(self.npix) - (self.npix - 1) / 2.0) * self.pixel_arcmin * ARCMIN
-        x, y = np.meshgrid(c, c, indexing="xy")
-        return x, y
 
 
 def gnomonic_to_sphere(lon0: float, lat0: float, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +44,7 @@ class PatchSampler:
     shape: tuple[int, int]
 
     @classmethod
-    def build(cls, nside: int, geometry: PatchGeometry, lon_deg: float, lat_deg: float) -> PatchSampler:
+    def build(cls, nside: int, geometry: FlatGrid, lon_deg: float, lat_deg: float) -> PatchSampler:
         import healpy as hp
 
         lon0, lat0 = np.radians(lon_deg), np.radians(lat_deg)

@@ -54,7 +54,7 @@ def plot_training_curve(history: Mapping[str, Sequence[float]], path: str | Path
     _save(fig, path)
 
 
-def plot_map_triplets(maps: Mapping[str, np.ndarray], path: str | Path, side_deg: float, units: str, title: str,
+def plot_map_columns(maps: Mapping[str, np.ndarray], path: str | Path, side_deg: float, units: str, title: str,
                       same_scale_as: Mapping[str, str] | None = None) -> None:
     """Rows of examples; columns are the entries of ``maps`` (each (n_examples, n, n)).
 
@@ -98,20 +98,13 @@ def plot_rho(ell: np.ndarray, rho: np.ndarray, path: str | Path, title: str,
 
 
 def plot_binned_spectra(ell: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path, ylabel: str,
-                        title: str, errors: Mapping[str, np.ndarray] | None = None,
-                        theory: tuple[np.ndarray, np.ndarray] | None = None, logy: bool = True) -> None:
+                        title: str) -> None:
+    """Binned spectra on a logarithmic axis, one curve per name."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    if theory is not None:
-        ax.plot(theory[0], theory[1], "k-", lw=1, label="theory")
     for name, values in curves.items():
-        err = None if errors is None else errors.get(name)
-        if err is not None:
-            ax.fill_between(ell, values - err, values + err, alpha=0.25)
         ax.plot(ell, values, "o-", ms=3, label=name)
-    ax.set(xlabel=r"$\ell$", ylabel=ylabel, title=title)
-    if logy:
-        ax.set_yscale("log")
+    ax.set(xlabel=r"$\ell$", ylabel=ylabel, title=title, yscale="log")
     ax.legend()
     _save(fig, path)
 
@@ -155,7 +148,7 @@ def plot_cenn_patches(inputs: np.ndarray, labels: np.ndarray, outputs: np.ndarra
     """Per example: the input channels, the CMB label, the network output and the residual (uK)."""
     maps = {f"input {f:g} GHz": inputs[..., k] for k, f in enumerate(freqs)}
     maps.update({"label (CMB)": labels, "CENN output": outputs, "residual": outputs - labels})
-    plot_map_triplets(maps, path, side_deg, "uK", title,
+    plot_map_columns(maps, path, side_deg, "uK", title,
                       same_scale_as={"CENN output": "label (CMB)", "residual": "label (CMB)"})
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmbml.flatsky import ARCMIN, FlatGrid, bin_power
+from cmbml.flatsky import FlatGrid, bin_power
+from cmbml.units import ARCMIN
 
 
 def _convolve(grid: FlatGrid, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -35,18 +36,17 @@ def n0_kappa(
     grid: FlatGrid,
     cl_tt_lensed: np.ndarray,
     noise_uk_arcmin: float = 0.0,
-    beam_fwhm_arcmin: float = 0.0,
     t_lmax: float | None = None,
 ) -> np.ndarray:
     """Reconstruction noise ``N0^kk(L)`` of the TT quadratic estimator on every grid mode.
 
-    Temperature modes above ``t_lmax`` (or the grid) are excluded from the estimator.
-    Returns an (npix, npix) array; the ``L = 0`` mode is set to infinity.
+    The maps have no beam; ``noise_uk_arcmin`` is white. Temperature modes above ``t_lmax``
+    (or the grid) are excluded from the estimator. Returns an (npix, npix) array; the ``L = 0``
+    mode is set to infinity.
     """
     cl = grid.cl_on_grid(cl_tt_lensed, t_lmax)
     ell = grid.ell
-    sigma = beam_fwhm_arcmin * ARCMIN / np.sqrt(8 * np.log(2))
-    noise = (noise_uk_arcmin * ARCMIN) ** 2 * np.exp(ell * (ell + 1) * sigma**2)
+    noise = (noise_uk_arcmin * ARCMIN) ** 2
     used = cl > 0
     inv_tot = np.where(used, 1.0 / np.where(used, cl + noise, 1.0), 0.0)
     lx, ly = grid.ell_xy
@@ -84,7 +84,7 @@ def reconstruct_kappa(
     used = cl > 0
     inv_tot = np.where(used, 1.0 / np.where(used, cl + noise, 1.0), 0.0)
     if n0 is None:
-        n0 = n0_kappa(grid, cl_tt_lensed, noise_uk_arcmin, 0.0, t_lmax)
+        n0 = n0_kappa(grid, cl_tt_lensed, noise_uk_arcmin, t_lmax)
     lx, ly = grid.ell_xy
     t_l = grid.dx**2 * np.fft.fft2(t_maps)  # continuum convention T(l) = int d2x e^{-il.x} T(x)
     a_x = np.fft.ifft2(t_l * inv_tot) / grid.dx**2

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-ARCMIN = np.pi / (180.0 * 60.0)
+from cmbml.units import ARCMIN
+
 
 
 def gaussian_alm(cl_tt, cl_ee, cl_bb, cl_te, lmax: int, rng: np.random.Generator) -> np.ndarray:
@@ -45,14 +46,6 @@ def alm_from_qu(q_map: np.ndarray, u_map: np.ndarray, lmax: int) -> tuple[np.nda
 
     alm = hp.map2alm([np.zeros_like(q_map), q_map, u_map], lmax=lmax, pol=True, iter=3)
     return alm[1], alm[2]
-
-
-def eb_maps(q_map: np.ndarray, u_map: np.ndarray, nside: int, lmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scalar E and B maps of (Q, U): ``E = sum a_E Y``, ``B = sum a_B Y`` (spin-0 synthesis)."""
-    import healpy as hp
-
-    a_e, a_b = alm_from_qu(q_map, u_map, lmax)
-    return hp.alm2map(a_e, nside), hp.alm2map(a_b, nside)
 
 
 def gauss_beam(fwhm_arcmin: float, lmax: int) -> np.ndarray:

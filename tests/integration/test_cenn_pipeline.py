@@ -38,7 +38,40 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     assert len(runs) == 1
     run = runs[0]
     assert run.data.tags["dvc_exp_name"] == "smoke-cenn-B" and run.data.params["cenn.variant"] == "B"
-    for key in ("loss", "val_loss", "test_map_mse_uK2", "test_bb_ell60_300_residual_dl_abs_mean_uK2"):
+    # the run logs its own experiment's parameters (and the shared cosmology and seed), not the lensing ones
+    assert "cosmology.H0" in run.data.params and "seed" in run.data.params and "instrument.target_GHz" in run.data.params
+    assert not [k for k in run.data.params if k.startswith(("lensing", "npix", "kappa", "scale.lensing"))]
+    assert run.data.tags["scale.cenn.crop_pixels"] == "1"  # evaluation settings as tags
+    # metrics measured on the Validation split carry its name
+    for key in ("loss", "val_loss", "validation_map_mse_uK2", "validation_bb_ell60_300_residual_dl_abs_mean_uK2"):
         assert key in run.data.metrics
     versions = client.search_model_versions("name='cmbml-cenn-B'")
     assert [v.run_id for v in versions] == [run.info.run_id]
+
+
+def stale_stages(root, env) -> set[str]:
+    out = sh(["dvc", "status", "--json"], root, env).stdout
+    return set(json.loads(out or "{}"))
+
+
+def test_a_changed_instrument_or_library_module_marks_its_stages_stale(b_mode_experiment):
+    """`dvc repro` reruns what changed: after the run nothing is stale; instrument.target_GHz is a parameter
+    of every stage that uses the channels (not of the CMB skies or lensing); a library module is a
+    dependency of exactly the stages that import it."""
+    root, env = b_mode_experiment
+    assert stale_stages(root, env) == set()
+    params = root / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("target_GHz: 143", "target_GHz: 100"))
+        assert stale_stages(root, env) == {"foregrounds", "cenn_simulate", "cenn_validate", "cenn_train", "cenn_evaluate"}
+    finally:
+        params.write_text(original)
+    module = root / "src" / "cmbml" / "quadratic_estimator.py"
+    code = module.read_text()
+    try:
+        module.write_text(code + "\n# a change\n")
+        assert stale_stages(root, env) == {"lensing_evaluate"}
+    finally:
+        module.write_text(code)
+    assert stale_stages(root, env) == set()

@@ -7,14 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
+from cmbml.cenn_config import CennSetup
 from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, read_instrument, write_split
-from cmbml.cenn_validation import build_tables
-from cmbml.foregrounds import channel_maps
+from cmbml.cenn_validation import build_tables, cenn_expectation
+from cmbml.foregrounds import channel_maps, polarization_spectra
 from cmbml.gate import run_gate
-from cmbml.patches import PatchGeometry
+from cmbml.flatsky import FlatGrid
 from cmbml.sky import gaussian_alm, tqu_from_alm
-from stages.cenn_validate import expectation_from_params
-from stages.foregrounds import polarization_spectra
 from tests.helpers import copy_files, failed
 from tests.conftest import REPO, compose
 
@@ -45,7 +44,7 @@ def world(camb_cls):
 
 def make_split(world, folder: Path, split: str, noise=True, workers=1, chunk=32):
     p, sc = world["params"], world["params"]["scale"]["cenn"]
-    geometry = PatchGeometry(sc["npix"], sc["pixel_arcmin"])
+    geometry = FlatGrid(sc["npix"], sc["pixel_arcmin"])
     plan = plan_split(split, SIZES[split], p["seed"], 1, 30.0, [0.0, 60.0], geometry)
     chunks = cut_split(plan, world["inputs"], world["labels"], world["channels"], sc["nside"], geometry, ["E"],
                        p["seed"], noise=noise, workers=workers, chunk=chunk)
@@ -61,7 +60,7 @@ def clean(world, tmp_path_factory):
 
 
 def gate(world, paths, tmp_path):
-    expect = expectation_from_params(world["params"], _camb(world), world["fg_cls"])
+    expect = cenn_expectation(CennSetup.from_params(world["params"], REPO / "conf"), _camb(world), world["fg_cls"])
     return run_gate(tmp_path / "gx", "cenn_datasets", build_tables(paths, expect))
 
 

@@ -23,6 +23,7 @@ def test_help_lists_the_stages_without_importing_heavy_libraries():
 
 def test_lensing_group_help():
     out = run("lensing", "--help")
+    assert out.returncode == 0, out.stderr
     for command in ("simulate", "validate", "train", "evaluate"):
         assert command in out.stdout
 

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from cmbml.flatsky import FlatGrid, bin_power, gaussian_realisation, linear_bins, nside_equivalent_pixel_arcmin, power_2d
+from cmbml.flatsky import FlatGrid, bin_power, gaussian_realisation, linear_bins, power_2d
+from cmbml.sky import pixel_arcmin
 
 
 def test_nside_equivalent_pixels_match_the_seed_versions():
     # science notes: v1-v4 use 27.48 arcmin pixels (nside 128); v5 nside-4096-equivalent 0.86 arcmin.
-    assert nside_equivalent_pixel_arcmin(128) == pytest.approx(27.48, abs=0.01)
-    assert nside_equivalent_pixel_arcmin(4096) == pytest.approx(0.8588, abs=1e-3)
+    assert pixel_arcmin(128) == pytest.approx(27.48, abs=0.01)
+    assert pixel_arcmin(4096) == pytest.approx(0.8588, abs=1e-3)
 
 
 def test_grid_multipoles_of_the_v1_patch():

@@ -83,23 +83,21 @@ def test_point_sources_follow_their_counts_and_polarization_fractions():
     assert np.allclose(qu_200, qu_100 * ratio)
 
 
-def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path, monkeypatch):
+def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path):
     """A user's (Q, U) dust template at 353 GHz in uK_RJ, named in the params, is what the channel
     maps scale: at 100 GHz they equal template x SED x RJ-to-CMB (sources switched off)."""
-    import stages.foregrounds as stage
     from cmbml.fits import write_healpix
-    from cmbml.foregrounds import channel_maps
+    from cmbml.foregrounds import channel_maps, load_templates
 
     nside = 16
     template = np.random.default_rng(3).standard_normal((2, hp.nside2npix(nside)))
     write_healpix(tmp_path / "my_dust.fits", template, ["Q", "U"], unit="uK_RJ")
-    monkeypatch.setattr(stage, "DATA_DIR", tmp_path)
     fg = compose()["foregrounds"]
     fg["dust"]["template"] = "my_dust.fits"
     for name in ("radio", "infrared"):
         fg[name]["n_per_sr"] = 0.0
     fg["synchrotron"]["A_EE"] = fg["synchrotron"]["A_BB"] = 0.0
-    totals, _, _ = channel_maps(fg, [100.0], nside, 1, stage.load_templates(fg, nside))
+    totals, _, _ = channel_maps(fg, [100.0], nside, 1, load_templates(fg, nside, tmp_path))
     d = fg["dust"]
     expected = template.astype(np.float32) * dust_sed_rj(100.0, d["ref_GHz"], d["beta"], d["T_dust_K"]) * rj_to_cmb(100.0)
     assert np.allclose(totals[100.0], expected, rtol=1e-5, atol=1e-6)
@@ -107,12 +105,17 @@ def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path, monkeypatch):
 
 def test_galactic_profile_keeps_the_high_latitude_level_and_brightens_the_plane():
     """1/sin|b| capped at 5 deg, normalised to unit mean square over |b| > 30 deg: the model
-    amplitudes hold where patches are cut, and the plane is brighter than the poles."""
+    amplitudes hold where patches are cut, the profile is 1/sin|b| pixel by pixel above the cap and
+    flat below it, so the plane is sin(90)/sin(5) = 11.5 times brighter than the poles."""
     from cmbml.foregrounds import galactic_profile
     from cmbml.sky import galactic_latitude_deg
 
     nside = 32
     profile, b = galactic_profile(nside), galactic_latitude_deg(nside)
     assert np.mean(profile[np.abs(b) > 30] ** 2) == pytest.approx(1.0)
-    assert profile[np.abs(b) < 3].min() > 5 * profile[np.abs(b) > 80].max()
-    assert np.all(profile > 0)
+    above = np.abs(b) > 5
+    shape = profile[above] * np.sin(np.radians(np.abs(b[above])))
+    assert np.allclose(shape, shape[0], rtol=1e-10)  # 1 / sin|b| up to one normalisation
+    capped = profile[np.abs(b) < 5]
+    assert np.allclose(capped, shape[0] / np.sin(np.radians(5.0)), rtol=1e-10)
+    assert capped.max() / profile.min() == pytest.approx(1 / np.sin(np.radians(5.0)), rel=0.01)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from cmbml.flatsky import ARCMIN, FlatGrid, gaussian_realisation, power_2d
+from cmbml.flatsky import FlatGrid, gaussian_realisation, power_2d
+from cmbml.units import ARCMIN
 from cmbml.lensing import (
     deflection_from_kappa,
     deflection_from_phi,
@@ -106,15 +107,15 @@ def test_noise_depth_in_uk_arcmin():
 def test_quadratic_estimator_benchmark_matches_linear_theory(camb_cls, version, lo, hi):
     """Wiener-filtered TT quadratic estimator rho(L) in fundamental-mode bins lies in the linear-theory
     range of the science notes (v1-v2 0.96-0.98, v3 0.75-0.85, v4 0.11-0.16, v8 0.19-0.32)."""
-    from cmbml.flatsky import linear_bins
+    from cmbml.lensing_config import LensingSetup
     from cmbml.quadratic_estimator import binned_wiener_rho, n0_kappa
-    from tests.conftest import compose
+    from tests.conftest import REPO, compose
 
-    p = compose(f"lensing={version}")
-    grid = FlatGrid(p["npix"], p["pixel_arcmin"])
-    n0 = n0_kappa(grid, camb_cls["cl_tt_lensed"], p["noise_uK_arcmin"], 0.0, p["T_lmax"])
-    cl_kk = grid.cl_on_grid(camb_cls["cl_kk"], p["kappa_lmax"]) * p["kappa_exaggeration_factor"] ** 2
-    _, rho = binned_wiener_rho(grid, cl_kk, n0, linear_bins(grid, grid.ell_fundamental, p["kappa_lmax"]))
+    setup = LensingSetup.from_params(compose(f"lensing={version}"), REPO / "conf")
+    grid, sim = setup.grid, setup.sim
+    n0 = n0_kappa(grid, camb_cls["cl_tt_lensed"], sim.noise_uK_arcmin, sim.T_lmax)
+    # the evaluation stage's quantities: kappa power on the grid and rho(L) bins, from the setup
+    _, rho = binned_wiener_rho(grid, sim.kappa_power_on_grid(camb_cls["cl_kk"]), n0, setup.rho_bin_edges)
     assert np.all((rho > lo - 0.01) & (rho < hi + 0.01)), rho
 
 
@@ -123,21 +124,22 @@ def test_quadratic_estimator_recovers_plus_kappa_on_our_maps(camb_cls):
     (T(x + grad phi), kappa x10) correlates positively with the input kappa with a response
     <kappa_hat kappa> / <kappa kappa> of 1 +- 0.3 at L < 40 and rho(L) in the 0.7-0.9 range
     measured on spline-lensed simulations (science notes: 0.76-0.81)."""
-    from cmbml.flatsky import linear_bins
-    from cmbml.lensing_sim import LensingSimConfig, LensingSimulator
+    from cmbml.lensing_config import LensingSetup
+    from cmbml.lensing_sim import LensingSimulator
     from cmbml.metrics import correlation_spectra
     from cmbml.quadratic_estimator import reconstruct_kappa
-    from tests.conftest import compose
+    from tests.conftest import REPO, compose
 
     p = compose("lensing=v3")
-    sim = LensingSimulator(LensingSimConfig.from_params(p), camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], seed=3)
+    setup = LensingSetup.from_params(p, REPO / "conf")
+    sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], seed=3)
     samples = [sim.sample("test", i) for i in range(80)]
     t_maps, kappa = np.stack([s["T_lensed"] for s in samples]), np.stack([s["kappa"] for s in samples])
     kappa_hat = reconstruct_kappa(sim.grid, t_maps, camb_cls["cl_tt_lensed"], 0.0, p["T_lmax"])
-    spectra = correlation_spectra(sim.grid, kappa_hat, kappa, linear_bins(sim.grid, sim.grid.ell_fundamental, 50))
+    spectra = correlation_spectra(sim.grid, kappa_hat, kappa, setup.rho_bin_edges)
     response = spectra.cl_cross / spectra.cl_true
     assert np.all(spectra.rho > 0.7) and np.all(spectra.rho < 0.9), spectra.rho
     assert np.all(np.abs(response[spectra.ell < 40] - 1.0) < 0.3), response
     flipped = reconstruct_kappa(sim.grid, np.stack([lens_map(sim.grid, s["T_unlensed"], -s["kappa"])
                                                     for s in samples]), camb_cls["cl_tt_lensed"], 0.0, p["T_lmax"])
-    assert np.all(correlation_spectra(sim.grid, flipped, kappa, linear_bins(sim.grid, sim.grid.ell_fundamental, 50)).rho < -0.6)
+    assert np.all(correlation_spectra(sim.grid, flipped, kappa, setup.rho_bin_edges).rho < -0.6)

@@ -4,14 +4,15 @@ import h5py
 import numpy as np
 import pytest
 
-from cmbml.lensing_sim import LensingSimConfig, LensingSimulator, write_split
-from tests.conftest import compose
+from cmbml.lensing_config import LensingSetup
+from cmbml.lensing_sim import LensingSimulator, write_split
+from tests.conftest import REPO, compose
 
 
 def simulator(camb_cls, **overrides):
     params = compose("lensing=v2")
     params.update(overrides)
-    return LensingSimulator(LensingSimConfig.from_params(params), camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"],
+    return LensingSimulator(LensingSetup.from_params(params, REPO / "conf").sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"],
                             seed=params["seed"])
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from cmbml.gate import run_gate
-from cmbml.lensing_sim import LensingSimConfig, LensingSimulator, write_split
-from cmbml.lensing_validation import build_tables
-from stages.lensing_validate import expectation_from_params
+from cmbml.lensing_config import LensingSetup
+from cmbml.lensing_sim import LensingSimulator, write_split
+from cmbml.lensing_validation import LensingExpectation, build_tables
+from tests.conftest import REPO
 from tests.helpers import copy_files, failed
 from tests.conftest import compose
 
@@ -19,13 +20,15 @@ SIZES = {"train": 24, "val": 8, "test": 8}
 def small_params(**overrides):
     p = compose("lensing=v2", "scale=smoke")
     p["scale"]["lensing"].update({f"n_{s}": n for s, n in SIZES.items()})
+    p["lensing_train"]["batch_size"] = 8  # at most n_train
     p.update(overrides)
     return p
 
 
 def make_datasets(folder: Path, camb_cls, **overrides) -> dict:
     p = small_params(**overrides)
-    sim = LensingSimulator(LensingSimConfig.from_params(p), camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], p["seed"])
+    sim = LensingSimulator(LensingSetup.from_params(p, REPO / "conf").sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"],
+                           p["seed"])
     paths = {}
     for split, n in SIZES.items():
         paths[split] = folder / f"{split}.h5"
@@ -39,7 +42,9 @@ def clean_datasets(tmp_path_factory, camb_cls):
 
 
 def gate(paths, camb_cls, tmp_path, params=None):
-    expect = expectation_from_params(params or small_params(), camb_cls)
+    setup = LensingSetup.from_params(params or small_params(), REPO / "conf")
+    sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], setup.seed)
+    expect = LensingExpectation.from_simulator(sim, setup.n_samples, setup.kappa_rms_nsigma)
     return run_gate(tmp_path / "gx", "lensing_datasets", build_tables(paths, expect))
 
 

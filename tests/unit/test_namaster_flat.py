@@ -4,23 +4,26 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.namaster_flat import FlatSpectra, check_bins
-from cmbml.patches import PatchGeometry, PatchSampler
+from cmbml.flatsky import FlatGrid, check_bins
+from cmbml.namaster_flat import FlatSpectra
+from cmbml.patches import PatchSampler
 from cmbml.sky import gaussian_alm, interpolation_window, tqu_from_alm
 
 
 def test_bins_without_a_mode_are_refused_before_pymaster():
     # science notes: the original width-35 bins would crash NaMaster on 6.4 deg patches (fundamental 56).
-    side = np.radians(6.4)
+    patch = FlatGrid(64, 6.0)  # 6.4 deg: fundamental 56.25
     with pytest.raises(ValueError, match="fundamental"):
-        check_bins(np.arange(0, 2525, 35.0), side, 3000)
+        check_bins(np.arange(0, 2525, 35.0), patch, 3000)
     with pytest.raises(ValueError, match="fundamental"):
-        FlatSpectra(64, 6.4, np.arange(56.0, 1000.0, 35.0), spin=0, apodization_deg=1.0)
-    check_bins(np.arange(60.0, 1000.0, 60.0), side, 3000)
+        FlatSpectra(patch, np.arange(56.0, 1000.0, 35.0), spin=0, apodization_deg=1.0)
+    with pytest.raises(ValueError, match="within"):
+        check_bins(np.arange(60.0, 2000.0, 60.0), patch, patch.ell_nyquist)  # beyond Nyquist 1800
+    check_bins(np.arange(60.0, 1000.0, 60.0), patch, 3000)
 
 
 def test_one_workspace_serves_every_patch():
-    est = FlatSpectra(32, 6.4, np.arange(60.0, 840.0, 60.0), spin=0, apodization_deg=1.0)
+    est = FlatSpectra(FlatGrid(32, 12.0), np.arange(60.0, 840.0, 60.0), spin=0, apodization_deg=1.0)
     rng = np.random.default_rng(0)
     est.spectra([rng.standard_normal((32, 32))])
     first = est._workspace
@@ -44,19 +47,19 @@ def test_namaster_on_pure_cmb_patches_recovers_the_input_ee(cmb_sky, camb_cls, s
     nside, lmax, alm = cmb_sky
     _, q, u = tqu_from_alm(alm, nside)
     e_map = hp.alm2map(alm[1], nside)
-    geometry = PatchGeometry(64, 6.0)
-    est = FlatSpectra(64, geometry.side_deg, np.arange(60.0, 2 * nside, 60.0), spin=spin, apodization_deg=1.0)
+    geometry = FlatGrid(64, 6.0)
+    est = FlatSpectra(geometry, np.arange(60.0, 2 * nside, 60.0), spin=spin, apodization_deg=1.0, spin0_name="EE")
     rng = np.random.default_rng(5)
     measured = []
     for _ in range(24):
         sampler = PatchSampler.build(nside, geometry, rng.uniform(0, 360), rng.choice([-1, 1]) * rng.uniform(35, 75))
         maps = [sampler.scalar(e_map)] if spin == 0 else list(sampler.polarization(q, u))
         cl = est.spectra(maps)
-        measured.append(cl["TT"] if spin == 0 else cl["EE"])
+        assert set(cl) == ({"EE"} if spin == 0 else {"EE", "EB", "BB"})
+        measured.append(cl["EE"])
     measured = np.array(measured)
     cl_ee = camb_cls["cl_ee_lensed"][: lmax + 1] * interpolation_window(nside, lmax) ** 2
-    theory = est.binned_theory({"TT": cl_ee} if spin == 0 else {"EE": cl_ee, "BB": 0 * cl_ee})
-    theory = theory["TT"] if spin == 0 else theory["EE"]
+    theory = est.binned_theory({"EE": cl_ee} if spin == 0 else {"EE": cl_ee, "BB": 0 * cl_ee})["EE"]
     sel = est.ell > 120
     err = measured.std(0) / np.sqrt(measured.shape[0])
     assert np.all(np.abs(measured.mean(0) - theory)[sel] < 3 * err[sel]), (measured.mean(0) / theory)[sel]

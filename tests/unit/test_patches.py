@@ -4,7 +4,8 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.patches import PatchGeometry, PatchSampler, random_centres
+from cmbml.flatsky import FlatGrid
+from cmbml.patches import PatchSampler, random_centres
 
 
 def point_source_map(nside, lon_deg, lat_deg, fwhm_arcmin=30.0):
@@ -19,7 +20,7 @@ def test_a_point_source_lands_on_the_right_pixel(lat0):
     """A source 10 pixels east and 6 pixels north of the centre lands at [c + 6, c + 10]
     (+x = increasing Galactic longitude, +y = north; 5 arcmin pixels, centre pixel c = 32):
     the centroid of the interpolated beam is within 0.3 pixel of it."""
-    geometry = PatchGeometry(65, 5.0)
+    geometry = FlatGrid(65, 5.0)
     lon0 = 120.0
     dlat, dx = 6 * 5.0 / 60, 10 * 5.0 / 60
     lat_src = lat0 + dlat
@@ -42,8 +43,8 @@ def test_pure_e_sky_gives_no_b_on_qu_patches(camb_cls):
     alm = gaussian_alm(camb_cls["cl_tt_lensed"], camb_cls["cl_ee_lensed"], zero, camb_cls["cl_te_lensed"], lmax,
                        np.random.default_rng(0))
     _, q, u = tqu_from_alm(alm, nside)
-    geometry = PatchGeometry(64, 6.0)
-    estimator = FlatSpectra(64, geometry.side_deg, np.arange(60.0, 760.0, 60.0), spin=2, apodization_deg=1.0)
+    geometry = FlatGrid(64, 6.0)
+    estimator = FlatSpectra(geometry, np.arange(60.0, 760.0, 60.0), spin=2, apodization_deg=1.0)
     ee, bb = [], []
     for lon, lat in [(30, 60), (100, -50), (200, 70), (300, 45), (150, -65), (250, -40)]:
         cl = estimator.spectra(PatchSampler.build(nside, geometry, lon, lat).polarization(q, u))

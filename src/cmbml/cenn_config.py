@@ -1,0 +1,303 @@
+"""The component-separation experiment's setup: one variant (E, B, QU) at one scale, checked, with what
+follows from it.
+
+Built once from params.yaml by every CENN stage (:meth:`CennSetup.from_params`): the instrument (its
+table is read and the target channel found before any compute), the sky band limit, the patch and its
+crop, the NaMaster bins, beams and interpolation window, training and MLflow settings, every path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmbml.cenn_sim import Instrument
+from cmbml.config import OPTIMIZERS, TrainSettings, Tracking, check_shared, read_paths, tracking_from_params
+from cmbml.flatsky import FlatGrid, check_bins
+from cmbml.params import Checker, available_options, load_params
+
+SPLITS = ("Train", "Test", "Validation")
+
+
+@dataclass(frozen=True)
+class CennPaths:
+    camb_cls: Path
+    data_dir: Path
+    sky: Path
+    sky_plots: Path
+    foregrounds: Path
+    foreground_cls: Path
+    foreground_plots: Path
+    patches: Path
+    report: Path
+    validation: Path
+    model_dir: Path
+    model: Path
+    mlflow_run: Path
+    train_plots: Path
+    history: Path
+    evaluate_plots: Path
+    spectra: Path
+    output_report: Path
+    metrics: Path
+
+    def cmb_tqu(self, realisation: int) -> Path:
+        """Full-sky CMB T, Q, U of one realisation (inside the ``sky`` output)."""
+        return self.sky / f"cmb_tqu_{realisation}.fits"
+
+    def foreground_channel(self, freq_ghz: float) -> Path:
+        """Total foreground Q, U at one channel (inside the ``foregrounds`` output)."""
+        return self.foregrounds / f"foregrounds_{freq_ghz:g}GHz.fits"
+
+    def patch_file(self, split: str, component: str) -> Path:
+        """One split of one component (inside the ``patches`` output)."""
+        return self.patches / f"{split}_{component}.h5"
+
+
+
+@dataclass(frozen=True)
+class CennGeometry:
+    """Sky resolution, patch grid and the cropped patch NaMaster measures."""
+
+    nside: int
+    npix: int
+    pixel_arcmin: float
+    crop_pixels: int
+
+    @property
+    def sky_lmax(self) -> int:
+        """Band limit of the HEALPix skies, ``3 nside - 1``."""
+        return 3 * self.nside - 1
+
+    @property
+    def patch(self) -> FlatGrid:
+        return FlatGrid(self.npix, self.pixel_arcmin)
+
+    @property
+    def cropped(self) -> FlatGrid:
+        """The patch without ``crop_pixels`` on each edge, where the convolutions see padding."""
+        return FlatGrid(self.npix - 2 * self.crop_pixels, self.pixel_arcmin)
+
+    @property
+    def spectra_lmax(self) -> float:
+        """Highest multipole measured: the sky band limit or the patch Nyquist, whichever is lower."""
+        return min(self.sky_lmax, self.cropped.ell_nyquist)
+
+    def crop(self, maps: np.ndarray) -> np.ndarray:
+        """Cut ``crop_pixels`` from each edge of a stack (N, npix, npix, ...)."""
+        c = self.crop_pixels
+        return maps[:, c : self.npix - c, c : self.npix - c]
+
+    def bin_edges(self, bin_width: float) -> np.ndarray:
+        """NaMaster bins from the cropped patch's fundamental mode up to :attr:`spectra_lmax`."""
+        return np.arange(self.cropped.ell_fundamental, self.spectra_lmax, bin_width)
+
+
+def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeometry | None]:
+    c.choice("cenn.variant", available_options("cenn", conf_dir) or ["E", "B", "QU"])
+    comps = c.value("cenn.components")
+    if comps is not None and comps not in (["E"], ["B"], ["Q", "U"]):
+        c.fail(f"cenn.components = {comps!r}: allowed [E], [B] or [Q, U]")
+    allowed_spectra = {("E",): [["EE"]], ("B",): [["BB"]], ("Q", "U"): [["EE", "BB"], ["EE"], ["BB"]]}
+    spectra = c.value("cenn.spectra")
+    if comps in (["E"], ["B"], ["Q", "U"]) and spectra not in allowed_spectra[tuple(comps)]:
+        c.fail(f"cenn.spectra = {spectra!r}: allowed {allowed_spectra[tuple(comps)]} for components {comps}")
+    nside = c.value("scale.cenn.nside")
+    if nside is not None and not (isinstance(nside, int) and 16 <= nside <= 8192 and nside & (nside - 1) == 0):
+        c.fail(f"scale.cenn.nside = {nside!r}: allowed powers of two 16 <= nside <= 8192")
+        nside = None
+    npix = c.value("scale.cenn.npix")
+    if npix is not None and not (isinstance(npix, int) and 16 <= npix <= 2048 and npix % 16 == 0):
+        c.fail(f"scale.cenn.npix = {npix!r}: allowed multiples of 16 (four stride-2 layers), 16 <= npix <= 2048")
+        npix = None
+    pix = c.number("scale.cenn.pixel_arcmin", 0.0, 120.0, lo_open=True)
+    for split in SPLITS:
+        c.number(f"scale.cenn.n_{split.lower()}", 1, 10_000_000, integer=True)
+    c.number("scale.cenn.epochs", 1, 100_000, integer=True)
+    c.number("sky_maps.n_cmb_realisations", 1, 1000, integer=True)
+    c.number("cenn_simulate.b_min_deg", 0.0, 80.0)
+    c.number("cenn_simulate.workers", 1, 256, integer=True)
+    band = c.value("cenn_simulate.holdout_lon_deg")
+    if band is not None and not (isinstance(band, list) and len(band) == 2 and 0 <= band[0] < band[1] <= 360):
+        c.fail(f"cenn_simulate.holdout_lon_deg = {band!r}: allowed [lo, hi] with 0 <= lo < hi <= 360")
+    target = c.number("instrument.target_GHz", 1.0, 1000.0)
+    table = c.file_in_repository("instrument.table", hint=" (an instrument table in data/, tracked by data.dvc)")
+    instrument = None
+    if table is not None and target is not None:
+        try:
+            instrument = Instrument.read(table, target)
+        except (ValueError, KeyError, OSError) as err:
+            c.fail(f"instrument.target_GHz = {target!r} with instrument.table = {c.value('instrument.table')!r}: {err}")
+    c.boolean("foregrounds.noise")
+    c.choice("foregrounds.galactic_profile", ["cosecant", "uniform"])
+    for name in ("dust", "synchrotron"):
+        for key in ("A_EE", "A_BB"):
+            c.number(f"foregrounds.{name}.{key}", 0.0, 1e6)
+        for key in ("alpha_EE", "alpha_BB"):
+            c.number(f"foregrounds.{name}.{key}", -5.0, 5.0)
+        c.number(f"foregrounds.{name}.ref_GHz", 1.0, 2000.0)
+        c.number(f"foregrounds.{name}.beta", -6.0, 6.0)
+        data_dir = c.params.get("paths", {}).get("cenn", {}).get("data_dir")  # a missing one is reported with the paths
+        if c.value(f"foregrounds.{name}.template") is not None and data_dir is not None:
+            c.file_in_repository(f"foregrounds.{name}.template", relative_to=data_dir,
+                                 hint=" (copy it into data/ and run `dvc add data`, or set null for the Gaussian model)")
+    c.number("foregrounds.dust.T_dust_K", 1.0, 1000.0)
+    for name in ("radio", "infrared"):
+        c.number(f"foregrounds.{name}.n_per_sr", 0.0, 1e7)
+        s_min = c.number(f"foregrounds.{name}.s_min_Jy", 0.0, 1e4, lo_open=True)
+        c.number(f"foregrounds.{name}.s_max_Jy", s_min or 0.0, 1e5, lo_open=True, why="above s_min_Jy")
+        c.number(f"foregrounds.{name}.count_slope", 0.0, 5.0, lo_open=True)
+        c.number(f"foregrounds.{name}.spectral_index", -10.0, 10.0)
+        c.number(f"foregrounds.{name}.ref_GHz", 1.0, 2000.0)
+        c.number(f"foregrounds.{name}.pol_mu", -10.0, 10.0)
+        c.number(f"foregrounds.{name}.pol_sigma", 0.0, 5.0)
+    c.choice("cenn_train.optimizer", OPTIMIZERS)
+    c.number("cenn_train.learning_rate", 0.0, 10.0, lo_open=True)
+    c.number("cenn_train.l2", 0.0, 1.0)
+    c.number("cenn_train.batch_size", 1, 100_000, integer=True)
+    c.number("cenn_train.early_stopping_patience", 1, 100_000, integer=True)
+    c.number("cenn_evaluate.n_example_patches", 1, 16, integer=True)
+    c.text("mlflow.cenn_experiment")
+    c.text("mlflow.cenn_registered_model_prefix")
+    ranges = c.value("cenn_evaluate.residual_ell_ranges") or []
+    for i, r in enumerate(ranges):
+        if not (isinstance(r, list) and len(r) == 2 and all(isinstance(x, (int, float)) for x in r) and 0 <= r[0] < r[1]):
+            c.fail(f"cenn_evaluate.residual_ell_ranges[{i}] = {r!r}: allowed [lo, hi] with 0 <= lo < hi")
+    if npix is None or pix is None or nside is None:
+        return instrument, None
+    crop = c.number("scale.cenn.crop_pixels", 0, npix // 4 - 1, integer=True,
+                    why=f"at most a quarter of the {npix}-pixel patch")
+    if crop is None:
+        return instrument, None
+    geometry = CennGeometry(int(nside), int(npix), float(pix), int(crop))
+    cropped, top = geometry.cropped, geometry.spectra_lmax
+    c.number("cenn_evaluate.apodization_deg", 0.0, cropped.side_deg / 4, lo_open=True,
+             why=f"a quarter of the cropped {cropped.side_deg:.2f} deg patch")
+    key = "cenn_evaluate.bin_width"
+    width = c.number(key, cropped.ell_fundamental, max(cropped.ell_fundamental, top / 2),
+                     why=f"NaMaster needs every bin to hold a Fourier mode: at least the fundamental 2 pi / L = "
+                         f"{cropped.ell_fundamental:.1f} of the cropped {cropped.side_deg:.2f} deg patch, "
+                         f"and two bins below lmax {top:.0f}")
+    if width is not None:
+        try:  # the very edges NaMaster will get
+            check_bins(geometry.bin_edges(width), cropped, top)
+        except ValueError as err:
+            c.fail(f"{key} = {width!r}: {err}")
+    return instrument, geometry
+
+
+def check_cenn(c: Checker, conf_dir: Path = Path("conf")) -> tuple[Instrument | None, CennGeometry | None]:
+    """Every component-separation key, the shared cosmology and the paths."""
+    out = _check_cenn(c, conf_dir)
+    check_shared(c, CennPaths, "cenn")
+    return out
+
+
+@dataclass(frozen=True)
+class CennSetup:
+    """One component-separation parameter set (E, B or QU at a scale), checked, with what follows from it."""
+
+    seed: int
+    cosmology: Mapping[str, float]
+    scale: str
+    variant: str
+    components: tuple[str, ...]
+    spectra: tuple[str, ...]
+    instrument: Instrument
+    geometry: CennGeometry
+    n_samples: Mapping[str, int]
+    n_cmb_realisations: int
+    foregrounds: Mapping[str, Any]
+    b_min_deg: float
+    holdout_lon_deg: tuple[float, float]
+    workers: int
+    train: TrainSettings
+    apodization_deg: float
+    bin_width: float
+    residual_ell_ranges: tuple[tuple[float, float], ...]
+    n_example_patches: int
+    tracking: Tracking
+    paths: CennPaths
+
+    KEYS = ("seed", "cosmology", "instrument", "sky_maps", "foregrounds", "cenn", "cenn_simulate", "cenn_train",
+            "cenn_evaluate", "scale.name", "scale.cenn")
+    """The parameters of this experiment (what its MLflow runs log) ..."""
+    EVALUATION_KEYS = ("cenn_evaluate", "scale.cenn.crop_pixels", "cenn.spectra")
+    """... of which these set only the evaluation (logged by it as tags)."""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], conf_dir: str | Path = "conf",
+                    source: str = "params.yaml") -> CennSetup:
+        c = Checker(params)
+        instrument, geometry = check_cenn(c, Path(conf_dir))
+        c.raise_if_any(source)
+        p = params
+        sc, tr, ev, variant = p["scale"]["cenn"], p["cenn_train"], p["cenn_evaluate"], p["cenn"]
+        return cls(
+            seed=int(p["seed"]), cosmology=dict(p["cosmology"]), scale=p["scale"]["name"],
+            variant=variant["variant"], components=tuple(variant["components"]), spectra=tuple(variant["spectra"]),
+            instrument=instrument, geometry=geometry,
+            n_samples={s: int(sc[f"n_{s.lower()}"]) for s in SPLITS},
+            n_cmb_realisations=int(p["sky_maps"]["n_cmb_realisations"]), foregrounds=p["foregrounds"],
+            b_min_deg=float(p["cenn_simulate"]["b_min_deg"]),
+            holdout_lon_deg=tuple(p["cenn_simulate"]["holdout_lon_deg"]),
+            workers=int(p["cenn_simulate"]["workers"]),
+            train=TrainSettings(optimizer=tr["optimizer"], learning_rate=float(tr["learning_rate"]),
+                                batch_size=int(tr["batch_size"]), epochs=int(sc["epochs"]),
+                                early_stopping_patience=int(tr["early_stopping_patience"]), l2=float(tr["l2"])),
+            apodization_deg=float(ev["apodization_deg"]), bin_width=float(ev["bin_width"]),
+            residual_ell_ranges=tuple(tuple(r) for r in ev["residual_ell_ranges"]),
+            n_example_patches=int(ev["n_example_patches"]),
+            tracking=tracking_from_params(p, p["mlflow"]["cenn_experiment"],
+                                          f"{p['mlflow']['cenn_registered_model_prefix']}-{variant['variant']}",
+                                          cls.KEYS, cls.EVALUATION_KEYS),
+            paths=read_paths(Checker(p), CennPaths, ["spectra", "cenn"]),
+        )
+
+    @property
+    def nside(self) -> int:
+        return self.geometry.nside
+
+    @property
+    def spin(self) -> int:
+        """NaMaster field spin: 2 for (Q, U) with B-mode purification, 0 for scalar E or B maps."""
+        return 2 if self.components == ("Q", "U") else 0
+
+    @cached_property
+    def beams(self) -> list[np.ndarray]:
+        """Gaussian beam transfer function of each channel to the sky band limit."""
+        from cmbml.sky import gauss_beam
+
+        return [gauss_beam(ch.fwhm_arcmin, self.geometry.sky_lmax) for ch in self.instrument.channels]
+
+    @cached_property
+    def interpolation_window(self) -> np.ndarray:
+        """Transfer function of the HEALPix-to-patch interpolation, to the sky band limit."""
+        from cmbml.sky import interpolation_window
+
+        return interpolation_window(self.nside, self.geometry.sky_lmax)
+
+    @property
+    def label_transfer(self) -> np.ndarray:
+        """What the label's CMB went through: the target beam and the interpolation window."""
+        return self.beams[self.instrument.target] * self.interpolation_window
+
+    @cached_property
+    def bin_edges(self) -> np.ndarray:
+        return self.geometry.bin_edges(self.bin_width)
+
+    @property
+    def noise_sigma_pix(self) -> list[float]:
+        """White-noise rms per patch pixel of each channel (uK), zero when noise is off."""
+        return [ch.noise_uk_arcmin / self.geometry.pixel_arcmin if self.foregrounds["noise"] else 0.0
+                for ch in self.instrument.channels]
+
+
+def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> CennSetup:
+    """The CENN setup of a params file (what every CENN stage starts with)."""
+    return CennSetup.from_params(load_params(path), conf_dir, source=str(path))

@@ -1,0 +1,200 @@
+"""What the experiments' setups share: paths, MLflow settings, training settings, cosmology checks.
+
+Each experiment has one setup, built once from params.yaml (:mod:`cmbml.lensing_config`,
+:mod:`cmbml.cenn_config`, and :class:`SpectraSetup` here for the CAMB table). A setup reads the composed parameters of one experiment, checks every key it uses (all problems
+at once, each naming the key, its value and the allowed range), and holds what follows from
+them: the flat-sky grid, the patch crop, band limits, bins, beams and windows, the kappa power on
+the grid, the MLflow settings and the path of every dataset, model, plot and report (the
+``paths`` block, which ``dvc.yaml`` reads too). The parameter check, the stages, the evaluation
+and the tests call the same properties, so each derived quantity has one definition.
+
+Paths in ``paths`` and the instrument table are relative to the working directory (the
+repository, or DVC's copy of it for queued experiments); a file named in the parameters must lie
+inside it, so that DVC tracks what the pipeline reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmbml.flatsky import FlatGrid
+from cmbml.params import Checker, flatten, get_key, repository_root
+
+OPTIMIZERS = ["adam", "sgd", "adagrad", "rmsprop"]
+
+
+# ---- paths -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpectraPaths:
+    camb_cls: Path
+    plots: Path
+
+
+def read_paths(c: Checker, cls, blocks: Sequence[str]):
+    """A paths dataclass from ``paths.<block>.<field>``, the first block that has the field."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        for block in blocks:
+            node = c.params.get("paths", {}).get(block, {})
+            if isinstance(node, Mapping) and f.name in node:
+                values[f.name] = node[f.name]
+                break
+        else:
+            c.fail(f"paths.{blocks[-1]}.{f.name}: missing")
+    bad = [f"paths.*.{k} = {v!r}" for k, v in values.items() if not isinstance(v, str) or Path(v).is_absolute()
+           or ".." in Path(v).parts]
+    if bad:
+        c.fail(f"{', '.join(bad)}: paths must be relative and stay inside the repository")
+    if len(values) < len(dataclasses.fields(cls)) or bad:
+        return None
+    return cls(**{k: Path(v) for k, v in values.items()})
+
+
+# ---- MLflow -----------------------------------------------------------------------------------------
+
+def resolve_tracking_uri(configured: str) -> str:
+    """Absolute MLflow tracking URI: ``sqlite:///mlflow.db`` -> ``sqlite:////<repo>/mlflow.db``.
+
+    ``MLFLOW_TRACKING_URI`` in the environment wins (tests point it at a scratch store).
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    prefix = "sqlite:///"
+    if configured.startswith(prefix) and not configured[len(prefix):].startswith("/"):
+        return prefix + str(repository_root() / configured[len(prefix):])
+    return configured
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where a training run is logged, and the parameters it logs (its own experiment's only)."""
+
+    tracking_uri: str
+    experiment: str
+    registered_model: str
+    params: Mapping[str, Any]  # logged as run parameters by training
+    evaluation_params: Mapping[str, Any]  # logged as run tags by evaluation (tags may change, params may not)
+
+
+def check_tracking_uri(c: Checker) -> str | None:
+    uri = c.text("mlflow.tracking_uri")
+    if uri is None or "MLFLOW_TRACKING_URI" in os.environ:
+        return uri
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        c.fail(f"mlflow.tracking_uri = {uri!r}: allowed a SQLite store inside the repository, sqlite:///<file>")
+        return None
+    root = repository_root()
+    path = (root / uri[len(prefix):]).resolve()
+    if not path.is_relative_to(root):
+        c.fail(f"mlflow.tracking_uri = {uri!r}: resolves to {path}, outside the repository {root}; "
+               "allowed a SQLite file inside it, e.g. sqlite:///mlflow.db")
+        return None
+    return uri
+
+
+def logged_params(params: Mapping[str, Any], keys: Sequence[str], exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """``keys`` of ``params`` flattened to ``a.b.c`` names, without those under ``exclude``."""
+    flat = {k: v for key in keys for k, v in flatten(get_key(params, key), key).items()}
+    return {k: v for k, v in flat.items() if not any(k == e or k.startswith(e + ".") for e in exclude)}
+
+
+def tracking_from_params(params: Mapping[str, Any], experiment: str, registered_model: str, keys: Sequence[str],
+                         evaluation_keys: Sequence[str]) -> Tracking:
+    """MLflow settings of an experiment whose parameters are ``keys``, ``evaluation_keys`` among them."""
+    return Tracking(resolve_tracking_uri(params["mlflow"]["tracking_uri"]), experiment, registered_model,
+                    logged_params(params, keys, evaluation_keys), logged_params(params, evaluation_keys))
+
+
+def check_shared(c: Checker, paths_cls, paths_block: str) -> None:
+    """The checks every experiment runs besides its own: cosmology and seed, the CAMB table's lmax,
+    the MLflow store and the experiment's paths."""
+    check_cosmology(c)
+    check_spectra(c)
+    check_tracking_uri(c)
+    read_paths(c, paths_cls, ["spectra", paths_block])
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    early_stopping_patience: int
+    clipnorm: float | None = None
+    l2: float = 0.0
+    augment: bool = False
+
+
+# ---- checks shared by every experiment --------------------------------------------------------------
+
+def check_cosmology(c: Checker) -> None:
+    c.number("cosmology.H0", 20, 150)
+    c.number("cosmology.ombh2", 0.005, 0.1)
+    c.number("cosmology.omch2", 0.01, 0.99)
+    c.number("cosmology.tau", 0.01, 0.8)
+    c.number("cosmology.As", 1e-10, 1e-8)
+    c.number("cosmology.ns", 0.5, 1.5)
+    c.number("cosmology.mnu", 0.0, 3.0)
+    c.number("cosmology.r", 0.0, 1.0)
+    c.number("seed", 0, 2**63 - 1, integer=True)
+
+
+def required_spectra_lmax(params: Mapping[str, Any]) -> int:
+    """Highest multipole the simulations of this parameter set need from CAMB (<= spectra.lmax).
+
+    The lensing patch's band limits and the CENN skies' ``3 nside - 1``. A band limit of ``null``
+    means every grid mode, up to the grid's corner ``sqrt(2) * ell_Nyquist``.
+    """
+    grid = FlatGrid(int(params["npix"]), float(params["pixel_arcmin"]))
+    corner = math.ceil(math.sqrt(2.0) * grid.ell_nyquist) + 1
+    need = [corner if params.get(k) is None else int(math.ceil(params[k])) for k in ("T_lmax", "kappa_lmax")]
+    need.append(3 * int(params["scale"]["cenn"]["nside"]) - 1)  # HEALPix band limit of the CENN skies
+    return max(need + [100])
+
+
+def check_spectra(c: Checker) -> None:
+    lmax = c.number("spectra.lmax", 100, 30000, integer=True)
+    try:
+        need = required_spectra_lmax(c.params)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return  # the keys it needs are reported by their own checks
+    if lmax is not None and lmax < need:
+        c.fail(f"spectra.lmax = {lmax}: the simulations need CAMB spectra to ell = {need}; "
+               f"allowed {need} <= spectra.lmax <= 30000")
+
+
+# ---- CAMB spectra --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpectraSetup:
+    """The CAMB table every simulation reads: one cosmology, one lmax above every parameter set's needs."""
+
+    cosmology: Mapping[str, float]
+    lmax: int
+    paths: SpectraPaths
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], source: str = "params.yaml") -> SpectraSetup:
+        c = Checker(params)
+        check_cosmology(c)
+        check_spectra(c)
+        paths = read_paths(c, SpectraPaths, ["spectra"])
+        c.raise_if_any(source)
+        return cls(dict(params["cosmology"]), int(params["spectra"]["lmax"]), paths)
+
+
+def load_spectra(path: str | Path = "params.yaml") -> SpectraSetup:
+    """The CAMB-table setup of a params file."""
+    from cmbml.params import load_params
+
+    return SpectraSetup.from_params(load_params(path), source=str(path))

@@ -1,0 +1,196 @@
+"""The lensing experiment's setup: one version (v1..v8) at one scale, checked, with what follows from it.
+
+Built once from params.yaml by every lensing stage (:meth:`LensingSetup.from_params`): the flat-sky
+grid, the band limits, the kappa power on the grid (through :class:`~cmbml.lensing_sim.LensingSimConfig`),
+the rho(L) bins, the network and training settings, MLflow settings and every path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmbml.config import OPTIMIZERS, TrainSettings, Tracking, check_shared, read_paths, tracking_from_params
+from cmbml.flatsky import FlatGrid, linear_bins
+from cmbml.lensing_sim import LensingSimConfig
+from cmbml.params import Checker, available_options, load_params
+
+SPLITS = ("train", "val", "test")
+PHYSICS = ("npix", "pixel_arcmin", "T_lmax", "kappa_lmax", "kappa_exaggeration_factor", "same_T_realisation",
+           "noise_uK_arcmin")
+"""The top-level keys that set the simulated maps (``dvc exp run -S kappa_exaggeration_factor=10``)."""
+
+
+@dataclass(frozen=True)
+class LensingPaths:
+    camb_cls: Path
+    datasets: Path
+    train: Path
+    val: Path
+    test: Path
+    report: Path
+    validation: Path
+    model_dir: Path
+    model: Path
+    mlflow_run: Path
+    train_plots: Path
+    history: Path
+    evaluate_plots: Path
+    rho: Path
+    metrics: Path
+
+    def split(self, name: str) -> Path:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+
+# ---- lensing --------------------------------------------------------------------------------------------
+
+def rho_bin_edges(grid: FlatGrid, width_in_fundamentals: float, kappa_lmax: float | None) -> np.ndarray:
+    """rho(L) bins of the lensing evaluation: ``width`` fundamentals wide, up to the kappa band limit."""
+    top = min(kappa_lmax or grid.ell_nyquist, grid.ell_nyquist)
+    return linear_bins(grid, width_in_fundamentals * grid.ell_fundamental, top)
+
+
+def _check_lensing(c: Checker, conf_dir: Path) -> None:
+    options = available_options("lensing", conf_dir)
+    if options:
+        c.choice("lensing_version", options)
+    npix = c.number("npix", 8, 1024, integer=True)
+    pix = c.number("pixel_arcmin", 0.0, 600.0, lo_open=True)
+    c.number("kappa_exaggeration_factor", 0.0, 1000.0, lo_open=True)
+    c.number("noise_uK_arcmin", 0.0, 1000.0)
+    c.boolean("same_T_realisation")
+    c.choice("lensing_simulate.remap", ["fourier", "bicubic"])
+    c.number("lensing_simulate.chunk_samples", 1, 100_000, integer=True)
+    c.number("lensing_validate.kappa_rms_nsigma", 0.0, 1000.0, lo_open=True)
+    sizes = {s: c.number(f"scale.lensing.n_{s}", 1, 10_000_000, integer=True) for s in SPLITS}
+    c.number("scale.lensing.epochs", 1, 100_000, integer=True)
+    c.number("scale.lensing.early_stopping_patience", 1, 100_000, integer=True)
+    c.number("lensing_train.batch_size", 1, sizes["train"] or 10_000_000, integer=True,
+             why="the batch cannot exceed scale.lensing.n_train")
+    c.number("lensing_train.learning_rate", 0.0, 10.0, lo_open=True)
+    c.number("lensing_train.clipnorm", 0.0, 1e6, lo_open=True, nullable=True)
+    c.choice("lensing_train.optimizer", OPTIMIZERS)
+    c.boolean("lensing_train.augment")
+    c.text("lensing_net.kernel_initializer")
+    filters = c.value("lensing_net.conv_filters") or []
+    kernels = c.value("lensing_net.conv_kernels") or []
+    if not isinstance(filters, list) or not isinstance(kernels, list) or len(filters) != len(kernels) or not filters:
+        c.fail(f"lensing_net.conv_filters ({filters!r}) and lensing_net.conv_kernels ({kernels!r}) "
+               "must be non-empty lists of the same length")
+        filters, kernels = [], []
+    for i, (f, k) in enumerate(zip(filters, kernels)):
+        if not (isinstance(f, int) and not isinstance(f, bool) and 1 <= f <= 4096):
+            c.fail(f"lensing_net.conv_filters[{i}] = {f!r}: allowed integers 1 <= filters <= 4096")
+        if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 31 and k % 2 == 1):
+            c.fail(f"lensing_net.conv_kernels[{i}] = {k!r}: allowed odd integers 1 <= kernel <= 31")
+    c.number("lensing_net.output_kernel", 1, 31, integer=True)
+    c.number("lensing_evaluate.n_example_maps", 1, 16, integer=True)
+    c.text("mlflow.lensing_experiment")
+    c.text("mlflow.lensing_registered_model")
+    if npix is None or pix is None:
+        return
+    grid = FlatGrid(int(npix), float(pix))
+    geom = f"the Nyquist multipole of {npix} px x {pix:g} arcmin"
+    c.number("T_lmax", 2, grid.ell_nyquist, nullable=True, why=geom)
+    kappa_lmax = c.number("kappa_lmax", 1.5 * grid.ell_fundamental, grid.ell_nyquist, nullable=True,
+                          why=f"a {grid.side_deg:.2f} deg patch needs kappa modes in at least one rho(L) bin "
+                              f"of one fundamental mode; at most {geom}")
+    if c.value("kappa_lmax") is not None and kappa_lmax is None:
+        return
+    top = min(kappa_lmax or grid.ell_nyquist, grid.ell_nyquist)
+    span = (top - 0.5 * grid.ell_fundamental) / grid.ell_fundamental  # widest bin, in fundamentals
+    key = "lensing_evaluate.rho_bin_width_in_fundamentals"
+    width = c.number(key, 1.0, max(span, 1.0),
+                     why=f"a bin needs at least one fundamental mode (L = {grid.ell_fundamental:.1f} for a "
+                         f"{grid.side_deg:.2f} deg patch) and must fit below L = {top:.0f}")
+    if width is not None:
+        try:
+            rho_bin_edges(grid, width, kappa_lmax)
+        except ValueError as err:
+            c.fail(f"{key} = {width!r}: {err}")
+
+
+@dataclass(frozen=True)
+class LensingSetup:
+    """One lensing parameter set (a version v1..v8 at a scale), checked, with what follows from it."""
+
+    seed: int
+    version: str
+    scale: str
+    sim: LensingSimConfig
+    n_samples: Mapping[str, int]
+    chunk_samples: int
+    kappa_rms_nsigma: float
+    conv_filters: tuple[int, ...]
+    conv_kernels: tuple[int, ...]
+    output_kernel: int
+    kernel_initializer: str
+    train: TrainSettings
+    rho_bin_width_in_fundamentals: float
+    n_example_maps: int
+    tracking: Tracking
+    paths: LensingPaths
+
+    KEYS = ("seed", "cosmology", "lensing_version", *PHYSICS, "lensing_simulate", "lensing_validate",
+            "lensing_net", "lensing_train", "lensing_evaluate", "scale.name", "scale.lensing")
+    """The parameters of this experiment (what its MLflow runs log) ..."""
+    EVALUATION_KEYS = ("lensing_evaluate",)
+    """... of which these set only the evaluation (logged by it as tags)."""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], conf_dir: str | Path = "conf",
+                    source: str = "params.yaml") -> LensingSetup:
+        c = Checker(params)
+        check_lensing(c, Path(conf_dir))
+        c.raise_if_any(source)
+        p = params
+        train, sc = p["lensing_train"], p["scale"]["lensing"]
+        return cls(
+            seed=int(p["seed"]), version=p["lensing_version"], scale=p["scale"]["name"],
+            sim=LensingSimConfig(npix=int(p["npix"]), pixel_arcmin=float(p["pixel_arcmin"]), T_lmax=p["T_lmax"],
+                                 kappa_lmax=p["kappa_lmax"],
+                                 kappa_exaggeration_factor=float(p["kappa_exaggeration_factor"]),
+                                 same_T_realisation=bool(p["same_T_realisation"]),
+                                 noise_uK_arcmin=float(p["noise_uK_arcmin"]), remap=p["lensing_simulate"]["remap"]),
+            n_samples={s: int(sc[f"n_{s}"]) for s in SPLITS},
+            chunk_samples=int(p["lensing_simulate"]["chunk_samples"]),
+            kappa_rms_nsigma=float(p["lensing_validate"]["kappa_rms_nsigma"]),
+            conv_filters=tuple(p["lensing_net"]["conv_filters"]), conv_kernels=tuple(p["lensing_net"]["conv_kernels"]),
+            output_kernel=int(p["lensing_net"]["output_kernel"]),
+            kernel_initializer=p["lensing_net"]["kernel_initializer"],
+            train=TrainSettings(optimizer=train["optimizer"], learning_rate=float(train["learning_rate"]),
+                                batch_size=int(train["batch_size"]), epochs=int(sc["epochs"]),
+                                early_stopping_patience=int(sc["early_stopping_patience"]),
+                                clipnorm=train["clipnorm"], augment=bool(train["augment"])),
+            rho_bin_width_in_fundamentals=float(p["lensing_evaluate"]["rho_bin_width_in_fundamentals"]),
+            n_example_maps=int(p["lensing_evaluate"]["n_example_maps"]),
+            tracking=tracking_from_params(p, p["mlflow"]["lensing_experiment"], p["mlflow"]["lensing_registered_model"],
+                                          cls.KEYS, cls.EVALUATION_KEYS),
+            paths=read_paths(Checker(p), LensingPaths, ["spectra", "lensing"]),
+        )
+
+    @property
+    def grid(self) -> FlatGrid:
+        return self.sim.grid
+
+    @cached_property
+    def rho_bin_edges(self) -> np.ndarray:
+        return rho_bin_edges(self.grid, self.rho_bin_width_in_fundamentals, self.sim.kappa_lmax)
+
+
+def check_lensing(c: Checker, conf_dir: Path = Path("conf")) -> None:
+    """Every lensing key, the shared cosmology and the paths."""
+    _check_lensing(c, conf_dir)
+    check_shared(c, LensingPaths, "lensing")
+
+
+def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> LensingSetup:
+    """The lensing setup of a params file (what every lensing stage starts with)."""
+    return LensingSetup.from_params(load_params(path), conf_dir, source=str(path))

@@ -1,0 +1,127 @@
+"""The experiments' setups: one definition of each derived quantity, paths inside the repository, each
+experiment's own MLflow parameters, and problems named before any compute."""
+
+import numpy as np
+import pytest
+
+from cmbml.cenn_config import CennSetup
+from cmbml.lensing_config import LensingSetup
+from cmbml.params import ParamError
+from tests.conftest import REPO, compose
+
+CONF = REPO / "conf"
+
+
+def problems(cls, params) -> str:
+    with pytest.raises(ParamError) as err:
+        cls.from_params(params, CONF)
+    return str(err.value)
+
+
+def test_default_cenn_geometry():
+    """64 x 6' patches from nside 512, 2 px cropped: a 6.0 deg patch (fundamental 60), measured to
+    3 nside - 1 = 1535 (below the 1800 Nyquist), bins of 60 from the fundamental."""
+    setup = CennSetup.from_params(compose(), CONF)
+    g = setup.geometry
+    assert g.patch.side_deg == pytest.approx(6.4) and g.cropped.npix == 60
+    assert g.cropped.ell_fundamental == pytest.approx(60.0) and g.spectra_lmax == 1535
+    assert setup.bin_edges[0] == pytest.approx(60.0) and np.allclose(np.diff(setup.bin_edges), 60.0)
+    assert setup.bin_edges[-1] < 1535 and setup.spin == 0
+    assert g.crop(np.zeros((2, 64, 64, 3))).shape == (2, 60, 60, 3)
+    assert setup.instrument.target_channel.freq_ghz == 143.0
+    assert np.allclose(setup.label_transfer, setup.beams[1] * setup.interpolation_window)
+
+
+def test_the_parameter_check_tests_the_very_bins_namaster_gets(monkeypatch):
+    import cmbml.cenn_config as cenn_config
+
+    seen = []
+    real = cenn_config.check_bins
+    monkeypatch.setattr(cenn_config, "check_bins", lambda edges, grid, lmax: seen.append(edges) or real(edges, grid, lmax))
+    setup = CennSetup.from_params(compose(), CONF)
+    assert len(seen) == 1 and np.array_equal(seen[0], setup.bin_edges)
+
+
+@pytest.mark.parametrize("scale", ["smoke", "default", "paper"])
+@pytest.mark.parametrize("variant", ["E", "B", "QU"])
+def test_every_accepted_parameter_set_gives_bins_namaster_accepts(scale, variant):
+    """A NaMaster bin without a Fourier mode aborts the process: the setup's bins pass the same check."""
+    from cmbml.namaster_flat import FlatSpectra
+
+    setup = CennSetup.from_params(compose(f"scale={scale}", f"cenn={variant}"), CONF)
+    estimator = FlatSpectra(setup.geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
+                            spin0_name=setup.spectra[0])
+    assert estimator.ell.size == setup.bin_edges.size - 1 and estimator.names[0] == setup.spectra[0]
+
+
+def test_the_lensing_setup_derives_kappa_power_and_bins_once(camb_cls):
+    """The simulator's kappa power is the setup's; rho(L) bins start half a fundamental below the first mode."""
+    from cmbml.lensing_sim import LensingSimulator
+
+    setup = LensingSetup.from_params(compose("lensing=v3"), CONF)
+    sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], seed=0)
+    assert np.array_equal(sim.cl_kk_grid, setup.sim.kappa_power_on_grid(camb_cls["cl_kk"]))
+    assert np.array_equal(sim.cl_kk_grid, setup.grid.cl_on_grid(camb_cls["cl_kk"], 50) * 100.0)
+    f = setup.grid.ell_fundamental
+    assert np.allclose(setup.rho_bin_edges, [0.5 * f, 1.5 * f, 2.5 * f, 50.0])
+
+
+def test_each_experiment_logs_its_own_parameters_and_the_shared_cosmology():
+    lensing, cenn = LensingSetup.from_params(compose(), CONF), CennSetup.from_params(compose(), CONF)
+    for setup in (lensing, cenn):
+        assert "seed" in setup.tracking.params and "cosmology.H0" in setup.tracking.params
+        assert not any(k.startswith(("paths.", "mlflow.")) for k in setup.tracking.params)
+    assert not any(k.startswith(("cenn", "instrument", "foregrounds", "scale.cenn")) for k in lensing.tracking.params)
+    assert not any(k.startswith(("lensing", "npix", "kappa", "scale.lensing")) for k in cenn.tracking.params)
+    assert lensing.tracking.params["kappa_exaggeration_factor"] == 30 and cenn.tracking.params["cenn.variant"] == "E"
+    # evaluation settings are not model parameters: the evaluation logs them as tags
+    assert "lensing_evaluate.n_example_maps" in lensing.tracking.evaluation_params
+    assert "scale.cenn.crop_pixels" in cenn.tracking.evaluation_params
+    assert "scale.cenn.crop_pixels" not in cenn.tracking.params and "cenn_evaluate.bin_width" not in cenn.tracking.params
+    assert len(lensing.tracking.params) < 45 and len(cenn.tracking.params) < 70
+
+
+def test_a_target_frequency_that_is_no_channel_is_named_with_the_allowed_ones():
+    p = compose()
+    p["instrument"]["target_GHz"] = 150
+    message = problems(CennSetup, p)
+    assert "instrument.target_GHz = 150" in message and "[100.0, 143.0, 217.0]" in message
+
+
+@pytest.mark.parametrize("key, value", [("table", "../outside.csv"), ("table", "/etc/hostname")])
+def test_an_instrument_table_outside_the_repository_is_refused(key, value):
+    p = compose()
+    p["instrument"][key] = value
+    message = problems(CennSetup, p)
+    assert f"instrument.table = {value!r}" in message and "outside the repository" in message
+
+
+def test_a_missing_instrument_table_is_named():
+    p = compose()
+    p["instrument"]["table"] = "data/no_such_table.csv"
+    assert "instrument.table = 'data/no_such_table.csv': no such file" in problems(CennSetup, p)
+
+
+def test_a_tracking_store_outside_the_repository_is_refused(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    p = compose()
+    p["mlflow"]["tracking_uri"] = "sqlite:///../elsewhere/mlflow.db"
+    assert "mlflow.tracking_uri = 'sqlite:///../elsewhere/mlflow.db'" in problems(LensingSetup, p)
+    p["mlflow"]["tracking_uri"] = "postgresql://db/mlflow"
+    assert "allowed a SQLite store inside the repository" in problems(LensingSetup, p)
+
+
+def test_a_path_block_pointing_outside_the_repository_is_refused():
+    p = compose()
+    p["paths"]["lensing"]["metrics"] = "/tmp/lensing.json"
+    assert "paths must be relative" in problems(LensingSetup, p)
+    del p["paths"]["lensing"]["rho"]
+    assert "paths.lensing.rho: missing" in problems(LensingSetup, p)
+
+
+def test_all_problems_of_an_experiment_are_reported_at_once():
+    p = compose()
+    p["npix"], p["lensing_train"]["optimizer"], p["lensing_net"]["conv_kernels"] = 0, "lbfgs", [3, 3, 3, 4]
+    message = problems(LensingSetup, p)
+    for fragment in ("npix = 0", "lensing_train.optimizer = 'lbfgs'", "lensing_net.conv_kernels[3] = 4"):
+        assert fragment in message
