@@ -22,14 +22,14 @@ def test_dvc_metrics_and_experiment_table(smoke_experiment):
     metrics = json.loads((root / "metrics/lensing.json").read_text())
     assert metrics["n_test"] == 48 and np.isfinite(metrics["rho_mean"]) and metrics["mse_kappa"] > 0
     # the rho(L) bins are the setup's, and the quadratic estimator on the pipeline's maps sees
-    # +kappa (the documented lensing sign) with x10 kappa: linear theory 0.75-0.85 (science notes, v3)
+    # +kappa (the documented lensing sign) with x10 kappa: linear theory 0.746 (science notes, v3)
     from cmbml.flatsky import bin_power
     from cmbml.lensing_config import load
 
     setup = load(root / "params.yaml", root / "conf")
     centres, _, _ = bin_power(setup.grid, np.zeros((setup.grid.npix,) * 2), setup.rho_bin_edges)
     assert {k for k in metrics if k.startswith("rho_L")} == {f"rho_L{int(round(c))}" for c in centres}
-    assert 0.74 < metrics["rho_qe_theory_mean"] < 0.86 and metrics["rho_qe_mean"] > 0.5
+    assert 0.70 < metrics["rho_qe_theory_mean"] < 0.80 and metrics["rho_qe_mean"] > 0.5
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], root, env).stdout)
     assert "smoke-x10" in json.dumps(shown)
     assert (root / "reports/lensing/validation.json").exists()
