@@ -136,13 +136,17 @@ def train_and_log(job: TrainingJob) -> dict[str, Any]:
 
 
 def log_evaluation(tracking: Tracking, run_file: Path, split: str, metrics: dict[str, float],
-                   artifacts: list[Path]) -> None:
-    """Add the metrics measured on ``split`` (as ``<split>_<name>``) and the plots to the training run
-    recorded in ``run_file``."""
+                   artifacts: list[Path], tables: dict[str, list[dict]] | None = None) -> None:
+    """Add the metrics measured on ``split`` (as ``<split>_<name>``), the plots and the per-bin tables
+    (``{artifact_file: rows}``, shown as tables in the MLflow UI) to the training run in ``run_file``."""
+    import pandas as pd
+
     mlflow = start_mlflow(tracking)
     run = json.loads(Path(run_file).read_text())
     with mlflow.start_run(run_id=run["run_id"]):
         mlflow.set_tags({k: str(v) for k, v in tracking.evaluation_params.items()})
+        for name, rows in (tables or {}).items():
+            mlflow.log_table(data=pd.DataFrame(rows), artifact_file=name)
         mlflow.log_metrics({f"{split}_{k}": float(v) for k, v in metrics.items()})
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="plots" if path.suffix == ".png" else "metrics")

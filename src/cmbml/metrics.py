@@ -24,6 +24,17 @@ class CorrelationSpectra:
         """Cross-correlation coefficient ``C^{pt} / sqrt(C^{pp} C^{tt})`` per bin."""
         return self.cl_cross / np.sqrt(self.cl_pred * self.cl_true)
 
+    @property
+    def response(self) -> np.ndarray:
+        """``C^{pt} / C^{tt}``: how much of the true field the prediction carries, per bin (1 = unbiased)."""
+        return self.cl_cross / self.cl_true
+
+    @property
+    def effective_noise(self) -> np.ndarray:
+        """``C^{tt} (1 / rho^2 - 1)``: the noise power of an unbiased estimator with this correlation, to
+        compare with a reconstruction noise such as the quadratic estimator's N0."""
+        return self.cl_true * (1.0 / self.rho**2 - 1.0)
+
 
 def correlation_spectra(grid: FlatGrid, pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> CorrelationSpectra:
     """Average binned spectra of stacks ``pred`` and ``true`` (N, npix, npix) over the N maps."""

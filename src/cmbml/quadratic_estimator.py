@@ -133,9 +133,15 @@ def reconstruct_kappa(
     return (np.fft.ifft2(kappa_l) / grid.dx**2).real
 
 
+def binned_n0(grid: FlatGrid, n0_kk: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """N0^kk averaged over the grid modes of each multipole bin (the L = 0 mode excluded)."""
+    return bin_power(grid, np.where(np.isfinite(n0_kk), n0_kk, 0.0), edges)[1]
+
+
 def binned_wiener_rho(grid: FlatGrid, cl_kk_grid: np.ndarray, n0_kk: np.ndarray, edges: np.ndarray):
     """Wiener-filtered estimator correlation ``rho(L) = sqrt(C / (C + N0))`` per multipole bin,
-    from the bin-averaged signal and noise. Returns ``(ell_centres, rho)``."""
+    from the bin-averaged signal and noise: the quadratic estimator's limit in linear theory.
+    Returns ``(ell_centres, rho)``."""
     ell, signal, _ = bin_power(grid, cl_kk_grid, edges)
-    _, noise, _ = bin_power(grid, np.where(np.isfinite(n0_kk), n0_kk, 0.0), edges)
+    noise = binned_n0(grid, n0_kk, edges)
     return ell, np.sqrt(signal / (signal + noise))

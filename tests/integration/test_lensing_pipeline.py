@@ -20,16 +20,20 @@ def smoke_experiment(repo_copy):
 def test_dvc_metrics_and_experiment_table(smoke_experiment):
     root, env = smoke_experiment
     metrics = json.loads((root / "metrics/lensing.json").read_text())
-    assert metrics["n_test"] == 48 and np.isfinite(metrics["rho_mean"]) and metrics["mse_kappa"] > 0
-    # the rho(L) bins are the setup's, and the quadratic estimator on the pipeline's maps sees
-    # +kappa (the documented lensing sign) with x10 kappa: linear theory 0.746 (science notes, v3)
+    assert metrics["n_test"] == 48 and np.isfinite(metrics["rho_cnn_mean"]) and metrics["mse_kappa"] > 0
+    # per-L curves go to the plot file, not to scalar metrics; the bins are the setup's
     from cmbml.flatsky import bin_power
     from cmbml.lensing_config import load
 
     setup = load(root / "params.yaml", root / "conf")
     centres, _, _ = bin_power(setup.grid, np.zeros((setup.grid.npix,) * 2), setup.rho_bin_edges)
-    assert {k for k in metrics if k.startswith("rho_L")} == {f"rho_L{int(round(c))}" for c in centres}
-    assert 0.70 < metrics["rho_qe_theory_mean"] < 0.80 and metrics["rho_qe_mean"] > 0.5
+    per_bin = json.loads((root / "plots/lensing/evaluate/rho_L.json").read_text())["rho_L"]
+    assert np.allclose([row["L"] for row in per_bin], centres) and not [k for k in metrics if k.startswith("rho_L")]
+    # the quadratic estimator on the pipeline's maps sees +kappa (the documented lensing sign) with
+    # x10 kappa: Wiener limit 0.746 in linear theory (science notes, v3), and never beats it by much
+    assert 0.70 < metrics["rho_opt_mean"] < 0.80 and 0.5 < metrics["rho_qe_mean"] < metrics["rho_opt_mean"] + 0.1
+    for row in per_bin:
+        assert row["n0"] > 0 and row["noise_cnn"] > 0 and row["response_qe"] > 0.5
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], root, env).stdout)
     assert "smoke-x10" in json.dumps(shown)
     assert (root / "reports/lensing/validation.json").exists()
@@ -50,8 +54,9 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     assert run.data.tags["lensing_evaluate.n_example_maps"] == "3"
     assert run.data.tags["parameter_set"] == "v2" and run.data.tags["dvc_exp_name"] == "smoke-x10"
     assert len(run.data.tags["git_commit"]) == 40
-    for key in ("loss", "val_loss", "best_val_loss", "test_rho_mean", "test_mse_kappa"):
+    for key in ("loss", "val_loss", "best_val_loss", "test_rho_cnn_mean", "test_rho_opt_mean", "test_mse_kappa"):
         assert key in run.data.metrics
+    assert "rho_L.json" in {a.path for a in client.list_artifacts(run.info.run_id)}  # the per-L table
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 1
     mlflow.set_tracking_uri(uri)
     model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
