@@ -68,6 +68,14 @@ def test_paper_scale_takes_the_versions_original_sample_sizes():
     assert compose("lensing=v7", "scale=paper")["scale"]["lensing"]["n_train"] == 20000
 
 
+@pytest.mark.parametrize("version", [f"v{i}" for i in range(1, 9)])
+def test_default_scale_takes_the_versions_cost_based_sizes_and_1000_test_maps(version):
+    p = compose(f"lensing={version}")
+    sizes = p["scale"]["lensing"]
+    assert (sizes["n_train"], sizes["epochs"]) == (p["lensing_default"]["n_train"], p["lensing_default"]["epochs"])
+    assert sizes["n_test"] >= 1000
+
+
 def problems_of(**changes):
     p = compose()
     for dotted, value in changes.items():
