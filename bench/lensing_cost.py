@@ -46,7 +46,7 @@ def main() -> None:
         seconds = ms / 1e3 * size["n_train"] * size["epochs"]
         total += seconds
         rows.append((path.stem, ms, size["n_train"], size["epochs"], seconds))
-    v2_ms = dict((r[0], r[1]) for r in rows)["v2"]
+    v2_ms = {r[0]: r[1] for r in rows}["v2"]
     print(f"{'version':8} {'ms/sample-epoch':>16} {'vs v2':>6} {'n_train':>8} {'epochs':>6} {'train s':>8}")
     for version, ms, n_train, epochs, seconds in rows:
         print(f"{version:8} {ms:16.1f} {ms / v2_ms:6.2f} {n_train:8d} {epochs:6d} {seconds:8.0f}")

@@ -1,5 +1,6 @@
-"""Stage `cenn_evaluate`: CENN on the held-out Validation patches, gated; NaMaster spectra of label, output
-and residual against the beam-convolved theory; a pixel-ILC baseline; metrics and plots to DVC and MLflow."""
+"""Stage `cenn_evaluate`: CENN on the held-out Validation patches, gated, beside the classical answers on the
+same patches (Wiener filter, per-mode linear filter fitted on Train, harmonic and pixel ILC), all scored by the
+same code: map MSE, NaMaster spectra, transfer and residual per multipole; metrics and plots to DVC and MLflow."""
 
 from __future__ import annotations
 
@@ -18,8 +19,18 @@ def main() -> None:
     import h5py
     import keras
 
+    from cmbml.cenn_evaluation import (
+        CENN_MAPS,
+        METHOD_LABELS,
+        METHODS,
+        baseline_estimates,
+        cenn_maps,
+        cenn_metrics,
+        patch_spectra,
+        spectra_rows,
+    )
     from cmbml.cenn_validation import gate_outputs
-    from cmbml.evaluation import CENN_MAPS, cenn_maps, cenn_metrics, patch_spectra, predict_h5
+    from cmbml.evaluation import predict_h5
     from cmbml.io import write_json
     from cmbml.namaster_flat import FlatSpectra
     from cmbml.plots import plot_cenn_patches, plot_cenn_spectra
@@ -32,35 +43,42 @@ def main() -> None:
         outputs[comp] = predict_h5(model, paths.patch_file("Validation", comp), "M", batch=64)
         with h5py.File(paths.patch_file("Validation", comp), "r") as h5:
             inputs[comp], labels[comp] = h5["M"][:], h5["M0"][:]
+            n_independent = float(h5.attrs["n_independent_cmb"])
     # The outputs must have the labels' shape and be finite before NaMaster sees them.
     result = gate_outputs(outputs, labels, paths.output_report)
     write_json(paths.output_report / "validation.json", result.as_dict())
     if not result.success:
         sys.exit("cenn_evaluate: network outputs FAILED validation:\n  - " + "\n  - ".join(result.failures))
 
+    # Theory: lensed CMB through the label's beam and interpolation window.
+    camb = read_spectra_csv(paths.camb_cls)
+    lmax = int(geometry.sky_lmax)
+    cl_label = {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * setup.label_transfer**2 for s in ("EE", "BB")}
+
+    # The classical answers on the same uncropped patches, from the same Train patches the network saw.
+    estimates, wiener_predicted = baseline_estimates(
+        {c: inputs[c].astype("float64") for c in components}, {c: paths.patch_file("Train", c) for c in components},
+        geometry.patch, setup.channel_response, cl_label, setup.bin_width)
+    estimates["network"] = {c: outputs[c][..., 0] for c in components}
+
     # Crop the patch edges, where the convolutions see padding, before comparing maps and spectra.
-    maps = {comp: cenn_maps(geometry.crop(inputs[comp]), geometry.crop(labels[comp]), geometry.crop(outputs[comp]),
-                            setup.instrument.target) for comp in components}
+    maps = {comp: cenn_maps(geometry.crop(inputs[comp]), geometry.crop(labels[comp]),
+                            {m: geometry.crop(estimates[m][comp]) for m in METHODS}, setup.instrument.target)
+            for comp in components}
     estimator = FlatSpectra(geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
                             spin0_name=measured[0])
     cl = patch_spectra(estimator, maps, components, measured)
     dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in CENN_MAPS}
-
-    # Theory: lensed CMB through the label's beam and interpolation window, coupled and binned as the data.
-    camb = read_spectra_csv(paths.camb_cls)
-    lmax = int(geometry.spectra_lmax)
-    transfer = setup.label_transfer[: lmax + 1] ** 2
-    cl_theory = {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * transfer for s in ("EE", "BB")}
+    cl_theory = {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label}
     theory = estimator.binned_theory(cl_theory if setup.spin == 2 else {measured[0]: cl_theory[measured[0]]})
     theory_dl = {s: cl_to_dl(estimator.ell, theory[s]) for s in measured}
 
     n_val = labels[components[0]].shape[0]
-    metrics = {**cenn_metrics(maps, estimator.ell, dl, setup.residual_ell_ranges), "n_validation": n_val}
+    metrics = {**cenn_metrics(maps, estimator.ell, cl, setup.residual_ell_ranges, n_independent),
+               "map_mse_wiener_predicted_uK2": wiener_predicted, "n_validation": n_val}
     write_json(paths.metrics, metrics)
-    write_json(paths.spectra, {"spectra": [
-        {"ell": float(ell), **{f"{name}_{s}_dl_mean": float(dl[name][s][:, i].mean()) for name in CENN_MAPS
-                               for s in measured},
-         **{f"theory_{s}_dl": float(theory_dl[s][i]) for s in measured}} for i, ell in enumerate(estimator.ell)]})
+    rows = spectra_rows(estimator.ell, cl, theory_dl, n_independent)
+    write_json(paths.spectra, {"spectra": rows})
 
     comp0, title = components[0], f"CENN {setup.variant}"
     n_ex = min(setup.n_example_patches, n_val)
@@ -69,9 +87,13 @@ def main() -> None:
                       f"{title}: Validation patches ({comp0})")
     for s in measured:
         plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in CENN_MAPS}, theory_dl[s],
-                          paths.evaluate_plots / f"spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches")
+                          paths.evaluate_plots / f"spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches",
+                          METHOD_LABELS)
     log_evaluation(setup.tracking, paths.mlflow_run, "validation", metrics,
-                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics])
-    print(f"cenn_evaluate: {setup.variant} map MSE {metrics['map_mse_uK2']:.3f} uK^2 "
-          f"(ILC {metrics['map_mse_ilc_uK2']:.3f}, uncleaned {metrics['map_mse_uncleaned_uK2']:.3f}) "
-          f"on {n_val} Validation patches")
+                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics], tables={"spectra.json": rows})
+    print(f"cenn_evaluate: {setup.variant} on {n_val} Validation patches ({n_independent:.0f} independent), "
+          "map MSE (uK^2): " + ", ".join(f"{m} {metrics[f'map_mse_{m}_uK2']:.3f}" for m in METHODS)
+          + f"; network / Wiener {metrics['mse_over_wiener']:.3f} +- {metrics['mse_over_wiener_err']:.3f}")
+    if metrics["leak_suspected"]:
+        print("cenn_evaluate: WARNING the network beats the Wiener filter beyond the scatter; on a Gaussian sky "
+              "that means a leak (labels in the inputs, Train patches overlapping Validation)", file=sys.stderr)

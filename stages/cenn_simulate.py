@@ -7,6 +7,7 @@ def main() -> None:
     from cmbml.cenn_config import SPLITS, load
     from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, write_split
     from cmbml.fits import read_healpix
+    from cmbml.patches import independent_patch_areas
     from cmbml.progress import progress
 
     setup = load()
@@ -28,17 +29,21 @@ def main() -> None:
         "label": f"CMB only, beam of the {target.freq_ghz:g} GHz channel",
         "layout": "M[sample, y, x, channel], M0[sample, y, x, 0]; +x east (Galactic longitude), +y north",
         "seed": setup.seed, "scale": setup.scale, "b_min_deg": setup.b_min_deg,
-        "holdout_lon_deg": list(setup.holdout_lon_deg), "foregrounds": setup.foregrounds,
+        "holdout_lon_deg": list(setup.holdout_lon_deg), "early_stopping_lon_deg": list(setup.early_stopping_lon_deg),
+        "foregrounds": setup.foregrounds,
         "cosmology": setup.cosmology,
     }
     with progress(f"CENN {setup.variant} patches", sum(setup.n_samples.values())) as advance:
         for split in SPLITS:
-            # Validation patches come from the held-out longitude band, the others from outside it.
+            # Validation and Test patches come from their own longitude bands, Train from outside both;
+            # each split records how many independent patch areas its overlapping patches hold.
             plan = plan_split(split, setup.n_samples[split], setup.seed, setup.n_cmb_realisations, setup.b_min_deg,
-                              setup.holdout_lon_deg, patch)
+                              setup.holdout_lon_deg, setup.early_stopping_lon_deg, patch)
+            independent = independent_patch_areas(*plan.centres_deg.T, plan.realisation, patch)
             chunks = cut_split(plan, inputs, labels, channels, setup.nside, patch, components, setup.seed,
                                noise=setup.foregrounds["noise"], workers=setup.workers)
             write_split({c: paths.patch_file(split, c) for c in components}, plan, chunks, patch.npix, len(channels),
-                        {**attrs, "split": split}, progress=advance)
+                        {**attrs, "split": split, "n_independent_cmb": independent["cmb"],
+                         "n_independent_sky": independent["sky"]}, progress=advance)
     print(f"cenn_simulate: {dict(setup.n_samples)} patches of {patch.npix}^2 x {patch.pixel_arcmin}' "
           f"({patch.side_deg:.1f} deg), components {components} -> {paths.patches}")

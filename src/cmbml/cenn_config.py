@@ -122,9 +122,18 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
     c.number("sky_maps.n_cmb_realisations", 1, 1000, integer=True)
     c.number("cenn_simulate.b_min_deg", 0.0, 80.0)
     c.number("cenn_simulate.workers", 1, 256, integer=True)
-    band = c.value("cenn_simulate.holdout_lon_deg")
-    if band is not None and not (isinstance(band, list) and len(band) == 2 and 0 <= band[0] < band[1] <= 360):
-        c.fail(f"cenn_simulate.holdout_lon_deg = {band!r}: allowed [lo, hi] with 0 <= lo < hi <= 360")
+    bands = {}
+    for key in ("holdout_lon_deg", "early_stopping_lon_deg"):
+        band = c.value(f"cenn_simulate.{key}")
+        if isinstance(band, list) and len(band) == 2 and 0 <= band[0] < band[1] <= 360:
+            bands[key] = band
+        else:
+            c.fail(f"cenn_simulate.{key} = {band!r}: allowed [lo, hi] with 0 <= lo < hi <= 360")
+    if len(bands) == 2:
+        (lo1, hi1), (lo2, hi2) = bands.values()
+        if lo1 < hi2 and lo2 < hi1:
+            c.fail(f"cenn_simulate.early_stopping_lon_deg = {bands['early_stopping_lon_deg']!r} overlaps "
+                   f"cenn_simulate.holdout_lon_deg = {bands['holdout_lon_deg']!r}: allowed disjoint bands")
     target = c.number("instrument.target_GHz", 1.0, 1000.0)
     table = c.file_in_repository("instrument.table", hint=" (an instrument table in data/, tracked by data.dvc)")
     instrument = None
@@ -215,6 +224,7 @@ class CennSetup:
     foregrounds: Mapping[str, Any]
     b_min_deg: float
     holdout_lon_deg: tuple[float, float]
+    early_stopping_lon_deg: tuple[float, float]
     workers: int
     train: TrainSettings
     apodization_deg: float
@@ -246,6 +256,7 @@ class CennSetup:
             n_cmb_realisations=int(p["sky_maps"]["n_cmb_realisations"]), foregrounds=p["foregrounds"],
             b_min_deg=float(p["cenn_simulate"]["b_min_deg"]),
             holdout_lon_deg=tuple(p["cenn_simulate"]["holdout_lon_deg"]),
+            early_stopping_lon_deg=tuple(p["cenn_simulate"]["early_stopping_lon_deg"]),
             workers=int(p["cenn_simulate"]["workers"]),
             train=TrainSettings(optimizer=tr["optimizer"], learning_rate=float(tr["learning_rate"]),
                                 batch_size=int(tr["batch_size"]), epochs=int(sc["epochs"]),
@@ -286,6 +297,11 @@ class CennSetup:
     def label_transfer(self) -> np.ndarray:
         """What the label's CMB went through: the target beam and the interpolation window."""
         return self.beams[self.instrument.target] * self.interpolation_window
+
+    @property
+    def channel_response(self) -> np.ndarray:
+        """Each channel's response to the label, ``B_c / B_target`` per multipole, (channels, sky_lmax + 1)."""
+        return np.stack(self.beams) / self.beams[self.instrument.target]
 
     @cached_property
     def bin_edges(self) -> np.ndarray:

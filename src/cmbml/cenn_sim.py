@@ -127,11 +127,14 @@ class PatchPlan:
 
 
 def plan_split(split: str, n: int, seed: int, n_realisations: int, b_min_deg: float,
-               holdout_lon_deg: Sequence[float], geometry: FlatGrid) -> PatchPlan:
-    """Random centres: Train/Test outside the held-out band (one patch diagonal away), Validation inside."""
+               holdout_lon_deg: Sequence[float], early_stopping_lon_deg: Sequence[float],
+               geometry: FlatGrid) -> PatchPlan:
+    """Random centres in disjoint sky: Validation in the held-out band, Test (early stopping) in its own
+    band, Train outside both, one patch diagonal from every band edge, so no two splits share sky."""
     rng = np.random.default_rng([seed, 7, SPLIT_IDS[split]])
-    centres = random_centres(n, rng, b_min_deg, tuple(holdout_lon_deg), in_holdout=(split == "Validation"),
-                             buffer_deg=geometry.half_diagonal_deg)
+    bands = [tuple(holdout_lon_deg), tuple(early_stopping_lon_deg)]
+    inside = {"Validation": 0, "Test": 1}.get(split)
+    centres = random_centres(n, rng, b_min_deg, bands, inside=inside, buffer_deg=geometry.half_diagonal_deg)
     return PatchPlan(split, centres, np.arange(n) % n_realisations)
 
 

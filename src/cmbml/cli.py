@@ -134,6 +134,37 @@ def params_compose(overrides: list[str] = typer.Argument(None), output: str = "p
 
 
 @app.command()
+def report(readme: str = "README.md", figures: str = "docs/figures", scale: str = "default") -> None:
+    """Write the results tables (lensing v1-v8, CENN E/B/QU) into the README between its markers and plot
+    rho(L) of every lensing version, from the newest finished evaluation per parameter set in the MLflow store."""
+    from pathlib import Path
+
+    from cmbml.config import resolve_tracking_uri
+    from cmbml.params import load_params
+    from cmbml.plots import plot_rho_versions
+    from cmbml.report import (CENN_MARKER, LENSING_MARKER, cenn_table, cenn_transfer_table, lensing_table,
+                              replace_between_markers)
+    from stages._results import latest_evaluations
+
+    params = load_params("params.yaml")
+    uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
+    lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "test", scale, "rho_L.json",
+                                      "rho_opt_mean").values())
+    cenn = list(latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "validation", scale, "spectra.json",
+                                   "mse_over_wiener").values())
+    text = Path(readme).read_text()
+    text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
+    cenn_md = cenn_table(cenn) + "\n\nTransfer (estimate power / label power) per multipole range:\n\n" + \
+        cenn_transfer_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
+    text = replace_between_markers(text, CENN_MARKER, cenn_md)
+    Path(readme).write_text(text)
+    if lensing:
+        plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
+    typer.echo(f"report: {len(lensing)} lensing versions ({', '.join(r['name'] for r in lensing)}), "
+               f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}) at scale={scale} -> {readme}")
+
+
+@app.command()
 def ui(port: int = 5000) -> None:
     """Serve the MLflow UI on the repository's store (127.0.0.1)."""
 

@@ -12,13 +12,13 @@ directly; without the rotation about 1% of EE leaks into BB on 6.4 deg patches.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from cmbml.flatsky import FlatGrid
 from cmbml.units import ARCMIN
-
 
 
 def gnomonic_to_sphere(lon0: float, lat0: float, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,27 +81,27 @@ def random_centres(
     n: int,
     rng: np.random.Generator,
     b_min_deg: float,
-    holdout_lon_deg: tuple[float, float],
-    in_holdout: bool,
+    bands_lon_deg: Sequence[tuple[float, float]],
+    inside: int | None,
     buffer_deg: float,
 ) -> np.ndarray:
     """Patch centres (lon, lat) in degrees, uniform on the sphere with ``|b| > b_min_deg``.
 
-    The held-out region is ``lon in holdout_lon_deg`` (all latitudes). Centres inside it
-    (``in_holdout=True``) are kept ``buffer_deg`` from its edges; centres outside stay
-    ``buffer_deg`` away, so no training patch overlaps a held-out one when the buffer is at
-    least one patch diagonal.
+    ``bands_lon_deg`` are longitude bands (all latitudes) reserved for held-out splits. With
+    ``inside=k`` the centres lie in band ``k``, ``buffer_deg`` from its edges; with ``inside=None``
+    they lie outside every band, ``buffer_deg`` away. With a buffer of at least one patch
+    diagonal, patches of different bands or of a band and the rest never overlap.
     """
-    lo, hi = holdout_lon_deg
     out = np.empty((0, 2))
     while out.shape[0] < n:
         m = 4 * (n - out.shape[0]) + 16
         lon = rng.uniform(0.0, 360.0, m)
         lat = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, m)))
         keep = np.abs(lat) > b_min_deg
-        inside = (lon > lo) & (lon < hi)
-        to_edge = np.minimum(_meridian_distance_deg(lon, lat, lo), _meridian_distance_deg(lon, lat, hi))
-        keep &= (inside & (to_edge > buffer_deg)) if in_holdout else (~inside & (to_edge > buffer_deg))
+        for k, (lo, hi) in enumerate(bands_lon_deg):
+            in_band = (lon > lo) & (lon < hi)
+            to_edge = np.minimum(_meridian_distance_deg(lon, lat, lo), _meridian_distance_deg(lon, lat, hi))
+            keep &= (in_band & (to_edge > buffer_deg)) if k == inside else (~in_band & (to_edge > buffer_deg))
         out = np.vstack([out, np.column_stack([lon[keep], lat[keep]])])
     return out[:n]
 
@@ -112,3 +112,27 @@ def _meridian_distance_deg(lon: np.ndarray, lat: np.ndarray, meridian_lon: float
     b = np.radians(lat)
     near = np.degrees(np.arcsin(np.clip(np.sin(dlon) * np.cos(b), -1, 1)))
     return np.where(dlon <= np.pi / 2, near, 90.0 - np.abs(lat))
+
+
+def independent_patch_areas(lon_deg: np.ndarray, lat_deg: np.ndarray, realisation: np.ndarray, geometry: FlatGrid,
+                            nside: int = 128) -> dict[str, float]:
+    """How many independent patches a set of overlapping patches is worth: the sky area they cover, in patch areas.
+
+    ``"cmb"`` sums the covered area over CMB realisations (patches of different realisations are independent
+    in the CMB); ``"sky"`` counts the area once, for what all realisations share (one foreground sky).
+    Footprints are the patch corners' spherical quadrilaterals, rasterised on a HEALPix grid of ``nside``.
+    """
+    import healpy as hp
+
+    half = 0.5 * geometry.side_rad
+    corners_x, corners_y = np.array([-half, half, half, -half]), np.array([-half, -half, half, half])
+    covered: dict[int, set] = {}
+    for lon, lat, r in zip(lon_deg, lat_deg, realisation):
+        clon, clat = gnomonic_to_sphere(np.radians(lon), np.radians(lat), corners_x, corners_y)
+        vertices = hp.ang2vec(np.pi / 2 - clat, clon)
+        covered.setdefault(int(r), set()).update(hp.query_polygon(nside, vertices, inclusive=False).tolist())
+    pixel_area = hp.nside2pixarea(nside)
+    per_realisation = [len(p) * pixel_area / geometry.area_sr for p in covered.values()]
+    everywhere = len(set().union(*covered.values())) * pixel_area / geometry.area_sr if covered else 0.0
+    n = len(lon_deg)
+    return {"cmb": float(min(n, sum(per_realisation))), "sky": float(min(n, everywhere))}

@@ -153,24 +153,48 @@ def plot_cenn_patches(inputs: np.ndarray, labels: np.ndarray, outputs: np.ndarra
 
 
 def plot_cenn_spectra(ell: np.ndarray, dl: Mapping[str, np.ndarray], theory_dl: np.ndarray, path: str | Path,
-                      title: str) -> None:
-    """Mean +- std over patches of label, output and ILC spectra (left) and of the residuals (right)."""
+                      title: str, labels: Mapping[str, str]) -> None:
+    """Spectra of the label and of each method's estimate (left), each method's transfer, estimate power
+    over label power (middle), and the residual D_ell of each method (right); mean over patches, the
+    network's band is the scatter. ``dl[name]`` is (patches, bins); ``labels`` maps methods to legend names."""
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), layout="constrained")
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 4.5), layout="constrained")
     ax1.plot(ell, theory_dl, "k-", lw=1, label="theory x beam x window")
-    for name in ("label", "output", "ILC"):
-        mean, std = dl[name].mean(0), dl[name].std(0)
-        ax1.fill_between(ell, mean - std, mean + std, alpha=0.2)
-        ax1.plot(ell, mean, "o-", ms=3, label=name)
-    ax1.set(xlabel=r"$\ell$", ylabel=r"$D_\ell$ [$\mu$K$^2$]", title=title)
-    ax1.legend()
-    for name in ("residual", "ILC residual"):
-        mean, std = dl[name].mean(0), dl[name].std(0)
-        ax2.fill_between(ell, mean - std, mean + std, alpha=0.2)
-        ax2.plot(ell, mean, "o-", ms=3, label=f"{name} (map of difference)")
-    diff = dl["output"] - dl["label"]
-    ax2.errorbar(ell, diff.mean(0), diff.std(0), fmt="s", ms=3, capsize=2, label="output - label spectra")
-    ax2.axhline(0, color="k", lw=0.5)
-    ax2.set(xlabel=r"$\ell$", ylabel=r"$D_\ell$ [$\mu$K$^2$]", title="residuals")
-    ax2.legend()
+    ax1.plot(ell, dl["label"].mean(0), "ko", ms=3, label="label")
+    label_mean = dl["label"].mean(0)
+    for method, name in labels.items():
+        mean = dl[method].mean(0)
+        ax1.plot(ell, mean, "-", lw=1.5 if method == "network" else 1, label=name)
+        ax2.plot(ell, mean / label_mean, "o-", ms=3, label=name)
+        res = dl[f"{method} residual"]
+        if method == "network":
+            ax3.fill_between(ell, res.mean(0) - res.std(0), res.mean(0) + res.std(0), alpha=0.2)
+        ax3.plot(ell, res.mean(0), "o-", ms=3, label=name)
+    ax1.set(xlabel=r"$\ell$", ylabel=r"$D_\ell$ [$\mu$K$^2$]", title=title, yscale="log")
+    ax2.axhline(1, color="k", lw=0.5)
+    ax2.set(xlabel=r"$\ell$", ylabel="estimate / label power", title="transfer")
+    ax3.set(xlabel=r"$\ell$", ylabel=r"residual $D_\ell$ [$\mu$K$^2$]", title="residual (estimate - label) power",
+            yscale="log")
+    for ax in (ax1, ax2, ax3):
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_rho_versions(records: Sequence[Mapping], path: str | Path) -> None:
+    """rho(L) of every lensing version on one log-L figure: CNN solid, QE dashed, the QE's Wiener limit dotted."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, rec in enumerate(records):
+        rows, colour = rec["rows"], colours[k % len(colours)]
+        ell = [r["L"] for r in rows]
+        ax.plot(ell, [r["rho_cnn"] for r in rows], "-", color=colour, lw=1.6, label=f"{rec['name']} CNN")
+        ax.plot(ell, [r["rho_qe"] for r in rows], "--", color=colour, lw=1)
+        ax.plot(ell, [r["rho_opt"] for r in rows], ":", color=colour, lw=1)
+    ax.plot([], [], "k--", lw=1, label="quadratic estimator")
+    ax.plot([], [], "k:", lw=1, label="QE Wiener limit")
+    ax.set(xscale="log", xlabel="L", ylabel=r"$\rho(L)$ of estimated and true $\kappa$", ylim=(-0.05, 1.02),
+           title="lensing v1-v8 at scale=default: CNN, quadratic estimator and its limit on the same test maps")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=7, ncol=2)
     _save(fig, path)

@@ -22,7 +22,12 @@ def test_b_mode_datasets_metrics_and_reports(b_mode_experiment):
         assert (root / f"datasets/cenn/patches/{split}_B.h5").exists()
     metrics = json.loads((root / "metrics/cenn.json").read_text())
     assert metrics["n_validation"] == 32 and metrics["map_mse_uK2"] > 0
-    assert "bb_ell60_300_residual_dl_abs_mean_uK2" in metrics and not any(k.startswith("ee_") for k in metrics)
+    assert "bb_ell60_300_network_residual_dl_uK2" in metrics and not any(k.startswith("ee_") for k in metrics)
+    # every baseline scored beside the network, errors from the independent patch areas
+    for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):
+        assert metrics[f"map_mse_{method}_uK2"] > 0 and metrics[f"map_mse_{method}_err_uK2"] > 0
+        assert f"bb_ell60_300_{method}_transfer" in metrics
+    assert 1 <= metrics["n_independent_validation"] <= 32 and metrics["mse_over_wiener"] > 0
     assert json.loads((root / "reports/cenn/validation.json").read_text())["success"]
     assert json.loads((root / "reports/cenn_outputs/validation.json").read_text())["success"]
     assert (root / "plots/cenn/evaluate/spectra_BB.png").stat().st_size > 1000
@@ -43,7 +48,8 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     assert not [k for k in run.data.params if k.startswith(("lensing", "npix", "kappa", "scale.lensing"))]
     assert run.data.tags["scale.cenn.crop_pixels"] == "1"  # evaluation settings as tags
     # metrics measured on the Validation split carry its name
-    for key in ("loss", "val_loss", "validation_map_mse_uK2", "validation_bb_ell60_300_residual_dl_abs_mean_uK2"):
+    for key in ("loss", "val_loss", "validation_map_mse_uK2", "validation_bb_ell60_300_network_residual_dl_uK2",
+                "validation_mse_over_wiener"):
         assert key in run.data.metrics
     versions = client.search_model_versions("name='cmbml-cenn-B'")
     assert [v.run_id for v in versions] == [run.info.run_id]

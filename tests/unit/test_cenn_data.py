@@ -45,7 +45,7 @@ def world(camb_cls):
 def make_split(world, folder: Path, split: str, noise=True, workers=1, chunk=32):
     p, sc = world["params"], world["params"]["scale"]["cenn"]
     geometry = FlatGrid(sc["npix"], sc["pixel_arcmin"])
-    plan = plan_split(split, SIZES[split], p["seed"], 1, 30.0, [0.0, 60.0], geometry)
+    plan = plan_split(split, SIZES[split], p["seed"], 1, 30.0, [0.0, 60.0], [180.0, 240.0], geometry)
     chunks = cut_split(plan, world["inputs"], world["labels"], world["channels"], sc["nside"], geometry, ["E"],
                        p["seed"], noise=noise, workers=workers, chunk=chunk)
     path = folder / f"{split}_E.h5"

@@ -56,8 +56,12 @@ def test_pure_e_sky_gives_no_b_on_qu_patches(camb_cls):
 
 def test_centres_respect_the_latitude_cut_and_the_held_out_band():
     rng = np.random.default_rng(0)
-    train = random_centres(500, rng, 30.0, (0.0, 60.0), in_holdout=False, buffer_deg=4.6)
-    held = random_centres(200, rng, 30.0, (0.0, 60.0), in_holdout=True, buffer_deg=4.6)
+    bands = [(0.0, 60.0), (180.0, 240.0)]
+    train = random_centres(500, rng, 30.0, bands, inside=None, buffer_deg=4.6)
+    held = random_centres(200, rng, 30.0, bands, inside=0, buffer_deg=4.6)
+    early = random_centres(200, rng, 30.0, bands, inside=1, buffer_deg=4.6)
+    assert np.all((early[:, 0] > 180) & (early[:, 0] < 240))
+    assert not np.any(((train[:, 0] > 0) & (train[:, 0] < 60)) | ((train[:, 0] > 180) & (train[:, 0] < 240)))
     assert np.all(np.abs(train[:, 1]) > 30) and np.all(np.abs(held[:, 1]) > 30)
     assert np.all((held[:, 0] > 0) & (held[:, 0] < 60))
     # no training centre within two buffers of a held-out one: patches cannot overlap

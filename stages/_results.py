@@ -1,0 +1,37 @@
+"""Finished evaluations read back from the MLflow store, for `cmbml report` (no DVC stage imports this)."""
+
+from __future__ import annotations
+
+import tempfile
+
+
+def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: str, table: str,
+                       required_metric: str) -> dict[str, dict]:
+    """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>``:
+    ``{parameter_set: {"name", "params", "metrics" (split prefix removed), "rows" (the ``table`` artifact), "run_id"}}``."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return {}
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.scale = '{scale}' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=5000)
+    found: dict[str, dict] = {}
+    prefix = f"{split}_"
+    for run in runs:
+        name = run.data.tags.get("parameter_set")
+        if name in found or f"{prefix}{required_metric}" not in run.data.metrics:
+            continue
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            try:  # MLflow tables are pandas' "split" JSON
+                path = client.download_artifacts(run.info.run_id, table, tmp)
+                rows = pd.read_json(path, orient="split").to_dict("records")
+            except (OSError, ValueError, MlflowException):
+                rows = []  # a run without the table still has its summary metrics
+        found[name] = {"name": name, "run_id": run.info.run_id, "params": dict(run.data.params), "rows": rows,
+                       "metrics": {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}}
+    return dict(sorted(found.items()))

@@ -1,0 +1,37 @@
+"""The README results tables: built from evaluation records, written only between their markers."""
+
+import pytest
+
+from cmbml.report import cenn_table, cenn_transfer_table, lensing_table, replace_between_markers
+
+
+def lensing_record(name, rho_cnn):
+    rows = [{"L": float(L), "rho_cnn": rho_cnn, "rho_qe": 0.5, "rho_opt": 0.6} for L in range(10, 70, 10)]
+    return {"name": name, "rows": rows,
+            "metrics": {"n_test": 1000, "rho_cnn_mean": rho_cnn, "rho_qe_mean": 0.5, "rho_opt_mean": 0.6}}
+
+
+def test_lensing_table_has_one_row_per_version_with_cnn_qe_and_limit_per_l_range():
+    table = lensing_table([lensing_record("v1", 0.9), lensing_record("v4", 0.1)]).splitlines()
+    assert len(table) == 4 and table[2].startswith("| v1 | 1000 | 0.900 / 0.500 / 0.600")
+    assert "L 10-20: 0.900 / 0.500 / 0.600" in table[2] and "L 50-60: 0.100" in table[3]
+    assert "| L 10: 0.900" in lensing_table([{**lensing_record("v2", 0.9), "rows": lensing_record("v2", 0.9)["rows"][:3]}])
+
+
+def test_cenn_tables_show_every_method_with_errors_and_the_ratio_to_wiener():
+    metrics = {"n_validation": 300, "n_independent_validation": 120.4, "mse_over_wiener": 1.05,
+               "mse_over_wiener_err": 0.01, "map_mse_wiener_predicted_uK2": 10.5,
+               "ee_ell60_300_network_transfer": 0.4, "ee_ell60_300_wiener_transfer": 0.5}
+    for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):
+        metrics[f"map_mse_{method}_uK2"], metrics[f"map_mse_{method}_err_uK2"] = 10.0, 0.5
+    row = cenn_table([{"name": "E", "metrics": metrics}]).splitlines()[2]
+    assert row.startswith("| E | 300 (120) | 10.00 +- 0.50") and row.endswith("| 10.50 | 1.050 +- 0.010 |")
+    transfer = cenn_transfer_table([{"name": "E", "metrics": metrics}], [[60, 300], [300, 900]]).splitlines()
+    assert transfer[2].startswith("| E | EE | 60-300 | 0.40 | 0.50 |") and len(transfer) == 3
+
+
+def test_replace_between_markers_keeps_the_rest_and_refuses_a_missing_block():
+    text = "intro\n<!-- t -->\nold\n<!-- /t -->\nend\n"
+    assert replace_between_markers(text, "t", "new") == "intro\n<!-- t -->\nnew\n<!-- /t -->\nend\n"
+    with pytest.raises(ValueError, match="<!-- u -->"):
+        replace_between_markers(text, "u", "new")
