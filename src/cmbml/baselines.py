@@ -15,7 +15,8 @@ uK_CMB, to an estimate of the label ``M0`` (the CMB through the target channel's
 
 Fourier conventions: ``numpy.fft.fft2`` over the two patch axes, so a field with spectrum ``C_ell`` has
 ``E|F_k|^2 = C_ell n^2 / dx^2`` (see :func:`cmbml.flatsky.power_2d`). Spin-2 patches (components Q, U)
-are filtered as E and B modes, ``E = Q cos 2phi + U sin 2phi``, ``B = -Q sin 2phi + U cos 2phi``.
+are filtered as E and B modes, ``E = Q cos 2phi + U sin 2phi``, ``B = -Q sin 2phi + U cos 2phi``, with the
+angle ``phi`` of each wavevector in NaMaster's flat-sky convention (tested against its spin-2 estimator).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def _ifft(modes: np.ndarray) -> np.ndarray:
 
 
 def _rotation(grid: FlatGrid) -> tuple[np.ndarray, np.ndarray]:
+    # NaMaster's flat-sky Stokes convention on arrays indexed [iy, ix] (the patches' own): phi = -atan2(ly, lx).
     lx, ly = grid.ell_xy
-    phi = np.arctan2(ly, lx)
+    phi = -np.arctan2(ly, lx)
     return np.cos(2 * phi)[..., None], np.sin(2 * phi)[..., None]
 
 
