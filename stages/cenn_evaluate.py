@@ -76,6 +76,9 @@ def main() -> None:
     n_val = labels[components[0]].shape[0]
     metrics = {**cenn_metrics(maps, estimator.ell, cl, setup.residual_ell_ranges, n_independent),
                "map_mse_wiener_predicted_uK2": wiener_predicted, "n_validation": n_val}
+    for split in ("Train", "Test"):  # how much independent sky the network learned from and stopped on
+        with h5py.File(paths.patch_file(split, components[0]), "r") as h5:
+            metrics[f"n_independent_{split.lower()}"] = float(h5.attrs["n_independent_cmb"])
     write_json(paths.metrics, metrics)
     rows = spectra_rows(estimator.ell, cl, theory_dl, n_independent)
     write_json(paths.spectra, {"spectra": rows})

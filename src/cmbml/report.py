@@ -50,13 +50,15 @@ CENN_METHODS = (("network", "CENN"), ("wiener", "Wiener"), ("linear", "linear (T
 
 def cenn_table(records: Sequence[Mapping]) -> str:
     """Markdown: per variant, map MSE +- error (uK^2, error from the independent patch count) of the network and
-    each classical method, the network's MSE over the Wiener filter's, and the independent patch areas."""
-    head = ("| variant | Validation patches (independent) | " + " | ".join(n for _, n in CENN_METHODS) +
-            " | Wiener predicted | CENN / Wiener |")
-    lines = [head, "|" + "---|" * (len(CENN_METHODS) + 4)]
+    each classical method, the network's MSE over the Wiener filter's, and the independent patch areas of the
+    Validation, Train and early-stopping (Test) patches."""
+    head = ("| variant | Validation patches (independent) | independent Train / Test | " +
+            " | ".join(n for _, n in CENN_METHODS) + " | Wiener predicted | CENN / Wiener |")
+    lines = [head, "|" + "---|" * (len(CENN_METHODS) + 5)]
     for rec in records:
         m = rec["metrics"]
-        cells = [rec["name"], f"{int(m['n_validation'])} ({m['n_independent_validation']:.0f})"]
+        cells = [rec["name"], f"{int(m['n_validation'])} ({m['n_independent_validation']:.0f})",
+                 f"{_fmt(m.get('n_independent_train'), 0)} / {_fmt(m.get('n_independent_test'), 0)}"]
         for key, _ in CENN_METHODS:
             cells.append(f"{_fmt(m.get(f'map_mse_{key}_uK2'), 2)} +- {_fmt(m.get(f'map_mse_{key}_err_uK2'), 2)}")
         cells.append(_fmt(m.get("map_mse_wiener_predicted_uK2"), 2))

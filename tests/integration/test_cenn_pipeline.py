@@ -28,6 +28,7 @@ def test_b_mode_datasets_metrics_and_reports(b_mode_experiment):
         assert metrics[f"map_mse_{method}_uK2"] > 0 and metrics[f"map_mse_{method}_err_uK2"] > 0
         assert f"bb_ell60_300_{method}_transfer" in metrics
     assert 1 <= metrics["n_independent_validation"] <= 32 and metrics["mse_over_wiener"] > 0
+    assert 1 <= metrics["n_independent_test"] <= 32 and 1 <= metrics["n_independent_train"] <= 64
     assert json.loads((root / "reports/cenn/validation.json").read_text())["success"]
     assert json.loads((root / "reports/cenn_outputs/validation.json").read_text())["success"]
     assert (root / "plots/cenn/evaluate/spectra_BB.png").stat().st_size > 1000
