@@ -21,6 +21,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _sig(value: float | None, digits: int) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
 def lensing_table(records: Sequence[Mapping]) -> str:
     """Markdown: per version, rho of the CNN / the quadratic estimator / the QE's Wiener limit, mean over all
     L bins and over three L ranges (thirds of the bins), with the test-set size."""
@@ -60,8 +64,8 @@ def cenn_table(records: Sequence[Mapping]) -> str:
         cells = [rec["name"], f"{int(m['n_validation'])} ({m['n_independent_validation']:.0f})",
                  f"{_fmt(m.get('n_independent_train'), 0)} / {_fmt(m.get('n_independent_test'), 0)}"]
         for key, _ in CENN_METHODS:
-            cells.append(f"{_fmt(m.get(f'map_mse_{key}_uK2'), 2)} +- {_fmt(m.get(f'map_mse_{key}_err_uK2'), 2)}")
-        cells.append(_fmt(m.get("map_mse_wiener_predicted_uK2"), 2))
+            cells.append(f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)} +- {_sig(m.get(f'map_mse_{key}_err_uK2'), 2)}")
+        cells.append(_sig(m.get("map_mse_wiener_predicted_uK2"), 4))
         cells.append(f"{_fmt(m.get('mse_over_wiener'))} +- {_fmt(m.get('mse_over_wiener_err'))}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ def test_cenn_tables_show_every_method_with_errors_and_the_ratio_to_wiener():
     for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):
         metrics[f"map_mse_{method}_uK2"], metrics[f"map_mse_{method}_err_uK2"] = 10.0, 0.5
     row = cenn_table([{"name": "E", "metrics": metrics}]).splitlines()[2]
-    assert row.startswith("| E | 300 (120) | - / - | 10.00 +- 0.50") and row.endswith("| 10.50 | 1.050 +- 0.010 |")
+    assert row.startswith("| E | 300 (120) | - / - | 10 +- 0.5 |") and row.endswith("| 10.5 | 1.050 +- 0.010 |")
     transfer = cenn_transfer_table([{"name": "E", "metrics": metrics}], [[60, 300], [300, 900]]).splitlines()
     assert transfer[2].startswith("| E | EE | 60-300 | 0.40 | 0.50 |") and len(transfer) == 3
 
