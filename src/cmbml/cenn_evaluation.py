@@ -29,8 +29,9 @@ it cannot beat the optimum, so something (labels, overlapping samples) leaks."""
 def cenn_maps(inputs: np.ndarray, labels: np.ndarray, estimates: Mapping[str, np.ndarray],
               target: int) -> dict[str, np.ndarray]:
     """The maps compared on (already cropped) patches: ``inputs`` (N, n, n, channels), ``labels`` (N, n, n, 1)
-    and each method's estimate (N, n, n). Adds every residual and the uncleaned target channel as ``"input"``."""
+    and each method's estimate (N, n, n). Adds every residual, the uncleaned target channel as ``"input"`` and its residual."""
     maps = {"label": labels[..., 0], "input": inputs[..., target]}
+    maps["uncleaned residual"] = maps["input"] - maps["label"]
     for method, estimate in estimates.items():
         maps[method] = estimate
         maps[f"{method} residual"] = estimate - maps["label"]
@@ -92,8 +93,6 @@ def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
         metrics[f"map_mse_{m}_uK2"] = float(per_patch[m].mean())
         metrics[f"map_mse_{m}_err_uK2"] = float(per_patch[m].std() / root_n)
     metrics["map_mse_uK2"] = metrics["map_mse_network_uK2"]
-    for k in maps:
-        maps[k]["uncleaned residual"] = maps[k]["input"] - maps[k]["label"]
     metrics["map_mse_uncleaned_uK2"] = float(_mse_per_patch(maps, "uncleaned residual").mean())
     metrics["map_mse_zero_prediction_uK2"] = float(_mse_per_patch(maps, "label").mean())
     if "wiener" in per_patch:
