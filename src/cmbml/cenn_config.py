@@ -99,10 +99,19 @@ class CennGeometry:
 
 
 def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeometry | None]:
-    c.choice("cenn.variant", available_options("cenn", conf_dir) or ["E", "B", "QU"])
+    variant = c.choice("cenn.variant", available_options("cenn", conf_dir) or ["E", "B", "QU"])
     comps = c.value("cenn.components")
     if comps is not None and comps not in (["E"], ["B"], ["Q", "U"]):
         c.fail(f"cenn.components = {comps!r}: allowed [E], [B] or [Q, U]")
+    variant_file = Path(conf_dir, "cenn", f"{variant}.yaml")
+    if variant is not None and variant_file.is_file():
+        import yaml
+
+        defined = yaml.safe_load(variant_file.read_text()) or {}  # the group file holds the cenn block
+        for key in ("components", "spectra"):
+            if key in defined and c.value(f"cenn.{key}") != defined[key]:
+                c.fail(f"cenn.{key} = {c.value(f'cenn.{key}')!r} does not match cenn.variant = {variant!r}: "
+                       f"allowed {defined[key]!r} (conf/cenn/{variant}.yaml; choose the variant with -S cenn=...)")
     allowed_spectra = {("E",): [["EE"]], ("B",): [["BB"]], ("Q", "U"): [["EE", "BB"], ["EE"], ["BB"]]}
     spectra = c.value("cenn.spectra")
     if comps in (["E"], ["B"], ["Q", "U"]) and spectra not in allowed_spectra[tuple(comps)]:
@@ -168,7 +177,9 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
     c.choice("cenn_train.optimizer", OPTIMIZERS)
     c.number("cenn_train.learning_rate", 0.0, 10.0, lo_open=True)
     c.number("cenn_train.l2", 0.0, 1.0)
-    c.number("cenn_train.batch_size", 1, 100_000, integer=True)
+    n_train = c.value("scale.cenn.n_train")
+    c.number("cenn_train.batch_size", 1, n_train if isinstance(n_train, int) and n_train >= 1 else 100_000,
+             integer=True, why="at most scale.cenn.n_train, the training set")
     c.number("cenn_train.early_stopping_patience", 1, 100_000, integer=True)
     c.number("cenn_evaluate.n_example_patches", 1, 16, integer=True)
     c.text("mlflow.cenn_experiment")
@@ -177,6 +188,8 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
     for i, r in enumerate(ranges):
         if not (isinstance(r, list) and len(r) == 2 and all(isinstance(x, (int, float)) for x in r) and 0 <= r[0] < r[1]):
             c.fail(f"cenn_evaluate.residual_ell_ranges[{i}] = {r!r}: allowed [lo, hi] with 0 <= lo < hi")
+    if pix is not None and npix is not None:
+        _check_room_for_patches(c, FlatGrid(int(npix), float(pix)), bands)
     if npix is None or pix is None or nside is None:
         return instrument, None
     crop = c.number("scale.cenn.crop_pixels", 0, npix // 4 - 1, integer=True,
@@ -197,13 +210,51 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
             check_bins(geometry.bin_edges(width), cropped, top)
         except ValueError as err:
             c.fail(f"{key} = {width!r}: {err}")
+        else:
+            _check_ell_ranges(c, geometry.bin_edges(width))
     return instrument, geometry
+
+
+def _check_ell_ranges(c: Checker, edges: np.ndarray) -> None:
+    """Each residual range must hold at least one NaMaster bin centre, or its metrics would be missing."""
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    for i, r in enumerate(c.value("cenn_evaluate.residual_ell_ranges") or []):
+        if isinstance(r, list) and len(r) == 2 and all(isinstance(x, (int, float)) for x in r):
+            if not ((centres >= r[0]) & (centres < r[1])).any():
+                c.fail(f"cenn_evaluate.residual_ell_ranges[{i}] = {r!r} holds no bin: allowed ranges "
+                       f"that contain a bin centre, within {centres[0]:.0f} <= ell < {centres[-1]:.0f} "
+                       "(the bins of cenn_evaluate.bin_width on the cropped patch)")
+
+
+def _check_room_for_patches(c: Checker, patch: FlatGrid, bands: Mapping[str, list]) -> None:
+    """Every split needs sky: each band must fit a patch one diagonal from its edges at |b| > b_min_deg,
+    and Train the sky outside both. Refused here so that the centre search never starts on empty sky."""
+    from cmbml.patches import allowed_sky_fraction
+
+    b_min = c.value("cenn_simulate.b_min_deg")
+    if len(bands) != 2 or not isinstance(b_min, (int, float)) or not 0 <= b_min <= 80:
+        return
+    order = [tuple(bands["holdout_lon_deg"]), tuple(bands["early_stopping_lon_deg"])]
+    buffer = patch.half_diagonal_deg
+    # widest allowed band interior at |b| = b_min: distance to a meridian is asin(sin(dlon) cos b)
+    min_width = 2 * np.degrees(np.arcsin(min(1.0, np.sin(np.radians(buffer)) / np.cos(np.radians(b_min)))))
+    for k, key in enumerate(("holdout_lon_deg", "early_stopping_lon_deg")):
+        if allowed_sky_fraction(b_min, order, k, buffer) < 5e-4:
+            lo, hi = order[k]
+            c.fail(f"cenn_simulate.{key} = {list(bands[key])!r} is {hi - lo:g} deg wide: no {patch.side_deg:.2f} deg "
+                   f"patch fits one diagonal ({buffer:.2f} deg) from its edges at |b| > {b_min:g} deg; allowed "
+                   f"hi - lo > {min_width:.1f} deg (a wider band or a lower cenn_simulate.b_min_deg)")
+    if allowed_sky_fraction(b_min, order, None, buffer) < 1e-3:
+        c.fail(f"cenn_simulate.holdout_lon_deg = {list(bands['holdout_lon_deg'])!r} and "
+               f"cenn_simulate.early_stopping_lon_deg = {list(bands['early_stopping_lon_deg'])!r} leave no sky "
+               f"for Train at |b| > {b_min:g} deg: allowed bands covering less longitude, so that the rest "
+               f"keeps room for patches {buffer:.2f} deg from every edge")
 
 
 def check_cenn(c: Checker, conf_dir: Path = Path("conf")) -> tuple[Instrument | None, CennGeometry | None]:
     """Every component-separation key, the shared cosmology and the paths."""
     out = _check_cenn(c, conf_dir)
-    check_shared(c, CennPaths, "cenn")
+    check_shared(c, CennPaths, "cenn", conf_dir)
     return out
 
 

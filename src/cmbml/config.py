@@ -24,31 +24,35 @@ from pathlib import Path
 from typing import Any
 
 from cmbml.flatsky import FlatGrid
-from cmbml.params import Checker, flatten, get_key, repository_root
+from cmbml.params import Checker, available_options, flatten, get_key, repository_root
 
 OPTIMIZERS = ["adam", "sgd", "adagrad", "rmsprop"]
+KERNEL_INITIALIZERS = ["glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
+                       "orthogonal", "random_normal", "random_uniform", "truncated_normal"]
+"""Keras initializers a convolution kernel may take by name without arguments (tested against Keras)."""
 
 
 # ---- paths -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SpectraPaths:
+    dir: Path
     camb_cls: Path
     plots: Path
 
 
 def read_paths(c: Checker, cls, blocks: Sequence[str]):
     """A paths dataclass from ``paths.<block>.<field>``, the first block that has the field."""
-    values = {}
+    values, keys = {}, {}
     for f in dataclasses.fields(cls):
         for block in blocks:
             node = c.params.get("paths", {}).get(block, {})
             if isinstance(node, Mapping) and f.name in node:
-                values[f.name] = node[f.name]
+                values[f.name], keys[f.name] = node[f.name], f"paths.{block}.{f.name}"
                 break
         else:
             c.fail(f"paths.{blocks[-1]}.{f.name}: missing")
-    bad = [f"paths.*.{k} = {v!r}" for k, v in values.items() if not isinstance(v, str) or Path(v).is_absolute()
+    bad = [f"{keys[k]} = {v!r}" for k, v in values.items() if not isinstance(v, str) or not v or Path(v).is_absolute()
            or ".." in Path(v).parts]
     if bad:
         c.fail(f"{', '.join(bad)}: paths must be relative and stay inside the repository")
@@ -114,13 +118,16 @@ def tracking_from_params(params: Mapping[str, Any], experiment: str, registered_
                     logged_params(params, keys, evaluation_keys), logged_params(params, evaluation_keys))
 
 
-def check_shared(c: Checker, paths_cls, paths_block: str) -> None:
+def check_shared(c: Checker, paths_cls, paths_block: str, conf_dir: Path = Path("conf")) -> None:
     """The checks every experiment runs besides its own: cosmology and seed, the CAMB table's lmax,
     the MLflow store and the experiment's paths."""
     check_cosmology(c)
     check_spectra(c)
     check_tracking_uri(c)
+    read_paths(c, SpectraPaths, ["spectra"])
     read_paths(c, paths_cls, ["spectra", paths_block])
+    scales = available_options("scale", conf_dir)
+    c.choice("scale.name", scales) if scales else c.text("scale.name")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cmbml.config import OPTIMIZERS, TrainSettings, Tracking, check_shared, read_paths, tracking_from_params
+from cmbml.config import KERNEL_INITIALIZERS, OPTIMIZERS, TrainSettings, Tracking, check_shared, read_paths, tracking_from_params
 from cmbml.flatsky import FlatGrid, linear_bins
 from cmbml.lensing_sim import LensingSimConfig
 from cmbml.params import Checker, available_options, load_params
@@ -78,7 +78,7 @@ def _check_lensing(c: Checker, conf_dir: Path) -> None:
     c.number("lensing_train.clipnorm", 0.0, 1e6, lo_open=True, nullable=True)
     c.choice("lensing_train.optimizer", OPTIMIZERS)
     c.boolean("lensing_train.augment")
-    c.text("lensing_net.kernel_initializer")
+    c.choice("lensing_net.kernel_initializer", KERNEL_INITIALIZERS)
     filters = c.value("lensing_net.conv_filters") or []
     kernels = c.value("lensing_net.conv_kernels") or []
     if not isinstance(filters, list) or not isinstance(kernels, list) or len(filters) != len(kernels) or not filters:
@@ -92,6 +92,11 @@ def _check_lensing(c: Checker, conf_dir: Path) -> None:
             c.fail(f"lensing_net.conv_kernels[{i}] = {k!r}: allowed odd integers 1 <= kernel <= 31")
     c.number("lensing_net.output_kernel", 1, 31, integer=True)
     c.number("lensing_evaluate.n_example_maps", 1, 16, integer=True)
+    # the version's sizes for the default and paper scales (scale/*.yaml interpolates them)
+    for block in ("lensing_default", "lensing_paper"):
+        for key in ("n_train", "n_val", "epochs"):
+            if key in (c.params.get(block) or {}) or key != "n_val":
+                c.number(f"{block}.{key}", 1, 100_000 if key == "epochs" else 10_000_000, integer=True)
     c.text("mlflow.lensing_experiment")
     c.text("mlflow.lensing_registered_model")
     if npix is None or pix is None:
@@ -188,7 +193,7 @@ class LensingSetup:
 def check_lensing(c: Checker, conf_dir: Path = Path("conf")) -> None:
     """Every lensing key, the shared cosmology and the paths."""
     _check_lensing(c, conf_dir)
-    check_shared(c, LensingPaths, "lensing")
+    check_shared(c, LensingPaths, "lensing", conf_dir)
 
 
 def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> LensingSetup:

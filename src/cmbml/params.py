@@ -93,12 +93,12 @@ class Checker:
         v = self.value(key)
         if v is None:
             if not nullable and not any(p.startswith(f"{key}:") for p in self.problems):
-                self.problems.append(f"{key} = null: a value is required")
+                self.problems.append(f"{key} = null: a value is required, allowed {lo:g} <= {key} <= {hi:g}")
             return None
         kind = "an integer" if integer else "a number"
         ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
         if isinstance(v, bool) or not ok_type or (isinstance(v, float) and not math.isfinite(v)):
-            self.problems.append(f"{key} = {v!r}: must be {kind}")
+            self.problems.append(f"{key} = {v!r}: must be {kind}, allowed {lo:g} <= {key} <= {hi:g}")
             return None
         lo_sign = "<" if lo_open else "<="
         too_low = v <= lo if lo_open else v < lo
@@ -118,14 +118,14 @@ class Checker:
     def boolean(self, key: str) -> bool | None:
         v = self.value(key)
         if v is not None and not isinstance(v, bool):
-            self.problems.append(f"{key} = {v!r}: must be true or false")
+            self.problems.append(f"{key} = {v!r}: allowed true or false")
             return None
         return v
 
     def text(self, key: str) -> str | None:
         v = self.value(key)
         if v is not None and (not isinstance(v, str) or not v):
-            self.problems.append(f"{key} = {v!r}: must be a non-empty string")
+            self.problems.append(f"{key} = {v!r}: allowed a non-empty string")
             return None
         return v
 
@@ -142,6 +142,6 @@ class Checker:
                                  f"allowed: a file inside it{hint}")
             return None
         if not path.is_file():
-            self.problems.append(f"{key} = {v!r}: no such file {path}{hint}")
+            self.problems.append(f"{key} = {v!r}: no such file {path}; allowed an existing file inside the repository{hint}")
             return None
         return path

@@ -77,6 +77,37 @@ class PatchSampler:
         return q * c - u * s, -(q * s + u * c)
 
 
+def _accepted(lon: np.ndarray, lat: np.ndarray, b_min_deg: float, bands_lon_deg: Sequence[tuple[float, float]],
+              inside: int | None, buffer_deg: float) -> np.ndarray:
+    """Which directions may hold a patch centre (see :func:`random_centres`)."""
+    keep = np.abs(lat) > b_min_deg
+    for k, (lo, hi) in enumerate(bands_lon_deg):
+        in_band = (lon > lo) & (lon < hi)
+        to_edge = np.minimum(_meridian_distance_deg(lon, lat, lo), _meridian_distance_deg(lon, lat, hi))
+        keep &= (in_band & (to_edge > buffer_deg)) if k == inside else (~in_band & (to_edge > buffer_deg))
+    return keep
+
+
+def _uniform_directions(rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+    lon = rng.uniform(0.0, 360.0, m)
+    lat = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, m)))
+    return lon, lat
+
+
+def allowed_sky_fraction(b_min_deg: float, bands_lon_deg: Sequence[tuple[float, float]], inside: int | None,
+                         buffer_deg: float, n_draws: int = 20_000) -> float:
+    """Fraction of the sphere where :func:`random_centres` may put a centre (Monte Carlo, fixed seed).
+
+    The parameter check uses it to refuse bands in which no patch fits before anything is computed.
+    """
+    lon, lat = _uniform_directions(np.random.default_rng(0), n_draws)
+    return float(_accepted(lon, lat, b_min_deg, bands_lon_deg, inside, buffer_deg).mean())
+
+
+class NoRoomForPatches(ValueError):
+    """The sky allowed to a split is (almost) empty: the centre search gave up instead of looping."""
+
+
 def random_centres(
     n: int,
     rng: np.random.Generator,
@@ -84,6 +115,7 @@ def random_centres(
     bands_lon_deg: Sequence[tuple[float, float]],
     inside: int | None,
     buffer_deg: float,
+    max_draws: int = 50_000_000,
 ) -> np.ndarray:
     """Patch centres (lon, lat) in degrees, uniform on the sphere with ``|b| > b_min_deg``.
 
@@ -91,17 +123,23 @@ def random_centres(
     ``inside=k`` the centres lie in band ``k``, ``buffer_deg`` from its edges; with ``inside=None``
     they lie outside every band, ``buffer_deg`` away. With a buffer of at least one patch
     diagonal, patches of different bands or of a band and the rest never overlap.
+
+    Raises :class:`NoRoomForPatches` after ``max_draws`` candidate directions without ``n`` accepted
+    (an allowed area below about ``n / max_draws`` of the sphere), so no setting can hang the search.
     """
     out = np.empty((0, 2))
+    drawn = 0
     while out.shape[0] < n:
-        m = 4 * (n - out.shape[0]) + 16
-        lon = rng.uniform(0.0, 360.0, m)
-        lat = np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, m)))
-        keep = np.abs(lat) > b_min_deg
-        for k, (lo, hi) in enumerate(bands_lon_deg):
-            in_band = (lon > lo) & (lon < hi)
-            to_edge = np.minimum(_meridian_distance_deg(lon, lat, lo), _meridian_distance_deg(lon, lat, hi))
-            keep &= (in_band & (to_edge > buffer_deg)) if k == inside else (~in_band & (to_edge > buffer_deg))
+        if drawn >= max_draws:
+            where = "outside the bands" if inside is None else f"inside band {list(bands_lon_deg[inside])}"
+            raise NoRoomForPatches(
+                f"only {out.shape[0]} of {n} patch centres found in {drawn} draws: the sky {where} at "
+                f"|b| > {b_min_deg:g} deg, {buffer_deg:.2f} deg from every band edge, is (almost) empty; "
+                "widen the band or lower cenn_simulate.b_min_deg")
+        m = min(4 * (n - out.shape[0]) + 16, 1_000_000)
+        drawn += m
+        lon, lat = _uniform_directions(rng, m)
+        keep = _accepted(lon, lat, b_min_deg, bands_lon_deg, inside, buffer_deg)
         out = np.vstack([out, np.column_stack([lon[keep], lat[keep]])])
     return out[:n]
 

@@ -69,3 +69,16 @@ def test_centres_respect_the_latitude_cut_and_the_held_out_band():
     v_held = hp.ang2vec(held[:, 0], held[:, 1], lonlat=True)
     min_sep = np.degrees(np.arccos(np.clip(v_train @ v_held.T, -1, 1))).min()
     assert min_sep > 2 * 4.6 - 0.5
+
+
+def test_centre_search_gives_up_with_a_message_instead_of_looping():
+    """A band narrower than a patch leaves no sky: the search stops after its draw budget and says why."""
+    from cmbml.patches import NoRoomForPatches, allowed_sky_fraction
+
+    rng = np.random.default_rng(3)
+    bands = [(0.0, 3.0), (180.0, 240.0)]
+    assert allowed_sky_fraction(30.0, bands, 0, 4.53) == 0.0
+    with pytest.raises(NoRoomForPatches, match="widen the band"):
+        random_centres(10, rng, 30.0, bands, inside=0, buffer_deg=4.53, max_draws=200_000)
+    # the held-out band of the default parameters has room (a sixth of the sky at |b| > 30 deg, less the edges)
+    assert 0.03 < allowed_sky_fraction(30.0, [(0.0, 60.0), (180.0, 240.0)], 0, 4.53) < 0.09
