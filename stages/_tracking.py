@@ -5,9 +5,14 @@ The library (``cmbml``) never imports MLflow; this module is the one place that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,13 +46,91 @@ def run_tags(parameter_set: str, scale: str) -> dict[str, str]:
     }
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGINT arrived: unwinds the stage like KeyboardInterrupt so its run is closed as KILLED."""
+
+
+@contextlib.contextmanager
+def closing_run(mlflow, stage: str, **start_run_kwargs) -> Iterator[Any]:
+    """``mlflow.start_run`` whose run never outlives the process in state RUNNING.
+
+    The run ends FINISHED on success, FAILED on an exception and KILLED on SIGTERM or SIGINT. It carries
+    the process id, host and stage as tags, so that a run left RUNNING by a process killed outright
+    (SIGKILL, power loss) is closed by :func:`close_orphaned_runs` at the next start of a stage.
+    """
+    def on_signal(signum, frame):
+        raise Terminated(signal.Signals(signum).name)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main_thread else {}
+    status = "FINISHED"
+    try:
+        close_orphaned_runs(mlflow)
+        tags = {"cmbml.pid": str(os.getpid()), "cmbml.host": socket.gethostname(), "cmbml.stage": stage}
+        run = mlflow.start_run(**start_run_kwargs)
+        try:
+            mlflow.set_tags(tags)
+            yield run
+        except (Terminated, KeyboardInterrupt) as err:
+            status = "KILLED"
+            mlflow.set_tag("cmbml.end", f"{stage} stopped by {err or 'SIGINT'}")
+            raise
+        except BaseException as err:
+            status = "FAILED"
+            mlflow.set_tag("cmbml.end", f"{stage} failed: {type(err).__name__}: {err}"[:5000])
+            raise
+        finally:
+            mlflow.end_run(status)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def close_orphaned_runs(mlflow) -> list[str]:
+    """Close as KILLED, with a note, every RUNNING run of the store started on this host by a process that
+    no longer exists (SIGKILL leaves no chance to close it). Returns the closed run ids."""
+    client = mlflow.tracking.MlflowClient()
+    host = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    closed = []
+    for run in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        pid = tags.get("cmbml.pid")
+        if tags.get("cmbml.host") != host or not (pid or "").isdigit() or _process_alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "cmbml.end",
+                       f"{tags.get('cmbml.stage', 'stage')} process {pid} on {host} ended without closing its run "
+                       "(killed); closed at the next stage start")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(run.info.run_id)
+    return closed
+
+
 def start_mlflow(tracking: Tracking):
     """Point MLflow at the repository's SQLite store and select (or create) the experiment."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking.tracking_uri)
     if mlflow.get_experiment_by_name(tracking.experiment) is None:
-        mlflow.create_experiment(tracking.experiment, artifact_location=artifact_location(tracking.experiment))
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mlflow.create_experiment(tracking.experiment, artifact_location=artifact_location(tracking.experiment))
+        except MlflowException:  # a concurrent queue worker created it first
+            if mlflow.get_experiment_by_name(tracking.experiment) is None:
+                raise
     mlflow.set_experiment(tracking.experiment)
     return mlflow
 
@@ -71,6 +154,7 @@ class TrainingJob:
     history_file: Path
     curve_file: Path
     title: str
+    stage: str = "train"
 
 
 def _epoch_logger(mlflow):
@@ -97,7 +181,8 @@ def train_and_log(job: TrainingJob) -> dict[str, Any]:
 
     mlflow = start_mlflow(job.tracking)
     job.model_file.parent.mkdir(parents=True, exist_ok=True)
-    with mlflow.start_run(run_name=f"{job.parameter_set}-{job.scale}", tags=run_tags(job.parameter_set, job.scale)) as run:
+    with closing_run(mlflow, job.stage, run_name=f"{job.parameter_set}-{job.scale}",
+                     tags=run_tags(job.parameter_set, job.scale)) as run:
         mlflow.log_params({k: str(v) for k, v in job.tracking.params.items()})
         mlflow.log_params({"n_parameters": count_parameters(job.core), "x_mean": job.x_stats[0],
                            "x_std": job.x_stats[1], "y_mean": job.y_stats[0], "y_std": job.y_stats[1]})
@@ -136,14 +221,14 @@ def train_and_log(job: TrainingJob) -> dict[str, Any]:
 
 
 def log_evaluation(tracking: Tracking, run_file: Path, split: str, metrics: dict[str, float],
-                   artifacts: list[Path], tables: dict[str, list[dict]] | None = None) -> None:
+                   artifacts: list[Path], tables: dict[str, list[dict]] | None = None, stage: str = "evaluate") -> None:
     """Add the metrics measured on ``split`` (as ``<split>_<name>``), the plots and the per-bin tables
     (``{artifact_file: rows}``, shown as tables in the MLflow UI) to the training run in ``run_file``."""
     import pandas as pd
 
     mlflow = start_mlflow(tracking)
     run = json.loads(Path(run_file).read_text())
-    with mlflow.start_run(run_id=run["run_id"]):
+    with closing_run(mlflow, stage, run_id=run["run_id"]):
         mlflow.set_tags({k: str(v) for k, v in tracking.evaluation_params.items()})
         for name, rows in (tables or {}).items():
             mlflow.log_table(data=pd.DataFrame(rows), artifact_file=name)

@@ -93,7 +93,7 @@ def main() -> None:
                           paths.evaluate_plots / f"spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches",
                           METHOD_LABELS)
     log_evaluation(setup.tracking, paths.mlflow_run, "validation", metrics,
-                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics], tables={"spectra.json": rows})
+                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics], tables={"spectra.json": rows}, stage="cenn_evaluate")
     print(f"cenn_evaluate: {setup.variant} on {n_val} Validation patches ({n_independent:.0f} independent), "
           "map MSE (uK^2): " + ", ".join(f"{m} {metrics[f'map_mse_{m}_uK2']:.3f}" for m in METHODS)
           + f"; network / Wiener {metrics['mse_over_wiener']:.3f} +- {metrics['mse_over_wiener_err']:.3f}")

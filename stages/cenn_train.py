@@ -34,6 +34,7 @@ def main() -> None:
         x_stats=x_stats, y_stats=y_stats, epochs=train.epochs, patience=train.early_stopping_patience,
         model_file=paths.model, run_file=paths.mlflow_run, history_file=paths.history,
         curve_file=paths.train_plots / "training_curve.png", title=f"CENN {setup.variant}: training",
+        stage="cenn_train",
     ))
     print(f"cenn_train: {setup.variant}, best val_loss {record['best_val_loss']:.4f} at epoch "
           f"{record['best_epoch']}; MLflow run {record['run_id']}")

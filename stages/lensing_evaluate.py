@@ -70,7 +70,7 @@ def main() -> None:
                         plots / "kappa_power.png", r"$C_L^{\kappa\kappa}$", f"{title}: kappa power and noise")
 
     log_evaluation(setup.tracking, paths.mlflow_run, "test", metrics, [*sorted(plots.glob("*.png")), paths.metrics],
-                   tables={"rho_L.json": per_bin})
+                   tables={"rho_L.json": per_bin}, stage="lensing_evaluate")
     print(f"lensing_evaluate: {setup.version} rho: CNN {metrics['rho_cnn_mean']:.3f}, QE {metrics['rho_qe_mean']:.3f}, "
           f"QE limit {metrics['rho_opt_mean']:.3f}; MSE/var = {metrics['mse_kappa_over_var']:.3f} "
           f"on {metrics['n_test']} test maps")

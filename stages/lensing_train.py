@@ -32,6 +32,7 @@ def main() -> None:
         x_stats=t_stats, y_stats=k_stats, epochs=train.epochs, patience=train.early_stopping_patience,
         model_file=paths.model, run_file=paths.mlflow_run, history_file=paths.history,
         curve_file=paths.train_plots / "training_curve.png", title=f"lensing {setup.version}: training",
+        stage="lensing_train",
     ))
     print(f"lensing_train: {setup.version}, best val_loss {record['best_val_loss']:.4f} at epoch "
           f"{record['best_epoch']}; MLflow run {record['run_id']}")
