@@ -22,12 +22,11 @@ def main() -> None:
 
     target = instrument.target_channel
     attrs = {
-        "variant": setup.variant, "units": "uK_CMB (thermodynamic)", "nside": setup.nside,
+        "params_digest": setup.dataset_digest, "variant": setup.variant, "nside": setup.nside,
         "npix": patch.npix, "pixel_arcmin": patch.pixel_arcmin, "patch_side_deg": patch.side_deg,
         "channels_GHz": instrument.freqs_ghz, "fwhm_arcmin": [ch.fwhm_arcmin for ch in channels],
         "noise_uK_arcmin": [ch.noise_uk_arcmin for ch in channels], "target_GHz": target.freq_ghz,
         "label": f"CMB only, beam of the {target.freq_ghz:g} GHz channel",
-        "layout": "M[sample, y, x, channel], M0[sample, y, x, 0]; +x east (Galactic longitude), +y north",
         "seed": setup.seed, "scale": setup.scale, "b_min_deg": setup.b_min_deg,
         "holdout_lon_deg": list(setup.holdout_lon_deg), "early_stopping_lon_deg": list(setup.early_stopping_lon_deg),
         "foregrounds": setup.foregrounds,

@@ -13,7 +13,7 @@ def main() -> None:
     spectra = read_spectra_csv(setup.paths.camb_cls)
     # Unlensed T from the unlensed TT spectrum; kappa from C^kk, band-limited and exaggerated.
     simulator = LensingSimulator(setup.sim, spectra["cl_tt_unlensed"], spectra["cl_kk"], seed=setup.seed)
-    attrs = {"lensing_version": setup.version, "scale": setup.scale}
+    attrs = {"lensing_version": setup.version, "scale": setup.scale, "params_digest": setup.dataset_digest}
     with progress(f"lensing {setup.version}: simulating", sum(setup.n_samples.values())) as advance:
         for split in SPLITS:
             write_split(setup.paths.split(split), simulator, split, setup.n_samples[split], setup.chunk_samples,

@@ -10,15 +10,22 @@ def main() -> None:
     from cmbml.io import write_json
     from cmbml.lensing_config import SPLITS, load
     from cmbml.lensing_sim import LensingSimulator
-    from cmbml.lensing_validation import LensingExpectation, build_tables
+    import pandas as pd
+
+    from cmbml.lensing_validation import LensingExpectation, build_tables, qe_alignment_rows
     from cmbml.spectra import read_spectra_csv
 
     setup = load()
     # Expectations come from the parameters and theory, not from the files being checked.
     camb = read_spectra_csv(setup.paths.camb_cls)
     simulator = LensingSimulator(setup.sim, camb["cl_tt_unlensed"], camb["cl_kk"], seed=setup.seed)
-    expect = LensingExpectation.from_simulator(simulator, setup.n_samples, setup.kappa_rms_nsigma)
-    tables = build_tables({s: setup.paths.split(s) for s in SPLITS}, expect)
+    expect = LensingExpectation.from_simulator(simulator, setup.n_samples, setup.kappa_rms_nsigma,
+                                               params_digest=setup.dataset_digest)
+    files = {s: setup.paths.split(s) for s in SPLITS}
+    # Pairs checked by physics too: the quadratic estimator on each split's maps must find its kappa.
+    alignment = pd.DataFrame(qe_alignment_rows(files, setup.grid, camb["cl_tt_lensed"], simulator.cl_kk_grid,
+                                               setup.sim.noise_uK_arcmin, setup.sim.T_lmax))
+    tables = build_tables(files, expect, alignment)
     result = run_gate(setup.paths.report, "lensing_datasets", tables)
     write_json(setup.paths.validation, {"lensing_version": setup.version, **result.as_dict()})
     print(f"lensing_validate: {result.n_expectations} expectations, {len(result.failures)} failed; "

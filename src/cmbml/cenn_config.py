@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from cmbml.cenn_sim import Instrument
-from cmbml.config import OPTIMIZERS, TrainSettings, Tracking, check_shared, read_paths, tracking_from_params
+from cmbml.config import OPTIMIZERS, TrainSettings, Tracking, check_shared, logged_params, read_paths, tracking_from_params
+from cmbml.integrity import params_digest
 from cmbml.flatsky import FlatGrid, check_bins
 from cmbml.params import Checker, available_options, load_params
 
@@ -284,7 +285,13 @@ class CennSetup:
     n_example_patches: int
     tracking: Tracking
     paths: CennPaths
+    dataset_digest: str  # of DATASET_KEYS: every patch file carries it, the gate compares
 
+    DATASET_KEYS = ("seed", "cosmology", "instrument", "sky_maps.n_cmb_realisations", "foregrounds", "cenn.variant",
+                    "cenn.components", "cenn_simulate.b_min_deg", "cenn_simulate.holdout_lon_deg",
+                    "cenn_simulate.early_stopping_lon_deg", "scale.cenn.nside", "scale.cenn.npix",
+                    "scale.cenn.pixel_arcmin", "scale.cenn.n_train", "scale.cenn.n_test", "scale.cenn.n_validation")
+    """The parameters that decide the patches' content."""
     KEYS = ("seed", "cosmology", "instrument", "sky_maps", "foregrounds", "cenn", "cenn_simulate", "cenn_train",
             "cenn_evaluate", "scale.name", "scale.cenn")
     """The parameters of this experiment (what its MLflow runs log) ..."""
@@ -319,6 +326,7 @@ class CennSetup:
                                           f"{p['mlflow']['cenn_registered_model_prefix']}-{variant['variant']}",
                                           cls.KEYS, cls.EVALUATION_KEYS),
             paths=read_paths(Checker(p), CennPaths, ["spectra", "cenn"]),
+            dataset_digest=params_digest(logged_params(p, cls.DATASET_KEYS)),
         )
 
     @property

@@ -138,6 +138,13 @@ def plan_split(split: str, n: int, seed: int, n_realisations: int, b_min_deg: fl
     return PatchPlan(split, centres, np.arange(n) % n_realisations)
 
 
+CONVENTIONS = {
+    "units": "uK_CMB (thermodynamic)",
+    "layout": "M[sample, y, x, channel], M0[sample, y, x, 0]; +x east (Galactic longitude), +y north",
+}
+"""File attributes every patch file carries and the gate requires verbatim."""
+
+
 # Full-sky maps shared with forked workers (copy-on-write, never pickled).
 _SHARED: dict[str, Any] = {}
 
@@ -211,11 +218,14 @@ def write_split(paths: Mapping[str, Any], plan: PatchPlan, chunks, npix: int, n_
     from cmbml.io import h5_dataset_writer
 
     n = plan.centres_deg.shape[0]
+    from cmbml.integrity import pair_digests
+
     arrays = {"M": ((n, npix, npix, n_channels), "float32"), "M0": ((n, npix, npix, 1), "float32"),
+              "pair_digest": ((n,), "S32"),  # binds each input stack to its label and index
               "centre_lon_deg": ((n,), "float64"), "centre_lat_deg": ((n,), "float64"),
               "cmb_realisation": ((n,), "int32")}
     with contextlib.ExitStack() as stack:
-        files = {comp: stack.enter_context(h5_dataset_writer(path, arrays, {**attrs, "component": comp}, 32))
+        files = {comp: stack.enter_context(h5_dataset_writer(path, arrays, {**CONVENTIONS, **attrs, "component": comp}, 32))
                  for comp, path in paths.items()}
         for h5 in files.values():
             h5["centre_lon_deg"][:] = plan.centres_deg[:, 0]
@@ -225,5 +235,6 @@ def write_split(paths: Mapping[str, Any], plan: PatchPlan, chunks, npix: int, n_
             for comp, (m, m0) in chunk.items():
                 files[comp]["M"][sl] = m
                 files[comp]["M0"][sl] = m0
+                files[comp]["pair_digest"][sl] = pair_digests(sl.start, m, m0)
             if progress is not None:
                 progress(sl.stop - sl.start)

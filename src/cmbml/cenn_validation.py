@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from cmbml.gate import GateTable
-from cmbml.io import array_digest, sample_rows
+from cmbml.cenn_sim import CONVENTIONS
+from cmbml.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_rows, pair_digest
+from cmbml.io import array_digest, h5_attr_value, sample_rows
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,13 @@ class CennExpectation:
     contamination_var: Sequence[float]  # per channel: noise + foreground variance (uK^2)
     sed_ratios: Mapping[str, float]  # expected cov(c_i, c_k) / cov(c_j, c_k) from the dust SED
     noise_var_target: float  # white-noise variance per pixel at the target channel
+    attrs: Mapping[str, str] = None  # file attributes required verbatim (conventions, channels, parameter digest)
+
+    @property
+    def label_target_correlation(self) -> float:
+        """Expected correlation of a label with its own input's target channel: label variance over label
+        plus contamination (noise and foregrounds) variance, square-rooted."""
+        return float(np.sqrt(self.label_var / (self.label_var + self.contamination_var[self.target])))
 
 
 def theory_patch_variance(cl: np.ndarray, transfer: np.ndarray, side_deg: float) -> float:
@@ -71,6 +80,8 @@ def cenn_expectation(setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: 
         contamination_var=contamination,
         sed_ratios={"cov02_over_cov12": s[0] / s[1], "cov01_over_cov02": s[1] / s[2]},
         noise_var_target=noise[target],
+        attrs={**CONVENTIONS, "channels_GHz": str(h5_attr_value(setup.instrument.freqs_ghz)),
+               "target_GHz": str(h5_attr_value(channels[target].freq_ghz)), "params_digest": setup.dataset_digest},
     )
 
 
@@ -84,8 +95,12 @@ def sample_table(path: str | Path, split: str, component: str, target: int, chun
         c = m - m0  # (n, n, channels): foregrounds, noise, beam difference
         flat = (c - c.mean(axis=(0, 1))).reshape(-1, c.shape[-1])
         cov = flat.T @ flat / flat.shape[0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.corrcoef(m[..., target].ravel(), m0[..., 0].ravel())[0, 1]
         return {
             "split": split, "component": component, "index": index,
+            "pair_digest_ok": bytes(s["pair_digest"]) == pair_digest(index, m, m0),
+            "label_target_corr": float(corr) if np.isfinite(corr) else 0.0,
             "label_var": float(np.var(m0)),
             **{f"contamination_var_{k}": float(cov[k, k]) for k in range(cov.shape[0])},
             "cov_01": float(cov[0, 1]), "cov_02": float(cov[0, 2]), "cov_12": float(cov[1, 2]),
@@ -94,7 +109,7 @@ def sample_table(path: str | Path, split: str, component: str, target: int, chun
             "digest": array_digest(np.concatenate([m, m0], axis=-1).astype(np.float32)),
         }
 
-    return pd.DataFrame(sample_rows(path, ["M", "M0"], row, chunk))
+    return pd.DataFrame(sample_rows(path, ["M", "M0", "pair_digest"], row, chunk))
 
 
 def file_facts(path: str | Path, split: str, component: str, expect: CennExpectation) -> dict:
@@ -103,10 +118,13 @@ def file_facts(path: str | Path, split: str, component: str, expect: CennExpecta
     n = int(expect.n_samples[split])
     facts = {"file": f"{split}_{component}", "readable": False, "complete": False,
              "M_shape": "", "M_shape_expected": str((n, expect.npix, expect.npix, expect.n_channels)),
-             "M0_shape": "", "M0_shape_expected": str((n, expect.npix, expect.npix, 1)), "dtypes": ""}
+             "M0_shape": "", "M0_shape_expected": str((n, expect.npix, expect.npix, 1)), "dtypes": "",
+             "attr_component": "", **{f"attr_{name}": "" for name in expect.attrs or {}}}
     try:
         with h5py.File(path, "r") as h5:
             facts["readable"] = True
+            for name in ["component", *(expect.attrs or {})]:
+                facts[f"attr_{name}"] = str(h5.attrs.get(name, ""))
             facts["complete"] = bool(h5.attrs.get("complete", False))
             facts["M_shape"] = str(tuple(int(x) for x in h5["M"].shape))
             facts["M0_shape"] = str(tuple(int(x) for x in h5["M0"].shape))
@@ -122,19 +140,29 @@ def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpect
     import pandas as pd
 
     E = gx.expectations
-    facts = pd.DataFrame([file_facts(p, s, c, expect) for (s, c), p in paths.items()])
+    facts = pd.DataFrame([{**file_facts(p, s, c, expect), "component": c} for (s, c), p in paths.items()])
     tables = [GateTable("files", facts, [
         E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
         E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
         E.ExpectColumnValuesToBeInSet(column="dtypes", value_set=["float32"]),
         E.ExpectColumnPairValuesToBeEqual(column_A="M_shape", column_B="M_shape_expected"),
         E.ExpectColumnPairValuesToBeEqual(column_A="M0_shape", column_B="M0_shape_expected"),
+        # units, layout, channels and target as expected; every file made by the current parameters
+        *[E.ExpectColumnValuesToBeInSet(column=f"attr_{name}", value_set=[value])
+          for name, value in (expect.attrs or {}).items()],
+        E.ExpectColumnPairValuesToBeEqual(column_A="attr_component", column_B="component"),
     ])]
     samples = {key: sample_table(p, key[0], key[1], expect.target) for key, p in paths.items()}
     for (split, comp), frame in samples.items():
         name = f"{split}_{comp}"
         checks = [
             E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
+            # each input stack still sits beside the label and index it was written with; no blank label
+            E.ExpectColumnValuesToBeInSet(column="pair_digest_ok", value_set=[True]),
+            E.ExpectColumnValuesToBeBetween(column="label_var", min_value=1e-3 * expect.label_var, max_value=None),
+            # physics without digests: the label is the CMB of its own input's target channel
+            E.ExpectColumnMeanToBeBetween(column="label_target_corr", min_value=0.5 * expect.label_target_correlation,
+                                          max_value=1.0),
             E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
             # the label's power matches the CMB spectrum (beam applied), averaged over patches
             E.ExpectColumnMeanToBeBetween(column="label_var", min_value=0.5 * expect.label_var,
@@ -166,6 +194,14 @@ def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpect
         subset = everything[everything["component"] == comp] if len(everything) else everything
         tables.append(GateTable(f"all_{comp}_patches", subset, [
             E.ExpectColumnValuesToBeUnique(column="digest"),  # no patch repeated within or across splits
+        ]))
+        # near-copies (a patch repeated with tiny changes, or only its input or its label repeated)
+        files = {f"{s}_{c}": p for (s, c), p in paths.items() if c == comp}
+        near = pd.DataFrame(near_duplicate_rows(files, ["M", "M0"]))
+        tables.append(GateTable(f"near_duplicates_{comp}", near, [
+            E.ExpectTableRowCountToEqual(value=int(sum(expect.n_samples[s] for s, c in paths if c == comp))),
+            *[E.ExpectColumnValuesToBeBetween(column=f"{name}_nearest_similarity", min_value=None,
+                                              max_value=NEAR_DUPLICATE_SIMILARITY) for name in ("M", "M0")],
         ]))
     return tables
 

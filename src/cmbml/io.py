@@ -112,7 +112,7 @@ def iter_chunks(n: int, size: int) -> Iterator[slice]:
 
 
 def sample_rows(path, names: list[str], row, chunk: int = 128) -> list[dict]:
-    """``row(index, {name: sample})`` for every sample of the HDF5 datasets ``names`` (float64),
+    """``row(index, {name: sample})`` for every sample of the HDF5 datasets ``names`` (floats as float64),
     read ``chunk`` samples at a time. An unreadable or malformed file gives no rows: the gate's
     file-level checks report it."""
     import h5py
@@ -121,11 +121,16 @@ def sample_rows(path, names: list[str], row, chunk: int = 128) -> list[dict]:
     try:
         with h5py.File(path, "r") as h5:
             for sl in iter_chunks(h5[names[0]].shape[0], chunk):
-                block = {name: np.asarray(h5[name][sl], dtype=np.float64) for name in names}
+                block = {name: _as_float64(h5[name][sl]) for name in names}
                 rows += [row(sl.start + j, {name: block[name][j] for name in names}) for j in range(sl.stop - sl.start)]
     except (OSError, KeyError, ValueError, IndexError):
         return []
     return rows
+
+
+def _as_float64(a: np.ndarray) -> np.ndarray:
+    """Float arrays as float64 for statistics; others (digests) as they are."""
+    return np.asarray(a, dtype=np.float64) if np.issubdtype(a.dtype, np.floating) else a
 
 
 def array_digest(arr: np.ndarray) -> str:

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from cmbml.config import KERNEL_INITIALIZERS, OPTIMIZERS, TrainSettings, Tracking, check_shared, read_paths, tracking_from_params
+from cmbml.config import (KERNEL_INITIALIZERS, OPTIMIZERS, TrainSettings, Tracking, check_shared, logged_params,
+                          read_paths, tracking_from_params)
+from cmbml.integrity import params_digest
 from cmbml.flatsky import FlatGrid, linear_bins
 from cmbml.lensing_sim import LensingSimConfig
 from cmbml.params import Checker, available_options, load_params
@@ -142,7 +144,11 @@ class LensingSetup:
     n_example_maps: int
     tracking: Tracking
     paths: LensingPaths
+    dataset_digest: str  # of DATASET_KEYS: every split file carries it, the gate compares
 
+    DATASET_KEYS = ("seed", "cosmology", "lensing_version", *PHYSICS, "lensing_simulate.remap", "scale.lensing.n_train",
+                    "scale.lensing.n_val", "scale.lensing.n_test")
+    """The parameters that decide the datasets' content (the CAMB table's cosmology included)."""
     KEYS = ("seed", "cosmology", "lensing_version", *PHYSICS, "lensing_simulate", "lensing_validate",
             "lensing_net", "lensing_train", "lensing_evaluate", "scale.name", "scale.lensing")
     """The parameters of this experiment (what its MLflow runs log) ..."""
@@ -179,6 +185,7 @@ class LensingSetup:
             tracking=tracking_from_params(p, p["mlflow"]["lensing_experiment"], p["mlflow"]["lensing_registered_model"],
                                           cls.KEYS, cls.EVALUATION_KEYS),
             paths=read_paths(Checker(p), LensingPaths, ["spectra", "lensing"]),
+            dataset_digest=params_digest(logged_params(p, cls.DATASET_KEYS)),
         )
 
     @property

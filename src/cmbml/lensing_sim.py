@@ -17,6 +17,13 @@ from cmbml.flatsky import FlatGrid, gaussian_realisation
 from cmbml.lensing import lens_map, white_noise_sigma_pix
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+CONVENTIONS = {
+    "units_T": "uK (CMB thermodynamic)",
+    "units_kappa": "dimensionless convergence (times kappa_exaggeration_factor)",
+    "lensing_sign": "T_lensed(x) = T(x + grad phi), kappa = -laplacian(phi) / 2",
+    "pixel_layout": "[sample, y, x]",
+}
+"""File attributes every split carries and the gate requires verbatim."""
 SHARED_T_STREAM = 99  # generator stream of the single unlensed T used when same_T_realisation
 
 
@@ -124,15 +131,15 @@ def write_split(
     from cmbml.io import h5_dataset_writer
 
     shape = (n, simulator.grid.npix, simulator.grid.npix)
+    from cmbml.integrity import pair_digests
+
     names = ["T_lensed", "kappa"] + (["T_unlensed"] if split == "test" else [])
     arrays = {name: (shape, "float32") for name in names}
+    arrays["pair_digest"] = ((n,), "S32")  # binds each T_lensed to its kappa and index
     all_attrs = {
         "split": split,
         "n_samples": n,
-        "units_T": "uK (CMB thermodynamic)",
-        "units_kappa": "dimensionless convergence (times kappa_exaggeration_factor)",
-        "lensing_sign": "T_lensed(x) = T(x + grad phi), kappa = -laplacian(phi) / 2",
-        "pixel_layout": "[sample, y, x]",
+        **CONVENTIONS,
         "expected_kappa_variance": simulator.expected_kappa_variance,
         "kappa_effective_modes": simulator.kappa_effective_modes,
         "noise_sigma_pix_uK": simulator.sigma_noise,
@@ -144,5 +151,6 @@ def write_split(
         for sl, batch in simulator.batches(split, n, chunk):
             for name in names:
                 h5[name][sl] = batch[name]
+            h5["pair_digest"][sl] = pair_digests(sl.start, batch["T_lensed"], batch["kappa"])
             if progress is not None:
                 progress(sl.stop - sl.start)

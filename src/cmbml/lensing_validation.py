@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from cmbml.gate import GateTable
+from cmbml.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_rows, pair_digest
 from cmbml.io import array_digest, sample_rows
+from cmbml.lensing_sim import CONVENTIONS
 
 REQUIRED = {"train": ("T_lensed", "kappa"), "val": ("T_lensed", "kappa"), "test": ("T_lensed", "kappa", "T_unlensed")}
 
@@ -32,9 +34,11 @@ class LensingExpectation:
     kappa_effective_modes: float  # independent modes per map (sets the sampling scatter)
     t_rms: float  # expected rms of T_lensed (signal and noise), uK
     kappa_rms_nsigma: float = 5.0
+    params_digest: str = ""  # of the current parameters: every split must carry it
 
     @classmethod
-    def from_simulator(cls, simulator, n_samples: Mapping[str, int], kappa_rms_nsigma: float) -> LensingExpectation:
+    def from_simulator(cls, simulator, n_samples: Mapping[str, int], kappa_rms_nsigma: float,
+                       params_digest: str = "") -> LensingExpectation:
         """Expected shapes and statistics from the simulator's parameters and theory spectra (not from files).
 
         ``simulator`` is a :class:`~cmbml.lensing_sim.LensingSimulator`.
@@ -49,6 +53,7 @@ class LensingExpectation:
             kappa_effective_modes=simulator.kappa_effective_modes,
             t_rms=float(t_var**0.5),
             kappa_rms_nsigma=kappa_rms_nsigma,
+            params_digest=params_digest,
         )
 
 
@@ -65,6 +70,7 @@ def sample_table(path: str | Path, split: str, chunk: int = 256):
     def row(index, s):
         t, k = s["T_lensed"], s["kappa"]
         return {
+            "pair_digest_ok": bytes(s["pair_digest"]) == pair_digest(index, t, k),
             "split": split, "index": index,
             "t_mean": _finite_stat(np.mean, t), "t_std": _finite_stat(np.std, t),
             "t_absmax": _finite_stat(lambda x: np.abs(x).max(), t),
@@ -73,8 +79,9 @@ def sample_table(path: str | Path, split: str, chunk: int = 256):
             "digest": array_digest(np.stack([t, k]).astype(np.float32)),
         }
 
-    columns = ["split", "index", "t_mean", "t_std", "t_absmax", "kappa_var", "kappa_absmax", "nonfinite_count", "digest"]
-    return pd.DataFrame(sample_rows(path, ["T_lensed", "kappa"], row, chunk), columns=columns)
+    columns = ["split", "index", "pair_digest_ok", "t_mean", "t_std", "t_absmax", "kappa_var", "kappa_absmax",
+               "nonfinite_count", "digest"]
+    return pd.DataFrame(sample_rows(path, ["T_lensed", "kappa", "pair_digest"], row, chunk), columns=columns)
 
 
 def file_facts(path: str | Path, split: str, expect: LensingExpectation) -> dict:
@@ -95,6 +102,7 @@ def file_facts(path: str | Path, split: str, expect: LensingExpectation) -> dict
         "shapes_consistent": False,
         "attr_kappa_exaggeration_factor": float("nan"),
         "kappa_exaggeration_factor_expected": float(expect.kappa_exaggeration_factor),
+        **{f"attr_{name}": "" for name in (*CONVENTIONS, "params_digest")},
     }
     try:
         with h5py.File(path, "r") as h5:
@@ -111,13 +119,16 @@ def file_facts(path: str | Path, split: str, expect: LensingExpectation) -> dict
                 facts["shapes_consistent"] = all(d.shape == shape for d in present) and len(shape) == 3
                 facts["dtypes"] = ",".join(sorted({str(d.dtype) for d in present}))
             facts["attr_kappa_exaggeration_factor"] = float(h5.attrs.get("kappa_exaggeration_factor", np.nan))
+            for name in (*CONVENTIONS, "params_digest"):
+                facts[f"attr_{name}"] = str(h5.attrs.get(name, ""))
     except (OSError, KeyError, ValueError):
         pass
     return facts
 
 
-def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation) -> list[GateTable]:
-    """Tables and expectation suites for every split plus the cross-split checks."""
+def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation, alignment=None) -> list[GateTable]:
+    """Tables and expectation suites for every split plus the cross-split checks; ``alignment`` is the
+    DataFrame of :func:`qe_alignment_rows` (the physical pairing check), if computed."""
     import great_expectations as gx
     import pandas as pd
 
@@ -135,6 +146,9 @@ def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation) ->
         E.ExpectColumnPairValuesToBeEqual(column_A="npix_x", column_B="npix_expected"),
         E.ExpectColumnPairValuesToBeEqual(column_A="attr_kappa_exaggeration_factor",
                                           column_B="kappa_exaggeration_factor_expected"),
+        # units, lensing sign and layout as documented; every split made by the current parameters
+        *[E.ExpectColumnValuesToBeInSet(column=f"attr_{name}", value_set=[value]) for name, value in CONVENTIONS.items()],
+        E.ExpectColumnValuesToBeInSet(column="attr_params_digest", value_set=[expect.params_digest]),
     ]))
     samples = {s: sample_table(p, s) for s, p in paths.items()}
     for split, frame in samples.items():
@@ -145,6 +159,10 @@ def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation) ->
         kvar = expect.kappa_variance
         tables.append(GateTable(f"{split}_samples", frame, [
             E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
+            # each T_lensed still sits beside the kappa and index it was written with
+            E.ExpectColumnValuesToBeInSet(column="pair_digest_ok", value_set=[True]),
+            # no blank label: a zeroed kappa has no variance (one map's variance scatters by sqrt(2 / n_eff))
+            E.ExpectColumnValuesToBeBetween(column="kappa_var", min_value=1e-3 * kvar, max_value=None),
             E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
             *[E.ExpectColumnValuesToNotBeNull(column=c) for c in ("t_std", "kappa_var", "digest")],
             # per-map statistics in physical ranges for these parameters
@@ -159,4 +177,63 @@ def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation) ->
     tables.append(GateTable("all_samples", everything, [
         E.ExpectColumnValuesToBeUnique(column="digest"),  # no sample repeated within or across splits
     ]))
+    # near-copies (a map repeated with tiny changes, or only its input or its label repeated), any splits
+    near = pd.DataFrame(near_duplicate_rows(paths, ["T_lensed", "kappa"]))
+    tables.append(GateTable("near_duplicates", near, [
+        E.ExpectTableRowCountToEqual(value=int(sum(expect.n_samples[s] for s in paths))),
+        *[E.ExpectColumnValuesToBeBetween(column=f"{name}_nearest_similarity", min_value=None,
+                                          max_value=NEAR_DUPLICATE_SIMILARITY) for name in ("T_lensed", "kappa")],
+    ]))
+    if alignment is not None:
+        tables.append(GateTable("qe_alignment", alignment, [
+            # the quadratic estimator run on each split's maps finds that split's kappa, with + sign
+            E.ExpectColumnValuesToBeBetween(column="response", min_value=RESPONSE_RANGE[0], max_value=RESPONSE_RANGE[1]),
+            E.ExpectColumnValuesToBeBetween(column="detection_sigma", min_value=ALIGNMENT_SIGMA, max_value=None),
+        ]))
     return tables
+
+
+RESPONSE_RANGE = (0.5, 1.5)
+"""Allowed set-level response of the quadratic estimator to the stored kappa (1 in linear theory; lower where
+the exaggerated kappa lenses non-perturbatively; 0 for pairs out of step, -1 for the opposite lensing sign)."""
+ALIGNMENT_SIGMA = 5.0
+"""The response must be this many standard errors above zero."""
+
+
+def qe_alignment_rows(paths: Mapping[str, str | Path], grid, cl_tt_lensed: np.ndarray, cl_kk_grid: np.ndarray,
+                      noise_uk_arcmin: float, t_lmax: float | None, max_maps: int = 256) -> list[dict]:
+    """Per split, the response of the TT quadratic estimator on up to ``max_maps`` maps to their stored kappa.
+
+    ``response = sum_i sum_L w_L Re(k_hat_i k_i*) / sum_i sum_L w_L |k_i|^2`` with ``w = 1 / N0`` over the
+    modes kappa has, which is 1 for an unbiased estimator and 0 when maps and kappa are out of step. Its
+    standard error comes from the scatter of the per-map terms; ``detection_sigma = response / error``.
+    Needs no stored digest: it checks physics, not bytes.
+    """
+    import h5py
+
+    from cmbml.quadratic_estimator import n0_kappa, reconstruct_kappa
+
+    n0 = n0_kappa(grid, cl_tt_lensed, noise_uk_arcmin, t_lmax)
+    modes = (cl_kk_grid > 0) & np.isfinite(n0) & (n0 > 0)
+    weight = np.where(modes, 1.0 / np.where(modes, n0, 1.0), 0.0)
+    rows = []
+    for split, path in paths.items():
+        try:
+            with h5py.File(path, "r") as h5:
+                n = min(max_maps, h5["kappa"].shape[0])
+                t_maps, kappa = h5["T_lensed"][:n].astype(np.float64), h5["kappa"][:n].astype(np.float64)
+            if t_maps.shape[1:] != (grid.npix, grid.npix) or kappa.shape[1:] != (grid.npix, grid.npix):
+                raise ValueError("shape")  # reported by the file checks
+        except (OSError, KeyError, ValueError):
+            rows.append({"split": split, "n_maps": 0, "response": np.nan, "response_err": np.nan,
+                         "detection_sigma": np.nan})
+            continue
+        k_hat = np.fft.fft2(reconstruct_kappa(grid, t_maps, cl_tt_lensed, noise_uk_arcmin, t_lmax, n0=n0))
+        k_true = np.fft.fft2(kappa)
+        num = (weight * (k_hat * k_true.conj()).real).sum(axis=(1, 2))
+        den = (weight * np.abs(k_true) ** 2).sum(axis=(1, 2))
+        response = num.sum() / den.sum()
+        err = np.std(num - response * den) / (np.sqrt(n) * den.mean()) if n > 1 else np.inf
+        rows.append({"split": split, "n_maps": int(n), "response": float(response), "response_err": float(err),
+                     "detection_sigma": float(response / err) if err > 0 else np.inf})
+    return rows

@@ -64,3 +64,52 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     assert prediction.shape == (1, 50, 50, 1) and np.isfinite(prediction).all()
     versions = client.search_model_versions("name='cmbml-lensing'")
     assert run.info.run_id in {v.run_id for v in versions}
+
+
+def test_a_killed_training_process_leaves_no_run_running(smoke_experiment):
+    """The real `cmbml lensing train` is stopped by SIGTERM (its run ends KILLED) and by SIGKILL (its run stays
+    RUNNING until the next start of a stage closes it, with a note); afterwards no run of the store is RUNNING."""
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    root, env = smoke_experiment
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("lensing")
+    params_file = root / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["scale"]["lensing"].update(epochs=100_000, early_stopping_patience=100_000)  # runs until killed
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def start_and_signal(sig):
+        proc = subprocess.Popen(["cmbml", "lensing", "train"], cwd=root, env={**env, "PYTHONPATH": "src:."},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 600
+        while time.time() < deadline:  # until an epoch is logged: the process is inside its run
+            runs = client.search_runs([experiment.experiment_id], f"tags.`cmbml.pid` = '{proc.pid}'")
+            if runs and "loss" in runs[0].data.metrics:
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(1.0)
+        else:
+            raise AssertionError("training never logged an epoch")
+        proc.send_signal(sig)
+        assert proc.wait(120) != 0
+        return client.get_run(runs[0].info.run_id)
+
+    try:
+        terminated = start_and_signal(signal.SIGTERM)
+        assert terminated.info.status == "KILLED" and "SIGTERM" in terminated.data.tags["cmbml.end"]
+        killed = start_and_signal(signal.SIGKILL)
+        assert killed.info.status == "RUNNING"
+        start_and_signal(signal.SIGTERM)  # the next start closes the orphan
+        orphan = client.get_run(killed.info.run_id)
+        assert orphan.info.status == "KILLED" and "closed at the next stage start" in orphan.data.tags["cmbml.end"]
+        assert client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") == []
+    finally:
+        params_file.write_text(original)
+        (root / "models/lensing/.best.weights.h5").unlink(missing_ok=True)

@@ -25,6 +25,7 @@ def world(camb_cls):
     """Smoke-scale skies (nside 128, 32 px x 12 arcmin) and the parameters that made them."""
     params = compose("scale=smoke")
     params["scale"]["cenn"].update({f"n_{s.lower()}": n for s, n in SIZES.items()})
+    params["cenn_train"]["batch_size"] = 8  # at most n_train
     sc = params["scale"]["cenn"]
     nside, lmax = sc["nside"], 3 * sc["nside"] - 1
     channels = read_instrument(REPO / params["instrument"]["table"])
@@ -49,7 +50,10 @@ def make_split(world, folder: Path, split: str, noise=True, workers=1, chunk=32)
     chunks = cut_split(plan, world["inputs"], world["labels"], world["channels"], sc["nside"], geometry, ["E"],
                        p["seed"], noise=noise, workers=workers, chunk=chunk)
     path = folder / f"{split}_E.h5"
-    write_split({"E": path}, plan, chunks, sc["npix"], 3, {"split": split})
+    setup = CennSetup.from_params(p, REPO / "conf")
+    attrs = {"split": split, "params_digest": setup.dataset_digest, "channels_GHz": setup.instrument.freqs_ghz,
+             "target_GHz": setup.instrument.target_channel.freq_ghz}
+    write_split({"E": path}, plan, chunks, sc["npix"], 3, attrs)
     return path
 
 
@@ -147,3 +151,39 @@ def test_a_patch_repeated_across_splits_is_rejected(world, clean, tmp_path):
     with h5py.File(paths[("Train", "E")], "r") as src, h5py.File(paths[("Validation", "E")], "r+") as dst:
         dst["M"][0], dst["M0"][0] = src["M"][3], src["M0"][3]
     assert failed(gate(world, paths, tmp_path), "all_E_patches: expect_column_values_to_be_unique(digest)")
+
+
+def test_pairs_out_of_step_and_blank_labels_are_rejected(world, clean, tmp_path):
+    """Labels rolled by one patch (Train), one label transposed (Test), one label zeroed (Validation)."""
+    paths = copy_files(clean, tmp_path / "copy")
+    with h5py.File(paths[("Train", "E")], "r+") as h5:
+        h5["M0"][...] = np.roll(h5["M0"][:], 1, axis=0)
+    with h5py.File(paths[("Test", "E")], "r+") as h5:
+        h5["M0"][2] = np.swapaxes(h5["M0"][2], 0, 1)
+    with h5py.File(paths[("Validation", "E")], "r+") as h5:
+        h5["M0"][4] = 0.0
+    result = gate(world, paths, tmp_path)
+    for split in ("Train", "Test", "Validation"):
+        assert failed(result, f"{split}_E_patches: expect_column_values_to_be_in_set(pair_digest_ok)")
+    # without digests: the rolled labels no longer correlate with their inputs' 143 GHz channel
+    assert failed(result, "Train_E_patches: expect_column_mean_to_be_between(label_target_corr)")
+    assert not failed(result, "Test_E_patches: expect_column_mean_to_be_between(label_target_corr)")
+    assert failed(result, "Validation_E_patches: expect_column_values_to_be_between(label_var)")
+
+
+def test_wrong_attributes_mixed_sets_and_near_copies_are_rejected(world, clean, tmp_path):
+    """Test written for another target channel and without units, Validation from other parameters, and a
+    Train input repeated in Validation with 1e-6 noise."""
+    paths = copy_files(clean, tmp_path / "copy")
+    with h5py.File(paths[("Test", "E")], "r+") as h5:
+        h5.attrs["target_GHz"] = 217.0
+        del h5.attrs["units"]
+    with h5py.File(paths[("Validation", "E")], "r+") as h5:
+        h5.attrs["params_digest"] = "made-by-other-parameters"
+    with h5py.File(paths[("Train", "E")], "r") as src, h5py.File(paths[("Validation", "E")], "r+") as dst:
+        dst["M"][1] = src["M"][0] + 1e-6 * np.random.default_rng(2).standard_normal(src["M"][0].shape)
+    result = gate(world, paths, tmp_path)
+    for column in ("attr_target_GHz", "attr_units", "attr_params_digest"):
+        assert failed(result, f"files: expect_column_values_to_be_in_set({column})")
+    assert failed(result, "near_duplicates_E: expect_column_values_to_be_between(M_nearest_similarity)")
+    assert not failed(result, "near_duplicates_E: expect_column_values_to_be_between(M0_nearest_similarity)")

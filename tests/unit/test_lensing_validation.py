@@ -4,12 +4,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 from cmbml.gate import run_gate
 from cmbml.lensing_config import LensingSetup
 from cmbml.lensing_sim import LensingSimulator, write_split
-from cmbml.lensing_validation import LensingExpectation, build_tables
+from cmbml.lensing_validation import LensingExpectation, build_tables, qe_alignment_rows
 from tests.conftest import REPO
 from tests.helpers import copy_files, failed
 from tests.conftest import compose
@@ -27,12 +28,12 @@ def small_params(**overrides):
 
 def make_datasets(folder: Path, camb_cls, **overrides) -> dict:
     p = small_params(**overrides)
-    sim = LensingSimulator(LensingSetup.from_params(p, REPO / "conf").sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"],
-                           p["seed"])
+    setup = LensingSetup.from_params(p, REPO / "conf")
+    sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], p["seed"])
     paths = {}
     for split, n in SIZES.items():
         paths[split] = folder / f"{split}.h5"
-        write_split(paths[split], sim, split, n, chunk=8, attrs={})
+        write_split(paths[split], sim, split, n, chunk=8, attrs={"params_digest": setup.dataset_digest})
     return paths
 
 
@@ -44,8 +45,10 @@ def clean_datasets(tmp_path_factory, camb_cls):
 def gate(paths, camb_cls, tmp_path, params=None):
     setup = LensingSetup.from_params(params or small_params(), REPO / "conf")
     sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], setup.seed)
-    expect = LensingExpectation.from_simulator(sim, setup.n_samples, setup.kappa_rms_nsigma)
-    return run_gate(tmp_path / "gx", "lensing_datasets", build_tables(paths, expect))
+    expect = LensingExpectation.from_simulator(sim, setup.n_samples, setup.kappa_rms_nsigma, setup.dataset_digest)
+    alignment = pd.DataFrame(qe_alignment_rows(paths, setup.grid, camb_cls["cl_tt_lensed"], sim.cl_kk_grid,
+                                               setup.sim.noise_uK_arcmin, setup.sim.T_lmax))
+    return run_gate(tmp_path / "gx", "lensing_datasets", build_tables(paths, expect, alignment))
 
 
 def test_clean_datasets_pass_and_data_docs_are_written(clean_datasets, camb_cls, tmp_path):
@@ -112,3 +115,70 @@ def test_an_unfinished_file_is_rejected(clean_datasets, camb_cls, tmp_path):
     with h5py.File(paths["train"], "r+") as h5:
         h5.attrs["complete"] = False
     assert failed(gate(paths, camb_cls, tmp_path), "files: expect_column_values_to_be_in_set(complete)")
+
+
+def test_pairs_out_of_step_and_blank_labels_are_rejected(clean_datasets, camb_cls, tmp_path):
+    """One fault per split, each caught by its split's checks: kappa rolled by one sample (train), kappa of one
+    map transposed (val), one label zeroed (test). The digest binds each pair; the quadratic estimator's
+    response to the stored kappa sees the roll without any digest."""
+    paths = copy_files(clean_datasets, tmp_path / "copy")
+    with h5py.File(paths["train"], "r+") as h5:
+        h5["kappa"][...] = np.roll(h5["kappa"][:], 1, axis=0)
+    with h5py.File(paths["val"], "r+") as h5:
+        h5["kappa"][3] = h5["kappa"][3].T
+    with h5py.File(paths["test"], "r+") as h5:
+        h5["kappa"][2] = 0.0
+    result = gate(paths, camb_cls, tmp_path)
+    for split in ("train", "val", "test"):
+        assert failed(result, f"{split}_samples: expect_column_values_to_be_in_set(pair_digest_ok)")
+    assert failed(result, "test_samples: expect_column_values_to_be_between(kappa_var)")
+    assert failed(result, "qe_alignment: expect_column_values_to_be_between(response)")
+    (response,) = [r for r in result.details if r["table"] == "qe_alignment" and r["kwargs"]["column"] == "response"]
+    assert response["unexpected_count"] == 1  # train only: val and test keep most pairs
+
+
+def test_the_opposite_lensing_sign_is_rejected_by_physics(clean_datasets, camb_cls, tmp_path):
+    """kappa -> -kappa in every split with digests rewritten to match: only the quadratic estimator, whose
+    response is then -1, can tell."""
+    from cmbml.integrity import pair_digests
+
+    paths = copy_files(clean_datasets, tmp_path / "copy")
+    for path in paths.values():
+        with h5py.File(path, "r+") as h5:
+            h5["kappa"][...] = -h5["kappa"][:]
+            h5["pair_digest"][...] = pair_digests(0, h5["T_lensed"][:], h5["kappa"][:])
+    result = gate(paths, camb_cls, tmp_path)
+    assert [f for f in result.failures if f.startswith("qe_alignment")] and all(
+        f.startswith("qe_alignment") for f in result.failures), result.failures
+
+
+def test_near_copies_and_input_only_copies_are_rejected(clean_datasets, camb_cls, tmp_path):
+    """A train map repeated in test with 1e-6 noise (digests differ), and a val input repeated without its label."""
+    paths = copy_files(clean_datasets, tmp_path / "copy")
+    rng = np.random.default_rng(1)
+    with h5py.File(paths["train"], "r") as src, h5py.File(paths["test"], "r+") as dst:
+        dst["T_lensed"][0] = src["T_lensed"][5] + 1e-6 * rng.standard_normal((50, 50))
+        dst["kappa"][0] = src["kappa"][5] * (1 + 1e-6)
+    with h5py.File(paths["val"], "r+") as h5:
+        h5["T_lensed"][1] = h5["T_lensed"][0]
+    result = gate(paths, camb_cls, tmp_path)
+    assert not failed(result, "all_samples: expect_column_values_to_be_unique(digest)")  # bytes differ ...
+    assert failed(result, "near_duplicates: expect_column_values_to_be_between(T_lensed_nearest_similarity)")
+    assert failed(result, "near_duplicates: expect_column_values_to_be_between(kappa_nearest_similarity)")
+
+
+def test_a_mixed_set_and_wrong_conventions_are_rejected(clean_datasets, camb_cls, tmp_path):
+    """val from another seed (a stage killed after a seed change), test without its units and with the
+    opposite sign convention written: the parameter digest and the convention attributes catch both."""
+    paths = copy_files(clean_datasets, tmp_path / "copy")
+    other = make_datasets(tmp_path / "seed", camb_cls, seed=7)
+    paths["val"] = other["val"]
+    with h5py.File(paths["test"], "r+") as h5:
+        del h5.attrs["units_T"]
+        h5.attrs["lensing_sign"] = "T_lensed(x) = T(x - grad phi)"
+    result = gate(paths, camb_cls, tmp_path)
+    assert failed(result, "files: expect_column_values_to_be_in_set(attr_params_digest)")
+    assert failed(result, "files: expect_column_values_to_be_in_set(attr_units_T)")
+    assert failed(result, "files: expect_column_values_to_be_in_set(attr_lensing_sign)")
+    bad = [r for r in result.details if r["kwargs"].get("column") == "attr_params_digest"][0]
+    assert bad["unexpected_count"] == 1  # only val disagrees with the current parameters
