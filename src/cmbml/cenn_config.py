@@ -17,9 +17,17 @@ from typing import Any
 import numpy as np
 
 from cmbml.cenn_sim import Instrument
-from cmbml.config import OPTIMIZERS, TrainSettings, Tracking, check_shared, logged_params, read_paths, tracking_from_params
-from cmbml.integrity import params_digest
+from cmbml.config import (
+    OPTIMIZERS,
+    Tracking,
+    TrainSettings,
+    check_shared,
+    logged_params,
+    read_paths,
+    tracking_from_params,
+)
 from cmbml.flatsky import FlatGrid, check_bins
+from cmbml.integrity import params_digest
 from cmbml.params import Checker, available_options, load_params
 
 SPLITS = ("Train", "Test", "Validation")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cmbml.gate import GateTable
 from cmbml.cenn_sim import CONVENTIONS
+from cmbml.gate import GateTable
 from cmbml.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_rows, pair_digest
 from cmbml.io import array_digest, h5_attr_value, sample_rows
 

@@ -76,7 +76,7 @@ def test_an_exception_closes_the_run_as_failed(store):
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("lifecycle")
     with pytest.raises(ZeroDivisionError), closing_run(mlflow, "unit", run_name="failing") as run:
-        1 / 0
+        _ = 1 / 0
     closed = client.get_run(run.info.run_id)
     assert closed.info.status == "FAILED" and "ZeroDivisionError" in closed.data.tags["cmbml.end"]
 
