@@ -139,7 +139,8 @@ def test_the_table_covers_every_key_of_the_composed_parameters():
 
 
 @pytest.mark.parametrize("key", sorted(INVALID) + PATH_KEYS)
-def test_each_invalid_value_is_refused_naming_the_key_and_what_is_allowed(key):
+def test_each_invalid_value_is_refused_naming_the_key_and_what_is_allowed(key, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # set by mlflow.set_tracking_uri in earlier tests
     value, fragments = INVALID.get(key, (BAD_PATH, ["stay inside the repository"]))
     with pytest.raises(ParamError) as err:
         check_all(_set(DEFAULT, key, value))
