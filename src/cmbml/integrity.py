@@ -82,10 +82,12 @@ def iter_h5_chunks(path, name: str, chunk: int = 256) -> Iterator[np.ndarray]:
     """Dataset ``name`` of an HDF5 file, ``chunk`` samples at a time."""
     import h5py
 
+    from cmbml.io import iter_chunks
+
     with h5py.File(path, "r") as h5:
         data = h5[name]
-        for start in range(0, data.shape[0], chunk):
-            yield data[start:start + chunk]
+        for sl in iter_chunks(data.shape[0], chunk):
+            yield data[sl]
 
 
 def near_duplicate_rows(files: Mapping[str, Any], names: Sequence[str]) -> list[dict]:

@@ -95,10 +95,9 @@ def _check_lensing(c: Checker, conf_dir: Path) -> None:
     c.number("lensing_net.output_kernel", 1, 31, integer=True)
     c.number("lensing_evaluate.n_example_maps", 1, 16, integer=True)
     # the version's sizes for the default and paper scales (scale/*.yaml interpolates them)
-    for block in ("lensing_default", "lensing_paper"):
-        for key in ("n_train", "n_val", "epochs"):
-            if key in (c.params.get(block) or {}) or key != "n_val":
-                c.number(f"{block}.{key}", 1, 100_000 if key == "epochs" else 10_000_000, integer=True)
+    for block, keys in (("lensing_default", ("n_train", "epochs")), ("lensing_paper", ("n_train", "n_val", "epochs"))):
+        for key in keys:
+            c.number(f"{block}.{key}", 1, 100_000 if key == "epochs" else 10_000_000, integer=True)
     c.text("mlflow.lensing_experiment")
     c.text("mlflow.lensing_registered_model")
     if npix is None or pix is None:
