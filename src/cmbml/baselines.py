@@ -37,11 +37,13 @@ def _ifft(modes: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(modes, axes=(1, 2)).real
 
 
-def _rotation(grid: FlatGrid) -> tuple[np.ndarray, np.ndarray]:
+def _rotation(grid: FlatGrid, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos 2 phi and sin 2 phi on the grid, shaped to broadcast over stacks (N, n, n, ...) of ``ndim`` axes."""
     # NaMaster's flat-sky Stokes convention on arrays indexed [iy, ix] (the patches' own): phi = -atan2(ly, lx).
     lx, ly = grid.ell_xy
     phi = -np.arctan2(ly, lx)
-    return np.cos(2 * phi)[..., None], np.sin(2 * phi)[..., None]
+    trailing = (1,) * (ndim - 3)  # channel axes after (N, n, n), if any
+    return np.cos(2 * phi).reshape(phi.shape + trailing), np.sin(2 * phi).reshape(phi.shape + trailing)
 
 
 def harmonic_modes(maps: Mapping[str, np.ndarray], grid: FlatGrid) -> dict[str, np.ndarray]:
@@ -51,17 +53,17 @@ def harmonic_modes(maps: Mapping[str, np.ndarray], grid: FlatGrid) -> dict[str, 
     """
     if set(maps) == {"Q", "U"}:
         q, u = _fft(maps["Q"]), _fft(maps["U"])
-        c, s = _rotation(grid)
+        c, s = _rotation(grid, q.ndim)
         return {"E": q * c + u * s, "B": -q * s + u * c}
     (comp,) = maps
     return {comp: _fft(maps[comp])}
 
 
 def maps_from_modes(modes: Mapping[str, np.ndarray], grid: FlatGrid) -> dict[str, np.ndarray]:
-    """Inverse of :func:`harmonic_modes`: E and B modes together give Q and U maps."""
+    """Inverse of :func:`harmonic_modes`: E and B modes together give Q and U maps (stacks (N, n, n, ...))."""
     if set(modes) == {"E", "B"}:
-        c, s = _rotation(grid)
         e, b = modes["E"], modes["B"]
+        c, s = _rotation(grid, e.ndim)
         return {"Q": _ifft(e * c - b * s), "U": _ifft(e * s + b * c)}
     return {name: _ifft(m) for name, m in modes.items()}
 

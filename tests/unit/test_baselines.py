@@ -68,6 +68,24 @@ def test_wiener_filter_mse_matches_its_prediction_and_beats_every_other_method(s
     assert measured < mse(hilc, test_lab) and measured < mse(pixel_ilc(test_in), test_lab) and measured < zero
 
 
+def test_spin2_wiener_filter_on_q_u_reaches_its_prediction(skies):
+    """From Q and U patches (E and B skies rotated into Stokes maps) the Wiener filter works on E and B modes and
+    returns Q and U estimates (N, n, n) whose MSE is its predicted one (the rotation is unitary)."""
+    def qu(e, b):
+        return maps_from_modes({"E": np.fft.fft2(e, axes=(1, 2)), "B": np.fft.fft2(b, axes=(1, 2))}, GRID)
+
+    (e_in, e_lab), (b_in, b_lab) = skies[0], simulate(600, 3)
+    (e_test, e_test_lab), (b_test, b_test_lab) = skies[1], simulate(300, 4)
+    nuisance = WienerFilter.nuisance_from_train([(qu(e_in, b_in), qu(e_lab, b_lab))], GRID, RESPONSE,
+                                                GRID.ell_fundamental)
+    wiener = WienerFilter.build(GRID, {"E": CL_LABEL, "B": CL_LABEL}, RESPONSE, nuisance)
+    estimate, labels = wiener.apply(qu(e_test, b_test)), qu(e_test_lab, b_test_lab)
+    assert estimate["Q"].shape == estimate["U"].shape == (300, 32, 32)
+    measured = np.mean([mse(estimate[c], labels[c]) for c in ("Q", "U")])
+    assert measured == pytest.approx(wiener.predicted_mse, rel=0.05)
+    assert measured < 0.5 * np.mean([mse(0 * estimate[c], labels[c]) for c in ("Q", "U")])
+
+
 def test_ilcs_pass_the_cmb_unchanged():
     """Unit response: with inputs that are the label through each channel's beam, both ILCs return the label."""
     _, labels = simulate(4, 3)
