@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+from pathlib import Path
 
 
 def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: str, table: str,
@@ -25,13 +27,19 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
         name = run.data.tags.get("parameter_set")
         if name in found or f"{prefix}{required_metric}" not in run.data.metrics:
             continue
-        rows = []
+        rows, details = [], {}
         with tempfile.TemporaryDirectory() as tmp:
             try:  # MLflow tables are pandas' "split" JSON
                 path = client.download_artifacts(run.info.run_id, table, tmp)
                 rows = pd.read_json(path, orient="split").to_dict("records")
             except (OSError, ValueError, MlflowException):
                 rows = []  # a run without the table still has its summary metrics
+            try:  # every score, beside the handful logged as metrics
+                details = json.loads(Path(client.download_artifacts(run.info.run_id, f"{split}_scores.json", tmp))
+                                     .read_text())
+            except (OSError, ValueError, MlflowException):
+                details = {}
+        summary = {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
         found[name] = {"name": name, "run_id": run.info.run_id, "params": dict(run.data.params), "rows": rows,
-                       "metrics": {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}}
+                       "metrics": {**details, **summary}}
     return dict(sorted(found.items()))

@@ -26,11 +26,14 @@ def main() -> None:
         baseline_estimates,
         cenn_maps,
         cenn_metrics,
+        summary_metrics,
         patch_spectra,
         spectra_rows,
     )
     from cmbml.cenn_validation import gate_outputs
     from cmbml.evaluation import predict_h5
+    from cmbml.gate import data_docs_dir
+    from cmbml.params import get_key, load_params
     from cmbml.io import write_json
     from cmbml.namaster_flat import FlatSpectra
     from cmbml.plots import plot_cenn_patches, plot_cenn_spectra
@@ -45,7 +48,9 @@ def main() -> None:
             inputs[comp], labels[comp] = h5["M"][:], h5["M0"][:]
             n_independent = float(h5.attrs["n_independent_cmb"])
     # The outputs must have the labels' shape and be finite before NaMaster sees them.
-    result = gate_outputs(outputs, labels, paths.output_report)
+    # Data Docs carry run times: kept outside the stage's outputs (as for cenn_validate).
+    result = gate_outputs(outputs, labels, data_docs_dir(get_key(load_params(), "paths.data_docs"), "cenn_evaluate"),
+                          run_name=f"cenn_evaluate-{setup.variant}-{setup.scale}")
     write_json(paths.output_report / "validation.json", result.as_dict())
     if not result.success:
         sys.exit("cenn_evaluate: network outputs FAILED validation:\n  - " + "\n  - ".join(result.failures))
@@ -79,7 +84,10 @@ def main() -> None:
     for split in ("Train", "Test"):  # how much independent sky the network learned from and stopped on
         with h5py.File(paths.patch_file(split, components[0]), "r") as h5:
             metrics[f"n_independent_{split.lower()}"] = float(h5.attrs["n_independent_cmb"])
-    write_json(paths.metrics, metrics)
+    # DVC and the MLflow runs table show a handful of summary metrics; every score is in scores.json.
+    summary = summary_metrics(metrics)
+    write_json(paths.metrics, summary)
+    write_json(paths.output_report / "scores.json", metrics)
     rows = spectra_rows(estimator.ell, cl, theory_dl, n_independent)
     write_json(paths.spectra, {"spectra": rows})
 
@@ -92,8 +100,10 @@ def main() -> None:
         plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in CENN_MAPS}, theory_dl[s],
                           paths.evaluate_plots / f"spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches",
                           METHOD_LABELS)
-    log_evaluation(setup.tracking, paths.mlflow_run, "validation", metrics,
-                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics], tables={"spectra.json": rows}, stage="cenn_evaluate")
+    log_evaluation(setup.tracking, paths.model, "validation", summary,
+                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics], tables={"spectra.json": rows},
+                   stage="cenn_evaluate", datasets=[paths.patch_file("Validation", c) for c in components],
+                   details=metrics)
     print(f"cenn_evaluate: {setup.variant} on {n_val} Validation patches ({n_independent:.0f} independent), "
           "map MSE (uK^2): " + ", ".join(f"{m} {metrics[f'map_mse_{m}_uK2']:.3f}" for m in METHODS)
           + f"; network / Wiener {metrics['mse_over_wiener']:.3f} +- {metrics['mse_over_wiener_err']:.3f}")

@@ -28,13 +28,15 @@ def main() -> None:
     core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.variant, scale=setup.scale, core=core,
+        group_choices={"cenn": setup.variant, "scale": setup.scale}, model_card=setup.model_card,
+        datasets={"training": train_files, "early_stopping": test_files},
         train_seq=make_h5_sequence(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True,
                                    seed=setup.seed),
         val_seq=make_h5_sequence(test_files, "M", "M0", train.batch_size, x_stats, y_stats),
         x_stats=x_stats, y_stats=y_stats, epochs=train.epochs, patience=train.early_stopping_patience,
-        model_file=paths.model, run_file=paths.mlflow_run, history_file=paths.history,
+        model_file=paths.model, card_file=paths.model_card, history_file=paths.history,
         curve_file=paths.train_plots / "training_curve.png", title=f"CENN {setup.variant}: training",
         stage="cenn_train",
     ))
     print(f"cenn_train: {setup.variant}, best val_loss {record['best_val_loss']:.4f} at epoch "
-          f"{record['best_epoch']}; MLflow run {record['run_id']}")
+          f"{record['best_epoch']}; MLflow run {record['run_id']}, {record['registered']}")

@@ -9,8 +9,9 @@ def main() -> None:
     from cmbml.cenn_config import SPLITS, load
     from cmbml.cenn_validation import build_tables, cenn_expectation
     from cmbml.foregrounds import read_foreground_spectra
-    from cmbml.gate import run_gate
+    from cmbml.gate import data_docs_dir, run_gate
     from cmbml.io import write_json
+    from cmbml.params import get_key, load_params
     from cmbml.spectra import read_spectra_csv
 
     setup = load()
@@ -18,10 +19,14 @@ def main() -> None:
     # Expectations come from the parameters, the CMB theory and the foreground spectra, not from the patches.
     expect = cenn_expectation(setup, read_spectra_csv(paths.camb_cls), read_foreground_spectra(paths.foreground_cls))
     files = {(split, comp): paths.patch_file(split, comp) for split in SPLITS for comp in setup.components}
-    result = run_gate(paths.report, "cenn_datasets", build_tables(files, expect))
+    # The Data Docs carry run times: kept in the repository (also from a queued experiment's copy), outside
+    # the stage's output, whose validation.json holds only what follows from the data.
+    docs = data_docs_dir(get_key(load_params(), "paths.data_docs"), "cenn_validate")
+    result = run_gate(docs, "cenn_datasets", build_tables(files, expect),
+                      run_name=f"cenn_validate-{setup.variant}-{setup.scale}")
     write_json(paths.validation, {"variant": setup.variant, **result.as_dict()})
     print(f"cenn_validate: {result.n_expectations} expectations, {len(result.failures)} failed; "
-          f"Data Docs: {result.data_docs_index}")
+          f"run {result.run_name} at {result.run_time}; Data Docs: {result.data_docs_index}")
     if not result.success:
         print("CENN datasets FAILED validation:\n  - " + "\n  - ".join(result.failures), file=sys.stderr)
         sys.exit(1)

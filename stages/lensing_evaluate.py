@@ -20,7 +20,7 @@ def main() -> None:
     from cmbml.evaluation import predict_h5
     from cmbml.io import write_json
     from cmbml.metrics import correlation_spectra, mse
-    from cmbml.plots import plot_binned_spectra, plot_map_columns, plot_rho
+    from cmbml.plots import kappa_units, plot_kappa_power, plot_map_columns, plot_rho
     from cmbml.quadratic_estimator import binned_n0, binned_wiener_rho, n0_kappa, reconstruct_kappa
     from cmbml.spectra import read_spectra_csv
 
@@ -58,19 +58,22 @@ def main() -> None:
     write_json(paths.rho, {"rho_L": per_bin})
 
     n_ex, plots, title = setup.n_example_maps, paths.evaluate_plots, f"lensing {setup.version}"
-    plot_map_columns({"lensed T [uK]": t_lensed[:n_ex], "true kappa": kappa_true[:n_ex],
+    plot_map_columns({"lensed T": t_lensed[:n_ex], "true kappa": kappa_true[:n_ex],
                       "predicted kappa": kappa_pred[:n_ex], "residual": (kappa_pred - kappa_true)[:n_ex]},
-                     plots / "example_maps.png", grid.side_deg, "", f"{title}: test maps",
-                     same_scale_as={"predicted kappa": "true kappa", "residual": "true kappa"})
+                     plots / "example_maps.png", grid.side_deg, kappa_units(sim.kappa_exaggeration_factor),
+                     f"{title}: test maps", same_scale_as={"predicted kappa": "true kappa", "residual": "true kappa"},
+                     column_units={"lensed T": "T [µK]"})
     plot_rho(cnn.ell, cnn.rho, plots / "rho_L.png", f"{title}: CNN vs true kappa",
-             references=[(cnn.ell, qe.rho, "TT quadratic estimator on the test maps"),
-                         (cnn.ell, rho_opt, "TT quadratic estimator, Wiener limit (linear theory)")])
-    plot_binned_spectra(cnn.ell, {"true kappa": cnn.cl_true, "predicted kappa": cnn.cl_pred,
-                                  "CNN effective noise": cnn.effective_noise, "QE noise N0": n0_binned},
-                        plots / "kappa_power.png", r"$C_L^{\kappa\kappa}$", f"{title}: kappa power and noise")
+             references=[(cnn.ell, qe.rho, "TT quadratic estimator on the test maps")],
+             limits=[(cnn.ell, rho_opt, "TT quadratic estimator, Wiener limit (linear theory)")],
+             n_modes=cnn.n_modes * kappa_true.shape[0], exaggeration=sim.kappa_exaggeration_factor)
+    plot_kappa_power(cnn.ell, {"true kappa": cnn.cl_true, "predicted kappa": cnn.cl_pred},
+                     {"CNN effective noise": cnn.effective_noise, "QE noise N0": n0_binned},
+                     cnn.n_modes * kappa_true.shape[0], plots / "kappa_power.png", f"{title}: kappa power and noise",
+                     cl_kk=camb["cl_kk"], exaggeration=sim.kappa_exaggeration_factor)
 
-    log_evaluation(setup.tracking, paths.mlflow_run, "test", metrics, [*sorted(plots.glob("*.png")), paths.metrics],
-                   tables={"rho_L.json": per_bin}, stage="lensing_evaluate")
+    log_evaluation(setup.tracking, paths.model, "test", metrics, [*sorted(plots.glob("*.png")), paths.metrics],
+                   tables={"rho_L.json": per_bin}, stage="lensing_evaluate", datasets=[paths.test])
     print(f"lensing_evaluate: {setup.version} rho: CNN {metrics['rho_cnn_mean']:.3f}, QE {metrics['rho_qe_mean']:.3f}, "
           f"QE limit {metrics['rho_opt_mean']:.3f}; MSE/var = {metrics['mse_kappa_over_var']:.3f} "
           f"on {metrics['n_test']} test maps")

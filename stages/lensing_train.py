@@ -26,13 +26,15 @@ def main() -> None:
     core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate, train.clipnorm), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.version, scale=setup.scale, core=core,
+        group_choices={"lensing": setup.version, "scale": setup.scale}, model_card=setup.model_card,
+        datasets={"training": [paths.train], "early_stopping": [paths.val]},
         train_seq=make_h5_sequence(paths.train, "T_lensed", "kappa", train.batch_size, t_stats, k_stats,
                                    augment=train.augment, shuffle=True, seed=setup.seed),
         val_seq=make_h5_sequence(paths.val, "T_lensed", "kappa", train.batch_size, t_stats, k_stats),
         x_stats=t_stats, y_stats=k_stats, epochs=train.epochs, patience=train.early_stopping_patience,
-        model_file=paths.model, run_file=paths.mlflow_run, history_file=paths.history,
+        model_file=paths.model, card_file=paths.model_card, history_file=paths.history,
         curve_file=paths.train_plots / "training_curve.png", title=f"lensing {setup.version}: training",
         stage="lensing_train",
     ))
     print(f"lensing_train: {setup.version}, best val_loss {record['best_val_loss']:.4f} at epoch "
-          f"{record['best_epoch']}; MLflow run {record['run_id']}")
+          f"{record['best_epoch']}; MLflow run {record['run_id']}, {record['registered']}")

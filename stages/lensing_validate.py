@@ -6,9 +6,10 @@ import sys
 
 
 def main() -> None:
-    from cmbml.gate import run_gate
+    from cmbml.gate import data_docs_dir, run_gate
     from cmbml.io import write_json
     from cmbml.lensing_config import SPLITS, load
+    from cmbml.params import get_key, load_params
     from cmbml.lensing_sim import LensingSimulator
     import pandas as pd
 
@@ -26,10 +27,13 @@ def main() -> None:
     alignment = pd.DataFrame(qe_alignment_rows(files, setup.grid, camb["cl_tt_lensed"], simulator.cl_kk_grid,
                                                setup.sim.noise_uK_arcmin, setup.sim.T_lmax))
     tables = build_tables(files, expect, alignment)
-    result = run_gate(setup.paths.report, "lensing_datasets", tables)
+    # The Data Docs carry run times: kept in the repository (also from a queued experiment's copy), outside
+    # the stage's output, whose validation.json holds only what follows from the data.
+    docs = data_docs_dir(get_key(load_params(), "paths.data_docs"), "lensing_validate")
+    result = run_gate(docs, "lensing_datasets", tables, run_name=f"lensing_validate-{setup.version}-{setup.scale}")
     write_json(setup.paths.validation, {"lensing_version": setup.version, **result.as_dict()})
     print(f"lensing_validate: {result.n_expectations} expectations, {len(result.failures)} failed; "
-          f"Data Docs: {result.data_docs_index}")
+          f"run {result.run_name} at {result.run_time}; Data Docs: {result.data_docs_index}")
     if not result.success:
         print("lensing datasets FAILED validation:\n  - " + "\n  - ".join(result.failures), file=sys.stderr)
         sys.exit(1)

@@ -1,2 +1,8 @@
 """cmbml: reproducible neural-network experiments on simulated CMB skies."""
-__version__ = "0.1.0"
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cmbml")  # pyproject.toml's, as installed (scripts/setup.sh installs it editable)
+except PackageNotFoundError:  # a source tree on PYTHONPATH that was never installed
+    __version__ = "0+unknown"

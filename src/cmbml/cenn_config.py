@@ -47,7 +47,7 @@ class CennPaths:
     validation: Path
     model_dir: Path
     model: Path
-    mlflow_run: Path
+    model_card: Path  # geometry and units of the trained network
     train_plots: Path
     history: Path
     evaluate_plots: Path
@@ -260,6 +260,14 @@ def _check_room_for_patches(c: Checker, patch: FlatGrid, bands: Mapping[str, lis
                f"keeps room for patches {buffer:.2f} deg from every edge")
 
 
+DESCRIPTION = (
+    "Component separation: CENN recovers the CMB at the target channel from three frequency channels of "
+    "polarized skies (CMB, dust, synchrotron, radio and infrared sources, noise, beams). One run per training; "
+    "its evaluation adds validation_* metrics (map MSE of the network beside the Wiener filter, the linear "
+    "filter and the ILCs), NaMaster spectra (table spectra.json), the detailed scores and plots. "
+    "Models: cmbml-cenn-<variant>@<scale>.")
+
+
 def check_cenn(c: Checker, conf_dir: Path = Path("conf")) -> tuple[Instrument | None, CennGeometry | None]:
     """Every component-separation key, the shared cosmology and the paths."""
     out = _check_cenn(c, conf_dir)
@@ -332,7 +340,7 @@ class CennSetup:
             n_example_patches=int(ev["n_example_patches"]),
             tracking=tracking_from_params(p, p["mlflow"]["cenn_experiment"],
                                           f"{p['mlflow']['cenn_registered_model_prefix']}-{variant['variant']}",
-                                          cls.KEYS, cls.EVALUATION_KEYS),
+                                          cls.KEYS, cls.EVALUATION_KEYS, DESCRIPTION),
             paths=read_paths(Checker(p), CennPaths, ["spectra", "cenn"]),
             dataset_digest=params_digest(logged_params(p, cls.DATASET_KEYS)),
         )
@@ -340,6 +348,28 @@ class CennSetup:
     @property
     def nside(self) -> int:
         return self.geometry.nside
+
+    @property
+    def model_card(self) -> dict[str, Any]:
+        """What a user of the trained network must know to apply it (stored beside the model, in its
+        MLflow metadata and read by ``cmbml predict``): geometry, channels, beams and units."""
+        from cmbml.cenn_sim import CONVENTIONS
+
+        patch, target = self.geometry.patch, self.instrument.target_channel
+        return {
+            "experiment": "cenn", "parameter_set": self.variant, "scale": self.scale,
+            "registered_model": self.tracking.registered_model, "params_digest": self.dataset_digest,
+            "components": list(self.components),
+            "input": {"quantity": f"sky maps ({'/'.join(self.components)}) per frequency channel",
+                      "channels": [f"{f:g}GHz" for f in self.instrument.freqs_ghz], "units": "uK_CMB",
+                      "npix": patch.npix, "pixel_arcmin": patch.pixel_arcmin,
+                      "fwhm_arcmin": [ch.fwhm_arcmin for ch in self.instrument.channels],
+                      "layout": "[sample, y, x, channel]"},
+            "output": {"quantity": f"CMB at {target.freq_ghz:g} GHz (its beam)", "channels": ["CMB"],
+                       "units": "uK_CMB", "target_GHz": target.freq_ghz, "fwhm_arcmin": target.fwhm_arcmin,
+                       "npix": patch.npix, "pixel_arcmin": patch.pixel_arcmin},
+            "conventions": CONVENTIONS["layout"],
+        }
 
     @property
     def spin(self) -> int:

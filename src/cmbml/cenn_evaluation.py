@@ -72,6 +72,16 @@ def _mse_per_patch(maps: Mapping[str, Mapping[str, np.ndarray]], name: str) -> n
     return np.mean([np.mean(maps[k][name] ** 2, axis=(1, 2)) for k in maps], axis=0)
 
 
+SUMMARY_METRICS = (*(f"map_mse_{m}_uK2" for m in METHODS), "map_mse_zero_prediction_uK2", "mse_over_wiener",
+                   "mse_over_wiener_err", "leak_suspected", "n_independent_validation")
+"""The handful of :func:`cenn_metrics` an experiment table shows (the rest: per-range spectra scores, errors)."""
+
+
+def summary_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The :data:`SUMMARY_METRICS` present in ``metrics``."""
+    return {k: metrics[k] for k in SUMMARY_METRICS if k in metrics}
+
+
 def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
                  cl: Mapping[str, Mapping[str, np.ndarray]], ell_ranges: Sequence[Sequence[float]],
                  n_independent: float) -> dict[str, float]:

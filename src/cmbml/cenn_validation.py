@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cmbml.cenn_sim import CONVENTIONS
-from cmbml.gate import GateTable
+from cmbml.gate import GateTable, lower_bound, upper_bound
 from cmbml.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_rows, pair_digest
 from cmbml.io import array_digest, h5_attr_value, sample_rows
 
@@ -34,12 +34,19 @@ class CennExpectation:
     sed_ratios: Mapping[str, float]  # expected cov(c_i, c_k) / cov(c_j, c_k) from the dust SED
     noise_var_target: float  # white-noise variance per pixel at the target channel
     attrs: Mapping[str, str] = None  # file attributes required verbatim (conventions, channels, parameter digest)
+    channels_ghz: Sequence[float] = ()  # channel frequencies, in the inputs' channel order (names the columns)
 
     @property
     def label_target_correlation(self) -> float:
         """Expected correlation of a label with its own input's target channel: label variance over label
         plus contamination (noise and foregrounds) variance, square-rooted."""
         return float(np.sqrt(self.label_var / (self.label_var + self.contamination_var[self.target])))
+
+
+def contamination_column(k: int, channels_ghz: Sequence[float]) -> str:
+    """Name of channel ``k``'s contamination variance column, by its frequency: ``contamination_var_100GHz``
+    (``contamination_var_<k>`` for a channel past the end of ``channels_ghz``, as in a malformed file)."""
+    return f"contamination_var_{channels_ghz[k]:g}GHz" if k < len(channels_ghz) else f"contamination_var_{k}"
 
 
 def theory_patch_variance(cl: np.ndarray, transfer: np.ndarray, side_deg: float) -> float:
@@ -82,12 +89,18 @@ def cenn_expectation(setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: 
         noise_var_target=noise[target],
         attrs={**CONVENTIONS, "channels_GHz": str(h5_attr_value(setup.instrument.freqs_ghz)),
                "target_GHz": str(h5_attr_value(channels[target].freq_ghz)), "params_digest": setup.dataset_digest},
+        channels_ghz=[float(ch.freq_ghz) for ch in channels],
     )
 
 
-def sample_table(path: str | Path, split: str, component: str, target: int, chunk: int = 64):
+def sample_table(path: str | Path, split: str, component: str, target: int, chunk: int = 64,
+                 channels_ghz: Sequence[float] = ()):
     """One row per patch: label variance, per-channel contamination (co)variances, the target
-    channel minus label, non-finite count and digest. An unreadable file gives an empty table."""
+    channel minus label, non-finite count and digest. An unreadable file gives an empty table.
+
+    Contamination variances are named by the channels' frequencies ``channels_ghz``
+    (:func:`contamination_column`).
+    """
     import pandas as pd
 
     def row(index, s):
@@ -102,7 +115,7 @@ def sample_table(path: str | Path, split: str, component: str, target: int, chun
             "pair_digest_ok": bytes(s["pair_digest"]) == pair_digest(index, m, m0),
             "label_target_corr": float(corr) if np.isfinite(corr) else 0.0,
             "label_var": float(np.var(m0)),
-            **{f"contamination_var_{k}": float(cov[k, k]) for k in range(cov.shape[0])},
+            **{contamination_column(k, channels_ghz): float(cov[k, k]) for k in range(cov.shape[0])},
             "cov_01": float(cov[0, 1]), "cov_02": float(cov[0, 2]), "cov_12": float(cov[1, 2]),
             "target_minus_label_var": float(np.var(m[..., target] - m0[..., 0])),
             "nonfinite_count": int((~np.isfinite(m)).sum() + (~np.isfinite(m0)).sum()),
@@ -152,28 +165,32 @@ def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpect
           for name, value in (expect.attrs or {}).items()],
         E.ExpectColumnPairValuesToBeEqual(column_A="attr_component", column_B="component"),
     ])]
-    samples = {key: sample_table(p, key[0], key[1], expect.target) for key, p in paths.items()}
+    samples = {key: sample_table(p, key[0], key[1], expect.target, channels_ghz=expect.channels_ghz)
+               for key, p in paths.items()}
     for (split, comp), frame in samples.items():
         name = f"{split}_{comp}"
+        # thresholds to 4 significant digits, each rounded outwards: readable, and no verdict changes
         checks = [
             E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
             # each input stack still sits beside the label and index it was written with; no blank label
             E.ExpectColumnValuesToBeInSet(column="pair_digest_ok", value_set=[True]),
-            E.ExpectColumnValuesToBeBetween(column="label_var", min_value=1e-3 * expect.label_var, max_value=None),
+            E.ExpectColumnValuesToBeBetween(column="label_var", min_value=lower_bound(1e-3 * expect.label_var),
+                                            max_value=None),
             # physics without digests: the label is the CMB of its own input's target channel
-            E.ExpectColumnMeanToBeBetween(column="label_target_corr", min_value=0.5 * expect.label_target_correlation,
-                                          max_value=1.0),
+            E.ExpectColumnMeanToBeBetween(column="label_target_corr",
+                                          min_value=lower_bound(0.5 * expect.label_target_correlation), max_value=1.0),
             E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
             # the label's power matches the CMB spectrum (beam applied), averaged over patches
-            E.ExpectColumnMeanToBeBetween(column="label_var", min_value=0.5 * expect.label_var,
-                                          max_value=1.6 * expect.label_var),
+            E.ExpectColumnMeanToBeBetween(column="label_var", min_value=lower_bound(0.5 * expect.label_var),
+                                          max_value=upper_bound(1.6 * expect.label_var)),
             # the input at the target channel is not the label: noise and foregrounds remain
             E.ExpectColumnValuesToBeBetween(column="target_minus_label_var",
-                                            min_value=0.5 * expect.noise_var_target, max_value=None),
+                                            min_value=lower_bound(0.5 * expect.noise_var_target), max_value=None),
         ]
         for k, var in enumerate(expect.contamination_var):
-            checks.append(E.ExpectColumnMeanToBeBetween(column=f"contamination_var_{k}", min_value=0.5 * var,
-                                                        max_value=2.0 * var))
+            checks.append(E.ExpectColumnMeanToBeBetween(column=contamination_column(k, expect.channels_ghz),
+                                                        min_value=lower_bound(0.5 * var),
+                                                        max_value=upper_bound(2.0 * var)))
         tables.append(GateTable(f"{name}_patches", frame, checks))
         if len(frame):
             # channel order from the dust SED: ratios of summed cross-covariances
@@ -230,11 +247,13 @@ def prediction_expectations(n_expected: int) -> list:
     ]
 
 
-def gate_outputs(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], report_dir: str | Path):
+def gate_outputs(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], docs_dir: str | Path,
+                 run_name: str | None = None):
     """The evaluation gate: each component's network outputs have their labels' shape and are finite.
-    Returns the :class:`~cmbml.gate.GateResult` (HTML Data Docs under ``report_dir``)."""
+    Returns the :class:`~cmbml.gate.GateResult` (offline HTML Data Docs in ``docs_dir``, best a
+    :func:`~cmbml.gate.data_docs_dir` since they carry run times)."""
     from cmbml.gate import run_gate
 
     tables = [GateTable(f"outputs_{c}", prediction_table(outputs[c], labels[c].shape),
                         prediction_expectations(labels[c].shape[0])) for c in outputs]
-    return run_gate(report_dir, "cenn_outputs", tables)
+    return run_gate(docs_dir, "cenn_outputs", tables, run_name=run_name)

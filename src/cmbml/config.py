@@ -86,6 +86,7 @@ class Tracking:
     registered_model: str
     params: Mapping[str, Any]  # logged as run parameters by training
     evaluation_params: Mapping[str, Any]  # logged as run tags by evaluation (tags may change, params may not)
+    description: str = ""  # the MLflow experiment's description
 
 
 def check_tracking_uri(c: Checker) -> str | None:
@@ -112,10 +113,10 @@ def logged_params(params: Mapping[str, Any], keys: Sequence[str], exclude: Seque
 
 
 def tracking_from_params(params: Mapping[str, Any], experiment: str, registered_model: str, keys: Sequence[str],
-                         evaluation_keys: Sequence[str]) -> Tracking:
+                         evaluation_keys: Sequence[str], description: str = "") -> Tracking:
     """MLflow settings of an experiment whose parameters are ``keys``, ``evaluation_keys`` among them."""
     return Tracking(resolve_tracking_uri(params["mlflow"]["tracking_uri"]), experiment, registered_model,
-                    logged_params(params, keys, evaluation_keys), logged_params(params, evaluation_keys))
+                    logged_params(params, keys, evaluation_keys), logged_params(params, evaluation_keys), description)
 
 
 def check_shared(c: Checker, paths_cls, paths_block: str, conf_dir: Path = Path("conf")) -> None:
@@ -126,6 +127,10 @@ def check_shared(c: Checker, paths_cls, paths_block: str, conf_dir: Path = Path(
     check_tracking_uri(c)
     read_paths(c, SpectraPaths, ["spectra"])
     read_paths(c, paths_cls, ["spectra", paths_block])
+    docs = c.params.get("paths", {}).get("data_docs")
+    if not isinstance(docs, str) or not docs or Path(docs).is_absolute() or ".." in Path(docs).parts:
+        c.fail(f"paths.data_docs = {docs!r}: allowed a relative folder: paths must be relative and stay inside the repository "
+               "(the Data Docs of every gate)")
     scales = available_options("scale", conf_dir)
     c.choice("scale.name", scales) if scales else c.text("scale.name")
 

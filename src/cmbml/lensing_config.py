@@ -15,10 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from cmbml.config import (KERNEL_INITIALIZERS, OPTIMIZERS, TrainSettings, Tracking, check_shared, logged_params,
-                          read_paths, tracking_from_params)
-from cmbml.integrity import params_digest
+from cmbml.config import (
+    KERNEL_INITIALIZERS,
+    OPTIMIZERS,
+    Tracking,
+    TrainSettings,
+    check_shared,
+    logged_params,
+    read_paths,
+    tracking_from_params,
+)
 from cmbml.flatsky import FlatGrid, linear_bins
+from cmbml.integrity import params_digest
 from cmbml.lensing_sim import LensingSimConfig
 from cmbml.params import Checker, available_options, load_params
 
@@ -39,7 +47,7 @@ class LensingPaths:
     validation: Path
     model_dir: Path
     model: Path
-    mlflow_run: Path
+    model_card: Path  # geometry and units of the trained network
     train_plots: Path
     history: Path
     evaluate_plots: Path
@@ -99,7 +107,7 @@ def _check_lensing(c: Checker, conf_dir: Path) -> None:
         for key in keys:
             c.number(f"{block}.{key}", 1, 100_000 if key == "epochs" else 10_000_000, integer=True)
     c.text("mlflow.lensing_experiment")
-    c.text("mlflow.lensing_registered_model")
+    c.text("mlflow.lensing_registered_model_prefix")
     if npix is None or pix is None:
         return
     grid = FlatGrid(int(npix), float(pix))
@@ -181,8 +189,9 @@ class LensingSetup:
                                 clipnorm=train["clipnorm"], augment=bool(train["augment"])),
             rho_bin_width_in_fundamentals=float(p["lensing_evaluate"]["rho_bin_width_in_fundamentals"]),
             n_example_maps=int(p["lensing_evaluate"]["n_example_maps"]),
-            tracking=tracking_from_params(p, p["mlflow"]["lensing_experiment"], p["mlflow"]["lensing_registered_model"],
-                                          cls.KEYS, cls.EVALUATION_KEYS),
+            tracking=tracking_from_params(p, p["mlflow"]["lensing_experiment"],
+                                          f"{p['mlflow']['lensing_registered_model_prefix']}-{p['lensing_version']}",
+                                          cls.KEYS, cls.EVALUATION_KEYS, DESCRIPTION),
             paths=read_paths(Checker(p), LensingPaths, ["spectra", "lensing"]),
             dataset_digest=params_digest(logged_params(p, cls.DATASET_KEYS)),
         )
@@ -191,9 +200,37 @@ class LensingSetup:
     def grid(self) -> FlatGrid:
         return self.sim.grid
 
+    @property
+    def model_card(self) -> dict[str, Any]:
+        """What a user of the trained network must know to apply it (stored beside the model, in its
+        MLflow metadata and read by ``cmbml predict``): geometry, channels and units of its input and output."""
+        from cmbml.lensing_sim import CONVENTIONS
+
+        factor = self.sim.kappa_exaggeration_factor
+        return {
+            "experiment": "lensing", "parameter_set": self.version, "scale": self.scale,
+            "registered_model": self.tracking.registered_model, "params_digest": self.dataset_digest,
+            "input": {"quantity": "lensed CMB temperature", "channels": ["T"], "units": "uK_CMB",
+                      "npix": self.grid.npix, "pixel_arcmin": self.grid.pixel_arcmin,
+                      "layout": "[sample, y, x, channel]"},
+            "output": {"quantity": f"convergence kappa times the exaggeration factor {factor:g}", "channels": ["kappa"],
+                       "units": "dimensionless", "kappa_exaggeration_factor": factor,
+                       "npix": self.grid.npix, "pixel_arcmin": self.grid.pixel_arcmin},
+            "lensing_sign": CONVENTIONS["lensing_sign"],
+            "band_limits": {"T_lmax": self.sim.T_lmax, "kappa_lmax": self.sim.kappa_lmax},
+            "noise_uK_arcmin": self.sim.noise_uK_arcmin,
+        }
+
     @cached_property
     def rho_bin_edges(self) -> np.ndarray:
         return rho_bin_edges(self.grid, self.rho_bin_width_in_fundamentals, self.sim.kappa_lmax)
+
+
+DESCRIPTION = (
+    "Flat-sky CMB temperature maps lensed by convergence (kappa) maps; a CNN estimates kappa from the lensed map. "
+    "One run per training (run name: parameter set, scale and overridden keys); its evaluation adds test_* "
+    "metrics, rho(L) of the CNN beside the TT quadratic estimator and its Wiener limit (table rho_L.json), and plots. "
+    "Models: cmbml-lensing-<version>@<scale>.")
 
 
 def check_lensing(c: Checker, conf_dir: Path = Path("conf")) -> None:

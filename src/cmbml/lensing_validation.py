@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmbml.gate import GateTable
+from cmbml.gate import GateTable, lower_bound, upper_bound
 from cmbml.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_rows, pair_digest
 from cmbml.io import array_digest, sample_rows
 from cmbml.lensing_sim import CONVENTIONS
@@ -157,21 +157,24 @@ def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation, al
         rel_sigma = np.sqrt(2.0 / (expect.kappa_effective_modes * n))
         tol = expect.kappa_rms_nsigma * rel_sigma + 0.02  # 2% floor for pixel-window effects
         kvar = expect.kappa_variance
+        # thresholds to 4 significant digits, each rounded outwards: readable, and no verdict changes
         tables.append(GateTable(f"{split}_samples", frame, [
             E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
             # each T_lensed still sits beside the kappa and index it was written with
             E.ExpectColumnValuesToBeInSet(column="pair_digest_ok", value_set=[True]),
             # no blank label: a zeroed kappa has no variance (one map's variance scatters by sqrt(2 / n_eff))
-            E.ExpectColumnValuesToBeBetween(column="kappa_var", min_value=1e-3 * kvar, max_value=None),
+            E.ExpectColumnValuesToBeBetween(column="kappa_var", min_value=lower_bound(1e-3 * kvar), max_value=None),
             E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
             *[E.ExpectColumnValuesToNotBeNull(column=c) for c in ("t_std", "kappa_var", "digest")],
             # per-map statistics in physical ranges for these parameters
-            E.ExpectColumnValuesToBeBetween(column="t_std", min_value=0.3 * expect.t_rms, max_value=3.0 * expect.t_rms),
-            E.ExpectColumnValuesToBeBetween(column="t_absmax", min_value=0.0, max_value=10.0 * expect.t_rms),
+            E.ExpectColumnValuesToBeBetween(column="t_std", min_value=lower_bound(0.3 * expect.t_rms),
+                                            max_value=upper_bound(3.0 * expect.t_rms)),
+            E.ExpectColumnValuesToBeBetween(column="t_absmax", min_value=0.0, max_value=upper_bound(10.0 * expect.t_rms)),
             E.ExpectColumnValuesToBeBetween(column="kappa_absmax", min_value=0.0,
-                                            max_value=12.0 * np.sqrt(kvar) if kvar > 0 else 1e-12),
+                                            max_value=upper_bound(12.0 * np.sqrt(kvar)) if kvar > 0 else 1e-12),
             # kappa rms consistent with the spectrum times the exaggeration factor
-            E.ExpectColumnMeanToBeBetween(column="kappa_var", min_value=kvar * (1 - tol), max_value=kvar * (1 + tol)),
+            E.ExpectColumnMeanToBeBetween(column="kappa_var", min_value=lower_bound(kvar * (1 - tol)),
+                                          max_value=upper_bound(kvar * (1 + tol))),
         ]))
     everything = pd.concat(list(samples.values()), ignore_index=True)
     tables.append(GateTable("all_samples", everything, [

@@ -35,6 +35,21 @@ def lensing_cnn(
     return keras.Model(inputs, outputs, name=name)
 
 
+def leaky_relu(x, negative_slope: float, name: str):
+    """LeakyReLU as ``max(x, negative_slope * x)`` from built-in layers (saved and loaded without custom
+    objects), for ``0 <= negative_slope < 1``.
+
+    Equal to ``keras.layers.LeakyReLU(negative_slope)`` in value; the gradient differs only at ``x == 0``
+    exactly (1 instead of the slope). It builds no LeakyRelu op, whose fusion with a preceding
+    convolution breaks Grappler's remapper in training graphs (see :func:`cenn_network`).
+    Layers: ``<name>_slope`` (the scaled copy) and ``<name>_leaky`` (the maximum).
+    """
+    if not 0.0 <= negative_slope < 1.0:
+        raise ValueError(f"negative_slope = {negative_slope}: max(x, a x) is a leaky ReLU only for 0 <= a < 1")
+    scaled = keras.layers.Rescaling(negative_slope, name=f"{name}_slope")(x)
+    return keras.layers.Maximum(name=f"{name}_leaky")([x, scaled])
+
+
 def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> keras.Model:
     """CENN (Casas et al. 2022): a convolutional encoder-decoder with concatenated skips.
 
@@ -43,6 +58,13 @@ def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> k
     concatenated with the encoder output of the same size. L2 weight decay on every kernel.
     The output layer is linear (the CMB is signed). About 1.0 M parameters; the patch side can
     be any multiple of 16 (the model is built without a fixed size).
+
+    LeakyReLU(0.2) is built as ``max(x, 0.2 x)`` (:func:`leaky_relu`), not with ``keras.layers.LeakyReLU``:
+    TensorFlow's Grappler remapper (with oneDNN, the default on recent x86 CPUs) fuses
+    Conv2D + BiasAdd + LeakyRelu and deletes the BiasAdd that the training graph's LeakyReluGrad still
+    reads, then abandons the whole pass with "remapper failed: ... fanout ... LeakyReluGrad exist for
+    missing node .../BiasAdd" on every fit. The maximum has the same values and, away from a
+    pre-activation of exactly 0, the same gradient.
     """
     reg = keras.regularizers.L2(l2)
 
@@ -53,17 +75,14 @@ def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> k
         return keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="same", kernel_regularizer=reg,
                                             name=layer_name)
 
-    def leaky(x):
-        return keras.layers.LeakyReLU(negative_slope=0.2)(x)
-
     inputs = keras.Input(shape=(None, None, n_channels), name="M")
-    c1 = leaky(conv(8, 9, "conv1")(inputs))
-    c2 = leaky(conv(16, 9, "conv2")(c1))
-    c3 = leaky(conv(64, 7, "conv3")(c2))
-    c4 = leaky(conv(128, 7, "conv4")(c3))
-    d3 = leaky(deconv(64, 7, "deconv3")(c4))
-    d4 = leaky(deconv(16, 9, "deconv4")(keras.layers.Concatenate(name="skip3")([d3, c3])))
-    d5 = leaky(deconv(8, 9, "deconv5")(keras.layers.Concatenate(name="skip2")([d4, c2])))
+    c1 = leaky_relu(conv(8, 9, "conv1")(inputs), 0.2, "conv1")
+    c2 = leaky_relu(conv(16, 9, "conv2")(c1), 0.2, "conv2")
+    c3 = leaky_relu(conv(64, 7, "conv3")(c2), 0.2, "conv3")
+    c4 = leaky_relu(conv(128, 7, "conv4")(c3), 0.2, "conv4")
+    d3 = leaky_relu(deconv(64, 7, "deconv3")(c4), 0.2, "deconv3")
+    d4 = leaky_relu(deconv(16, 9, "deconv4")(keras.layers.Concatenate(name="skip3")([d3, c3])), 0.2, "deconv4")
+    d5 = leaky_relu(deconv(8, 9, "deconv5")(keras.layers.Concatenate(name="skip2")([d4, c2])), 0.2, "deconv5")
     outputs = deconv(1, 9, "deconv6")(keras.layers.Concatenate(name="skip1")([d5, c1]))
     return keras.Model(inputs, outputs, name=name)
 

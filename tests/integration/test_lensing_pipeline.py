@@ -1,9 +1,11 @@
 """The real lensing pipeline under `dvc exp run`, read back through DVC and MLflow."""
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.integration.conftest import sh
 
@@ -41,7 +43,7 @@ def test_dvc_metrics_and_experiment_table(smoke_experiment):
 
 
 def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experiment):
-    root, env = smoke_experiment
+    root, _ = smoke_experiment
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -56,14 +58,124 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     assert len(run.data.tags["git_commit"]) == 40
     for key in ("loss", "val_loss", "best_val_loss", "test_rho_cnn_mean", "test_rho_opt_mean", "test_mse_kappa"):
         assert key in run.data.metrics
-    assert "rho_L.json" in {a.path for a in client.list_artifacts(run.info.run_id)}  # the per-L table
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"rho_L.json", "rho_L.png", "training_curve.png", "model_card.json"} <= artifacts  # root: compare view
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 1
+    # the run says what changed: name and tags carry the override and the DVC experiment
+    assert run.info.run_name in ("v2-smoke kappa_exaggeration_factor=10 (smoke-x10)",
+                                 "v2-smoke kappa_exaggeration_factor=10.0 (smoke-x10)")
+    assert {k: float(v) for k, v in json.loads(run.data.tags["overrides"]).items()} == {"kappa_exaggeration_factor": 10}
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]
+    assert "kappa" in client.get_experiment_by_name("lensing").tags["mlflow.note.content"]
+    # inputs: the HDF5 files, each with its DVC hash as digest
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    dvc_md5 = {o["path"]: o["md5"] for o in lock["lensing_train"]["deps"]}
+    inputs = {(i.dataset.name, i.tags[0].value, i.dataset.digest) for i in run.inputs.dataset_inputs}
+    assert inputs == {("datasets/lensing/train.h5", "training", dvc_md5["datasets/lensing/train.h5"][:20]),
+                      ("datasets/lensing/val.h5", "early_stopping", dvc_md5["datasets/lensing/val.h5"][:20]),
+                      ("datasets/lensing/test.h5", "evaluation", file_md5(root / "datasets/lensing/test.h5"))}
+    # one registered model per version, the scale's alias on the newest, with the card as metadata
+    version = client.get_model_version_by_alias("cmbml-lensing-v2", "smoke")
+    assert version.run_id == run.info.run_id and version.tags["dvc_exp_name"] == "smoke-x10"
+    assert "kappa" in client.get_registered_model("cmbml-lensing-v2").description
     mlflow.set_tracking_uri(uri)
-    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    card = mlflow.models.get_model_info("models:/cmbml-lensing-v2@smoke").metadata
+    assert card == json.loads((root / "models/lensing/model_card.json").read_text())
+    assert card["input"]["npix"] == 50 and card["output"]["kappa_exaggeration_factor"] == 10.0
+    model = mlflow.keras.load_model("models:/cmbml-lensing-v2@smoke")
     prediction = model.predict(np.zeros((1, 50, 50, 1), dtype=np.float32), verbose=0)
     assert prediction.shape == (1, 50, 50, 1) and np.isfinite(prediction).all()
-    versions = client.search_model_versions("name='cmbml-lensing'")
-    assert run.info.run_id in {v.run_id for v in versions}
+
+
+def file_md5(path) -> str:
+    """A file's MD5 (what DVC records), first 20 hex digits as logged."""
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()[:20]
+
+
+def test_cmbml_predict_round_trips_a_fits_map_and_refuses_a_wrong_geometry(smoke_experiment, tmp_path):
+    """`cmbml predict` on the registered model: a FITS test map comes back as a FITS kappa map equal to the
+    network's output, with its units and exaggeration in the header; an HDF5 stack gives the same numbers;
+    a map of another pixel size, a NumPy map without a pixel size and a 3-channel map are refused in one line."""
+    import h5py
+    import keras
+    from astropy.io import fits
+
+    root, env = smoke_experiment
+    env = {**env, "PYTHONPATH": "src:."}
+    with h5py.File(root / "datasets/lensing/test.h5") as h5:
+        maps = h5["T_lensed"][:4]
+    expected = keras.models.load_model(root / "models/lensing/model.keras").predict(maps[..., None], verbose=0)
+    pixel = json.loads((root / "models/lensing/model_card.json").read_text())["input"]["pixel_arcmin"]  # v2: 27.48
+    header = fits.Header({"CDELT1": -pixel / 60, "CDELT2": pixel / 60, "BUNIT": "uK_CMB"})
+    fits.PrimaryHDU(maps[0], header).writeto(tmp_path / "T.fits")
+    sh(["cmbml", "predict", "models:/cmbml-lensing-v2@smoke", str(tmp_path / "T.fits"), "-o",
+        str(tmp_path / "kappa.fits")], root, env)
+    with fits.open(tmp_path / "kappa.fits") as hdul:
+        kappa, out_header = hdul[0].data, hdul[0].header
+    assert kappa.shape == (50, 50) and np.allclose(kappa, expected[0, ..., 0], rtol=1e-5, atol=1e-7)
+    assert out_header["BUNIT"] == "dimensionless" and out_header["KAPPAEXG"] == 10.0
+    assert np.isclose(out_header["CDELT2"] * 60, pixel)
+    # a stack in HDF5 through the local model file
+    with h5py.File(tmp_path / "T.h5", "w") as h5:
+        h5["T_lensed"] = maps
+        h5.attrs["pixel_arcmin"] = pixel
+    sh(["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.h5"), "-o", str(tmp_path / "k.h5")],
+       root, env)
+    with h5py.File(tmp_path / "k.h5") as h5:
+        assert np.allclose(h5["prediction"][:], expected[..., 0], rtol=1e-5, atol=1e-7)
+        assert h5.attrs["units"] == "dimensionless" and h5.attrs["kappa_exaggeration_factor"] == 10.0
+    # refused, each with one line naming what the model expects
+    fits.PrimaryHDU(maps[0], fits.Header({"CDELT1": -2.0 / 60, "CDELT2": 2.0 / 60})).writeto(tmp_path / "T2.fits")
+    np.save(tmp_path / "T.npy", maps)
+    np.save(tmp_path / "T3.npy", np.repeat(maps[..., None], 3, axis=-1))
+    for bad, extra, says in ((tmp_path / "T2.fits", [], "pixels of 2 arcmin"),
+                             (tmp_path / "T.npy", [], "pass --pixel-arcmin"),
+                             (tmp_path / "T3.npy", ["--pixel-arcmin", str(pixel)], "does not hold 1-channel maps")):
+        out = subprocess.run(["cmbml", "predict", "models/lensing/model.keras", str(bad), "-o",
+                              str(tmp_path / "x.fits"), *extra], cwd=root, env=env, capture_output=True, text=True,
+                             check=False)
+        assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert f"{pixel:g} arcmin" in out.stderr or "1-channel" in out.stderr
+    sh(["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.npy"), "-o", str(tmp_path / "k2.fits"),
+        "--pixel-arcmin", str(pixel)], root, env)
+    assert np.allclose(fits.getdata(tmp_path / "k2.fits"), expected[..., 0], rtol=1e-5, atol=1e-7)
+
+
+def test_the_registered_model_serves_through_mlflow_pyfunc(smoke_experiment, tmp_path):
+    """`mlflow models predict` (the pyfunc flavour, local environment) on one test map gives the network's output."""
+    import h5py
+    import keras
+
+    root, env = smoke_experiment
+    with h5py.File(root / "datasets/lensing/test.h5") as h5:
+        sample = h5["T_lensed"][:1][..., None]
+    (tmp_path / "input.json").write_text(json.dumps({"inputs": sample.tolist()}))
+    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    sh(["mlflow", "models", "predict", "-m", "models:/cmbml-lensing-v2@smoke", "-i", str(tmp_path / "input.json"),
+        "-t", "json", "-o", str(tmp_path / "output.json"), "--env-manager", "local"], root, env)
+    served = np.asarray(json.loads((tmp_path / "output.json").read_text())["predictions"], dtype=np.float32)
+    expected = keras.models.load_model(root / "models/lensing/model.keras").predict(sample, verbose=0)
+    assert np.allclose(served.reshape(expected.shape), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_rerunning_every_stage_gives_byte_identical_outputs(smoke_experiment):
+    """`dvc repro --force` of the whole pipeline with unchanged code, data and parameters writes the same bytes:
+    every output hash in dvc.lock (HDF5, FITS, CSV, JSON, PNG, the Keras model) is unchanged, so DVC sees nothing
+    new and run caches can be shared between clones."""
+    root, env = smoke_experiment
+
+    def output_hashes():
+        lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+        return {(name, o["path"]): o["md5"] for name, stage in lock.items() for o in stage.get("outs", [])}
+
+    before = output_hashes()
+    sh(["dvc", "repro", "--force"], root, env)
+    after = output_hashes()
+    assert before.keys() == after.keys()
+    changed = {k for k in before if before[k] != after[k]}
+    assert not changed, f"outputs changed on a rerun: {sorted(changed)}"
 
 
 def test_a_killed_training_process_leaves_no_run_running(smoke_experiment):

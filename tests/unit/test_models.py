@@ -1,24 +1,54 @@
 """Networks: the CENN architecture, the lensing CNN family and standardisation inside the model."""
 
+import os
+
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from cmbml.models import cenn_network, count_parameters, lensing_cnn, with_standardisation  # noqa: E402
+from cmbml.models import cenn_network, count_parameters, leaky_relu, lensing_cnn, with_standardisation  # noqa: E402
 
 
 def test_cenn_matches_the_published_architecture():
     """Conv 8/16/64/128 with kernels 9/9/7/7 and stride 2, transposed convolutions with
-    concatenated skips, LeakyReLU 0.2: about 1.0 M parameters (science notes)."""
+    concatenated skips, LeakyReLU 0.2 (as max(x, 0.2 x)): about 1.0 M parameters (science notes)."""
     model = cenn_network(3)
     convs = [model.get_layer(f"conv{i}") for i in range(1, 5)]
     assert [c.filters for c in convs] == [8, 16, 64, 128]
     assert [c.kernel_size[0] for c in convs] == [9, 9, 7, 7] and all(c.strides == (2, 2) for c in convs)
     assert 0.95e6 < count_parameters(model) < 1.1e6
     assert {layer.name for layer in model.layers} >= {"skip1", "skip2", "skip3"}
-    leaky = [layer for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)]
-    assert len(leaky) == 7 and all(abs(float(layer.negative_slope) - 0.2) < 1e-6 for layer in leaky)
+    slopes = [layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
+    leaky = [layer for layer in model.layers if isinstance(layer, keras.layers.Maximum)]
+    assert len(leaky) == len(slopes) == 7 and all(abs(float(layer.scale) - 0.2) < 1e-6 for layer in slopes)
+
+
+def test_leaky_relu_from_built_in_layers_equals_keras_leaky_relu():
+    """max(x, 0.2 x) is LeakyReLU(0.2) in value, also for tiny, huge and zero inputs."""
+    x = np.concatenate([np.random.default_rng(0).standard_normal(1000), [0.0, -0.0, 1e-38, -1e-38, 3e38, -3e38]])
+    x = x.astype(np.float32).reshape(1, -1)
+    inputs = keras.Input((x.shape[1],))
+    built = keras.Model(inputs, leaky_relu(inputs, 0.2, "act")).predict(x, verbose=0)
+    reference = keras.layers.LeakyReLU(negative_slope=0.2)(x)
+    assert np.array_equal(built, np.asarray(reference))
+
+
+def test_cenn_fit_leaves_grappler_remapper_working():
+    """With oneDNN on (the default on recent x86 CPUs), Conv2D + BiasAdd + LeakyRelu made Grappler's remapper
+    fail on every CENN fit ("remapper failed: ... LeakyReluGrad exist for missing node .../BiasAdd")."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = ("import numpy as np; from cmbml.models import cenn_network; m = cenn_network(3); "
+              "m.compile('adam', 'mse'); x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype('float32'); "
+              "m.fit(x, x[..., :1], batch_size=2, epochs=1, verbose=0); print('fitted')")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "fitted" in out.stdout, out.stderr
+    assert "remapper failed" not in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("npix", [32, 64, 256])

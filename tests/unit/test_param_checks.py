@@ -75,7 +75,7 @@ INVALID = {
     "cenn_evaluate.n_example_patches": (0, ["1 <= cenn_evaluate.n_example_patches <= 16"]),
     "mlflow.tracking_uri": ("sqlite:////tmp/elsewhere.db", ["outside the repository"]),
     "mlflow.lensing_experiment": ("", ["non-empty"]),
-    "mlflow.lensing_registered_model": ("", ["non-empty"]),
+    "mlflow.lensing_registered_model_prefix": ("", ["non-empty"]),
     "mlflow.cenn_experiment": ("", ["non-empty"]),
     "mlflow.cenn_registered_model_prefix": ("", ["non-empty"]),
     "lensing_version": ("v9", ["v1, v2"]),

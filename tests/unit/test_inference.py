@@ -1,0 +1,82 @@
+"""Reading maps for `cmbml predict` and checking them against a model card: layouts of FITS, NumPy and HDF5,
+pixel size from the file or the command line, refusals that say what the model expects, outputs with units."""
+
+import h5py
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from cmbml.inference import MapError, check_against_card, read_maps, write_prediction
+
+CARD = {"parameter_set": "v2",
+        "input": {"channels": ["T"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 5.0, "quantity": "T"},
+        "output": {"channels": ["kappa"], "units": "dimensionless", "npix": 8, "pixel_arcmin": 5.0,
+                   "quantity": "kappa x 30", "kappa_exaggeration_factor": 30.0}}
+CENN_CARD = {"input": {"channels": ["100GHz", "143GHz", "217GHz"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 2.0},
+             "output": {"channels": ["CMB"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 2.0, "quantity": "CMB",
+                        "target_GHz": 143.0}}
+RNG = np.random.default_rng(1)
+
+
+def fits_file(path, data, pixel_arcmin=5.0, **header):
+    fits.PrimaryHDU(data, fits.Header({"CDELT1": -pixel_arcmin / 60, "CDELT2": pixel_arcmin / 60, **header})).writeto(path)
+    return path
+
+
+def test_layouts_of_each_format_become_sample_y_x_channel(tmp_path):
+    one, stack = RNG.normal(size=(8, 8)), RNG.normal(size=(3, 8, 8))
+    m = read_maps(fits_file(tmp_path / "one.fits", one, BUNIT="uK_CMB"), 1)
+    assert m.maps.shape == (1, 8, 8, 1) and m.single and m.pixel_arcmin == pytest.approx(5.0) and m.units == "uK_CMB"
+    assert np.allclose(m.maps[0, ..., 0], one)
+    assert read_maps(fits_file(tmp_path / "stack.fits", stack), 1).maps.shape == (3, 8, 8, 1)
+    # FITS channel stacks are [channel, y, x]; NumPy and HDF5 are channels-last like the pipeline's datasets
+    cube = RNG.normal(size=(3, 8, 8))
+    m = read_maps(fits_file(tmp_path / "cube.fits", cube, 2.0), 3)
+    assert m.single and np.allclose(m.maps[0, ..., 1], cube[1])
+    np.save(tmp_path / "stack.npy", RNG.normal(size=(5, 8, 8, 3)))
+    m = read_maps(tmp_path / "stack.npy", 3)
+    assert m.maps.shape == (5, 8, 8, 3) and not m.single and m.pixel_arcmin is None
+    with h5py.File(tmp_path / "d.h5", "w") as h5:
+        h5["T_lensed"], h5["kappa"] = stack, stack
+        h5.attrs["pixel_arcmin"] = 5.0
+    m = read_maps(tmp_path / "d.h5", 1)  # the pipeline's input dataset is found by name
+    assert np.allclose(m.maps[..., 0], stack) and m.pixel_arcmin == 5.0
+
+
+@pytest.mark.parametrize("make, n_channels, pixel, says", [
+    (lambda p: fits_file(p / "a.fits", np.zeros((10, 10))), 1, None, "10 x 10 pixels; the model expects 8 x 8 pixels"),
+    (lambda p: fits_file(p / "a.fits", np.zeros((8, 8)), 2.5), 1, None, "pixels of 2.5 arcmin; the model expects"),
+    (lambda p: fits_file(p / "a.fits", np.zeros((8, 8)), BUNIT="K_CMB"), 1, None, "maps in K_CMB; the model expects"),
+    (lambda p: (np.save(p / "a.npy", np.zeros((8, 8))), p / "a.npy")[1], 1, None, "pass --pixel-arcmin"),
+    (lambda p: (np.save(p / "a.npy", np.zeros((8, 8))), p / "a.npy")[1], 1, 4.0, "pixels of 4 arcmin"),
+    (lambda p: (np.save(p / "a.npy", np.zeros((2, 8, 8, 2))), p / "a.npy")[1], 1, 5.0, "does not hold 1-channel maps"),
+    (lambda p: (np.save(p / "a.npy", np.full((8, 8), np.nan)), p / "a.npy")[1], 1, 5.0, "NaN or infinite"),
+    (lambda p: p / "missing.fits", 1, None, "no such file"),
+    (lambda p: (p / "a.txt").write_text("1") and p / "a.txt", 1, None, "unknown map format"),
+])
+def test_refusals_name_what_the_model_expects(tmp_path, make, n_channels, pixel, says):
+    with pytest.raises(MapError, match=says.replace("(", r"\(")):
+        check_against_card(read_maps(make(tmp_path), n_channels), CARD, "input", pixel)
+
+
+def test_a_two_channel_map_is_refused_by_a_three_channel_network(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((8, 8, 2)))
+    with pytest.raises(MapError, match="allowed .y, x, channel."):
+        read_maps(tmp_path / "a.npy", len(CENN_CARD["input"]["channels"]))
+
+
+def test_outputs_carry_units_geometry_and_the_model(tmp_path):
+    prediction = RNG.normal(size=(2, 8, 8, 1)).astype("f4")
+    write_prediction(tmp_path / "k.fits", prediction[:1], CARD, "models:/cmbml-lensing-v2@default", single=True)
+    with fits.open(tmp_path / "k.fits") as hdul:
+        data, header = hdul[0].data, hdul[0].header
+    assert data.shape == (8, 8) and np.array_equal(data, prediction[0, ..., 0])
+    assert header["BUNIT"] == "dimensionless" and header["KAPPAEXG"] == 30.0 and header["CDELT2"] * 60 == pytest.approx(5)
+    assert header["MODEL"] == "models:/cmbml-lensing-v2@default"
+    write_prediction(tmp_path / "c.h5", prediction, CENN_CARD, "models/cenn/model.keras", single=False)
+    with h5py.File(tmp_path / "c.h5") as h5:
+        assert h5["prediction"].shape == (2, 8, 8) and h5.attrs["units"] == "uK_CMB" and h5.attrs["target_GHz"] == 143
+    # what was written reads back as maps of the model's output geometry
+    assert read_maps(tmp_path / "k.fits", 1).pixel_arcmin == pytest.approx(5.0)
+    with pytest.raises(MapError, match="NumPy files carry no units"):
+        write_prediction(tmp_path / "k.npy", prediction, CARD, "m", single=False)
