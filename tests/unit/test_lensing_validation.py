@@ -133,8 +133,19 @@ def test_pairs_out_of_step_and_blank_labels_are_rejected(clean_datasets, camb_cl
         assert failed(result, f"{split}_samples: expect_column_values_to_be_in_set(pair_digest_ok)")
     assert failed(result, "test_samples: expect_column_values_to_be_between(kappa_var)")
     assert failed(result, "qe_alignment: expect_column_values_to_be_between(response)")
-    (response,) = [r for r in result.details if r["table"] == "qe_alignment" and r["kwargs"]["column"] == "response"]
+    (response,) = [r for r in result.details
+                   if r["table"] == "qe_alignment" and r["kwargs"].get("column") == "response"]
     assert response["unexpected_count"] == 1  # train only: val and test keep most pairs
+
+
+def test_small_splits_need_the_per_map_significance_of_256_maps():
+    """5 sigma on 256 maps or more; on fewer, the same significance per map (5 sqrt(n/256)): a smoke-scale split
+    of 32 maps of physical kappa (v4: about 0.76 sigma per map) can pass, a rolled one (0 +- 1) cannot be
+    told from it by significance alone, so its response must also be 0.5-1.5."""
+    from cmbml.lensing_validation import required_sigma
+
+    assert required_sigma(256) == required_sigma(5000) == 5.0
+    assert required_sigma(32) == pytest.approx(5 / np.sqrt(8), abs=1e-3) and 0.76 * np.sqrt(32) > required_sigma(32)
 
 
 def test_the_opposite_lensing_sign_is_rejected_by_physics(clean_datasets, camb_cls, tmp_path):
