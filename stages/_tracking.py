@@ -223,8 +223,9 @@ class TrainingJob:
     model_card: dict[str, Any]  # geometry and units: beside the model, in its MLflow metadata
     datasets: dict[str, list[Path]]  # {"training": [...], "early_stopping": [...]}, logged as run inputs
     core: Any  # keras.Model on standardised data
-    train_seq: Any
-    val_seq: Any
+    train_batches: Any  # cmbml.training.H5Batches
+    val_batches: Any
+    input_pipeline: Any  # (batches, epochs) -> what fit reads: cmbml.training.tf_dataset
     x_stats: tuple
     y_stats: tuple
     epochs: int
@@ -294,7 +295,10 @@ def train_and_log(job: TrainingJob) -> dict[str, Any]:
             _epoch_logger(mlflow),
         ]
         try:
-            history = job.core.fit(job.train_seq, validation_data=job.val_seq, epochs=job.epochs,
+            # tf.data reads and standardises batches in parallel, ahead of the model step
+            history = job.core.fit(job.input_pipeline(job.train_batches, job.epochs),
+                                   steps_per_epoch=len(job.train_batches),
+                                   validation_data=job.input_pipeline(job.val_batches, 1), epochs=job.epochs,
                                    callbacks=callbacks, verbose=2).history
             job.core.load_weights(best)
         finally:
@@ -307,7 +311,7 @@ def train_and_log(job: TrainingJob) -> dict[str, Any]:
         write_json(job.history_file, {"history": [
             {"epoch": i + 1, **{k: float(v[i]) for k, v in history.items()}} for i in range(len(history["loss"]))]})
 
-        x_std_units = np.asarray(job.val_seq[0][0][:2]) * np.asarray(job.x_stats[1]) + np.asarray(job.x_stats[0])
+        x_std_units = job.val_batches.batch(0, 0)[0][:2] * np.asarray(job.x_stats[1]) + np.asarray(job.x_stats[0])
         x_example = x_std_units.astype(np.float32)
         signature = infer_signature(x_example, model.predict(x_example, verbose=0))
         best_epoch = int(np.argmin(history["val_loss"])) + 1

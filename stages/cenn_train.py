@@ -14,8 +14,8 @@ def main() -> None:
 
     import keras
 
-    from cmbml.models import cenn_network, make_optimizer
-    from cmbml.training import make_h5_sequence, streamed_mean_std
+    from cmbml.models import cenn_network, dtype_policy, make_optimizer
+    from cmbml.training import H5Batches, streamed_mean_std, tf_dataset
 
     keras.utils.set_random_seed(setup.seed)
     train, paths = setup.train, setup.paths
@@ -24,15 +24,17 @@ def main() -> None:
     test_files = [paths.patch_file("Test", c) for c in setup.components]
     x_stats = streamed_mean_std(train_files, "M", per_channel=True)
     y_stats = streamed_mean_std(train_files, "M0", per_channel=True)
-    core = cenn_network(n_channels=len(x_stats[0]), l2=train.l2, name=f"cenn_{setup.variant}")
+    with dtype_policy(train.precision):
+        core = cenn_network(n_channels=len(x_stats[0]), l2=train.l2, name=f"cenn_{setup.variant}")
     core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.variant, scale=setup.scale, core=core,
         group_choices={"cenn": setup.variant, "scale": setup.scale}, model_card=setup.model_card,
         datasets={"training": train_files, "early_stopping": test_files},
-        train_seq=make_h5_sequence(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True,
-                                   seed=setup.seed),
-        val_seq=make_h5_sequence(test_files, "M", "M0", train.batch_size, x_stats, y_stats),
+        train_batches=H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True,
+                                seed=setup.seed),
+        val_batches=H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats),
+        input_pipeline=tf_dataset,
         x_stats=x_stats, y_stats=y_stats, epochs=train.epochs, patience=train.early_stopping_patience,
         model_file=paths.model, card_file=paths.model_card, history_file=paths.history,
         curve_file=paths.train_plots / "training_curve.png", title=f"CENN {setup.variant}: training",

@@ -17,6 +17,6 @@ def main() -> None:
     with progress(f"lensing {setup.version}: simulating", sum(setup.n_samples.values())) as advance:
         for split in SPLITS:
             write_split(setup.paths.split(split), simulator, split, setup.n_samples[split], setup.chunk_samples,
-                        attrs, progress=advance)
+                        attrs, progress=advance, workers=setup.workers)
     print(f"lensing_simulate: {dict(setup.n_samples)} maps of {setup.grid.npix}^2 px x {setup.grid.pixel_arcmin} "
           f"arcmin ({setup.grid.side_deg:.2f} deg); kappa rms {simulator.expected_kappa_variance ** 0.5:.3e}")

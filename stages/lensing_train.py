@@ -14,23 +14,25 @@ def main() -> None:
 
     import keras
 
-    from cmbml.models import lensing_cnn, make_optimizer
-    from cmbml.training import make_h5_sequence, streamed_mean_std
+    from cmbml.models import dtype_policy, lensing_cnn, make_optimizer
+    from cmbml.training import H5Batches, streamed_mean_std, tf_dataset
 
     keras.utils.set_random_seed(setup.seed)
     train, paths = setup.train, setup.paths
     # Standardise inputs and targets with training-set statistics (saved inside the model).
     t_stats, k_stats = streamed_mean_std(paths.train, "T_lensed"), streamed_mean_std(paths.train, "kappa")
-    core = lensing_cnn(setup.grid.npix, setup.conv_filters, setup.conv_kernels, setup.output_kernel,
-                       setup.kernel_initializer, name=f"lensing_cnn_{setup.version}")
+    with dtype_policy(train.precision):
+        core = lensing_cnn(setup.grid.npix, setup.conv_filters, setup.conv_kernels, setup.output_kernel,
+                           setup.kernel_initializer, name=f"lensing_cnn_{setup.version}")
     core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate, train.clipnorm), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.version, scale=setup.scale, core=core,
         group_choices={"lensing": setup.version, "scale": setup.scale}, model_card=setup.model_card,
         datasets={"training": [paths.train], "early_stopping": [paths.val]},
-        train_seq=make_h5_sequence(paths.train, "T_lensed", "kappa", train.batch_size, t_stats, k_stats,
-                                   augment=train.augment, shuffle=True, seed=setup.seed),
-        val_seq=make_h5_sequence(paths.val, "T_lensed", "kappa", train.batch_size, t_stats, k_stats),
+        train_batches=H5Batches(paths.train, "T_lensed", "kappa", train.batch_size, t_stats, k_stats,
+                                augment=train.augment, shuffle=True, seed=setup.seed),
+        val_batches=H5Batches(paths.val, "T_lensed", "kappa", train.batch_size, t_stats, k_stats),
+        input_pipeline=tf_dataset,
         x_stats=t_stats, y_stats=k_stats, epochs=train.epochs, patience=train.early_stopping_patience,
         model_file=paths.model, card_file=paths.model_card, history_file=paths.history,
         curve_file=paths.train_plots / "training_curve.png", title=f"lensing {setup.version}: training",

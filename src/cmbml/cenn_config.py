@@ -19,6 +19,7 @@ import numpy as np
 from cmbml.cenn_sim import Instrument
 from cmbml.config import (
     OPTIMIZERS,
+    PRECISIONS,
     Tracking,
     TrainSettings,
     check_shared,
@@ -184,6 +185,7 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
         c.number(f"foregrounds.{name}.pol_mu", -10.0, 10.0)
         c.number(f"foregrounds.{name}.pol_sigma", 0.0, 5.0)
     c.choice("cenn_train.optimizer", OPTIMIZERS)
+    c.choice("cenn_train.precision", PRECISIONS)
     c.number("cenn_train.learning_rate", 0.0, 10.0, lo_open=True)
     c.number("cenn_train.l2", 0.0, 1.0)
     n_train = c.value("scale.cenn.n_train")
@@ -334,7 +336,8 @@ class CennSetup:
             workers=int(p["cenn_simulate"]["workers"]),
             train=TrainSettings(optimizer=tr["optimizer"], learning_rate=float(tr["learning_rate"]),
                                 batch_size=int(tr["batch_size"]), epochs=int(sc["epochs"]),
-                                early_stopping_patience=int(tr["early_stopping_patience"]), l2=float(tr["l2"])),
+                                early_stopping_patience=int(tr["early_stopping_patience"]), l2=float(tr["l2"]),
+                                precision=tr["precision"]),
             apodization_deg=float(ev["apodization_deg"]), bin_width=float(ev["bin_width"]),
             residual_ell_ranges=tuple(tuple(r) for r in ev["residual_ell_ranges"]),
             n_example_patches=int(ev["n_example_patches"]),

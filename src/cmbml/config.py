@@ -27,6 +27,7 @@ from cmbml.flatsky import FlatGrid
 from cmbml.params import Checker, available_options, flatten, get_key, repository_root
 
 OPTIMIZERS = ["adam", "sgd", "adagrad", "rmsprop"]
+PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 KERNEL_INITIALIZERS = ["glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
                        "orthogonal", "random_normal", "random_uniform", "truncated_normal"]
 """Keras initializers a convolution kernel may take by name without arguments (tested against Keras)."""
@@ -145,6 +146,7 @@ class TrainSettings:
     clipnorm: float | None = None
     l2: float = 0.0
     augment: bool = False
+    precision: str = "float32"  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
 
 
 # ---- checks shared by every experiment --------------------------------------------------------------

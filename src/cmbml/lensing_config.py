@@ -18,6 +18,7 @@ import numpy as np
 from cmbml.config import (
     KERNEL_INITIALIZERS,
     OPTIMIZERS,
+    PRECISIONS,
     Tracking,
     TrainSettings,
     check_shared,
@@ -77,7 +78,10 @@ def _check_lensing(c: Checker, conf_dir: Path) -> None:
     c.number("noise_uK_arcmin", 0.0, 1000.0)
     c.boolean("same_T_realisation")
     c.choice("lensing_simulate.remap", ["fourier", "bicubic"])
+    c.number("lensing_simulate.remap_epsilon", 2e-13, 1e-6,
+             why="below 2e-13 double precision cannot deliver it; above 1e-6 the remap is no longer exact")
     c.number("lensing_simulate.chunk_samples", 1, 100_000, integer=True)
+    c.number("lensing_simulate.workers", 1, 256, integer=True)
     c.number("lensing_validate.kappa_rms_nsigma", 0.0, 1000.0, lo_open=True)
     sizes = {s: c.number(f"scale.lensing.n_{s}", 1, 10_000_000, integer=True) for s in SPLITS}
     c.number("scale.lensing.epochs", 1, 100_000, integer=True)
@@ -87,6 +91,7 @@ def _check_lensing(c: Checker, conf_dir: Path) -> None:
     c.number("lensing_train.learning_rate", 0.0, 10.0, lo_open=True)
     c.number("lensing_train.clipnorm", 0.0, 1e6, lo_open=True, nullable=True)
     c.choice("lensing_train.optimizer", OPTIMIZERS)
+    c.choice("lensing_train.precision", PRECISIONS)
     c.boolean("lensing_train.augment")
     c.choice("lensing_net.kernel_initializer", KERNEL_INITIALIZERS)
     filters = c.value("lensing_net.conv_filters") or []
@@ -141,6 +146,7 @@ class LensingSetup:
     sim: LensingSimConfig
     n_samples: Mapping[str, int]
     chunk_samples: int
+    workers: int
     kappa_rms_nsigma: float
     conv_filters: tuple[int, ...]
     conv_kernels: tuple[int, ...]
@@ -153,7 +159,8 @@ class LensingSetup:
     paths: LensingPaths
     dataset_digest: str  # of DATASET_KEYS: every split file carries it, the gate compares
 
-    DATASET_KEYS = ("seed", "cosmology", "lensing_version", *PHYSICS, "lensing_simulate.remap", "scale.lensing.n_train",
+    DATASET_KEYS = ("seed", "cosmology", "lensing_version", *PHYSICS, "lensing_simulate.remap",
+                    "lensing_simulate.remap_epsilon", "scale.lensing.n_train",
                     "scale.lensing.n_val", "scale.lensing.n_test")
     """The parameters that decide the datasets' content (the CAMB table's cosmology included)."""
     KEYS = ("seed", "cosmology", "lensing_version", *PHYSICS, "lensing_simulate", "lensing_validate",
@@ -176,9 +183,11 @@ class LensingSetup:
                                  kappa_lmax=p["kappa_lmax"],
                                  kappa_exaggeration_factor=float(p["kappa_exaggeration_factor"]),
                                  same_T_realisation=bool(p["same_T_realisation"]),
-                                 noise_uK_arcmin=float(p["noise_uK_arcmin"]), remap=p["lensing_simulate"]["remap"]),
+                                 noise_uK_arcmin=float(p["noise_uK_arcmin"]), remap=p["lensing_simulate"]["remap"],
+                                 remap_epsilon=float(p["lensing_simulate"]["remap_epsilon"])),
             n_samples={s: int(sc[f"n_{s}"]) for s in SPLITS},
             chunk_samples=int(p["lensing_simulate"]["chunk_samples"]),
+            workers=int(p["lensing_simulate"]["workers"]),
             kappa_rms_nsigma=float(p["lensing_validate"]["kappa_rms_nsigma"]),
             conv_filters=tuple(p["lensing_net"]["conv_filters"]), conv_kernels=tuple(p["lensing_net"]["conv_kernels"]),
             output_kernel=int(p["lensing_net"]["output_kernel"]),
@@ -186,7 +195,8 @@ class LensingSetup:
             train=TrainSettings(optimizer=train["optimizer"], learning_rate=float(train["learning_rate"]),
                                 batch_size=int(train["batch_size"]), epochs=int(sc["epochs"]),
                                 early_stopping_patience=int(sc["early_stopping_patience"]),
-                                clipnorm=train["clipnorm"], augment=bool(train["augment"])),
+                                clipnorm=train["clipnorm"], augment=bool(train["augment"]),
+                                precision=train["precision"]),
             rho_bin_width_in_fundamentals=float(p["lensing_evaluate"]["rho_bin_width_in_fundamentals"]),
             n_example_maps=int(p["lensing_evaluate"]["n_example_maps"]),
             tracking=tracking_from_params(p, p["mlflow"]["lensing_experiment"],

@@ -39,6 +39,7 @@ class LensingSimConfig:
     same_T_realisation: bool
     noise_uK_arcmin: float
     remap: str = "fourier"
+    remap_epsilon: float = 1e-10
 
     @property
     def grid(self) -> FlatGrid:
@@ -102,17 +103,41 @@ class LensingSimulator:
         rng = np.random.default_rng([self.seed, SPLIT_IDS[split], int(index)])
         t_map = self._shared_t if self._shared_t is not None else gaussian_realisation(self.grid, self.cl_tt_grid, rng)
         kappa = gaussian_realisation(self.grid, self.cl_kk_grid, rng)
-        t_lensed = lens_map(self.grid, t_map, kappa, method=self.config.remap)
+        t_lensed = lens_map(self.grid, t_map, kappa, method=self.config.remap, epsilon=self.config.remap_epsilon)
         if self.sigma_noise > 0:
             t_lensed = t_lensed + self.sigma_noise * rng.standard_normal(t_lensed.shape)
         return {"T_unlensed": t_map, "kappa": kappa, "T_lensed": t_lensed}
 
-    def batches(self, split: str, n: int, chunk: int) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
-        """Yield ``(slice, arrays)`` chunks of ``n`` samples, each array (len, npix, npix) float32."""
-        for start in range(0, n, chunk):
-            sl = slice(start, min(n, start + chunk))
-            samples = [self.sample(split, i) for i in range(sl.start, sl.stop)]
-            yield sl, {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
+    def chunk(self, split: str, sl: slice) -> dict[str, np.ndarray]:
+        """Samples ``sl`` of a split stacked into (len, npix, npix) float32 arrays."""
+        samples = [self.sample(split, i) for i in range(sl.start, sl.stop)]
+        return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
+
+    def batches(self, split: str, n: int, chunk: int, workers: int = 1) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+        """Yield ``(slice, arrays)`` chunks of ``n`` samples in order, simulated in ``workers`` processes.
+
+        Every sample has its own generator, so the arrays do not depend on ``workers`` or ``chunk``.
+        """
+        slices = [slice(start, min(n, start + chunk)) for start in range(0, n, chunk)]
+        if workers > 1 and len(slices) > 1:
+            import multiprocessing as mp
+
+            _WORKER["simulator"] = self  # inherited by the forked workers, never pickled
+            try:
+                with mp.get_context("fork").Pool(min(workers, len(slices))) as pool:
+                    yield from zip(slices, pool.imap(_simulate_chunk, [(split, sl) for sl in slices]))
+            finally:
+                _WORKER.clear()
+        else:
+            for sl in slices:
+                yield sl, self.chunk(split, sl)
+
+
+_WORKER: dict[str, LensingSimulator] = {}
+
+
+def _simulate_chunk(job: tuple[str, slice]) -> dict[str, np.ndarray]:
+    return _WORKER["simulator"].chunk(*job)
 
 
 def write_split(
@@ -123,10 +148,11 @@ def write_split(
     chunk: int,
     attrs: Mapping[str, Any],
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """Stream one split to an HDF5 file: ``T_lensed`` and ``kappa`` (and ``T_unlensed`` for test).
 
-    Memory stays at one chunk whatever ``n`` is; the file appears only when complete.
+    Memory stays at a few chunks per worker whatever ``n`` is; the file appears only when complete.
     """
     from cmbml.io import h5_dataset_writer
 
@@ -148,7 +174,7 @@ def write_split(
         **attrs,
     }
     with h5_dataset_writer(path, arrays, all_attrs, chunk_samples=min(chunk, 64)) as h5:
-        for sl, batch in simulator.batches(split, n, chunk):
+        for sl, batch in simulator.batches(split, n, chunk, workers):
             for name in names:
                 h5[name][sl] = batch[name]
             h5["pair_digest"][sl] = pair_digests(sl.start, batch["T_lensed"], batch["kappa"])

@@ -5,7 +5,8 @@ Importing this module imports Keras (and TensorFlow): keep it off start-up paths
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -30,7 +31,7 @@ def lensing_cnn(
     for i, (filters, kernel) in enumerate(zip(conv_filters, conv_kernels)):
         x = keras.layers.Conv2D(filters, kernel, padding="same", activation="relu",
                                 kernel_initializer=kernel_initializer, name=f"conv{i + 1}")(x)
-    outputs = keras.layers.Conv2D(1, output_kernel, padding="same", activation=None,
+    outputs = keras.layers.Conv2D(1, output_kernel, padding="same", activation=None, dtype="float32",
                                   kernel_initializer=kernel_initializer, name="kappa_out")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -71,9 +72,9 @@ def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> k
     def conv(filters, kernel, layer_name):
         return keras.layers.Conv2D(filters, kernel, strides=2, padding="same", kernel_regularizer=reg, name=layer_name)
 
-    def deconv(filters, kernel, layer_name):
+    def deconv(filters, kernel, layer_name, **kwargs):
         return keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="same", kernel_regularizer=reg,
-                                            name=layer_name)
+                                            name=layer_name, **kwargs)
 
     inputs = keras.Input(shape=(None, None, n_channels), name="M")
     c1 = leaky_relu(conv(8, 9, "conv1")(inputs), 0.2, "conv1")
@@ -83,8 +84,22 @@ def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> k
     d3 = leaky_relu(deconv(64, 7, "deconv3")(c4), 0.2, "deconv3")
     d4 = leaky_relu(deconv(16, 9, "deconv4")(keras.layers.Concatenate(name="skip3")([d3, c3])), 0.2, "deconv4")
     d5 = leaky_relu(deconv(8, 9, "deconv5")(keras.layers.Concatenate(name="skip2")([d4, c2])), 0.2, "deconv5")
-    outputs = deconv(1, 9, "deconv6")(keras.layers.Concatenate(name="skip1")([d5, c1]))
+    outputs = deconv(1, 9, "deconv6", dtype="float32")(keras.layers.Concatenate(name="skip1")([d5, c1]))
     return keras.Model(inputs, outputs, name=name)
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str) -> Iterator[None]:
+    """Build the layers created inside with a Keras dtype policy (``float32``, ``mixed_bfloat16`` or
+    ``mixed_float16``: half-precision compute, float32 weights); the output layers of the networks here
+    always compute in float32. The global policy is restored on exit, so the standardisation wrapper
+    and everything after stay in float32. Under ``mixed_float16`` ``compile`` scales the loss."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def with_standardisation(core: keras.Model, x_mean, x_std, y_mean, y_std, name: str | None = None) -> keras.Model:

@@ -53,66 +53,116 @@ def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tup
     return x_out, y_out
 
 
-def make_h5_sequence(
-    paths,
-    x_name: str,
-    y_name: str,
-    batch_size: int,
-    x_stats=None,
-    y_stats=None,
-    augment: bool = False,
-    shuffle: bool = False,
-    seed: int = 0,
-):
-    """A ``keras.utils.PyDataset`` reading contiguous batches from one or several HDF5 files.
+class H5Batches:
+    """Training batches read from one or several HDF5 files, addressed by ``(epoch, step)``.
 
-    Memory holds one batch at a time. ``x_stats``/``y_stats`` standardise ``(v - mean) / std``
-    (scalars or per-channel lists); with ``shuffle`` the order of batches changes every epoch;
-    with ``augment`` each pair is rotated/flipped at random. Arrays of shape (N, n, n) gain a
-    trailing channel axis.
+    Pure NumPy and h5py (no deep-learning framework), so any input pipeline can drive it: batch
+    ``step`` of ``epoch`` is contiguous samples of one file, standardised ``(v - mean) / std``
+    (scalars or per-channel lists), with a trailing channel axis added to (N, n, n) arrays. With
+    ``shuffle`` the order of batches is a permutation drawn from ``(seed, epoch)``; with ``augment``
+    each pair gets one of the 8 symmetries of the square drawn from ``(seed, epoch, step)``. A batch
+    therefore does not depend on which thread reads it or in which order: reads can run in parallel
+    and ahead of the model. Memory holds only the batches being read.
     """
-    import h5py
+
+    def __init__(self, paths, x_name: str, y_name: str, batch_size: int, x_stats=None, y_stats=None,
+                 augment: bool = False, shuffle: bool = False, seed: int = 0):
+        import threading
+
+        import h5py
+
+        self.files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        self.x_name, self.y_name = x_name, y_name
+        self.x_stats, self.y_stats = x_stats, y_stats
+        self.augment, self.shuffle, self.seed = augment, shuffle, int(seed)
+        self.index: list[tuple[int, slice]] = []  # (file, samples) of each batch
+        shapes = []
+        for i, path in enumerate(self.files):
+            with h5py.File(path, "r") as h5:
+                n = h5[x_name].shape[0]
+                shapes.append((h5[x_name].shape[1:], h5[y_name].shape[1:]))
+            self.index += [(i, sl) for sl in iter_chunks(n, batch_size)]
+        add_channel = lambda shape: tuple(shape) + ((1,) if len(shape) == 2 else ())  # noqa: E731
+        self.x_shape, self.y_shape = add_channel(shapes[0][0]), add_channel(shapes[0][1])
+        self._local = threading.local()  # one set of open files per reading thread
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def n_samples(self) -> int:
+        return sum(sl.stop - sl.start for _, sl in self.index)
+
+    def _read(self, i: int, name: str, sl: slice, stats) -> np.ndarray:
+        import h5py
+
+        handles = self._local.__dict__.setdefault("handles", {})
+        if i not in handles:
+            handles[i] = h5py.File(self.files[i], "r")
+        a = np.asarray(handles[i][name][sl], dtype=np.float32)
+        if stats is not None:
+            a = (a - np.asarray(stats[0], dtype=np.float32)) / np.asarray(stats[1], dtype=np.float32)
+        return a[..., None] if a.ndim == 3 else a
+
+    def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``step``-th batch of ``epoch``: ``(x, y)`` float32 arrays (batch, n, n, channels)."""
+        position = int(step)
+        if self.shuffle:
+            position = int(np.random.default_rng([self.seed, int(epoch)]).permutation(len(self))[position])
+        i, sl = self.index[position]
+        x, y = self._read(i, self.x_name, sl, self.x_stats), self._read(i, self.y_name, sl, self.y_stats)
+        if self.augment:
+            x, y = augment_batch(x, y, np.random.default_rng([self.seed, int(epoch), int(step)]))
+        return x, y
+
+
+def tf_dataset(batches: H5Batches, epochs: int = 1, parallel_reads: int | None = None, prefetch: int | None = None):
+    """A ``tf.data`` pipeline over ``epochs`` passes of ``batches``.
+
+    ``parallel_reads`` batches are read at once and ``prefetch`` more wait ready (both tuned by
+    ``tf.data`` when None), so the model step never waits on the disk. The order is deterministic.
+    Fit with ``steps_per_epoch=len(batches)``.
+    """
+    import tensorflow as tf
+
+    parallel_reads = tf.data.AUTOTUNE if parallel_reads is None else parallel_reads
+    prefetch = tf.data.AUTOTUNE if prefetch is None else prefetch
+
+    n = len(batches)
+
+    def read(j):
+        j = int(j)
+        return batches.batch(j // n, j % n)
+
+    def load(j):
+        x, y = tf.numpy_function(read, [j], [tf.float32, tf.float32], stateful=False)
+        x.set_shape((None, *batches.x_shape))
+        y.set_shape((None, *batches.y_shape))
+        return x, y
+
+    return (tf.data.Dataset.range(epochs * n)
+            .map(load, num_parallel_calls=parallel_reads, deterministic=True)
+            .prefetch(prefetch))
+
+
+def keras_feed(batches: H5Batches, workers: int = 4, max_queue_size: int = 16):
+    """The same batches as :func:`tf_dataset` as a ``keras.utils.PyDataset`` read by ``workers`` threads with
+    ``max_queue_size`` batches queued ahead: the input pipeline for Keras backends other than TensorFlow
+    (JAX, PyTorch), where ``tf.data`` is not installed."""
     import keras
 
-    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
-
-    def standardise(a, stats):
-        if stats is None:
-            return a
-        return (a - np.asarray(stats[0], dtype=np.float32)) / np.asarray(stats[1], dtype=np.float32)
-
-    class H5Sequence(keras.utils.PyDataset):
+    class Feed(keras.utils.PyDataset):
         def __init__(self):
-            super().__init__(workers=1, use_multiprocessing=False)
-            self._handles = {}
-            self.batches = []  # (file index, slice)
-            for i, path in enumerate(files):
-                with h5py.File(path, "r") as h5:
-                    n = h5[x_name].shape[0]
-                self.batches += [(i, sl) for sl in iter_chunks(n, batch_size)]
-            self.rng = np.random.default_rng(seed)
-            self.order = np.arange(len(self.batches))
-            if shuffle:
-                self.rng.shuffle(self.order)
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
+            self.epoch = 0
 
         def __len__(self):
-            return len(self.batches)
+            return len(batches)
 
-        def _load(self, i, name, sl, stats):
-            if i not in self._handles:
-                self._handles[i] = h5py.File(files[i], "r")
-            a = standardise(np.asarray(self._handles[i][name][sl], dtype=np.float32), stats)
-            return a[..., None] if a.ndim == 3 else a
-
-        def __getitem__(self, idx):
-            i, sl = self.batches[int(self.order[idx])]
-            x, y = self._load(i, x_name, sl, x_stats), self._load(i, y_name, sl, y_stats)
-            if augment:
-                x, y = augment_batch(x, y, self.rng)
-            return x, y
+        def __getitem__(self, step):
+            return batches.batch(self.epoch, step)
 
         def on_epoch_end(self):
-            if shuffle:
-                self.rng.shuffle(self.order)
+            self.epoch += 1
 
-    return H5Sequence()
+    return Feed()

@@ -15,6 +15,7 @@ from cmbml.lensing import (
     remap_fourier,
     white_noise_sigma_pix,
 )
+from tests.reference import remap_direct_sum
 
 GRID = FlatGrid(64, 8.0)
 
@@ -84,6 +85,33 @@ def test_fourier_remap_of_a_constant_deflection_is_an_exact_shift():
     d_x = np.full_like(t_map, 3 * GRID.dx)
     shifted = remap_fourier(GRID, t_map, d_x, np.zeros_like(t_map))
     assert np.allclose(shifted, np.roll(t_map, -3, axis=1), atol=1e-9)
+
+
+@pytest.mark.parametrize("npix, pixel_arcmin", [(16, 27.48), (33, 6.0), (50, 27.48)])
+@pytest.mark.parametrize("epsilon", [1e-6, 1e-10, 1e-12])
+def test_nufft_remap_equals_the_direct_sum_of_the_fourier_series_to_epsilon(npix, pixel_arcmin, epsilon):
+    """The NUFFT remap evaluates the same series as the O(npix^4) direct sum: on even and odd grids,
+    with deflections of several pixels, the maximum difference stays below epsilon times the map's
+    largest value (ducc0 bounds the error by epsilon times the sum of |coefficients|)."""
+    grid = FlatGrid(npix, pixel_arcmin)
+    rng = np.random.default_rng(npix)
+    ells = np.arange(20000)
+    t_map = gaussian_realisation(grid, grid.cl_on_grid(1e3 / (ells + 10.0) ** 2), rng)
+    d_x, d_y = 3 * grid.dx * rng.standard_normal((2, npix, npix))
+    reference = remap_direct_sum(grid, t_map, d_x, d_y)
+    fast = remap_fourier(grid, t_map, d_x, d_y, epsilon=epsilon)
+    assert np.abs(fast - reference).max() < epsilon * np.abs(t_map).max()
+
+
+def test_remap_epsilon_is_honoured_not_exceeded_by_orders_of_magnitude():
+    """A looser epsilon gives a larger error: the parameter controls the accuracy."""
+    grid = FlatGrid(50, 27.48)
+    rng = np.random.default_rng(1)
+    t_map = gaussian_realisation(grid, grid.cl_on_grid(1e3 / (np.arange(20000) + 10.0) ** 2), rng)
+    d_x, d_y = 2 * grid.dx * rng.standard_normal((2, 50, 50))
+    reference = remap_direct_sum(grid, t_map, d_x, d_y)
+    err = {eps: np.abs(remap_fourier(grid, t_map, d_x, d_y, epsilon=eps) - reference).max() for eps in (1e-4, 1e-10)}
+    assert err[1e-10] < 1e-3 * err[1e-4]
 
 
 def test_bicubic_remap_agrees_with_the_exact_one_on_smooth_maps():

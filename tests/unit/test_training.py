@@ -1,0 +1,85 @@
+"""Training input: HDF5 batches addressed by (epoch, step), the tf.data pipeline, and mixed precision."""
+
+import h5py
+import numpy as np
+import pytest
+
+from cmbml.training import H5Batches, tf_dataset
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Two files of 10 and 7 samples: x = (sample index) + small pixel pattern, y = -x."""
+    paths = []
+    start = 0
+    for n in (10, 7):
+        path = tmp_path / f"part{start}.h5"
+        x = (start + np.arange(n))[:, None, None] + 0.01 * np.arange(16).reshape(1, 4, 4)
+        with h5py.File(path, "w") as h5:
+            h5["x"], h5["y"] = x.astype(np.float32), -x.astype(np.float32)
+        paths.append(path)
+        start += n
+    return paths
+
+
+def sample_ids(x):
+    return np.round(x[:, 0, 0, 0]).astype(int).tolist()
+
+
+def test_every_epoch_covers_every_sample_once_in_its_own_shuffled_order(files):
+    """Batches never straddle files; shuffling permutes batches per epoch, from (seed, epoch) alone."""
+    batches = H5Batches(files, "x", "y", batch_size=4, shuffle=True, seed=5)
+    assert len(batches) == 3 + 2 and batches.n_samples == 17
+    orders = []
+    for epoch in range(3):
+        ids = [sample_ids(batches.batch(epoch, step)[0]) for step in range(len(batches))]
+        assert sorted(sum(ids, [])) == list(range(17))
+        orders.append(ids)
+    assert orders[0] != orders[1] != orders[2]
+    again = H5Batches(files, "x", "y", batch_size=4, shuffle=True, seed=5)
+    assert [sample_ids(again.batch(1, s)[0]) for s in reversed(range(5))][::-1] == orders[1]  # any read order
+
+
+def test_standardisation_channel_axis_and_paired_augmentation(files):
+    """(v - mean) / std with the training statistics; a channel axis is added; x and y get the same symmetry."""
+    batches = H5Batches(files, "x", "y", batch_size=17, x_stats=(1.0, 2.0), y_stats=(-1.0, 2.0), augment=True, seed=1)
+    x, y = batches.batch(0, 0)
+    assert x.shape == (10, 4, 4, 1) and x.dtype == np.float32
+    np.testing.assert_allclose(x * 2.0 + 1.0, -(y * 2.0 - 1.0), atol=1e-5)  # same transform on both
+    raw = H5Batches(files, "x", "y", batch_size=17).batch(0, 0)[0]
+    assert not np.array_equal(x * 2.0 + 1.0, raw)  # some pairs rotated or flipped
+    np.testing.assert_allclose(np.sort((x * 2.0 + 1.0).ravel()), np.sort(raw.ravel()), atol=1e-5)
+    np.testing.assert_array_equal(x, batches.batch(0, 0)[0])  # augmentation drawn from (seed, epoch, step)
+
+
+def test_tf_data_pipeline_reads_in_parallel_and_gives_the_same_batches_in_order(files):
+    """Parallel reads and prefetching change neither the batches nor their order, over several epochs."""
+    batches = H5Batches(files, "x", "y", batch_size=4, x_stats=(3.0, 2.0), augment=True, shuffle=True, seed=2)
+    got = [(x.numpy(), y.numpy()) for x, y in tf_dataset(batches, epochs=3, parallel_reads=4, prefetch=2)]
+    expected = [batches.batch(e, s) for e in range(3) for s in range(len(batches))]
+    assert len(got) == len(expected) == 15
+    for (x, y), (x0, y0) in zip(got, expected):
+        np.testing.assert_array_equal(x, x0)
+        np.testing.assert_array_equal(y, y0)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_computes_in_half_precision_with_float32_weights_and_output(precision):
+    """Hidden layers compute in 16 bits with float32 variables; the output layer computes in float32; the
+    global policy is restored, so the standardisation wrapper stays in float32."""
+    import keras
+
+    from cmbml.models import cenn_network, dtype_policy, lensing_cnn, with_standardisation
+
+    with dtype_policy(precision):
+        nets = [lensing_cnn(16, [4], [3], 3), cenn_network(3)]
+    assert keras.config.dtype_policy().name == "float32"
+    half = precision.split("_")[1]
+    for net in nets:
+        hidden = [layer for layer in net.layers if layer.weights][0]
+        assert hidden.compute_dtype == half and hidden.variable_dtype == "float32"
+        assert net.layers[-1].compute_dtype == "float32"
+        x = np.zeros((1, 16, 16, net.input_shape[-1]), np.float32)
+        assert keras.ops.convert_to_numpy(net(x)).dtype == np.float32
+    wrapped = with_standardisation(nets[0], 0.0, 1.0, 0.0, 1.0)
+    assert wrapped.layers[1].compute_dtype == "float32"
