@@ -299,6 +299,7 @@ def train_and_log(job: TrainingJob) -> dict[str, Any]:
             history = job.core.fit(job.input_pipeline(job.train_batches, job.epochs),
                                    steps_per_epoch=len(job.train_batches),
                                    validation_data=job.input_pipeline(job.val_batches, 1), epochs=job.epochs,
+                                   shuffle=False,  # the batches shuffle themselves, per epoch
                                    callbacks=callbacks, verbose=2).history
             job.core.load_weights(best)
         finally:
