@@ -83,3 +83,15 @@ def test_mixed_precision_computes_in_half_precision_with_float32_weights_and_out
         assert keras.ops.convert_to_numpy(net(x)).dtype == np.float32
     wrapped = with_standardisation(nets[0], 0.0, 1.0, 0.0, 1.0)
     assert wrapped.layers[1].compute_dtype == "float32"
+
+
+def test_keras_feed_for_other_backends_gives_the_same_batches_epoch_after_epoch(files):
+    """The threaded PyDataset (JAX/PyTorch backends) reads batch (epoch, step) exactly as tf.data does."""
+    from cmbml.training import keras_feed
+
+    batches = H5Batches(files, "x", "y", batch_size=4, augment=True, shuffle=True, seed=3)
+    feed = keras_feed(batches, workers=3)
+    for epoch in range(2):
+        for step in range(len(feed)):
+            np.testing.assert_array_equal(feed[step][0], batches.batch(epoch, step)[0])
+        feed.on_epoch_end()
