@@ -393,9 +393,11 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
         "# Benchmarks", "",
-        f"Written by `{results['command']}` on {results['date']} (commit {results['commit']}). "
-        "Every ratio is against a baseline timed in the same process.", "",
+        "Written by `./run bench` (`python bench/suite.py`); every ratio is against a baseline timed in the same "
+        "process. Targets that a figure misses are marked **no**.", "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_GiB']} GiB memory, Python {m['python']}.", "",
+        "| section | command | commit | date |", "|---|---|---|---|",
+        *[f"| {name} | `{r['command']}` | {r['commit']} | {r['date']} |" for name, r in results["runs"].items()], "",
     ]
     if "remap" in results:
         lines += ["## Lensing remap (one map; NUFFT at epsilon 1e-10; deflection rms 2.7'; the direct sum is the "
@@ -487,17 +489,21 @@ def main() -> None:
         return
     only = [s for s in args.only.split(",") if s]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit.strip(),
-               "command": " ".join(["python bench/suite.py", *sys.argv[1:]])}
+    if subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "stages", "bench/suite.py", "tests/reference.py"],
+                      cwd=REPO).returncode:
+        commit = commit.strip() + "+uncommitted"
+    out = REPO / "bench" / "results" / "suite.json"
+    # A partial run (--only) replaces its sections and keeps the others; each section says when and how it ran.
+    results = json.loads(out.read_text()) if out.exists() and set(only) != {*SECTIONS, "pipeline"} else {}
+    results["machine"] = machine()
+    runs = results.setdefault("runs", {})
     for name in only:
         results[name] = bench_pipeline(args.pipeline_scale) if name == "pipeline" else SECTIONS[name]()
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    if set(only) == {*SECTIONS, "pipeline"}:  # bench/results.md always holds one complete run
-        (out / "suite.json").write_text(json.dumps(results, indent=2) + "\n")
-        (REPO / "bench" / "results.md").write_text(markdown(results) + "\n")
-    else:
-        (out / "partial.json").write_text(json.dumps(results, indent=2) + "\n")
+        runs[name] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit.strip(),
+                      "command": " ".join(["./run bench", *sys.argv[1:]])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    (REPO / "bench" / "results.md").write_text(markdown(results) + "\n")
     print(markdown(results))
 
 
