@@ -389,7 +389,8 @@ def bench_pipeline(scale: str) -> dict:
         _sh(["git", "add", "-A"], dest, env)
         _sh(["git", "commit", "-q", "-m", "outputs"], dest, env)
         noop, _ = _sh(["dvc", "repro"], dest, env)
-        t_exp, log = _sh(["dvc", "exp", "run", "-S", "kappa_exaggeration_factor=10"], dest, env)
+        # the experiment composes params.yaml from conf/ again: name the scale, or it would be the default one
+        t_exp, log = _sh(["dvc", "exp", "run", "-S", f"scale={scale}", "-S", "kappa_exaggeration_factor=10"], dest, env)
         rerun = sorted(set(re.findall(r"Running stage '([^']+)'", log)))
     lensing_only = all(s.startswith("lensing_") for s in rerun) and rerun != []
     return {"scale": scale, "stage_s": stages, "from_scratch_s": sum(stages.values()), "noop_repro_s": noop,
