@@ -4,13 +4,13 @@ from __future__ import annotations
 
 
 def main() -> None:
-    import healpy as hp
     import numpy as np
 
     from cmbml.cenn_config import load
     from cmbml.fits import write_healpix
     from cmbml.plots import plot_full_sky_check
     from cmbml.progress import progress
+    from cmbml.sht import tqu_spectra
     from cmbml.sky import gaussian_alm, tqu_from_alm
     from cmbml.spectra import read_spectra_csv
 
@@ -26,7 +26,7 @@ def main() -> None:
             tqu = tqu_from_alm(alm, nside)
             write_healpix(setup.paths.cmb_tqu(r), tqu, ["T", "Q", "U"])
             if r == 0:
-                measured = hp.anafast(tqu, lmax=lmax)
+                measured = tqu_spectra(tqu, lmax)
                 plot_full_sky_check(tqu, measured, cls, nside, setup.paths.sky_plots / "cmb_realisation_0.png")
             advance()
     print(f"sky_maps: {n_real} CMB realisations at nside {nside} (lmax {lmax}) -> {setup.paths.sky}")

@@ -68,16 +68,15 @@ class Instrument:
 
 def component_maps_from_alm(alm_e: np.ndarray, alm_b: np.ndarray, nside: int, components: Sequence[str]) -> dict:
     """Maps of the requested components (``E``, ``B``, ``Q``, ``U``) from E/B alms, float32."""
-    import healpy as hp
+    from cmbml.sht import synthesis
 
     out = {}
     if {"Q", "U"} & set(components):
-        _, q, u = hp.alm2map([np.zeros_like(alm_e), alm_e, alm_b], nside, pol=True)
-        out.update({"Q": q, "U": u})
+        out["Q"], out["U"] = synthesis(np.stack([alm_e, alm_b]), nside, spin=2)
     if "E" in components:
-        out["E"] = hp.alm2map(alm_e, nside)
+        out["E"] = synthesis(alm_e, nside)
     if "B" in components:
-        out["B"] = hp.alm2map(alm_b, nside)
+        out["B"] = synthesis(alm_b, nside)
     return {c: np.asarray(out[c], dtype=np.float32) for c in components}
 
 

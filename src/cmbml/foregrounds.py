@@ -82,12 +82,13 @@ class GaussianForeground:
 
     def qu_map_rj(self, nside: int, lmax: int, rng: np.random.Generator) -> np.ndarray:
         """(Q, U) at the reference frequency, uK_RJ."""
-        from cmbml.sky import gaussian_alm, tqu_from_alm
+        from cmbml.sht import synthesis
+        from cmbml.sky import gaussian_alm
 
         zero = np.zeros(lmax + 1)
         alm = gaussian_alm(zero, power_law_cl(lmax, self.a_ee, self.alpha_ee),
                            power_law_cl(lmax, self.a_bb, self.alpha_bb), zero, lmax, rng)
-        return tqu_from_alm(alm, nside)[1:]
+        return synthesis(alm[1:], nside, spin=2)
 
 
 @dataclass(frozen=True)
@@ -170,13 +171,52 @@ def galactic_profile(nside: int, b_floor_deg: float = 5.0, b_norm_deg: float = 3
     return profile / np.sqrt(np.mean(profile[high] ** 2))
 
 
-def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mapping | None = None):
-    """Total polarized foreground (Q, U) in uK_CMB at each frequency, and its parts.
+def galactic_and_sources(fg: Mapping, nside: int, seed: int, templates: Mapping | None = None):
+    """The frequency-independent sky: dust and synchrotron (Q, U) at their reference frequencies (uK_RJ)
+    and the source catalogues.
 
     Dust and synchrotron come from ``templates[name]`` ((Q, U) at ``ref_GHz`` in uK_RJ) when given,
     else from Gaussian skies, modulated by :func:`galactic_profile` when ``fg["galactic_profile"]``
-    is ``"cosecant"``; radio and infrared sources from their populations. Each part has its own
-    generator stream derived from ``seed``.
+    is ``"cosecant"``. Each part has its own generator stream derived from ``seed``.
+
+    Returns
+    -------
+    galactic : dict
+        ``"dust"``, ``"synchrotron"`` -> (2, npix) at the reference frequency, uK_RJ.
+    catalogues : dict
+        ``"radio"``, ``"infrared"`` -> the catalogue of :meth:`SourcePopulation.catalogue`.
+    """
+    templates = templates or {}
+    lmax = 3 * nside - 1
+    profile = galactic_profile(nside) if fg.get("galactic_profile", "uniform") == "cosecant" else 1.0
+    galactic = {}
+    for i, name in enumerate(("dust", "synchrotron")):
+        if name in templates:
+            galactic[name] = templates[name]
+        else:
+            galactic[name] = gaussian_foreground_from_params(fg[name]).qu_map_rj(nside, lmax,
+                                                                                 np.random.default_rng([seed, 5, i]))
+            galactic[name] *= profile
+    catalogues = {name: sources_from_params(fg[name]).catalogue(np.random.default_rng([seed, 5, 2 + i]))
+                  for i, name in enumerate(("radio", "infrared"))}
+    return galactic, catalogues
+
+
+def channel_parts(fg: Mapping, galactic: Mapping, catalogues: Mapping, nside: int, freq_ghz: float):
+    """Each foreground component's (Q, U) in uK_CMB at ``freq_ghz``, one at a time.
+
+    Yields ``(name, (2, npix) array)`` for dust, synchrotron, radio and infrared, so that a caller
+    summing them holds one component at a time (at nside 2048 each is 0.8 GB).
+    """
+    yield "dust", scale_dust(galactic["dust"], freq_ghz, fg["dust"])
+    yield "synchrotron", scale_synchrotron(galactic["synchrotron"], freq_ghz, fg["synchrotron"])
+    for name in ("radio", "infrared"):
+        yield name, sources_from_params(fg[name]).qu_map(catalogues[name], nside, freq_ghz)
+
+
+def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mapping | None = None):
+    """Total polarized foreground (Q, U) in uK_CMB at each frequency, and its parts, all held in memory
+    (for small skies; the stage goes channel by channel with :func:`channel_parts`).
 
     Returns
     -------
@@ -187,39 +227,24 @@ def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mappi
     catalogues : dict
         The source catalogues.
     """
-    templates = templates or {}
-    lmax = 3 * nside - 1
-    profile = galactic_profile(nside) if fg.get("galactic_profile", "uniform") == "cosecant" else 1.0
-    galactic = {
-        name: templates[name] if name in templates
-        else profile * gaussian_foreground_from_params(fg[name]).qu_map_rj(nside, lmax,
-                                                                           np.random.default_rng([seed, 5, i]))
-        for i, name in enumerate(("dust", "synchrotron"))
-    }
-    populations = {name: sources_from_params(fg[name]) for name in ("radio", "infrared")}
-    catalogues = {name: pop.catalogue(np.random.default_rng([seed, 5, 2 + i]))
-                  for i, (name, pop) in enumerate(populations.items())}
-    totals, parts = {}, {}
-    for freq in freqs_ghz:
-        parts[freq] = {
-            "dust": scale_dust(galactic["dust"], freq, fg["dust"]),
-            "synchrotron": scale_synchrotron(galactic["synchrotron"], freq, fg["synchrotron"]),
-            **{name: pop.qu_map(catalogues[name], nside, freq) for name, pop in populations.items()},
-        }
-        totals[freq] = sum(parts[freq].values())
+    galactic, catalogues = galactic_and_sources(fg, nside, seed, templates)
+    parts = {freq: dict(channel_parts(fg, galactic, catalogues, nside, freq)) for freq in freqs_ghz}
+    totals = {freq: sum(p.values()) for freq, p in parts.items()}
     return totals, parts, catalogues
 
 
 def polarization_spectra(qu: np.ndarray, lmax: int, b_min_deg: float = 0.0) -> dict[str, np.ndarray]:
     """EE and BB of a (Q, U) map over ``|b| > b_min_deg`` (raw C_ell, uK^2), divided by the sky
-    fraction: the level of the sky the patches see."""
+    fraction: the level of the sky the patches see. The cut sky is not band-limited, so the pixel
+    quadrature is not iterated."""
     import healpy as hp
 
+    from cmbml.sht import analysis
     from cmbml.sky import galactic_latitude_deg
 
-    mask = (np.abs(galactic_latitude_deg(hp.get_nside(qu[0]))) > b_min_deg).astype(float)
-    cls = hp.anafast([np.zeros_like(qu[0]), qu[0] * mask, qu[1] * mask], lmax=lmax)
-    return {"EE": cls[1] / mask.mean(), "BB": cls[2] / mask.mean()}
+    mask = np.abs(galactic_latitude_deg(hp.get_nside(qu[0]))) > b_min_deg
+    alm_e, alm_b = analysis(np.where(mask, qu, 0.0), lmax, spin=2, iterations=0)
+    return {"EE": hp.alm2cl(alm_e) / mask.mean(), "BB": hp.alm2cl(alm_b) / mask.mean()}
 
 
 def write_foreground_spectra(path, spectra: Mapping[float, Mapping[str, np.ndarray]]) -> None:

@@ -254,16 +254,17 @@ def plot_full_sky_check(tqu: np.ndarray, measured_cls: np.ndarray, theory: Mappi
     _save(fig, path)
 
 
-def plot_foreground_channels(maps: Mapping[float, np.ndarray], nside: int, path: str | Path) -> None:
-    """Mollweide views of the total foreground Q at each channel, log-stretched: ``asinh(Q / sigma_Q)`` with
-    sigma_Q the channel's rms (µK_CMB, in each title), so one colour bar reads for every channel."""
+def plot_foreground_channels(q_maps: Mapping[float, np.ndarray], nside: int, path: str | Path) -> None:
+    """Mollweide views of the total foreground Q (``q_maps[freq]``, HEALPix, µK_CMB) at each channel,
+    log-stretched: ``asinh(Q / sigma_Q)`` with sigma_Q the channel's rms (in each title), so one colour
+    bar reads for every channel."""
     import healpy as hp
 
     plt = _plt()
-    fig = plt.figure(figsize=(5 * len(maps), 4.0))
-    for i, (freq, qu) in enumerate(sorted(maps.items())):
-        rms = max(float(np.std(qu[0])), 1e-12)
-        hp.mollview(np.arcsinh(qu[0] / rms), fig=fig.number, sub=(1, len(maps), i + 1),
+    fig = plt.figure(figsize=(5 * len(q_maps), 4.0))
+    for i, (freq, q) in enumerate(sorted(q_maps.items())):
+        rms = max(float(np.std(q)), 1e-12)
+        hp.mollview(np.arcsinh(q / rms), fig=fig.number, sub=(1, len(q_maps), i + 1),
                     title=rf"foreground Q, {freq:g} GHz ($\sigma_Q$ = {rms:.3g} {MICROKELVIN})",
                     cmap="RdBu_r", min=-3, max=3, cbar=True, unit=r"asinh($Q/\sigma_Q$)")
     # healpy writes the unit between the colour bar's end ticks: the long form goes in the super-title

@@ -34,18 +34,18 @@ def gaussian_alm(cl_tt, cl_ee, cl_bb, cl_te, lmax: int, rng: np.random.Generator
 
 
 def tqu_from_alm(alm: np.ndarray, nside: int) -> np.ndarray:
-    """T, Q, U maps (3, npix) from T, E, B alms."""
-    import healpy as hp
+    """T, Q, U maps (3, npix) from T, E, B alms (healpy's ``alm2map(pol=True)``, computed by :mod:`cmbml.sht`)."""
+    from cmbml.sht import synthesis
 
-    return np.asarray(hp.alm2map(alm, nside, pol=True))
+    return np.concatenate([synthesis(alm[0], nside)[None], synthesis(alm[1:], nside, spin=2)])
 
 
 def alm_from_qu(q_map: np.ndarray, u_map: np.ndarray, lmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """E and B alms of a polarization map (the spin-2 spherical-harmonic transform)."""
-    import healpy as hp
+    """E and B alms of a polarization map (the spin-2 spherical-harmonic transform, 3 Jacobi iterations)."""
+    from cmbml.sht import analysis
 
-    alm = hp.map2alm([np.zeros_like(q_map), q_map, u_map], lmax=lmax, pol=True, iter=3)
-    return alm[1], alm[2]
+    alm_e, alm_b = analysis(np.stack([q_map, u_map]), lmax, spin=2, iterations=3)
+    return alm_e, alm_b
 
 
 def gauss_beam(fwhm_arcmin: float, lmax: int) -> np.ndarray:
