@@ -308,6 +308,33 @@ def bench_training() -> list[dict]:
 
 # ---- simulation -------------------------------------------------------------------------------------
 
+def _ceiling_kernel(n_calls: int) -> None:
+    """Fixed compute with no input, output or inter-process traffic: 256^2 FFTs."""
+    x = np.random.default_rng(0).standard_normal((256, 256))
+    for _ in range(n_calls):
+        np.fft.ifft2(np.fft.fft2(x))
+
+
+def machine_ceiling(n_calls: int = 4000) -> dict:
+    """Throughput of the same pure compute in 1 and in 2 independent processes: the most any 2-worker
+    simulation can gain on this machine (shared caches, memory bandwidth, and whatever the host schedules
+    on the virtual cores)."""
+    import multiprocessing as mp
+
+    rates = {}
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        procs = [mp.get_context("fork").Process(target=_ceiling_kernel, args=(n_calls,)) for _ in range(workers)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        rates[workers] = workers * n_calls / (time.perf_counter() - t0)
+    return {"what": "ceiling: the same pure compute in 1 and 2 processes (256^2 FFT pairs)", "n": n_calls,
+            "rate_1_worker": rates[1], "rate_2_workers": rates[2], "parallel_efficiency": rates[2] / (2 * rates[1]),
+            "ceiling": True}
+
+
 def bench_simulation() -> list[dict]:
     import healpy as hp
 
@@ -315,10 +342,11 @@ def bench_simulation() -> list[dict]:
     from cmbml.flatsky import FlatGrid
     from cmbml.lensing_sim import LensingSimConfig, LensingSimulator
 
-    rows = []
+    rows = [machine_ceiling()]
+    print(f"simulation: {rows[-1]}", flush=True)
     ells = np.arange(20000)
     cl_tt, cl_kk = 1e3 / (ells + 10.0) ** 2, 1e-7 / (1.0 + (ells / 100.0) ** 2)
-    for version, npix, pixel_arcmin, n in (("v2", 50, 27.48, 2048), ("v6", 100, 6.0, 512)):
+    for version, npix, pixel_arcmin, n in (("v2", 50, 27.48, 2048), ("v6", 100, 6.0, 1536)):
         config = LensingSimConfig(npix, pixel_arcmin, None, None, 1.0, False, 1.0)
         simulator = LensingSimulator(config, cl_tt, cl_kk, seed=0)
         rates = {}
@@ -473,8 +501,11 @@ def markdown(results: dict) -> str:
         for r in results["simulation"]:
             lines.append(f"| {r['what']} | {r['n']} | {r['rate_1_worker']:.0f} | {r['rate_2_workers']:.0f} | "
                          f"{100 * r['parallel_efficiency']:.0f}% |")
-        ok = min(r["parallel_efficiency"] for r in results["simulation"]) >= TARGETS["parallel_efficiency_2_workers"]
-        lines += ["", f"Target: parallel efficiency >= 80% on 2 workers: {_check(ok)}.", ""]
+        sims = [r for r in results["simulation"] if not r.get("ceiling")]
+        ok = min(r["parallel_efficiency"] for r in sims) >= TARGETS["parallel_efficiency_2_workers"]
+        lines += ["", f"Target: parallel efficiency >= 80% on 2 workers: {_check(ok)}. The ceiling row runs a fixed "
+                  "computation with no data traffic in 1 and 2 processes: the most two workers can gain on this "
+                  "machine.", ""]
     if "pipeline" in results:
         p = results["pipeline"]
         lines += [f"## Pipeline at scale={p['scale']} (a fresh copy of the repository)", "",

@@ -8,7 +8,7 @@ def main() -> None:
 
     from cmbml.cenn_config import load
     from cmbml.fits import write_healpix
-    from cmbml.foregrounds import channel_parts, galactic_and_sources, load_templates, polarization_spectra, \
+    from cmbml.foregrounds import channel_parts, foreground_sky, load_templates, polarization_spectra, \
         write_foreground_spectra
     from cmbml.io import write_json
     from cmbml.plots import plot_foreground_channels
@@ -17,15 +17,16 @@ def main() -> None:
     setup = load()
     fg, nside, paths = setup.foregrounds, setup.nside, setup.paths
     freqs = setup.instrument.freqs_ghz
-    # One sky for every channel: dust and synchrotron at their reference frequencies, the source catalogues.
-    galactic, catalogues = galactic_and_sources(fg, nside, setup.seed, load_templates(fg, nside, paths.data_dir))
+    # One sky for every channel: dust and synchrotron at their reference frequencies (Gaussian or
+    # non-Gaussian, foregrounds.model), their spectral parameters across the sky, the source catalogues.
+    sky = foreground_sky(fg, nside, setup.seed, load_templates(fg, nside, paths.data_dir))
     levels, spectra, q_maps = {}, {}, {}
     with progress(f"foreground channels at nside {nside}", len(freqs)) as advance:
         for freq in freqs:
             # Dust (modified black body) and synchrotron (power law) scaled to the channel, plus the
             # sources, in uK_CMB; summed one component at a time so that one channel is in memory.
             total, levels[f"{freq:g}GHz"] = 0.0, {}
-            for name, part in channel_parts(fg, galactic, catalogues, nside, freq):
+            for name, part in channel_parts(fg, sky, nside, freq):
                 levels[f"{freq:g}GHz"][name] = float(np.sqrt(np.mean(part**2)))
                 total = total + part
                 del part
@@ -37,7 +38,7 @@ def main() -> None:
             advance()
     write_json(paths.foregrounds / "levels.json", {
         "units": "uK_CMB rms of Q and U per pixel, unsmoothed, whole sky", **levels,
-        "n_sources": {k: int(v["flux_jy"].size) for k, v in catalogues.items()}})
+        "model": fg["model"], "n_sources": {k: int(v["flux_jy"].size) for k, v in sky.catalogues.items()}})
     write_foreground_spectra(paths.foreground_cls, spectra)
     plot_foreground_channels(q_maps, nside, paths.foreground_plots / "foregrounds_Q.png")
     print(f"foregrounds: {len(freqs)} channels at nside {nside}; "

@@ -163,6 +163,11 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
             c.fail(f"instrument.target_GHz = {target!r} with instrument.table = {c.value('instrument.table')!r}: {err}")
     c.boolean("foregrounds.noise")
     c.choice("foregrounds.galactic_profile", ["cosecant", "uniform"])
+    model = c.choice("foregrounds.model", available_options("foregrounds", conf_dir) or ["gaussian", "nongaussian"])
+    c.number("foregrounds.spectral_fwhm_deg", 0.1, 180.0)
+    c.number("foregrounds.dust.beta_scatter", 0.0, 0.5)
+    c.number("foregrounds.dust.T_dust_scatter_K", 0.0, 5.0)
+    c.number("foregrounds.synchrotron.beta_scatter", 0.0, 0.5)
     for name in ("dust", "synchrotron"):
         for key in ("A_EE", "A_BB"):
             c.number(f"foregrounds.{name}.{key}", 0.0, 1e6)
@@ -170,6 +175,9 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
             c.number(f"foregrounds.{name}.{key}", -5.0, 5.0)
         c.number(f"foregrounds.{name}.ref_GHz", 1.0, 2000.0)
         c.number(f"foregrounds.{name}.beta", -6.0, 6.0)
+        if model == "nongaussian":
+            c.number(f"foregrounds.{name}.ln_intensity_sigma", 0.0, 3.0)
+            c.number(f"foregrounds.{name}.angle_sigma_deg", 0.0, 180.0)
         data_dir = c.params.get("paths", {}).get("cenn", {}).get("data_dir")  # a missing one is reported with the paths
         if c.value(f"foregrounds.{name}.template") is not None and data_dir is not None:
             c.file_in_repository(f"foregrounds.{name}.template", relative_to=data_dir,

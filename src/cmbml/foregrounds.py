@@ -91,6 +91,109 @@ class GaussianForeground:
         return synthesis(alm[1:], nside, spin=2)
 
 
+def unit_gaussian_field(cl: np.ndarray, nside: int, rng: np.random.Generator) -> np.ndarray:
+    """A Gaussian scalar field with spectrum shape ``cl`` (ell 0 ignored), rescaled to unit pixel variance.
+
+    The variance of a field with spectrum ``C_ell`` is ``sum (2 ell + 1) C_ell / (4 pi)``; dividing by its
+    square root makes the ensemble variance exactly 1 (the pixel window is not applied).
+    """
+    from cmbml.sht import synthesis
+    from cmbml.sky import gaussian_alm
+
+    cl = np.array(cl, dtype=float)
+    cl[0] = 0.0
+    ell = np.arange(cl.size)
+    norm = np.sqrt(np.sum((2 * ell + 1) * cl) / (4 * np.pi))
+    zero = np.zeros_like(cl)
+    return synthesis(gaussian_alm(cl / norm**2, zero, zero, zero, cl.size - 1, rng)[0], nside)
+
+
+def smoothed_spectrum(cl: np.ndarray, bins_per_decade: int = 12) -> np.ndarray:
+    """``cl`` averaged in logarithmic multipole bins (weights 2 ell + 1), interpolated back onto every
+    ell >= 2 in log-log: the expected spectrum of a realisation, without its cosmic variance."""
+    ell = np.arange(cl.size)
+    edges = np.unique(np.round(np.logspace(np.log10(2), np.log10(cl.size), 1 + int(bins_per_decade * np.log10(cl.size / 2)))))
+    centres, means = [], []
+    for lo, hi in zip(edges[:-1].astype(int), edges[1:].astype(int)):
+        w = 2 * ell[lo:hi] + 1.0
+        centres.append(np.sum(w * ell[lo:hi]) / w.sum())
+        means.append(np.sum(w * cl[lo:hi]) / w.sum())
+    out = np.zeros_like(cl, dtype=float)
+    out[2:] = np.exp(np.interp(np.log(ell[2:]), np.log(centres), np.log(np.maximum(means, 1e-300))))
+    return out
+
+
+@dataclass(frozen=True)
+class NonGaussianForeground:
+    """A filamentary, non-Gaussian polarized foreground whose mean EE and BB spectra are power laws.
+
+    Construction at the reference frequency (uK_RJ):
+
+    1. the polarized intensity is log-normal, ``P = exp(s g - s^2 / 2)`` with ``g`` a unit Gaussian
+       field whose spectrum has the slope of the target EE (``C_ell ~ ell^(alpha_EE - 2)``) and ``s``
+       the rms of ``ln P``: bright, sparse structures on a faint background;
+    2. the polarization angle ``psi`` is its own Gaussian field with the same slope and an rms of
+       ``angle_sigma_deg``: coherent where the field is ordered, tangled elsewhere;
+    3. ``Q = P cos 2 psi``, ``U = P sin 2 psi`` are split into E and B and each is multiplied by the
+       smooth filter ``sqrt(C_target / C_smooth)``, with ``C_smooth`` the realisation's own spectrum
+       averaged in log-multipole bins. The filter is smooth, so the realisation keeps its cosmic
+       variance and its non-Gaussian phases while its mean EE and BB take the target amplitudes and
+       slopes (the EE/BB ratio of the real dust sky comes from the parameters, not from the construction).
+    """
+
+    a_ee: float
+    a_bb: float
+    alpha_ee: float
+    alpha_bb: float
+    ref_ghz: float
+    ln_intensity_sigma: float
+    angle_sigma_deg: float
+
+    def qu_map_rj(self, nside: int, lmax: int, rng: np.random.Generator) -> np.ndarray:
+        """(Q, U) at the reference frequency, uK_RJ."""
+        from cmbml.sht import analysis, synthesis
+
+        shape = power_law_cl(lmax, 1.0, self.alpha_ee)
+        s = self.ln_intensity_sigma
+        intensity = np.exp(s * unit_gaussian_field(shape, nside, rng) - 0.5 * s**2)
+        angle = np.radians(self.angle_sigma_deg) * unit_gaussian_field(shape, nside, rng)
+        qu = np.stack([intensity * np.cos(2 * angle), intensity * np.sin(2 * angle)])
+        del intensity, angle
+        alm_e, alm_b = analysis(qu, lmax, spin=2, iterations=0)
+        del qu
+        for alm, amplitude, alpha in ((alm_e, self.a_ee, self.alpha_ee), (alm_b, self.a_bb, self.alpha_bb)):
+            target = power_law_cl(lmax, amplitude, alpha)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gain = np.where(target > 0, np.sqrt(target / smoothed_spectrum(_alm2cl(alm))), 0.0)
+            _almxfl_inplace(alm, np.nan_to_num(gain))
+        return synthesis(np.stack([alm_e, alm_b]), nside, spin=2)
+
+
+def _alm2cl(alm: np.ndarray) -> np.ndarray:
+    import healpy as hp
+
+    return np.asarray(hp.alm2cl(alm))
+
+
+def _almxfl_inplace(alm: np.ndarray, fl: np.ndarray) -> None:
+    import healpy as hp
+
+    alm[:] = hp.almxfl(alm, fl)
+
+
+def spectral_parameter_map(mean: float, scatter: float, fwhm_deg: float, nside: int,
+                           rng: np.random.Generator) -> np.ndarray | float:
+    """A spectral parameter across the sky: ``mean + scatter * u`` with ``u`` a unit Gaussian field
+    smoothed by a Gaussian of ``fwhm_deg`` (white noise times the beam); ``mean`` itself when
+    ``scatter`` is 0."""
+    if scatter == 0:
+        return float(mean)
+    from cmbml.sky import gauss_beam
+
+    lmax = int(min(3 * nside - 1, max(8 * 180.0 / fwhm_deg, 16)))  # the beam is 1e-9 beyond
+    return mean + scatter * unit_gaussian_field(gauss_beam(fwhm_deg * 60.0, lmax) ** 2, nside, rng)
+
+
 @dataclass(frozen=True)
 class SourcePopulation:
     """Polarized point sources with power-law counts ``N(>S) = n_per_sr (S / s_min)^-slope`` at ``ref_ghz``.
@@ -141,14 +244,19 @@ def gaussian_foreground_from_params(p: Mapping) -> GaussianForeground:
     return GaussianForeground(p["A_EE"], p["A_BB"], p["alpha_EE"], p["alpha_BB"], p["ref_GHz"])
 
 
-def scale_dust(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping) -> np.ndarray:
-    """Dust (Q, U) at ``freq_ghz`` in uK_CMB from the reference-frequency RJ map."""
-    return qu_rj_ref * dust_sed_rj(freq_ghz, p["ref_GHz"], p["beta"], p["T_dust_K"]) * rj_to_cmb(freq_ghz)
+def scale_dust(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping, beta=None, temperature_k=None) -> np.ndarray:
+    """Dust (Q, U) at ``freq_ghz`` in uK_CMB from the reference-frequency RJ map; ``beta`` and
+    ``temperature_k`` (numbers or per-pixel maps) default to the block's ``beta`` and ``T_dust_K``."""
+    beta = p["beta"] if beta is None else beta
+    temperature_k = p["T_dust_K"] if temperature_k is None else temperature_k
+    return qu_rj_ref * (dust_sed_rj(freq_ghz, p["ref_GHz"], beta, temperature_k) * rj_to_cmb(freq_ghz))
 
 
-def scale_synchrotron(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping) -> np.ndarray:
-    """Synchrotron (Q, U) at ``freq_ghz`` in uK_CMB from the reference-frequency RJ map."""
-    return qu_rj_ref * synchrotron_sed_rj(freq_ghz, p["ref_GHz"], p["beta"]) * rj_to_cmb(freq_ghz)
+def scale_synchrotron(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping, beta=None) -> np.ndarray:
+    """Synchrotron (Q, U) at ``freq_ghz`` in uK_CMB from the reference-frequency RJ map; ``beta`` (a number
+    or a per-pixel map) defaults to the block's ``beta``."""
+    beta = p["beta"] if beta is None else beta
+    return qu_rj_ref * (synchrotron_sed_rj(freq_ghz, p["ref_GHz"], beta) * rj_to_cmb(freq_ghz))
 
 
 def sources_from_params(p: Mapping) -> SourcePopulation:
@@ -171,22 +279,45 @@ def galactic_profile(nside: int, b_floor_deg: float = 5.0, b_norm_deg: float = 3
     return profile / np.sqrt(np.mean(profile[high] ** 2))
 
 
-def galactic_and_sources(fg: Mapping, nside: int, seed: int, templates: Mapping | None = None):
-    """The frequency-independent sky: dust and synchrotron (Q, U) at their reference frequencies (uK_RJ)
-    and the source catalogues.
+@dataclass
+class ForegroundSky:
+    """The frequency-independent foreground sky, from which every channel is scaled.
 
-    Dust and synchrotron come from ``templates[name]`` ((Q, U) at ``ref_GHz`` in uK_RJ) when given,
-    else from Gaussian skies, modulated by :func:`galactic_profile` when ``fg["galactic_profile"]``
-    is ``"cosecant"``. Each part has its own generator stream derived from ``seed``.
-
-    Returns
-    -------
+    Attributes
+    ----------
     galactic : dict
-        ``"dust"``, ``"synchrotron"`` -> (2, npix) at the reference frequency, uK_RJ.
+        ``"dust"``, ``"synchrotron"`` -> (Q, U) (2, npix) at the component's reference frequency, uK_RJ.
+    spectral : dict
+        ``"beta_dust"``, ``"T_dust_K"``, ``"beta_synchrotron"``: a number, or a (npix,) map where the
+        parameter varies across the sky.
     catalogues : dict
         ``"radio"``, ``"infrared"`` -> the catalogue of :meth:`SourcePopulation.catalogue`.
     """
+
+    galactic: dict
+    spectral: dict
+    catalogues: dict
+
+
+def galactic_foreground_from_params(p: Mapping, model: str):
+    """The dust or synchrotron sky of ``model`` (``gaussian`` or ``nongaussian``) from its parameter block."""
+    if model == "nongaussian":
+        return NonGaussianForeground(p["A_EE"], p["A_BB"], p["alpha_EE"], p["alpha_BB"], p["ref_GHz"],
+                                     p["ln_intensity_sigma"], p["angle_sigma_deg"])
+    return gaussian_foreground_from_params(p)
+
+
+def foreground_sky(fg: Mapping, nside: int, seed: int, templates: Mapping | None = None) -> ForegroundSky:
+    """Draw the foreground sky of the parameters ``fg`` (the ``foregrounds`` block).
+
+    Dust and synchrotron come from ``templates[name]`` ((Q, U) at ``ref_GHz`` in uK_RJ) when given, else
+    from the model ``fg["model"]`` (Gaussian, or the log-normal :class:`NonGaussianForeground`), modulated
+    by :func:`galactic_profile` when ``fg["galactic_profile"]`` is ``"cosecant"``. Spectral parameters
+    vary across the sky where their ``*_scatter`` is non-zero (:func:`spectral_parameter_map`, correlated
+    over ``fg["spectral_fwhm_deg"]``). Each part has its own generator stream derived from ``seed``.
+    """
     templates = templates or {}
+    model = fg.get("model", "gaussian")
     lmax = 3 * nside - 1
     profile = galactic_profile(nside) if fg.get("galactic_profile", "uniform") == "cosecant" else 1.0
     galactic = {}
@@ -194,24 +325,34 @@ def galactic_and_sources(fg: Mapping, nside: int, seed: int, templates: Mapping 
         if name in templates:
             galactic[name] = templates[name]
         else:
-            galactic[name] = gaussian_foreground_from_params(fg[name]).qu_map_rj(nside, lmax,
-                                                                                 np.random.default_rng([seed, 5, i]))
+            galactic[name] = galactic_foreground_from_params(fg[name], model).qu_map_rj(
+                nside, lmax, np.random.default_rng([seed, 5, i]))
             galactic[name] *= profile
+    fwhm = fg.get("spectral_fwhm_deg", 2.0)
+    spectral = {key: spectral_parameter_map(fg[comp][mean], fg[comp].get(scatter, 0.0), fwhm, nside,
+                                            np.random.default_rng([seed, 6, k]))
+                for k, (key, comp, mean, scatter) in enumerate([
+                    ("beta_dust", "dust", "beta", "beta_scatter"),
+                    ("T_dust_K", "dust", "T_dust_K", "T_dust_scatter_K"),
+                    ("beta_synchrotron", "synchrotron", "beta", "beta_scatter")])}
     catalogues = {name: sources_from_params(fg[name]).catalogue(np.random.default_rng([seed, 5, 2 + i]))
                   for i, name in enumerate(("radio", "infrared"))}
-    return galactic, catalogues
+    return ForegroundSky(galactic, spectral, catalogues)
 
 
-def channel_parts(fg: Mapping, galactic: Mapping, catalogues: Mapping, nside: int, freq_ghz: float):
+def channel_parts(fg: Mapping, sky: ForegroundSky, nside: int, freq_ghz: float):
     """Each foreground component's (Q, U) in uK_CMB at ``freq_ghz``, one at a time.
 
     Yields ``(name, (2, npix) array)`` for dust, synchrotron, radio and infrared, so that a caller
-    summing them holds one component at a time (at nside 2048 each is 0.8 GB).
+    summing them holds one component at a time (at nside 2048 each is 0.8 GB). Dust and synchrotron
+    are scaled pixel by pixel with the local spectral parameters of ``sky.spectral``.
     """
-    yield "dust", scale_dust(galactic["dust"], freq_ghz, fg["dust"])
-    yield "synchrotron", scale_synchrotron(galactic["synchrotron"], freq_ghz, fg["synchrotron"])
+    sp = sky.spectral
+    yield "dust", scale_dust(sky.galactic["dust"], freq_ghz, fg["dust"], sp["beta_dust"], sp["T_dust_K"])
+    yield "synchrotron", scale_synchrotron(sky.galactic["synchrotron"], freq_ghz, fg["synchrotron"],
+                                           sp["beta_synchrotron"])
     for name in ("radio", "infrared"):
-        yield name, sources_from_params(fg[name]).qu_map(catalogues[name], nside, freq_ghz)
+        yield name, sources_from_params(fg[name]).qu_map(sky.catalogues[name], nside, freq_ghz)
 
 
 def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mapping | None = None):
@@ -227,10 +368,10 @@ def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mappi
     catalogues : dict
         The source catalogues.
     """
-    galactic, catalogues = galactic_and_sources(fg, nside, seed, templates)
-    parts = {freq: dict(channel_parts(fg, galactic, catalogues, nside, freq)) for freq in freqs_ghz}
+    sky = foreground_sky(fg, nside, seed, templates)
+    parts = {freq: dict(channel_parts(fg, sky, nside, freq)) for freq in freqs_ghz}
     totals = {freq: sum(p.values()) for freq, p in parts.items()}
-    return totals, parts, catalogues
+    return totals, parts, sky.catalogues
 
 
 def polarization_spectra(qu: np.ndarray, lmax: int, b_min_deg: float = 0.0) -> dict[str, np.ndarray]:

@@ -78,7 +78,8 @@ def test_each_experiment_logs_its_own_parameters_and_the_shared_cosmology():
     assert "lensing_evaluate.n_example_maps" in lensing.tracking.evaluation_params
     assert "scale.cenn.crop_pixels" in cenn.tracking.evaluation_params
     assert "scale.cenn.crop_pixels" not in cenn.tracking.params and "cenn_evaluate.bin_width" not in cenn.tracking.params
-    assert len(lensing.tracking.params) < 45 and len(cenn.tracking.params) < 70
+    # one MLflow log_params batch each (MLflow takes at most 100 per call)
+    assert len(lensing.tracking.params) < 100 and len(cenn.tracking.params) < 100
 
 
 def test_a_target_frequency_that_is_no_channel_is_named_with_the_allowed_ones():

@@ -119,3 +119,92 @@ def test_galactic_profile_keeps_the_high_latitude_level_and_brightens_the_plane(
     capped = profile[np.abs(b) < 5]
     assert np.allclose(capped, shape[0] / np.sin(np.radians(5.0)), rtol=1e-10)
     assert capped.max() / profile.min() == pytest.approx(1 / np.sin(np.radians(5.0)), rel=0.01)
+
+
+NG = compose("foregrounds=nongaussian")["foregrounds"]
+
+
+def test_the_two_foreground_models_differ_only_in_the_sky():
+    """foregrounds=nongaussian keeps the Gaussian model's spectra, SED means, sources and noise: it adds the
+    model switch's own keys and non-zero spectral scatters, nothing about the instrument."""
+    from cmbml.params import flatten
+
+    g, ng = flatten(FG), flatten(NG)
+    changed = {k for k in g if g[k] != ng[k]} | (set(ng) - set(g))
+    assert changed == {"model", "dust.beta_scatter", "dust.T_dust_scatter_K", "synchrotron.beta_scatter",
+                       "dust.ln_intensity_sigma", "dust.angle_sigma_deg",
+                       "synchrotron.ln_intensity_sigma", "synchrotron.angle_sigma_deg"}
+
+
+@pytest.mark.parametrize("component", ["dust", "synchrotron"])
+def test_nongaussian_galactic_sky_has_the_target_mean_spectra_and_is_not_gaussian(component):
+    """The log-normal, random-angle sky keeps the parameters' EE and BB (amplitude and slope): averaged over
+    10 <= ell <= 2 nside its EE and BB are within 6% of the power laws (cosmic variance of this sky, whose
+    power sits at low ell, measured at 2-3% per realisation), and its statistics are not Gaussian: the excess
+    kurtosis of Q is above 1 (a Gaussian sky of the same spectra, whose few large-scale modes scatter it: |kurtosis| < 0.5) and the skewness of the
+    polarized intensity is above 1 (Rayleigh, for Gaussian Q and U: 0.63; measured below 0.8)."""
+    from scipy.stats import kurtosis, skew
+
+    from cmbml.foregrounds import GaussianForeground, galactic_foreground_from_params
+    from cmbml.sht import analysis
+
+    nside, p = 128, NG[component]
+    lmax = 3 * nside - 1
+    ell = np.arange(lmax + 1)
+    sel = (ell >= 10) & (ell <= 2 * nside)
+    w = 2 * ell[sel] + 1.0
+    sky = galactic_foreground_from_params(p, "nongaussian")
+    qu = sky.qu_map_rj(nside, lmax, np.random.default_rng(11))
+    alm_e, alm_b = analysis(qu, lmax, spin=2, iterations=3)
+    for alm, a, alpha in ((alm_e, p["A_EE"], p["alpha_EE"]), (alm_b, p["A_BB"], p["alpha_BB"])):
+        measured = np.sum(w * hp.alm2cl(alm)[sel]) / np.sum(w * power_law_cl(lmax, a, alpha)[sel])
+        assert measured == pytest.approx(1.0, abs=0.06)
+    assert kurtosis(qu[0]) > 1.0
+    assert skew(np.hypot(*qu)) > 1.0
+    gaussian = GaussianForeground(p["A_EE"], p["A_BB"], p["alpha_EE"], p["alpha_BB"], p["ref_GHz"])
+    qu_g = gaussian.qu_map_rj(nside, lmax, np.random.default_rng(11))
+    assert abs(kurtosis(qu_g[0])) < 0.5
+    assert skew(np.hypot(*qu_g)) < 0.8
+
+
+def test_spectral_parameter_map_has_the_mean_scatter_and_correlation_length():
+    """beta_d across the sky: mean and rms as asked (to 0.02 and 15%: a 4 deg correlation leaves about 2500
+    independent areas), a spectrum shaped like
+    the smoothing beam (power at ell = 1 / sigma_beam is exp(-1) of the largest-scale power, to 25%), and the
+    plain number when the scatter is 0."""
+    from cmbml.foregrounds import spectral_parameter_map
+    from cmbml.units import ARCMIN
+
+    nside, fwhm = 128, 4.0
+    beta = spectral_parameter_map(1.54, 0.1, fwhm, nside, np.random.default_rng(2))
+    assert beta.shape == (hp.nside2npix(nside),)
+    assert beta.mean() == pytest.approx(1.54, abs=0.02)
+    assert beta.std() == pytest.approx(0.1, rel=0.15)
+    cl = hp.anafast(beta - beta.mean(), lmax=120)
+    sigma = fwhm * 60 * ARCMIN / np.sqrt(8 * np.log(2))
+    ell_1 = int(round(1 / sigma))
+    band = lambda lo, hi: cl[lo:hi].mean()  # noqa: E731
+    assert band(ell_1 - 3, ell_1 + 4) / band(2, 8) == pytest.approx(np.exp(-1.0), rel=0.25)
+    assert spectral_parameter_map(1.54, 0.0, fwhm, nside, np.random.default_rng(2)) == 1.54
+
+
+def test_each_pixel_scales_with_its_own_spectral_parameters():
+    """With beta_d, T_d and beta_s varying across the sky, every pixel of the 100 GHz dust and synchrotron maps
+    is its reference-frequency value times the SED of that pixel's parameters (to 1e-12)."""
+    from cmbml.foregrounds import channel_parts, foreground_sky
+
+    nside = 32
+    sky = foreground_sky(NG, nside, 3)
+    assert all(np.ndim(v) == 1 for v in sky.spectral.values())
+    parts = dict(channel_parts(NG, sky, nside, 100.0))
+    sp, d, s = sky.spectral, NG["dust"], NG["synchrotron"]
+    for pix in (0, 777, 12 * nside**2 - 1):
+        dust = sky.galactic["dust"][:, pix] * dust_sed_rj(100.0, d["ref_GHz"], sp["beta_dust"][pix],
+                                                          sp["T_dust_K"][pix]) * rj_to_cmb(100.0)
+        sync = sky.galactic["synchrotron"][:, pix] * synchrotron_sed_rj(100.0, s["ref_GHz"],
+                                                                        sp["beta_synchrotron"][pix]) * rj_to_cmb(100.0)
+        np.testing.assert_allclose(parts["dust"][:, pix], dust, rtol=1e-12)
+        np.testing.assert_allclose(parts["synchrotron"][:, pix], sync, rtol=1e-12)
+    # the spectral index itself varies: dust/dust ratios between two channels differ from pixel to pixel
+    ratio = dict(channel_parts(NG, sky, nside, 217.0))["dust"][0] / parts["dust"][0]
+    assert np.std(ratio) > 0.01 * np.mean(ratio)

@@ -37,6 +37,11 @@ INVALID = {
     "instrument.target_GHz": (150, ["not a channel of the table"]),
     "sky_maps.n_cmb_realisations": (0, ["1 <= sky_maps.n_cmb_realisations"]),
     "foregrounds.galactic_profile": ("gaussian", ["cosecant, uniform"]),
+    "foregrounds.model": ("lognormal", ["gaussian, nongaussian"]),
+    "foregrounds.spectral_fwhm_deg": (0.0, ["0.1 <= foregrounds.spectral_fwhm_deg"]),
+    "foregrounds.dust.beta_scatter": (0.9, ["foregrounds.dust.beta_scatter <= 0.5"]),
+    "foregrounds.dust.T_dust_scatter_K": (-1.0, ["0 <= foregrounds.dust.T_dust_scatter_K"]),
+    "foregrounds.synchrotron.beta_scatter": (-0.1, ["0 <= foregrounds.synchrotron.beta_scatter"]),
     "foregrounds.dust.A_EE": (-1.0, ["0 <= foregrounds.dust.A_EE"]),
     "foregrounds.dust.A_BB": (-1.0, ["0 <= foregrounds.dust.A_BB"]),
     "foregrounds.dust.alpha_EE": (9.0, ["foregrounds.dust.alpha_EE <= 5"]),
@@ -151,5 +156,32 @@ def test_each_invalid_value_is_refused_naming_the_key_and_what_is_allowed(key, m
     lines = [line for line in str(err.value).splitlines() if key in line]
     assert lines, f"no problem names {key}:\n{err.value}"
     assert any("allowed" in line or "stay inside" in line for line in lines), str(err.value)
+    for fragment in fragments:
+        assert fragment in str(err.value), f"{fragment!r} missing from:\n{err.value}"
+
+
+NONGAUSSIAN = compose("foregrounds=nongaussian")
+INVALID_NONGAUSSIAN = {  # the keys only the non-Gaussian foreground model has
+    f"foregrounds.{s}.{k}": (v, [frag.format(s=s)]) for s in ("dust", "synchrotron") for k, v, frag in [
+        ("ln_intensity_sigma", -0.5, "0 <= foregrounds.{s}.ln_intensity_sigma"),
+        ("angle_sigma_deg", 200.0, "foregrounds.{s}.angle_sigma_deg <= 180"),
+    ]}
+
+
+def test_the_nongaussian_table_covers_the_keys_the_gaussian_model_lacks():
+    assert set(flatten(NONGAUSSIAN)) - set(flatten(DEFAULT)) == set(INVALID_NONGAUSSIAN)
+
+
+def test_the_nongaussian_foreground_parameters_are_valid():
+    check_all(NONGAUSSIAN)
+
+
+@pytest.mark.parametrize("key", sorted(INVALID_NONGAUSSIAN))
+def test_each_invalid_nongaussian_value_is_refused_naming_the_key(key, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    value, fragments = INVALID_NONGAUSSIAN[key]
+    with pytest.raises(ParamError) as err:
+        check_all(_set(NONGAUSSIAN, key, value))
+    assert any(key in line and "allowed" in line for line in str(err.value).splitlines()), str(err.value)
     for fragment in fragments:
         assert fragment in str(err.value), f"{fragment!r} missing from:\n{err.value}"
