@@ -15,10 +15,10 @@ def main() -> None:
     channels, components = instrument.channels, list(setup.components)
 
     # Beam-convolved multi-frequency skies and the CMB label, decomposed into the variant's components.
-    cmb = [read_healpix(paths.cmb_tqu(r), (1, 2)) for r in range(setup.n_cmb_realisations)]
-    foregrounds = [read_healpix(paths.foreground_channel(ch.freq_ghz), (0, 1)) for ch in channels]
+    # Each full-sky map is read when its transform needs it and freed after (0.8 GB apiece at nside 2048).
+    cmb = (read_healpix(paths.cmb_tqu(r), (1, 2)) for r in range(setup.n_cmb_realisations))
+    foregrounds = (read_healpix(paths.foreground_channel(ch.freq_ghz), (0, 1)) for ch in channels)
     inputs, labels = build_component_skies(cmb, foregrounds, channels, instrument.target, setup.nside, components)
-    del cmb, foregrounds
 
     target = instrument.target_channel
     attrs = {

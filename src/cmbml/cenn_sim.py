@@ -11,7 +11,7 @@ and every pixel's noise is independent, as for a real detector map.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +81,17 @@ def component_maps_from_alm(alm_e: np.ndarray, alm_b: np.ndarray, nside: int, co
 
 
 def build_component_skies(
-    cmb_qu: Sequence[np.ndarray],
-    foreground_qu: Sequence[np.ndarray],
+    cmb_qu: Iterable[np.ndarray],
+    foreground_qu: Iterable[np.ndarray],
     channels: Sequence[Channel],
     target: int,
     nside: int,
     components: Sequence[str],
 ) -> tuple[dict, dict]:
     """Full-sky input and label maps.
+
+    ``cmb_qu`` ((Q, U) per CMB realisation) and ``foreground_qu`` ((Q, U) per channel) may be generators:
+    each map is used once, so a generator that reads it from disk keeps one full-sky map in memory at a time.
 
     Returns ``inputs[(r, comp)] -> (n_channels, npix_sky)`` for each CMB realisation ``r`` and
     ``labels[(r, comp)] -> (npix_sky,)``, all float32 uK_CMB.
