@@ -8,6 +8,7 @@ Sections
 --------
 remap       exact lensing remap: NUFFT vs the direct Fourier sum vs a bicubic spline, 50/100/256 px
 patches     cutting a patch: interpolation weights computed once vs one ``healpy.gnomview`` per map
+sht         HEALPix spherical-harmonic transforms: cmbml.sht (ducc0, every core) vs healpy, nside 1024
 namaster    pseudo-C_ell of 100 patches: one NaMaster workspace reused vs one per patch, spin 0 and 2
 training    streamed (tf.data over HDF5) vs in-memory training throughput, peak RSS at N and 4N samples,
             the input pipeline alone against the model step alone
@@ -315,22 +316,37 @@ def _ceiling_kernel(n_calls: int) -> None:
         np.fft.ifft2(np.fft.fft2(x))
 
 
-def machine_ceiling(n_calls: int = 4000) -> dict:
+SIM_REPEATS = 3
+
+
+def _best_rates(run, n: int) -> dict[int, float]:
+    """Items per second on 1 and 2 workers, each the best of SIM_REPEATS runs taken alternately (1, 2, 1, 2,
+    ...), so that a slow phase of a shared machine falls on both sides."""
+    rates = {1: 0.0, 2: 0.0}
+    for _ in range(SIM_REPEATS):
+        for workers in (1, 2):
+            t0 = time.perf_counter()
+            run(workers)
+            rates[workers] = max(rates[workers], n / (time.perf_counter() - t0))
+    return rates
+
+
+def machine_ceiling(n_calls: int = 2000) -> dict:
     """Throughput of the same pure compute in 1 and in 2 independent processes: the most any 2-worker
     simulation can gain on this machine (shared caches, memory bandwidth, and whatever the host schedules
     on the virtual cores)."""
     import multiprocessing as mp
 
-    rates = {}
-    for workers in (1, 2):
-        t0 = time.perf_counter()
-        procs = [mp.get_context("fork").Process(target=_ceiling_kernel, args=(n_calls,)) for _ in range(workers)]
+    def run(workers: int) -> None:
+        procs = [mp.get_context("fork").Process(target=_ceiling_kernel, args=(n_calls // workers,))
+                 for _ in range(workers)]
         for proc in procs:
             proc.start()
         for proc in procs:
             proc.join()
-        rates[workers] = workers * n_calls / (time.perf_counter() - t0)
-    return {"what": "ceiling: the same pure compute in 1 and 2 processes (256^2 FFT pairs)", "n": n_calls,
+
+    rates = _best_rates(run, n_calls)
+    return {"what": "ceiling: the same pure compute split over 1 and 2 processes (256^2 FFT pairs)", "n": n_calls,
             "rate_1_worker": rates[1], "rate_2_workers": rates[2], "parallel_efficiency": rates[2] / (2 * rates[1]),
             "ceiling": True}
 
@@ -349,28 +365,19 @@ def bench_simulation() -> list[dict]:
     for version, npix, pixel_arcmin, n in (("v2", 50, 27.48, 2048), ("v6", 100, 6.0, 1536)):
         config = LensingSimConfig(npix, pixel_arcmin, None, None, 1.0, False, 1.0)
         simulator = LensingSimulator(config, cl_tt, cl_kk, seed=0)
-        rates = {}
-        for workers in (1, 2):
-            t0 = time.perf_counter()
-            for _ in simulator.batches("train", n, 128, workers):
-                pass
-            rates[workers] = n / (time.perf_counter() - t0)
+        rates = _best_rates(lambda workers: [None for _ in simulator.batches("train", n, 128, workers)], n)
         rows.append({"what": f"lensing {version} maps ({npix}^2)", "n": n, "rate_1_worker": rates[1],
                      "rate_2_workers": rates[2], "parallel_efficiency": rates[2] / (2 * rates[1])})
         print(f"simulation: {rows[-1]}", flush=True)
 
-    nside, geometry, n = 512, FlatGrid(64, 6.0), 256  # the default CENN geometry
+    nside, geometry, n = 512, FlatGrid(64, 6.0), 1024  # the default CENN geometry; enough chunks to amortise the pool
     rng = np.random.default_rng(0)
     sky = {(0, "E"): rng.standard_normal((3, hp.nside2npix(nside))).astype(np.float32)}
     label = {(0, "E"): sky[(0, "E")][1]}
     channels = [Channel(f, 5.0, 50.0) for f in (100.0, 143.0, 217.0)]
     plan = plan_split("Train", n, 0, 1, 30.0, (0.0, 60.0), (180.0, 240.0), geometry)
-    rates = {}
-    for workers in (1, 2):
-        t0 = time.perf_counter()
-        for _ in cut_split(plan, sky, label, channels, nside, geometry, ["E"], 0, True, workers=workers):
-            pass
-        rates[workers] = n / (time.perf_counter() - t0)
+    rates = _best_rates(lambda workers: [None for _ in cut_split(plan, sky, label, channels, nside, geometry, ["E"], 0,
+                                                                 True, workers=workers)], n)
     rows.append({"what": f"CENN patches ({geometry.npix}^2, nside {nside}, 3 channels + label)", "n": n,
                  "rate_1_worker": rates[1], "rate_2_workers": rates[2],
                  "parallel_efficiency": rates[2] / (2 * rates[1])})
@@ -464,6 +471,14 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['geometry']} | {r['nside']} | {r['npix']} | {r['pixel_arcmin']}' | "
                          f"{r['weights_once_ms']:.1f} | {r['gnomview_per_map_ms']:.1f} | {r['speedup']:.0f}x |")
         lines.append("")
+    if "sht" in results:
+        lines += ["## HEALPix spherical-harmonic transforms (both on every core)", "",
+                  "| transform | healpy s | cmbml.sht s | speed-up | largest difference / largest value |",
+                  "|---|---|---|---|---|"]
+        for r in results["sht"]:
+            lines.append(f"| {r['what']} | {r['healpy_s']:.2f} | {r['cmbml_s']:.2f} | {r['speedup']:.1f}x | "
+                         f"{r['max_rel_diff']:.1e} |")
+        lines.append("")
     if "namaster" in results:
         lines += ["## NaMaster pseudo-C_ell of 100 patches (60 x 60 px of 6')", "",
                   "| field | one workspace reused s | a workspace per patch s | speed-up |", "|---|---|---|---|"]
@@ -503,8 +518,9 @@ def markdown(results: dict) -> str:
                          f"{100 * r['parallel_efficiency']:.0f}% |")
         sims = [r for r in results["simulation"] if not r.get("ceiling")]
         ok = min(r["parallel_efficiency"] for r in sims) >= TARGETS["parallel_efficiency_2_workers"]
-        lines += ["", f"Target: parallel efficiency >= 80% on 2 workers: {_check(ok)}. The ceiling row runs a fixed "
-                  "computation with no data traffic in 1 and 2 processes: the most two workers can gain on this "
+        lines += ["", f"Target: parallel efficiency >= 80% on 2 workers: {_check(ok)}. Each rate is the best of "
+                  f"{SIM_REPEATS} runs taken alternately on 1 and 2 workers. The ceiling row splits a fixed "
+                  "computation with no data traffic over 1 and 2 processes: the most two workers can gain on this "
                   "machine.", ""]
     if "pipeline" in results:
         p = results["pipeline"]
@@ -518,8 +534,38 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"remap": bench_remap, "patches": bench_patches, "namaster": bench_namaster, "training": bench_training,
-            "simulation": bench_simulation}
+def bench_sht(nside: int = 1024) -> list[dict]:
+    """T, Q, U synthesis and analysis (no iterations) at lmax = 3 nside - 1: healpy against cmbml.sht, both on
+    every core of the machine; the largest difference relative to the largest value."""
+    import healpy as hp
+
+    from cmbml import sht
+    from cmbml.sky import gaussian_alm
+
+    lmax = 3 * nside - 1
+    cl = 1.0 / (np.arange(lmax + 1) + 10.0) ** 2
+    alm = gaussian_alm(cl, 0.1 * cl, 0.01 * cl, 0.2 * cl, lmax, np.random.default_rng(0))
+    rows = []
+    t0 = time.perf_counter(); ref = np.array(hp.alm2map(alm, nside, pol=True)); t_hp = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ours = np.concatenate([sht.synthesis(alm[0], nside)[None], sht.synthesis(alm[1:], nside, spin=2)])
+    t_ours = time.perf_counter() - t0
+    rows.append({"what": f"synthesis T, Q, U (nside {nside})", "healpy_s": t_hp, "cmbml_s": t_ours,
+                 "speedup": t_hp / t_ours, "max_rel_diff": float(np.abs(ours - ref).max() / np.abs(ref).max())})
+    t0 = time.perf_counter(); ref_alm = hp.map2alm(ref, lmax=lmax, pol=True, iter=0); t_hp = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ours_alm = np.concatenate([sht.analysis(ref[0], lmax, 0, 0)[None], sht.analysis(ref[1:], lmax, 2, 0)])
+    t_ours = time.perf_counter() - t0
+    rows.append({"what": f"analysis T, Q, U, no iterations (nside {nside})", "healpy_s": t_hp, "cmbml_s": t_ours,
+                 "speedup": t_hp / t_ours,
+                 "max_rel_diff": float(np.abs(ours_alm - ref_alm).max() / np.abs(ref_alm).max())})
+    for r in rows:
+        print(f"sht: {r}", flush=True)
+    return rows
+
+
+SECTIONS = {"remap": bench_remap, "patches": bench_patches, "sht": bench_sht, "namaster": bench_namaster,
+            "training": bench_training, "simulation": bench_simulation}
 
 
 def main() -> None:
