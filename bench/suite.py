@@ -438,6 +438,12 @@ def _check(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def _table(title: str, header: list[str], cells: list[list]) -> list[str]:
+    """A markdown section: its title, a table and a blank line."""
+    return [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in cells), ""]
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -464,21 +470,15 @@ def markdown(results: dict) -> str:
                   f"within 3x of the spline at 256 x 256: "
                   f"{_check(by[256]['nufft_time_over_spline'] <= TARGETS['remap_time_over_spline_256'])}.", ""]
     if "patches" in results:
-        lines += ["## Patch cutting (four maps per patch)", "",
-                  "| geometry | nside | npix | pixel | weights once ms | gnomview per map ms | speed-up |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in results["patches"]:
-            lines.append(f"| {r['geometry']} | {r['nside']} | {r['npix']} | {r['pixel_arcmin']}' | "
-                         f"{r['weights_once_ms']:.1f} | {r['gnomview_per_map_ms']:.1f} | {r['speedup']:.0f}x |")
-        lines.append("")
+        lines += _table("Patch cutting (four maps per patch)",
+                        ["geometry", "nside", "npix", "pixel", "weights once ms", "gnomview per map ms", "speed-up"],
+                        [[r["geometry"], r["nside"], r["npix"], f"{r['pixel_arcmin']}'", f"{r['weights_once_ms']:.1f}",
+                          f"{r['gnomview_per_map_ms']:.1f}", f"{r['speedup']:.0f}x"] for r in results["patches"]])
     if "sht" in results:
-        lines += ["## HEALPix spherical-harmonic transforms (both on every core)", "",
-                  "| transform | healpy s | cmbml.sht s | speed-up | largest difference / largest value |",
-                  "|---|---|---|---|---|"]
-        for r in results["sht"]:
-            lines.append(f"| {r['what']} | {r['healpy_s']:.2f} | {r['cmbml_s']:.2f} | {r['speedup']:.1f}x | "
-                         f"{r['max_rel_diff']:.1e} |")
-        lines.append("")
+        lines += _table("HEALPix spherical-harmonic transforms (both on every core)",
+                        ["transform", "healpy s", "cmbml.sht s", "speed-up", "largest difference / largest value"],
+                        [[r["what"], f"{r['healpy_s']:.2f}", f"{r['cmbml_s']:.2f}", f"{r['speedup']:.1f}x",
+                          f"{r['max_rel_diff']:.1e}"] for r in results["sht"]])
     if "namaster" in results:
         lines += ["## NaMaster pseudo-C_ell of 100 patches (60 x 60 px of 6')", "",
                   "| field | one workspace reused s | a workspace per patch s | speed-up |", "|---|---|---|---|"]
