@@ -13,7 +13,7 @@ Run from the repository root (virtualenv on PATH; about 8 minutes on 2 cores)::
 
 It clones ``--ref`` of this repository into a temporary directory (``data/`` restored from the repository's
 own DVC remote, as in paper_scale.py), generates the nside-512 skies once, and prints a markdown table, also
-written to ``bench/results/cenn_simulate_memory.md``.
+written to ``bench/cenn_simulate_memory.md``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", default="HEAD", help="commit to measure")
     parser.add_argument("--nside", type=int, default=512)
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "cenn_simulate_memory.md")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "cenn_simulate_memory.md")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": "src:.", "TF_CPP_MIN_LOG_LEVEL": "2", "GX_ANALYTICS_ENABLED": "False"}
     env = {k: v for k, v in env.items() if not k.startswith(("MLFLOW_", "DVC_"))}
