@@ -8,9 +8,11 @@ from pathlib import Path
 
 
 def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: str, table: str,
-                       required_metric: str) -> dict[str, dict]:
+                       required_metric: str, group_by: tuple[str, ...] = ()) -> dict:
     """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>``:
-    ``{parameter_set: {"name", "params", "metrics" (split prefix removed), "rows" (the ``table`` artifact), "run_id"}}``."""
+    ``{parameter_set: {"name", "params", "tags", "metrics" (split prefix removed), "rows" (the ``table`` artifact),
+    "run_id"}}``. With ``group_by`` (run parameters, e.g. ``("foregrounds.model",)``) the newest per
+    ``(parameter_set, *values)``, a missing parameter read as ``"gaussian"`` (runs from before it existed)."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -25,7 +27,8 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
     prefix = f"{split}_"
     for run in runs:
         name = run.data.tags.get("parameter_set")
-        if name in found or f"{prefix}{required_metric}" not in run.data.metrics:
+        key = (name, *(run.data.params.get(p, "gaussian") for p in group_by)) if group_by else name
+        if key in found or f"{prefix}{required_metric}" not in run.data.metrics:
             continue
         rows, details = [], {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -40,6 +43,6 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
             except (OSError, ValueError, MlflowException):
                 details = {}
         summary = {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
-        found[name] = {"name": name, "run_id": run.info.run_id, "params": dict(run.data.params), "rows": rows,
-                       "metrics": {**details, **summary}}
+        found[key] = {"name": name, "run_id": run.info.run_id, "params": dict(run.data.params),
+                      "tags": dict(run.data.tags), "rows": rows, "metrics": {**details, **summary}}
     return dict(sorted(found.items()))

@@ -1,6 +1,8 @@
 """Stage `cenn_evaluate`: CENN on the held-out Validation patches, gated, beside the classical answers on the
 same patches (Wiener filter, per-mode linear filter fitted on Train, harmonic and pixel ILC), all scored by the
-same code: map MSE, NaMaster spectra, transfer and residual per multipole; metrics and plots to DVC and MLflow."""
+same code: map MSE, NaMaster spectra, transfer and residual per multipole; then the same on the Validation
+patches of the unseen foreground sky (another model, the same CMB and noise), prefixed `unseen_`; metrics and
+plots to DVC and MLflow."""
 
 from __future__ import annotations
 
@@ -13,100 +15,118 @@ def main() -> None:
     from cmbml.cenn_config import load
     from cmbml.gate import require_passed
 
-    setup = load()
+    setup, unseen = load(), load(sky="unseen")
     require_passed(setup.paths.validation)
+    require_passed(unseen.paths.validation)
 
     import h5py
     import keras
 
-    from cmbml.cenn_evaluation import (
-        CENN_MAPS,
-        METHOD_LABELS,
-        METHODS,
-        baseline_estimates,
-        cenn_maps,
-        cenn_metrics,
-        summary_metrics,
-        patch_spectra,
-        spectra_rows,
-    )
-    from cmbml.cenn_validation import gate_outputs
-    from cmbml.evaluation import predict_h5
-    from cmbml.gate import data_docs_dir
-    from cmbml.params import get_key, load_params
+    from cmbml.cenn_evaluation import METHODS, UNSEEN_PREFIX, ClassicalBaselines, summary_metrics
     from cmbml.io import write_json
     from cmbml.namaster_flat import FlatSpectra
-    from cmbml.plots import plot_cenn_patches, plot_cenn_spectra
-    from cmbml.spectra import cl_to_dl, read_spectra_csv
+    from cmbml.spectra import read_spectra_csv
 
     paths, geometry, components, measured = setup.paths, setup.geometry, setup.components, setup.spectra
     model = keras.models.load_model(paths.model)
-    inputs, labels, outputs = {}, {}, {}
-    for comp in components:
-        outputs[comp] = predict_h5(model, paths.patch_file("Validation", comp), "M", batch=64)
-        with h5py.File(paths.patch_file("Validation", comp), "r") as h5:
-            inputs[comp], labels[comp] = h5["M"][:], h5["M0"][:]
-            n_independent = float(h5.attrs["n_independent_cmb"])
-    # The outputs must have the labels' shape and be finite before NaMaster sees them.
-    # Data Docs carry run times: kept outside the stage's outputs (as for cenn_validate).
-    result = gate_outputs(outputs, labels, data_docs_dir(get_key(load_params(), "paths.data_docs"), "cenn_evaluate"),
-                          run_name=f"cenn_evaluate-{setup.variant}-{setup.scale}")
-    write_json(paths.output_report / "validation.json", result.as_dict())
-    if not result.success:
-        sys.exit("cenn_evaluate: network outputs FAILED validation:\n  - " + "\n  - ".join(result.failures))
 
     # Theory: lensed CMB through the label's beam and interpolation window.
     camb = read_spectra_csv(paths.camb_cls)
     lmax = int(geometry.sky_lmax)
     cl_label = {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * setup.label_transfer**2 for s in ("EE", "BB")}
-
-    # The classical answers on the same uncropped patches, from the same Train patches the network saw.
-    estimates, wiener_predicted = baseline_estimates(
-        {c: inputs[c].astype("float64") for c in components}, {c: paths.patch_file("Train", c) for c in components},
-        geometry.patch, setup.channel_response, cl_label, setup.bin_width)
-    estimates["network"] = {c: outputs[c][..., 0] for c in components}
-
-    # Crop the patch edges, where the convolutions see padding, before comparing maps and spectra.
-    maps = {comp: cenn_maps(geometry.crop(inputs[comp]), geometry.crop(labels[comp]),
-                            {m: geometry.crop(estimates[m][comp]) for m in METHODS}, setup.instrument.target)
-            for comp in components}
+    # The classical answers fitted on the same Train patches the network saw, once for both skies.
+    baselines = ClassicalBaselines.fit({c: paths.patch_file("Train", c) for c in components}, geometry.patch,
+                                       setup.channel_response, cl_label, setup.bin_width)
     estimator = FlatSpectra(geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
                             spin0_name=measured[0])
-    cl = patch_spectra(estimator, maps, components, measured)
-    dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in CENN_MAPS}
     cl_theory = {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label}
-    theory = estimator.binned_theory(cl_theory if setup.spin == 2 else {measured[0]: cl_theory[measured[0]]})
-    theory_dl = {s: cl_to_dl(estimator.ell, theory[s]) for s in measured}
 
-    n_val = labels[components[0]].shape[0]
-    metrics = {**cenn_metrics(maps, estimator.ell, cl, setup.residual_ell_ranges, n_independent),
-               "map_mse_wiener_predicted_uK2": wiener_predicted, "n_validation": n_val}
+    # The training sky's Validation patches, then the unseen sky's (the network never saw that model).
+    metrics, rows = _evaluate_sky(setup, model, baselines, estimator, cl_theory, prefix="")
+    unseen_metrics, unseen_rows = _evaluate_sky(unseen, model, baselines, estimator, cl_theory, prefix=UNSEEN_PREFIX)
+    metrics["map_mse_wiener_predicted_uK2"] = baselines.wiener_predicted_mse
+    metrics.update({UNSEEN_PREFIX + k: v for k, v in unseen_metrics.items()})
     for split in ("Train", "Test"):  # how much independent sky the network learned from and stopped on
         with h5py.File(paths.patch_file(split, components[0]), "r") as h5:
             metrics[f"n_independent_{split.lower()}"] = float(h5.attrs["n_independent_cmb"])
+
     # DVC and the MLflow runs table show a handful of summary metrics; every score is in scores.json.
     summary = summary_metrics(metrics)
     write_json(paths.metrics, summary)
     write_json(paths.output_report / "scores.json", metrics)
-    rows = spectra_rows(estimator.ell, cl, theory_dl, n_independent)
     write_json(paths.spectra, {"spectra": rows})
-
-    comp0, title = components[0], f"CENN {setup.variant}"
-    n_ex = min(setup.n_example_patches, n_val)
-    plot_cenn_patches(inputs[comp0][:n_ex], labels[comp0][:n_ex, ..., 0], outputs[comp0][:n_ex, ..., 0],
-                      setup.instrument.freqs_ghz, geometry.patch.side_deg, paths.evaluate_plots / "example_patches.png",
-                      f"{title}: Validation patches ({comp0})")
-    for s in measured:
-        plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in CENN_MAPS}, theory_dl[s],
-                          paths.evaluate_plots / f"spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches",
-                          METHOD_LABELS)
+    write_json(paths.evaluate_plots / f"{UNSEEN_PREFIX}spectra.json", {"spectra": unseen_rows})
     log_evaluation(setup.tracking, paths.model, "validation", summary,
-                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics], tables={"spectra.json": rows},
-                   stage="cenn_evaluate", datasets=[paths.patch_file("Validation", c) for c in components],
-                   details=metrics)
-    print(f"cenn_evaluate: {setup.variant} on {n_val} Validation patches ({n_independent:.0f} independent), "
-          "map MSE (uK^2): " + ", ".join(f"{m} {metrics[f'map_mse_{m}_uK2']:.3f}" for m in METHODS)
-          + f"; network / Wiener {metrics['mse_over_wiener']:.3f} +- {metrics['mse_over_wiener_err']:.3f}")
-    if metrics["leak_suspected"]:
+                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics],
+                   tables={"spectra.json": rows, f"{UNSEEN_PREFIX}spectra.json": unseen_rows},
+                   stage="cenn_evaluate", details=metrics,
+                   datasets=[s.paths.patch_file("Validation", c) for s in (setup, unseen) for c in components])
+    for sky, m, prefix in ((setup, metrics, ""), (unseen, metrics, UNSEEN_PREFIX)):
+        print(f"cenn_evaluate: {setup.variant} trained on {setup.foregrounds['model']} foregrounds, on "
+              f"{int(m[prefix + 'n_validation'])} Validation patches of the {sky.sky} {sky.foregrounds['model']} sky "
+              f"({m[prefix + 'n_independent_validation']:.0f} independent), map MSE (uK^2): "
+              + ", ".join(f"{k} {m[f'{prefix}map_mse_{k}_uK2']:.3f}" for k in METHODS)
+              + f"; network / Wiener {m[prefix + 'mse_over_wiener']:.3f} +- {m[prefix + 'mse_over_wiener_err']:.3f}")
+    if metrics["leak_suspected"] and setup.foregrounds["model"] == "gaussian":
         print("cenn_evaluate: WARNING the network beats the Wiener filter beyond the scatter; on a Gaussian sky "
               "that means a leak (labels in the inputs, Train patches overlapping Validation)", file=sys.stderr)
+
+
+def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> tuple[dict, list]:
+    """Scores and per-bin spectra of the network and every classical method on one sky's Validation patches;
+    their outputs gated, example patches and spectra plotted (file names with ``prefix``)."""
+    import h5py
+
+    from cmbml.cenn_evaluation import CENN_MAPS, METHOD_LABELS, METHODS, cenn_maps, cenn_metrics, patch_spectra, \
+        spectra_rows
+    from cmbml.cenn_validation import gate_outputs
+    from cmbml.evaluation import predict_h5
+    from cmbml.gate import data_docs_dir
+    from cmbml.io import write_json
+    from cmbml.params import get_key, load_params
+    from cmbml.plots import plot_cenn_patches, plot_cenn_spectra
+    from cmbml.spectra import cl_to_dl
+
+    paths, geometry, components, measured = sky.paths, sky.geometry, sky.components, sky.spectra
+    inputs, labels, outputs = {}, {}, {}
+    for comp in components:
+        outputs[comp] = predict_h5(model, paths.patch_file("Validation", comp), "M", batch=64)
+        with h5py.File(paths.patch_file("Validation", comp), "r") as h5:
+            inputs[comp], labels[comp] = h5["M"][:].astype("float64"), h5["M0"][:]
+            n_independent = float(h5.attrs["n_independent_cmb"])
+    # The outputs must have the labels' shape and be finite before NaMaster sees them.
+    # Data Docs carry run times: kept outside the stage's outputs (as for cenn_validate).
+    stage = f"cenn_evaluate{'_' + sky.sky if prefix else ''}"
+    result = gate_outputs(outputs, labels, data_docs_dir(get_key(load_params(), "paths.data_docs"), stage),
+                          run_name=f"{stage}-{sky.variant}-{sky.scale}")
+    write_json(sky.paths.output_report / f"{prefix}validation.json", result.as_dict())
+    if not result.success:
+        sys.exit(f"{stage}: network outputs FAILED validation:\n  - " + "\n  - ".join(result.failures))
+
+    estimates = baselines.estimates(inputs)
+    estimates["network"] = {c: outputs[c][..., 0] for c in components}
+    own_sky = baselines.wiener_of_own_sky(inputs, {c: labels[c].astype("float64") for c in components})
+    # Crop the patch edges, where the convolutions see padding, before comparing maps and spectra.
+    maps = {comp: cenn_maps(geometry.crop(inputs[comp]), geometry.crop(labels[comp]),
+                            {m: geometry.crop(estimates[m][comp]) for m in METHODS}, sky.instrument.target)
+            for comp in components}
+    cl = patch_spectra(estimator, maps, components, measured)
+    # Theory binned as the estimator bins (its workspace exists once a spectrum has been measured).
+    theory = estimator.binned_theory(cl_theory if sky.spin == 2 else {measured[0]: cl_theory[measured[0]]})
+    theory_dl = {s: cl_to_dl(estimator.ell, theory[s]) for s in measured}
+    dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in CENN_MAPS}
+    n_val = labels[components[0]].shape[0]
+    own_sky_mse = sum(float(((geometry.crop(own_sky[c]) - maps[c]["label"]) ** 2).mean()) for c in components)
+    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent),
+               "map_mse_wiener_own_sky_uK2": own_sky_mse / len(components), "n_validation": n_val}
+
+    title = f"CENN {sky.variant}, {sky.foregrounds['model']} foregrounds ({sky.sky} sky)"
+    comp0, n_ex = components[0], min(sky.n_example_patches, n_val)
+    plot_cenn_patches(inputs[comp0][:n_ex], labels[comp0][:n_ex, ..., 0], outputs[comp0][:n_ex, ..., 0],
+                      sky.instrument.freqs_ghz, geometry.patch.side_deg,
+                      paths.evaluate_plots / f"{prefix}example_patches.png", f"{title}: Validation patches ({comp0})")
+    for s in measured:
+        plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in CENN_MAPS}, theory_dl[s],
+                          paths.evaluate_plots / f"{prefix}spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches",
+                          METHOD_LABELS)
+    return metrics, spectra_rows(estimator.ell, cl, theory_dl, n_independent)

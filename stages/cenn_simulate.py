@@ -1,16 +1,18 @@
-"""Stage `cenn_simulate`: multi-frequency sky patches (inputs M) and CMB labels (M0) for Train, Test and Validation."""
+"""Stages `cenn_simulate` and `cenn_simulate_unseen`: multi-frequency sky patches (inputs M) and CMB labels (M0) for
+Train, Test and Validation from the training sky, or Validation alone from the unseen foreground sky (the same
+CMB, noise and patch centres, so that only the foreground model differs)."""
 
 from __future__ import annotations
 
 
-def main() -> None:
-    from cmbml.cenn_config import SPLITS, load
+def main(sky: str = "training") -> None:
+    from cmbml.cenn_config import load
     from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, write_split
     from cmbml.fits import read_healpix
     from cmbml.patches import independent_patch_areas
     from cmbml.progress import progress
 
-    setup = load()
+    setup = load(sky=sky)
     instrument, patch, paths = setup.instrument, setup.geometry.patch, setup.paths
     channels, components = instrument.channels, list(setup.components)
 
@@ -29,11 +31,11 @@ def main() -> None:
         "label": f"CMB only, beam of the {target.freq_ghz:g} GHz channel",
         "seed": setup.seed, "scale": setup.scale, "b_min_deg": setup.b_min_deg,
         "holdout_lon_deg": list(setup.holdout_lon_deg), "early_stopping_lon_deg": list(setup.early_stopping_lon_deg),
-        "foregrounds": setup.foregrounds,
+        "foregrounds": setup.foregrounds, "foreground_sky": setup.sky,
         "cosmology": setup.cosmology,
     }
-    with progress(f"CENN {setup.variant} patches", sum(setup.n_samples.values())) as advance:
-        for split in SPLITS:
+    with progress(f"CENN {setup.variant} patches ({sky} sky)", sum(setup.n_samples[s] for s in setup.splits)) as advance:
+        for split in setup.splits:
             # Validation and Test patches come from their own longitude bands, Train from outside both;
             # each split records how many independent patch areas its overlapping patches hold.
             plan = plan_split(split, setup.n_samples[split], setup.seed, setup.n_cmb_realisations, setup.b_min_deg,
@@ -44,5 +46,6 @@ def main() -> None:
             write_split({c: paths.patch_file(split, c) for c in components}, plan, chunks, patch.npix, len(channels),
                         {**attrs, "split": split, "n_independent_cmb": independent["cmb"],
                          "n_independent_sky": independent["sky"]}, progress=advance)
-    print(f"cenn_simulate: {dict(setup.n_samples)} patches of {patch.npix}^2 x {patch.pixel_arcmin}' "
+    print(f"cenn_simulate ({sky} sky, {setup.foregrounds['model']}): "
+          f"{ {s: setup.n_samples[s] for s in setup.splits} } patches of {patch.npix}^2 x {patch.pixel_arcmin}' "
           f"({patch.side_deg:.1f} deg), components {components} -> {paths.patches}")

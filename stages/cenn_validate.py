@@ -1,12 +1,13 @@
-"""Stage `cenn_validate`: the Great Expectations gate over every CENN patch file, with HTML Data Docs."""
+"""Stages `cenn_validate` and `cenn_validate_unseen`: the Great Expectations gate over every CENN patch file of the
+training sky, or the unseen sky's Validation files, with HTML Data Docs."""
 
 from __future__ import annotations
 
 import sys
 
 
-def main() -> None:
-    from cmbml.cenn_config import SPLITS, load
+def main(sky: str = "training") -> None:
+    from cmbml.cenn_config import load
     from cmbml.cenn_validation import build_tables, cenn_expectation
     from cmbml.foregrounds import read_foreground_spectra
     from cmbml.gate import data_docs_dir, run_gate
@@ -14,18 +15,20 @@ def main() -> None:
     from cmbml.params import get_key, load_params
     from cmbml.spectra import read_spectra_csv
 
-    setup = load()
+    setup = load(sky=sky)
     paths = setup.paths
     # Expectations come from the parameters, the CMB theory and the foreground spectra, not from the patches.
     expect = cenn_expectation(setup, read_spectra_csv(paths.camb_cls), read_foreground_spectra(paths.foreground_cls))
-    files = {(split, comp): paths.patch_file(split, comp) for split in SPLITS for comp in setup.components}
+    files = {(split, comp): paths.patch_file(split, comp) for split in setup.splits for comp in setup.components}
     # The Data Docs carry run times: kept in the repository (also from a queued experiment's copy), outside
     # the stage's output, whose validation.json holds only what follows from the data.
-    docs = data_docs_dir(get_key(load_params(), "paths.data_docs"), "cenn_validate")
-    result = run_gate(docs, "cenn_datasets", build_tables(files, expect),
-                      run_name=f"cenn_validate-{setup.variant}-{setup.scale}")
-    write_json(paths.validation, {"variant": setup.variant, **result.as_dict()})
-    print(f"cenn_validate: {result.n_expectations} expectations, {len(result.failures)} failed; "
+    stage = "cenn_validate" if sky == "training" else f"cenn_validate_{sky}"
+    docs = data_docs_dir(get_key(load_params(), "paths.data_docs"), stage)
+    result = run_gate(docs, "cenn_datasets" if sky == "training" else f"cenn_datasets_{sky}",
+                      build_tables(files, expect), run_name=f"{stage}-{setup.variant}-{setup.scale}")
+    write_json(paths.validation, {"variant": setup.variant, "foreground_sky": sky,
+                                  "foreground_model": setup.foregrounds["model"], **result.as_dict()})
+    print(f"{stage} ({setup.foregrounds['model']} foregrounds): {result.n_expectations} expectations, {len(result.failures)} failed; "
           f"run {result.run_name} at {result.run_time}; Data Docs: {result.data_docs_index}")
     if not result.success:
         print("CENN datasets FAILED validation:\n  - " + "\n  - ".join(result.failures), file=sys.stderr)

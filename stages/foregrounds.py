@@ -1,25 +1,28 @@
-"""Stage `foregrounds`: polarized dust, synchrotron, radio and infrared sources at every channel (uK_CMB)."""
+"""Stages `foregrounds` and `foregrounds_unseen`: polarized dust, synchrotron, radio and infrared sources at every
+channel (uK_CMB), for the training sky (params `foregrounds`) or the unseen evaluation sky (`unseen_foregrounds`)."""
 
 from __future__ import annotations
 
 
-def main() -> None:
+def main(sky: str = "training") -> None:
     import numpy as np
 
     from cmbml.cenn_config import load
     from cmbml.fits import write_healpix
-    from cmbml.foregrounds import channel_parts, foreground_sky, load_templates, polarization_spectra, \
-        write_foreground_spectra
+    from cmbml.foregrounds import channel_parts, foreground_sky, load_source_counts, load_templates, \
+        polarization_spectra, write_foreground_spectra
     from cmbml.io import write_json
     from cmbml.plots import plot_foreground_channels
     from cmbml.progress import progress
 
-    setup = load()
+    setup = load(sky=sky)
     fg, nside, paths = setup.foregrounds, setup.nside, setup.paths
     freqs = setup.instrument.freqs_ghz
     # One sky for every channel: dust and synchrotron at their reference frequencies (Gaussian or
-    # non-Gaussian, foregrounds.model), their spectral parameters across the sky, the source catalogues.
-    sky = foreground_sky(fg, nside, setup.seed, load_templates(fg, nside, paths.data_dir))
+    # non-Gaussian, foregrounds.model), their spectral parameters across the sky, and source catalogues
+    # drawn from published counts (tables in data/).
+    sky = foreground_sky(fg, nside, setup.seed, load_source_counts(fg, paths.data_dir),
+                         load_templates(fg, nside, paths.data_dir))
     levels, spectra, q_maps = {}, {}, {}
     with progress(f"foreground channels at nside {nside}", len(freqs)) as advance:
         for freq in freqs:
@@ -41,5 +44,5 @@ def main() -> None:
         "model": fg["model"], "n_sources": {k: int(v["flux_jy"].size) for k, v in sky.catalogues.items()}})
     write_foreground_spectra(paths.foreground_cls, spectra)
     plot_foreground_channels(q_maps, nside, paths.foreground_plots / "foregrounds_Q.png")
-    print(f"foregrounds: {len(freqs)} channels at nside {nside}; "
+    print(f"foregrounds ({sky} sky, {fg['model']}): {len(freqs)} channels at nside {nside}; "
           + ", ".join(f"{k} dust rms {v['dust']:.2f} uK" for k, v in levels.items()))

@@ -50,10 +50,15 @@ def transitive_imports(path: Path) -> set[Path]:
     return seen
 
 
+def stage_module(stage: str) -> str:
+    """The module a dvc.yaml stage runs: ``<module>_unseen`` runs ``<module>`` on the unseen foreground sky."""
+    return stage.removesuffix("_unseen")
+
+
 def stage_modules(stage: str) -> list[str]:
-    """Repository-relative paths of the code stage ``stage`` runs: ``stages/<stage>.py`` (imported as
-    ``stages.<stage>``, so with ``stages/__init__.py``) and every local module it reaches."""
-    files = transitive_imports(REPO / "stages" / f"{stage}.py") | {REPO / "stages" / "__init__.py"}
+    """Repository-relative paths of the code stage ``stage`` runs: ``stages/<module>.py`` (imported as
+    ``stages.<module>``, so with ``stages/__init__.py``) and every local module it reaches."""
+    files = transitive_imports(REPO / "stages" / f"{stage_module(stage)}.py") | {REPO / "stages" / "__init__.py"}
     return sorted(str(p.relative_to(REPO)) for p in files)
 
 

@@ -30,8 +30,14 @@ from cmbml.config import (
 from cmbml.flatsky import FlatGrid, check_bins
 from cmbml.integrity import params_digest
 from cmbml.params import Checker, available_options, load_params
+from cmbml.source_counts import SourceCounts
 
 SPLITS = ("Train", "Test", "Validation")
+SKY_BLOCKS = {"training": "foregrounds", "unseen": "unseen_foregrounds"}
+UNSEEN_PATHS = ("foregrounds", "foreground_cls", "foreground_plots", "patches", "report", "validation")
+"""The paths the unseen sky has of its own (``paths.cenn.unseen``); the rest it shares with the training sky."""
+"""The foreground skies of one parameter set and their parameter blocks: the network trains on the first; the
+second (another model) gives only Validation patches, with the same CMB, noise and patch centres."""
 
 
 @dataclass(frozen=True)
@@ -161,37 +167,8 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
             instrument = Instrument.read(table, target)
         except (ValueError, KeyError, OSError) as err:
             c.fail(f"instrument.target_GHz = {target!r} with instrument.table = {c.value('instrument.table')!r}: {err}")
-    c.boolean("foregrounds.noise")
-    c.choice("foregrounds.galactic_profile", ["cosecant", "uniform"])
-    model = c.choice("foregrounds.model", available_options("foregrounds", conf_dir) or ["gaussian", "nongaussian"])
-    c.number("foregrounds.spectral_fwhm_deg", 0.1, 180.0)
-    c.number("foregrounds.dust.beta_scatter", 0.0, 0.5)
-    c.number("foregrounds.dust.T_dust_scatter_K", 0.0, 5.0)
-    c.number("foregrounds.synchrotron.beta_scatter", 0.0, 0.5)
-    for name in ("dust", "synchrotron"):
-        for key in ("A_EE", "A_BB"):
-            c.number(f"foregrounds.{name}.{key}", 0.0, 1e6)
-        for key in ("alpha_EE", "alpha_BB"):
-            c.number(f"foregrounds.{name}.{key}", -5.0, 5.0)
-        c.number(f"foregrounds.{name}.ref_GHz", 1.0, 2000.0)
-        c.number(f"foregrounds.{name}.beta", -6.0, 6.0)
-        if model == "nongaussian":
-            c.number(f"foregrounds.{name}.ln_intensity_sigma", 0.0, 3.0)
-            c.number(f"foregrounds.{name}.angle_sigma_deg", 0.0, 180.0)
-        data_dir = c.params.get("paths", {}).get("cenn", {}).get("data_dir")  # a missing one is reported with the paths
-        if c.value(f"foregrounds.{name}.template") is not None and data_dir is not None:
-            c.file_in_repository(f"foregrounds.{name}.template", relative_to=data_dir,
-                                 hint=" (copy it into data/ and run `dvc add data`, or set null for the Gaussian model)")
-    c.number("foregrounds.dust.T_dust_K", 1.0, 1000.0)
-    for name in ("radio", "infrared"):
-        c.number(f"foregrounds.{name}.n_per_sr", 0.0, 1e7)
-        s_min = c.number(f"foregrounds.{name}.s_min_Jy", 0.0, 1e4, lo_open=True)
-        c.number(f"foregrounds.{name}.s_max_Jy", s_min or 0.0, 1e5, lo_open=True, why="above s_min_Jy")
-        c.number(f"foregrounds.{name}.count_slope", 0.0, 5.0, lo_open=True)
-        c.number(f"foregrounds.{name}.spectral_index", -10.0, 10.0)
-        c.number(f"foregrounds.{name}.ref_GHz", 1.0, 2000.0)
-        c.number(f"foregrounds.{name}.pol_mu", -10.0, 10.0)
-        c.number(f"foregrounds.{name}.pol_sigma", 0.0, 5.0)
+    for sky_key in SKY_BLOCKS.values():
+        _check_foregrounds(c, sky_key, conf_dir)
     c.choice("cenn_train.optimizer", OPTIMIZERS)
     c.choice("cenn_train.precision", PRECISIONS)
     c.number("cenn_train.learning_rate", 0.0, 10.0, lo_open=True)
@@ -232,6 +209,52 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
         else:
             _check_ell_ranges(c, geometry.bin_edges(width))
     return instrument, geometry
+
+
+def _check_foregrounds(c: Checker, block: str, conf_dir: Path) -> None:
+    """One foreground-sky block: ``foregrounds`` (the training sky) or ``unseen_foregrounds``."""
+    c.boolean(f"{block}.noise")
+    c.choice(f"{block}.galactic_profile", ["cosecant", "uniform"])
+    model = c.choice(f"{block}.model", available_options("foregrounds", conf_dir) or ["gaussian", "nongaussian"])
+    c.number(f"{block}.spectral_fwhm_deg", 0.1, 180.0)
+    c.number(f"{block}.dust.beta_scatter", 0.0, 0.5)
+    c.number(f"{block}.dust.T_dust_scatter_K", 0.0, 5.0)
+    c.number(f"{block}.synchrotron.beta_scatter", 0.0, 0.5)
+    for name in ("dust", "synchrotron"):
+        for key in ("A_EE", "A_BB"):
+            c.number(f"{block}.{name}.{key}", 0.0, 1e6)
+        for key in ("alpha_EE", "alpha_BB"):
+            c.number(f"{block}.{name}.{key}", -5.0, 5.0)
+        c.number(f"{block}.{name}.ref_GHz", 1.0, 2000.0)
+        c.number(f"{block}.{name}.beta", -6.0, 6.0)
+        if model == "nongaussian":
+            c.number(f"{block}.{name}.ln_intensity_sigma", 0.0, 3.0)
+            c.number(f"{block}.{name}.angle_sigma_deg", 0.0, 180.0)
+        data_dir = c.params.get("paths", {}).get("cenn", {}).get("data_dir")  # a missing one is reported with the paths
+        if c.value(f"{block}.{name}.template") is not None and data_dir is not None:
+            c.file_in_repository(f"{block}.{name}.template", relative_to=data_dir,
+                                 hint=" (copy it into data/ and run `dvc add data`, or set null for the Gaussian model)")
+    c.number(f"{block}.dust.T_dust_K", 1.0, 1000.0)
+    for name in ("radio", "infrared"):
+        s_min = c.number(f"{block}.{name}.s_min_Jy", 0.0, 1e4, lo_open=True)
+        s_max = c.number(f"{block}.{name}.s_max_Jy", s_min or 0.0, 1e5, lo_open=True, why="above s_min_Jy")
+        data_dir = c.params.get("paths", {}).get("cenn", {}).get("data_dir")
+        table = c.file_in_repository(f"{block}.{name}.counts_table", relative_to=data_dir,
+                                     hint=" (a counts table S_Jy, dN_dS in data/, tracked by data.dvc)") \
+            if data_dir is not None else None
+        if table is not None and s_min is not None and s_max is not None:
+            try:
+                SourceCounts.read(table).cumulative(s_min, s_max, n_grid=2)
+            except (ValueError, KeyError, OSError) as err:
+                c.fail(f"{block}.{name}.counts_table = {c.value(f'{block}.{name}.counts_table')!r} with "
+                       f"s_min_Jy = {s_min!r}, s_max_Jy = {s_max!r}: {err}")
+        c.number(f"{block}.{name}.spectral_index", -10.0, 10.0)
+        c.number(f"{block}.{name}.ref_GHz", 1.0, 2000.0)
+        c.number(f"{block}.{name}.pol_mu", -10.0, 10.0)
+        c.number(f"{block}.{name}.pol_sigma", 0.0, 5.0)
+    if block != "foregrounds" and c.value(f"{block}.noise") != c.value("foregrounds.noise"):
+        c.fail(f"{block}.noise = {c.value(f'{block}.noise')!r}: allowed only foregrounds.noise = "
+               f"{c.value('foregrounds.noise')!r} (the unseen sky changes the foregrounds, never the instrument)")
 
 
 def _check_ell_ranges(c: Checker, edges: np.ndarray) -> None:
@@ -282,6 +305,13 @@ def check_cenn(c: Checker, conf_dir: Path = Path("conf")) -> tuple[Instrument | 
     """Every component-separation key, the shared cosmology and the paths."""
     out = _check_cenn(c, conf_dir)
     check_shared(c, CennPaths, "cenn", conf_dir)
+    unseen = c.params.get("paths", {}).get("cenn", {}).get("unseen")
+    if not isinstance(unseen, Mapping) or set(unseen) != set(UNSEEN_PATHS):
+        c.fail(f"paths.cenn.unseen = {unseen!r}: allowed a block with exactly {list(UNSEEN_PATHS)}")
+    else:
+        for key, value in unseen.items():
+            if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
+                c.fail(f"paths.cenn.unseen.{key} = {value!r}: paths must be relative and stay inside the repository")
     return out
 
 
@@ -293,6 +323,8 @@ class CennSetup:
     cosmology: Mapping[str, float]
     scale: str
     variant: str
+    sky: str  # "training" or "unseen" (SKY_BLOCKS): which foreground sky `foregrounds` and the paths describe
+    splits: tuple[str, ...]  # the splits cut from this sky: all three for training, Validation for unseen
     components: tuple[str, ...]
     spectra: tuple[str, ...]
     instrument: Instrument
@@ -318,23 +350,32 @@ class CennSetup:
                     "cenn_simulate.early_stopping_lon_deg", "scale.cenn.nside", "scale.cenn.npix",
                     "scale.cenn.pixel_arcmin", "scale.cenn.n_train", "scale.cenn.n_test", "scale.cenn.n_validation")
     """The parameters that decide the patches' content."""
-    KEYS = ("seed", "cosmology", "instrument", "sky_maps", "foregrounds", "cenn", "cenn_simulate", "cenn_train",
-            "cenn_evaluate", "scale.name", "scale.cenn")
+    KEYS = ("seed", "cosmology", "instrument", "sky_maps", "foregrounds", "unseen_foregrounds", "cenn",
+            "cenn_simulate", "cenn_train", "cenn_evaluate", "scale.name", "scale.cenn")
     """The parameters of this experiment (what its MLflow runs log) ..."""
-    EVALUATION_KEYS = ("cenn_evaluate", "scale.cenn.crop_pixels", "cenn.spectra")
+    EVALUATION_KEYS = ("cenn_evaluate", "unseen_foregrounds", "scale.cenn.crop_pixels", "cenn.spectra")
     """... of which these set only the evaluation (logged by it as tags)."""
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], conf_dir: str | Path = "conf",
-                    source: str = "params.yaml") -> CennSetup:
+                    source: str = "params.yaml", sky: str = "training") -> CennSetup:
+        """The setup of one foreground sky: ``training``, or ``unseen``, where ``foregrounds`` holds the
+        ``unseen_foregrounds`` block and the foreground, patch and report paths are those of ``paths.cenn.unseen``."""
+        if sky not in SKY_BLOCKS:
+            raise ValueError(f"sky = {sky!r}: allowed {list(SKY_BLOCKS)}")
         c = Checker(params)
         instrument, geometry = check_cenn(c, Path(conf_dir))
         c.raise_if_any(source)
         p = params
+        if sky == "unseen":
+            cenn_paths = p["paths"]["cenn"]
+            p = {**p, "foregrounds": p["unseen_foregrounds"],
+                 "paths": {**p["paths"], "cenn": {**cenn_paths, **cenn_paths["unseen"]}}}
         sc, tr, ev, variant = p["scale"]["cenn"], p["cenn_train"], p["cenn_evaluate"], p["cenn"]
         return cls(
             seed=int(p["seed"]), cosmology=dict(p["cosmology"]), scale=p["scale"]["name"],
-            variant=variant["variant"], components=tuple(variant["components"]), spectra=tuple(variant["spectra"]),
+            variant=variant["variant"], sky=sky, splits=SPLITS if sky == "training" else ("Validation",),
+            components=tuple(variant["components"]), spectra=tuple(variant["spectra"]),
             instrument=instrument, geometry=geometry,
             n_samples={s: int(sc[f"n_{s.lower()}"]) for s in SPLITS},
             n_cmb_realisations=int(p["sky_maps"]["n_cmb_realisations"]), foregrounds=p["foregrounds"],
@@ -422,6 +463,6 @@ class CennSetup:
                 for ch in self.instrument.channels]
 
 
-def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> CennSetup:
-    """The CENN setup of a params file (what every CENN stage starts with)."""
-    return CennSetup.from_params(load_params(path), conf_dir, source=str(path))
+def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf", sky: str = "training") -> CennSetup:
+    """The CENN setup of a params file (what every CENN stage starts with), for one foreground sky."""
+    return CennSetup.from_params(load_params(path), conf_dir, source=str(path), sky=sky)

@@ -5,7 +5,9 @@ multipole, the network's MSE over the Wiener filter's)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,10 +78,19 @@ SUMMARY_METRICS = (*(f"map_mse_{m}_uK2" for m in METHODS), "map_mse_zero_predict
                    "mse_over_wiener_err", "leak_suspected", "n_independent_validation")
 """The handful of :func:`cenn_metrics` an experiment table shows (the rest: per-range spectra scores, errors)."""
 
+UNSEEN_PREFIX = "unseen_"
+"""Scores on the Validation patches of the unseen foreground sky carry this prefix."""
+
+UNSEEN_SUMMARY_METRICS = ("map_mse_network_uK2", "map_mse_wiener_uK2", "map_mse_wiener_own_sky_uK2",
+                          "map_mse_harmonic_ilc_uK2", "mse_over_wiener", "mse_over_wiener_err")
+"""The unseen sky's scores an experiment table shows (prefixed)."""
+
 
 def summary_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
-    """The :data:`SUMMARY_METRICS` present in ``metrics``."""
-    return {k: metrics[k] for k in SUMMARY_METRICS if k in metrics}
+    """The :data:`SUMMARY_METRICS` present in ``metrics``, and the :data:`UNSEEN_SUMMARY_METRICS` (prefixed)."""
+    return {**{k: metrics[k] for k in SUMMARY_METRICS if k in metrics},
+            **{UNSEEN_PREFIX + k: metrics[UNSEEN_PREFIX + k] for k in UNSEEN_SUMMARY_METRICS
+               if UNSEEN_PREFIX + k in metrics}}
 
 
 def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
@@ -154,32 +165,58 @@ def spectra_rows(ell: np.ndarray, cl: Mapping[str, Mapping[str, np.ndarray]], th
     return rows
 
 
-def baseline_estimates(inputs: Mapping[str, np.ndarray], train_files: Mapping[str, str | Path], grid,
-                       response: np.ndarray, cl_label: Mapping[str, np.ndarray], bin_width: float,
-                       ) -> tuple[dict[str, dict[str, np.ndarray]], float]:
-    """The classical estimates of the labels of ``inputs`` (``{component: (N, n, n, C)}``, uncropped patches).
+@dataclass(frozen=True)
+class ClassicalBaselines:
+    """The classical estimators of the label, fitted once on the Train patches and applied to any patches.
 
-    ``response`` (C, lmax + 1): each channel's beam over the target's; ``cl_label``: the label's C_ell for
-    "EE" and "BB"; ``bin_width``: annuli of the harmonic ILC. The Wiener filter takes the CMB from
-    ``cl_label`` and the foreground + noise covariance from the Train patches in ``train_files`` (annuli one
-    fundamental wide), which also fit the per-mode linear filter. Returns ``{method: {component: (N, n, n)}}``
-    and the Wiener filter's predicted map MSE (uK^2).
+    The Wiener filter takes the CMB from the label's C_ell and the foreground + noise covariance from the
+    Train patches (annuli one fundamental wide), which also fit the per-mode linear filter; the harmonic and
+    pixel ILCs need no fit (their weights come from the patches they clean).
     """
-    from cmbml.baselines import (
-        PerModeLinearFilter,
-        WienerFilter,
-        harmonic_ilc,
-        pixel_ilc,
-    )
 
-    components = list(inputs)
-    nuisance = WienerFilter.nuisance_from_train(iter_train_chunks(train_files), grid, response, grid.ell_fundamental)
-    wiener = WienerFilter.build(grid, {s[0]: cl for s, cl in cl_label.items()}, response, nuisance)
-    linear = PerModeLinearFilter.fit(iter_train_chunks(train_files), components)
-    estimates = {
-        "wiener": wiener.apply(inputs),
-        "linear": linear.apply(inputs),
-        "harmonic_ilc": harmonic_ilc(inputs, grid, response, bin_width),
-        "pixel_ilc": {c: pixel_ilc(m) for c, m in inputs.items()},
-    }
-    return estimates, wiener.predicted_mse
+    wiener: Any
+    linear: Any
+    grid: Any
+    response: np.ndarray
+    cl_label: Mapping[str, np.ndarray]
+    bin_width: float
+
+    @classmethod
+    def fit(cls, train_files: Mapping[str, str | Path], grid, response: np.ndarray,
+            cl_label: Mapping[str, np.ndarray], bin_width: float) -> ClassicalBaselines:
+        """``train_files``: ``{component: HDF5 path}``; ``response`` (C, lmax + 1): each channel's beam over the
+        target's; ``cl_label``: the label's C_ell for "EE" and "BB"; ``bin_width``: annuli of the harmonic ILC."""
+        from cmbml.baselines import PerModeLinearFilter, WienerFilter
+
+        nuisance = WienerFilter.nuisance_from_train(iter_train_chunks(train_files), grid, response, grid.ell_fundamental)
+        wiener = WienerFilter.build(grid, {s[0]: cl for s, cl in cl_label.items()}, response, nuisance)
+        linear = PerModeLinearFilter.fit(iter_train_chunks(train_files), list(train_files))
+        return cls(wiener, linear, grid, response, cl_label, bin_width)
+
+    @property
+    def wiener_predicted_mse(self) -> float:
+        """The Wiener filter's map MSE (uK^2) predicted from its covariances (valid on the Train sky)."""
+        return self.wiener.predicted_mse
+
+    def estimates(self, inputs: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+        """``{method: {component: (N, n, n)}}`` for ``inputs`` ``{component: (N, n, n, C)}`` (uncropped patches)."""
+        from cmbml.baselines import harmonic_ilc, pixel_ilc
+
+        return {
+            "wiener": self.wiener.apply(inputs),
+            "linear": self.linear.apply(inputs),
+            "harmonic_ilc": harmonic_ilc(inputs, self.grid, self.response, self.bin_width),
+            "pixel_ilc": {c: pixel_ilc(m) for c, m in inputs.items()},
+        }
+
+    def wiener_of_own_sky(self, inputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
+                          ) -> dict[str, np.ndarray]:
+        """The Wiener filter with the foreground + noise covariance of the very patches it cleans (measured with
+        their labels ``{component: (N, n, n, 1)}``): the linear optimum for their sky, an oracle that shows how
+        much a sky other than Train's costs the Train-fitted filters."""
+        from cmbml.baselines import WienerFilter
+
+        nuisance = WienerFilter.nuisance_from_train([(inputs, labels)], self.grid, self.response,
+                                                    self.grid.ell_fundamental)
+        wiener = WienerFilter.build(self.grid, {s[0]: cl for s, cl in self.cl_label.items()}, self.response, nuisance)
+        return wiener.apply(inputs)

@@ -171,8 +171,8 @@ def _one_line_when_files_are_missing(command):
     return wrapper
 
 
-def _run_stage(module: str) -> None:
-    """Run ``stages.<module>.main``. Parameter errors exit with status 2, data the validation gate did
+def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
+    """Run ``stages.<module>.main(**kwargs)`` as dvc.yaml's stage ``stage`` (default ``module``). Parameter errors exit with status 2, data the validation gate did
     not pass with status 1, each with a readable message; so does a missing file (outside the
     repository 2, an input whose stage has not run 1), in one line naming the stage that writes it."""
     from cmbml.gate import GateNotPassed
@@ -181,12 +181,12 @@ def _run_stage(module: str) -> None:
     # Inputs first: a stage run before the one that writes its data would fail deep inside (or, for a
     # validation gate, report every expectation as failed).
     pipeline = _pipeline_files()
-    missing = [path for path in pipeline.get(module, {}).get("deps", []) if not path.exists()]
+    missing = [path for path in pipeline.get(stage or module, {}).get("deps", []) if not path.exists()]
     if missing:
         typer.secho(_missing_input_message(missing[0], pipeline), fg="red", err=True)
         raise typer.Exit(1)
     try:
-        importlib.import_module(f"stages.{module}").main()
+        importlib.import_module(f"stages.{module}").main(**kwargs)
     except ParamError as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
@@ -235,22 +235,33 @@ def sky_maps() -> None:
     _run_stage("sky_maps")
 
 
+SKY_OPTION = typer.Option("training", "--sky", help="training: the `foregrounds` sky; unseen: the evaluation-only "
+                                                      "`unseen_foregrounds` sky (stages *_unseen)")
+
+
+def _run_sky_stage(module: str, sky: str) -> None:
+    if sky not in ("training", "unseen"):
+        typer.secho(f"--sky {sky!r}: allowed training or unseen", fg="red", err=True)
+        raise typer.Exit(2)
+    _run_stage(module, module if sky == "training" else f"{module}_{sky}", sky=sky)
+
+
 @cenn_app.command("foregrounds")
-def foregrounds() -> None:
+def foregrounds(sky: str = SKY_OPTION) -> None:
     """Dust, synchrotron, radio and infrared sources at every channel (FITS, uK_CMB)."""
-    _run_stage("foregrounds")
+    _run_sky_stage("foregrounds", sky)
 
 
 @cenn_app.command("simulate")
-def cenn_simulate() -> None:
-    """Cut multi-frequency patches and CMB labels into Train/Test/Validation HDF5 files."""
-    _run_stage("cenn_simulate")
+def cenn_simulate(sky: str = SKY_OPTION) -> None:
+    """Cut multi-frequency patches and CMB labels into Train/Test/Validation HDF5 files (unseen sky: Validation)."""
+    _run_sky_stage("cenn_simulate", sky)
 
 
 @cenn_app.command("validate")
-def cenn_validate() -> None:
+def cenn_validate(sky: str = SKY_OPTION) -> None:
     """Great Expectations gate over the CENN patch files."""
-    _run_stage("cenn_validate")
+    _run_sky_stage("cenn_validate", sky)
 
 
 @cenn_app.command("train")
@@ -261,7 +272,7 @@ def cenn_train() -> None:
 
 @cenn_app.command("evaluate")
 def cenn_evaluate() -> None:
-    """Predict the Validation patches; NaMaster spectra, ILC baseline, metrics and plots."""
+    """Predict the Validation patches of both skies; NaMaster spectra, classical baselines, metrics and plots."""
     _run_stage("cenn_evaluate")
 
 
@@ -301,26 +312,35 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     from cmbml.config import resolve_tracking_uri
     from cmbml.params import load_params
     from cmbml.plots import plot_rho_versions
-    from cmbml.report import (CENN_MARKER, LENSING_MARKER, cenn_table, cenn_transfer_table, lensing_table,
-                              replace_between_markers)
+    from cmbml.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_table, cenn_transfer_table,
+                              foreground_model_table, lensing_table, replace_between_markers)
     from stages._results import latest_evaluations
 
     params = load_params("params.yaml")
     uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
     lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "test", scale, "rho_L.json",
                                       "rho_opt_mean").values())
-    cenn = list(latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "validation", scale, "spectra.json",
-                                   "mse_over_wiener").values())
+    by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "validation", scale, "spectra.json",
+                                  "mse_over_wiener", group_by=("foregrounds.model",))
+    # The per-variant tables: networks trained on the default (Gaussian) sky; the foreground-model table:
+    # E and B trained on each model, scored on it and on the unseen one.
+    cenn = [r for (name, model), r in by_model.items() if model == "gaussian"]
+    swapped = [{**r, "unseen_model": r["tags"].get("unseen_foregrounds.model")}
+               for (name, _), r in sorted(by_model.items(), key=lambda kv: (kv[0][0] != "E", kv[0]))
+               if name in ("E", "B") and "unseen_map_mse_network_uK2" in r["metrics"]]
     text = Path(readme).read_text()
     text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
     cenn_md = cenn_table(cenn) + "\n\nTransfer (estimate power / label power) per multipole range:\n\n" + \
         cenn_transfer_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
     text = replace_between_markers(text, CENN_MARKER, cenn_md)
+    text = replace_between_markers(text, FOREGROUND_MARKER,
+                                   foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"]))
     Path(readme).write_text(text)
     if lensing:
         plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
     typer.echo(f"report: {len(lensing)} lensing versions ({', '.join(r['name'] for r in lensing)}), "
-               f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}) at scale={scale} -> {readme}")
+               f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}), "
+               f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme}")
 
 
 @app.command()

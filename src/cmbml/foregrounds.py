@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cmbml.source_counts import SourceCounts
+
 H_PLANCK = 6.62607015e-34  # J s
 K_BOLTZMANN = 1.380649e-23  # J / K
 C_LIGHT = 2.99792458e8  # m / s
@@ -97,15 +99,18 @@ def unit_gaussian_field(cl: np.ndarray, nside: int, rng: np.random.Generator) ->
     The variance of a field with spectrum ``C_ell`` is ``sum (2 ell + 1) C_ell / (4 pi)``; dividing by its
     square root makes the ensemble variance exactly 1 (the pixel window is not applied).
     """
+    import healpy as hp
+
     from cmbml.sht import synthesis
-    from cmbml.sky import gaussian_alm
 
     cl = np.array(cl, dtype=float)
     cl[0] = 0.0
-    ell = np.arange(cl.size)
-    norm = np.sqrt(np.sum((2 * ell + 1) * cl) / (4 * np.pi))
-    zero = np.zeros_like(cl)
-    return synthesis(gaussian_alm(cl / norm**2, zero, zero, zero, cl.size - 1, rng)[0], nside)
+    ell, m = hp.Alm.getlm(cl.size - 1)
+    norm = np.sqrt(np.sum((2 * np.arange(cl.size) + 1) * cl) / (4 * np.pi))
+    # unit complex Gaussian for m > 0, unit real Gaussian for m = 0
+    g = (rng.standard_normal(ell.size) + 1j * rng.standard_normal(ell.size)) / np.sqrt(2.0)
+    g[m == 0] = rng.standard_normal(int((m == 0).sum()))
+    return synthesis(np.sqrt(cl[ell]) / norm * g, nside)
 
 
 def smoothed_spectrum(cl: np.ndarray, bins_per_decade: int = 12) -> np.ndarray:
@@ -151,6 +156,8 @@ class NonGaussianForeground:
 
     def qu_map_rj(self, nside: int, lmax: int, rng: np.random.Generator) -> np.ndarray:
         """(Q, U) at the reference frequency, uK_RJ."""
+        import healpy as hp
+
         from cmbml.sht import analysis, synthesis
 
         shape = power_law_cl(lmax, 1.0, self.alpha_ee)
@@ -163,60 +170,49 @@ class NonGaussianForeground:
         del qu
         for alm, amplitude, alpha in ((alm_e, self.a_ee, self.alpha_ee), (alm_b, self.a_bb, self.alpha_bb)):
             target = power_law_cl(lmax, amplitude, alpha)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                gain = np.where(target > 0, np.sqrt(target / smoothed_spectrum(_alm2cl(alm))), 0.0)
-            _almxfl_inplace(alm, np.nan_to_num(gain))
+            smooth = smoothed_spectrum(hp.alm2cl(alm))
+            gain = np.sqrt(np.divide(target, smooth, out=np.zeros_like(target), where=smooth > 0))
+            alm[:] = hp.almxfl(alm, gain)
         return synthesis(np.stack([alm_e, alm_b]), nside, spin=2)
 
 
-def _alm2cl(alm: np.ndarray) -> np.ndarray:
-    import healpy as hp
-
-    return np.asarray(hp.alm2cl(alm))
-
-
-def _almxfl_inplace(alm: np.ndarray, fl: np.ndarray) -> None:
-    import healpy as hp
-
-    alm[:] = hp.almxfl(alm, fl)
-
-
 def spectral_parameter_map(mean: float, scatter: float, fwhm_deg: float, nside: int,
-                           rng: np.random.Generator) -> np.ndarray | float:
+                           rng: np.random.Generator, floor: float | None = None) -> np.ndarray | float:
     """A spectral parameter across the sky: ``mean + scatter * u`` with ``u`` a unit Gaussian field
     smoothed by a Gaussian of ``fwhm_deg`` (white noise times the beam); ``mean`` itself when
-    ``scatter`` is 0."""
+    ``scatter`` is 0. Values below ``floor`` (if given) are raised to it."""
     if scatter == 0:
         return float(mean)
     from cmbml.sky import gauss_beam
 
     lmax = int(min(3 * nside - 1, max(8 * 180.0 / fwhm_deg, 16)))  # the beam is 1e-9 beyond
-    return mean + scatter * unit_gaussian_field(gauss_beam(fwhm_deg * 60.0, lmax) ** 2, nside, rng)
+    field = mean + scatter * unit_gaussian_field(gauss_beam(fwhm_deg * 60.0, lmax) ** 2, nside, rng)
+    return field if floor is None else np.maximum(field, floor)
 
 
 @dataclass(frozen=True)
 class SourcePopulation:
-    """Polarized point sources with power-law counts ``N(>S) = n_per_sr (S / s_min)^-slope`` at ``ref_ghz``.
+    """Polarized point sources with tabulated counts at ``ref_ghz`` (:class:`SourceCounts`), cut to
+    ``s_min_jy <= S <= s_max_jy``, and a power-law spectrum ``S ~ nu^spectral_index``.
 
     Polarization fractions are log-normal: ``ln(Pi / %) ~ N(mu, sigma)``; angles are uniform.
     """
 
-    n_per_sr: float
+    counts: SourceCounts | None  # needed to draw a catalogue, not to paint one
     s_min_jy: float
     s_max_jy: float
-    count_slope: float
     spectral_index: float
     ref_ghz: float
     pol_mu: float
     pol_sigma: float
 
     def catalogue(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Positions (theta, phi), flux at ref_ghz (Jy), polarization fraction and angle."""
-        n = rng.poisson(self.n_per_sr * 4.0 * np.pi)
-        # inverse-CDF draw from a truncated power law in S
-        u = rng.uniform(size=n)
-        lo, hi = 1.0, (self.s_max_jy / self.s_min_jy) ** (-self.count_slope)
-        flux = self.s_min_jy * (lo - u * (lo - hi)) ** (-1.0 / self.count_slope)
+        """Positions (theta, phi), flux at ref_ghz (Jy), polarization fraction and angle over the whole sky:
+        a Poisson number of sources with mean ``4 pi N(>s_min)``, fluxes drawn from the counts (inverse CDF)."""
+        grid, n_above = self.counts.cumulative(self.s_min_jy, self.s_max_jy)
+        n = rng.poisson(4.0 * np.pi * n_above[0])
+        u = rng.uniform(size=n) * n_above[0]
+        flux = np.exp(np.interp(u, n_above[::-1], np.log(grid[::-1])))
         return {
             "theta": np.arccos(rng.uniform(-1.0, 1.0, size=n)),
             "phi": rng.uniform(0.0, 2.0 * np.pi, size=n),
@@ -259,9 +255,17 @@ def scale_synchrotron(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping, beta=N
     return qu_rj_ref * (synchrotron_sed_rj(freq_ghz, p["ref_GHz"], beta) * rj_to_cmb(freq_ghz))
 
 
-def sources_from_params(p: Mapping) -> SourcePopulation:
-    return SourcePopulation(p["n_per_sr"], p["s_min_Jy"], p["s_max_Jy"], p["count_slope"], p["spectral_index"],
-                            p["ref_GHz"], p["pol_mu"], p["pol_sigma"])
+def sources_from_params(p: Mapping, counts: SourceCounts | None = None) -> SourcePopulation:
+    """A radio or infrared population from its parameter block, with its counts table (read by the caller)."""
+    return SourcePopulation(counts, p["s_min_Jy"], p["s_max_Jy"], p["spectral_index"], p["ref_GHz"], p["pol_mu"],
+                            p["pol_sigma"])
+
+
+def load_source_counts(fg: Mapping, data_dir) -> dict[str, SourceCounts]:
+    """The radio and infrared counts tables named by ``fg[name]["counts_table"]`` (relative to ``data_dir``)."""
+    from pathlib import Path
+
+    return {name: SourceCounts.read(Path(data_dir) / fg[name]["counts_table"]) for name in ("radio", "infrared")}
 
 
 def galactic_profile(nside: int, b_floor_deg: float = 5.0, b_norm_deg: float = 30.0) -> np.ndarray:
@@ -307,17 +311,26 @@ def galactic_foreground_from_params(p: Mapping, model: str):
     return gaussian_foreground_from_params(p)
 
 
-def foreground_sky(fg: Mapping, nside: int, seed: int, templates: Mapping | None = None) -> ForegroundSky:
+MODEL_STREAMS = {"gaussian": 0, "nongaussian": 1}
+"""Each foreground model draws from its own generator streams: two models' skies are independent, and one
+model's sky is the same whichever role (training or unseen evaluation sky) it plays."""
+
+
+def foreground_sky(fg: Mapping, nside: int, seed: int, counts: Mapping[str, SourceCounts],
+                   templates: Mapping | None = None) -> ForegroundSky:
     """Draw the foreground sky of the parameters ``fg`` (the ``foregrounds`` block).
 
     Dust and synchrotron come from ``templates[name]`` ((Q, U) at ``ref_GHz`` in uK_RJ) when given, else
     from the model ``fg["model"]`` (Gaussian, or the log-normal :class:`NonGaussianForeground`), modulated
     by :func:`galactic_profile` when ``fg["galactic_profile"]`` is ``"cosecant"``. Spectral parameters
     vary across the sky where their ``*_scatter`` is non-zero (:func:`spectral_parameter_map`, correlated
-    over ``fg["spectral_fwhm_deg"]``). Each part has its own generator stream derived from ``seed``.
+    over ``fg["spectral_fwhm_deg"]``; T_d is kept above half its mean). Each part has its own generator
+    stream derived from ``seed`` and the model (:data:`MODEL_STREAMS`). Radio and infrared sources are
+    drawn from ``counts[name]`` (:func:`load_source_counts`).
     """
     templates = templates or {}
     model = fg.get("model", "gaussian")
+    stream = MODEL_STREAMS[model]
     lmax = 3 * nside - 1
     profile = galactic_profile(nside) if fg.get("galactic_profile", "uniform") == "cosecant" else 1.0
     galactic = {}
@@ -326,16 +339,17 @@ def foreground_sky(fg: Mapping, nside: int, seed: int, templates: Mapping | None
             galactic[name] = templates[name]
         else:
             galactic[name] = galactic_foreground_from_params(fg[name], model).qu_map_rj(
-                nside, lmax, np.random.default_rng([seed, 5, i]))
+                nside, lmax, np.random.default_rng([seed, 5, stream, i]))
             galactic[name] *= profile
     fwhm = fg.get("spectral_fwhm_deg", 2.0)
     spectral = {key: spectral_parameter_map(fg[comp][mean], fg[comp].get(scatter, 0.0), fwhm, nside,
-                                            np.random.default_rng([seed, 6, k]))
-                for k, (key, comp, mean, scatter) in enumerate([
-                    ("beta_dust", "dust", "beta", "beta_scatter"),
-                    ("T_dust_K", "dust", "T_dust_K", "T_dust_scatter_K"),
-                    ("beta_synchrotron", "synchrotron", "beta", "beta_scatter")])}
-    catalogues = {name: sources_from_params(fg[name]).catalogue(np.random.default_rng([seed, 5, 2 + i]))
+                                            np.random.default_rng([seed, 6, stream, k]), floor)
+                for k, (key, comp, mean, scatter, floor) in enumerate([
+                    ("beta_dust", "dust", "beta", "beta_scatter", None),
+                    ("T_dust_K", "dust", "T_dust_K", "T_dust_scatter_K", 0.5 * fg["dust"]["T_dust_K"]),
+                    ("beta_synchrotron", "synchrotron", "beta", "beta_scatter", None)])}
+    catalogues = {name: sources_from_params(fg[name], counts[name]).catalogue(
+                      np.random.default_rng([seed, 5, stream, 2 + i]))
                   for i, name in enumerate(("radio", "infrared"))}
     return ForegroundSky(galactic, spectral, catalogues)
 
@@ -355,7 +369,8 @@ def channel_parts(fg: Mapping, sky: ForegroundSky, nside: int, freq_ghz: float):
         yield name, sources_from_params(fg[name]).qu_map(sky.catalogues[name], nside, freq_ghz)
 
 
-def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mapping | None = None):
+def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, counts: Mapping[str, SourceCounts],
+                 templates: Mapping | None = None):
     """Total polarized foreground (Q, U) in uK_CMB at each frequency, and its parts, all held in memory
     (for small skies; the stage goes channel by channel with :func:`channel_parts`).
 
@@ -368,7 +383,7 @@ def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, templates: Mappi
     catalogues : dict
         The source catalogues.
     """
-    sky = foreground_sky(fg, nside, seed, templates)
+    sky = foreground_sky(fg, nside, seed, counts, templates)
     parts = {freq: dict(channel_parts(fg, sky, nside, freq)) for freq in freqs_ghz}
     totals = {freq: sum(p.values()) for freq, p in parts.items()}
     return totals, parts, sky.catalogues

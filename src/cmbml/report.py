@@ -88,6 +88,42 @@ def cenn_transfer_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
     return "\n".join(lines)
 
 
+FOREGROUND_MARKER = "cenn-foreground-models"
+FOREGROUND_METHODS = (("network", "CENN"), ("wiener", "Wiener"), ("wiener_own_sky", "Wiener, own-sky covariance"),
+                      ("harmonic_ilc", "harmonic ILC"), ("pixel_ilc", "pixel ILC"))
+RESIDUAL_METHODS = (("network", "CENN"), ("wiener", "Wiener"), ("harmonic_ilc", "harmonic ILC"))
+
+
+def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequence[float]]) -> str:
+    """Markdown: per variant and training foreground model, the scores on the training model's Validation
+    patches and on the unseen model's (metrics prefixed ``unseen_``): map MSE +- error (uK^2) of the network
+    and the classical methods, the network over the Wiener filter (fitted on Train, as the network), and the
+    mean residual D_ell (uK^2, estimate - label) in each multipole range for the network, Wiener filter and
+    harmonic ILC. ``records`` carry ``params`` with ``foregrounds.model`` and ``unseen_model``."""
+    spectrum = {"E": "ee", "B": "bb"}
+    head = ("| variant | trained on | tested on | " + " | ".join(f"{n} MSE" for _, n in FOREGROUND_METHODS)
+            + " | CENN / Wiener | " + " | ".join(f"residual D_ell {lo}-{hi}: " + " / ".join(n for _, n in RESIDUAL_METHODS)
+                                                   for lo, hi in ell_ranges) + " |")
+    lines = [head, "|" + "---|" * (4 + len(FOREGROUND_METHODS) + len(ell_ranges))]
+    for rec in records:
+        m, trained = rec["metrics"], rec["params"].get("foregrounds.model", "gaussian")
+        for prefix, tested in (("", trained), ("unseen_", rec.get("unseen_model"))):
+            if f"{prefix}map_mse_network_uK2" not in m:
+                continue
+            cells = [rec["params"].get("cenn.variant", rec["name"]), trained, tested or "-"]
+            for key, _ in FOREGROUND_METHODS:
+                cells.append(f"{_sig(m.get(f'{prefix}map_mse_{key}_uK2'), 4)}"
+                             + (f" +- {_sig(m.get(f'{prefix}map_mse_{key}_err_uK2'), 2)}"
+                                if f"{prefix}map_mse_{key}_err_uK2" in m else ""))
+            cells.append(f"{_fmt(m.get(f'{prefix}mse_over_wiener'))} +- {_fmt(m.get(f'{prefix}mse_over_wiener_err'))}")
+            s = spectrum.get(rec["params"].get("cenn.variant", ""), "ee")
+            for lo, hi in ell_ranges:
+                cells.append(" / ".join(_sig(m.get(f"{prefix}{s}_ell{lo}_{hi}_{key}_residual_dl_uK2"), 3)
+                                        for key, _ in RESIDUAL_METHODS))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def replace_between_markers(text: str, marker: str, content: str) -> str:
     """Replace what lies between ``<!-- marker -->`` and ``<!-- /marker -->`` (both kept); the markers must exist."""
     pattern = re.compile(rf"(<!-- {re.escape(marker)} -->\n).*?(<!-- /{re.escape(marker)} -->)", re.S)

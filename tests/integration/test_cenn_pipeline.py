@@ -21,9 +21,12 @@ def test_b_mode_datasets_metrics_and_reports(b_mode_experiment):
     root, _ = b_mode_experiment
     for split in ("Train", "Test", "Validation"):
         assert (root / f"datasets/cenn/patches/{split}_B.h5").exists()
+    # the unseen foreground sky gives Validation patches only
+    assert sorted(p.name for p in (root / "datasets/cenn/patches_unseen").glob("*.h5")) == ["Validation_B.h5"]
     # DVC shows a handful of summary metrics; every score is in scores.json
     summary = json.loads((root / "metrics/cenn.json").read_text())
-    assert 5 <= len(summary) <= 12 and summary["map_mse_network_uK2"] > 0 and "mse_over_wiener" in summary
+    assert 5 <= len(summary) <= 18 and summary["map_mse_network_uK2"] > 0 and "mse_over_wiener" in summary
+    assert summary["unseen_map_mse_network_uK2"] > 0 and "unseen_mse_over_wiener" in summary
     metrics = json.loads((root / "reports/cenn_outputs/scores.json").read_text())
     assert metrics["n_validation"] == 32 and metrics["map_mse_uK2"] > 0
     assert {k: metrics[k] for k in summary} == summary
@@ -37,6 +40,16 @@ def test_b_mode_datasets_metrics_and_reports(b_mode_experiment):
     assert json.loads((root / "reports/cenn/validation.json").read_text())["success"]
     assert json.loads((root / "reports/cenn_outputs/validation.json").read_text())["success"]
     assert (root / "plots/cenn/evaluate/spectra_BB.png").stat().st_size > 1000
+    # the same scores on the unseen (non-Gaussian) sky: its own gate, the same patch centres and CMB
+    unseen_gate = json.loads((root / "reports/cenn_unseen/validation.json").read_text())
+    assert unseen_gate["success"] and unseen_gate["foreground_model"] == "nongaussian"
+    assert json.loads((root / "reports/cenn_outputs/unseen_validation.json").read_text())["success"]
+    for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc", "wiener_own_sky"):
+        assert metrics[f"unseen_map_mse_{method}_uK2"] > 0
+    assert metrics["unseen_n_independent_validation"] == metrics["n_independent_validation"]
+    assert metrics["unseen_map_mse_zero_prediction_uK2"] == metrics["map_mse_zero_prediction_uK2"]  # same labels
+    assert metrics["unseen_map_mse_uncleaned_uK2"] != metrics["map_mse_uncleaned_uK2"]  # other foregrounds
+    assert (root / "plots/cenn/evaluate/unseen_spectra_BB.png").stat().st_size > 1000
 
 
 def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
@@ -56,16 +69,19 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     # metrics measured on the Validation split carry its name
     for key in ("loss", "val_loss", "validation_map_mse_network_uK2", "validation_mse_over_wiener"):
         assert key in run.data.metrics
-    assert len(run.data.metrics) <= 16  # the runs table stays readable: per-range scores are an artifact
+    assert "validation_unseen_mse_over_wiener" in run.data.metrics
+    assert len(run.data.metrics) <= 24  # the runs table stays readable: per-range scores are an artifact
     scores = client.download_artifacts(run.info.run_id, "validation_scores.json")
     assert "bb_ell60_300_network_residual_dl_uK2" in json.loads(Path(scores).read_text())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"spectra_BB.png", "training_curve.png", "model_card.json", "spectra.json"} <= artifacts  # root: compare view
+    assert {"spectra_BB.png", "unseen_spectra_BB.png", "training_curve.png", "model_card.json", "spectra.json",
+            "unseen_spectra.json"} <= artifacts  # root: compare view
     # inputs: the Train and early-stopping (Test) patches at training, the Validation patches at evaluation
     inputs = {(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs}
     assert inputs == {("datasets/cenn/patches/Train_B.h5", "training"),
                       ("datasets/cenn/patches/Test_B.h5", "early_stopping"),
-                      ("datasets/cenn/patches/Validation_B.h5", "evaluation")}
+                      ("datasets/cenn/patches/Validation_B.h5", "evaluation"),
+                      ("datasets/cenn/patches_unseen/Validation_B.h5", "evaluation")}
     versions = client.search_model_versions("name='cmbml-cenn-B'")
     assert [v.run_id for v in versions] == [run.info.run_id]
     assert client.get_model_version_by_alias("cmbml-cenn-B", "smoke").run_id == run.info.run_id
@@ -86,7 +102,11 @@ def test_a_changed_instrument_or_library_module_marks_its_stages_stale(b_mode_ex
     original = params.read_text()
     try:
         params.write_text(original.replace("target_GHz: 143", "target_GHz: 100"))
-        assert stale_stages(root, env) == {"foregrounds", "cenn_simulate", "cenn_validate", "cenn_train", "cenn_evaluate"}
+        assert stale_stages(root, env) == {"foregrounds", "cenn_simulate", "cenn_validate", "cenn_train", "cenn_evaluate",
+                                           "foregrounds_unseen", "cenn_simulate_unseen", "cenn_validate_unseen"}
+        # the evaluation sky is a parameter of its own stages (whose outputs cenn_evaluate reads), never of training
+        params.write_text(original.replace("ln_intensity_sigma: 0.8", "ln_intensity_sigma: 0.7"))
+        assert stale_stages(root, env) == {"foregrounds_unseen", "cenn_simulate_unseen", "cenn_validate_unseen"}
     finally:
         params.write_text(original)
     module = root / "src" / "cmbml" / "quadratic_estimator.py"

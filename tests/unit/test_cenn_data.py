@@ -10,7 +10,7 @@ import pytest
 from cmbml.cenn_config import CennSetup
 from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, read_instrument, write_split
 from cmbml.cenn_validation import build_tables, cenn_expectation
-from cmbml.foregrounds import channel_maps, polarization_spectra
+from cmbml.foregrounds import channel_maps, load_source_counts, polarization_spectra
 from cmbml.gate import run_gate
 from cmbml.flatsky import FlatGrid
 from cmbml.sky import gaussian_alm, tqu_from_alm
@@ -33,7 +33,8 @@ def world(camb_cls):
     alm = gaussian_alm(camb_cls["cl_tt_lensed"], camb_cls["cl_ee_lensed"], camb_cls["cl_bb_lensed"],
                        camb_cls["cl_te_lensed"], lmax, np.random.default_rng(0))
     cmb_qu = [tqu_from_alm(alm, nside)[1:]]
-    totals, _, _ = channel_maps(params["foregrounds"], [c.freq_ghz for c in channels], nside, params["seed"])
+    totals, _, _ = channel_maps(params["foregrounds"], [c.freq_ghz for c in channels], nside, params["seed"],
+                                load_source_counts(params["foregrounds"], REPO / "data"))
     fg = [totals[c.freq_ghz] for c in channels]
     fg_cls = {"ell": np.arange(lmax + 1)}
     for c in channels:

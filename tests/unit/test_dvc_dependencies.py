@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.stage_imports import direct_imports, stage_modules
+from tests.stage_imports import direct_imports, stage_module, stage_modules
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = sorted(DVC["stages"])
@@ -36,7 +36,7 @@ def test_no_stage_depends_on_code_it_does_not_run(stage):
 
 def test_no_stage_module_imports_another_stage():
     """Stages share code through the library (and MLflow through stages/_tracking.py), never each other."""
-    stage_files = {REPO / "stages" / f"{s}.py" for s in STAGES}
+    stage_files = {REPO / "stages" / f"{stage_module(s)}.py" for s in STAGES}
     for path in stage_files:
         assert not (direct_imports(path) & stage_files), f"{path.name} imports another stage module"
 

@@ -58,10 +58,9 @@ INVALID = {
     "foregrounds.synchrotron.beta": (-9.0, ["-6 <= foregrounds.synchrotron.beta"]),
     "foregrounds.synchrotron.template": ("haslam.fits", ["dvc add data"]),
     **{f"foregrounds.{s}.{k}": (v, [frag.format(s=s)]) for s in ("radio", "infrared") for k, v, frag in [
-        ("n_per_sr", -1.0, "0 <= foregrounds.{s}.n_per_sr"),
+        ("counts_table", "counts.csv", "no such file"),
         ("s_min_Jy", 0.0, "0 < foregrounds.{s}.s_min_Jy"),
-        ("s_max_Jy", 0.01, "above s_min_Jy"),
-        ("count_slope", 0.0, "0 < foregrounds.{s}.count_slope"),
+        ("s_max_Jy", 0.005, "above s_min_Jy"),
         ("spectral_index", 20.0, "foregrounds.{s}.spectral_index <= 10"),
         ("ref_GHz", 0.0, "1 <= foregrounds.{s}.ref_GHz"),
         ("pol_mu", 20.0, "foregrounds.{s}.pol_mu <= 10"),
@@ -127,6 +126,12 @@ INVALID = {
     "scale.cenn.epochs": (0, ["1 <= scale.cenn.epochs"]),
     "scale.cenn.crop_pixels": (40, ["scale.cenn.crop_pixels <= 15"]),
 }
+# The unseen evaluation sky's block is checked as the training sky's (with the non-Gaussian model's keys).
+INVALID.update({"unseen_" + key: (value, [f.replace("foregrounds.", "unseen_foregrounds.") for f in fragments])
+                for key, (value, fragments) in list(INVALID.items()) if key.startswith("foregrounds.")})
+INVALID.update({f"unseen_foregrounds.{s}.{k}": (v, [f"{frag}unseen_foregrounds.{s}.{k}{rest}"])
+                for s in ("dust", "synchrotron") for k, v, frag, rest in [
+                    ("ln_intensity_sigma", -0.5, "0 <= ", ""), ("angle_sigma_deg", 200.0, "", " <= 180")]})
 DEFAULT = compose()
 PATH_KEYS = [k for k in flatten(DEFAULT) if k.startswith("paths.")]
 
@@ -185,3 +190,17 @@ def test_each_invalid_nongaussian_value_is_refused_naming_the_key(key, monkeypat
     assert any(key in line and "allowed" in line for line in str(err.value).splitlines()), str(err.value)
     for fragment in fragments:
         assert fragment in str(err.value), f"{fragment!r} missing from:\n{err.value}"
+
+
+def test_the_unseen_sky_may_not_change_the_instrument_noise(monkeypatch):
+    """The unseen sky changes the foregrounds only: its noise switch must be the training sky's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ParamError, match=r"unseen_foregrounds.noise = False: allowed only foregrounds.noise = True"):
+        check_all(_set(DEFAULT, "unseen_foregrounds.noise", False))
+
+
+def test_source_flux_cuts_must_lie_inside_the_counts_table(monkeypatch):
+    """The counts tables start at 1 mJy: a fainter cut would extrapolate published counts, so it is refused."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ParamError, match=r"foregrounds.radio.counts_table = .* s_min_Jy = 0.0001.*outside the table"):
+        check_all(_set(DEFAULT, "foregrounds.radio.s_min_Jy", 1e-4))

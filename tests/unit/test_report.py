@@ -2,7 +2,8 @@
 
 import pytest
 
-from cmbml.report import cenn_table, cenn_transfer_table, lensing_table, replace_between_markers
+from cmbml.report import cenn_table, cenn_transfer_table, foreground_model_table, lensing_table, \
+    replace_between_markers
 
 
 def lensing_record(name, rho_cnn):
@@ -35,3 +36,24 @@ def test_replace_between_markers_keeps_the_rest_and_refuses_a_missing_block():
     assert replace_between_markers(text, "t", "new") == "intro\n<!-- t -->\nnew\n<!-- /t -->\nend\n"
     with pytest.raises(ValueError, match="<!-- u -->"):
         replace_between_markers(text, "u", "new")
+
+
+def test_foreground_model_table_has_a_row_per_test_sky_with_every_method_and_the_residuals():
+    """One run (B trained on the non-Gaussian sky) gives two rows: its own sky and the unseen Gaussian one,
+    each with the map MSE of the network and the classical methods, the ratio to Wiener and the residual
+    D_ell (network / Wiener / harmonic ILC) of the variant's spectrum per multipole range."""
+    metrics = {}
+    for prefix, scale in (("", 1.0), ("unseen_", 2.0)):
+        for method in ("network", "wiener", "wiener_own_sky", "harmonic_ilc", "pixel_ilc"):
+            metrics[f"{prefix}map_mse_{method}_uK2"] = 10.0 * scale
+        metrics[f"{prefix}map_mse_network_err_uK2"] = 0.5
+        metrics[f"{prefix}mse_over_wiener"], metrics[f"{prefix}mse_over_wiener_err"] = 0.9 * scale, 0.01
+        for method in ("network", "wiener", "harmonic_ilc"):
+            metrics[f"{prefix}bb_ell60_300_{method}_residual_dl_uK2"] = 0.125 * scale
+    record = {"name": "B", "params": {"cenn.variant": "B", "foregrounds.model": "nongaussian"},
+              "unseen_model": "gaussian", "metrics": metrics}
+    lines = foreground_model_table([record], [[60, 300], [300, 900]]).splitlines()
+    assert len(lines) == 4 and "residual D_ell 60-300: CENN / Wiener / harmonic ILC" in lines[0]
+    assert lines[2].startswith("| B | nongaussian | nongaussian | 10 +- 0.5 | 10 | 10 | 10 | 10 | 0.900 +- 0.010 |")
+    assert lines[2].endswith("| 0.125 / 0.125 / 0.125 | - / - / - |")
+    assert lines[3].startswith("| B | nongaussian | gaussian | 20 +- 0.5 |") and "1.800 +- 0.010" in lines[3]
