@@ -126,3 +126,23 @@ def test_all_problems_of_an_experiment_are_reported_at_once():
     message = problems(LensingSetup, p)
     for fragment in ("npix = 0", "lensing_train.optimizer = 'lbfgs'", "lensing_net.conv_kernels[3] = 4"):
         assert fragment in message
+
+
+def test_the_unseen_sky_setup_differs_from_the_training_one_only_in_its_foregrounds_and_their_paths():
+    """The unseen sky cuts only Validation patches, with the training sky's seed, sizes, geometry and CMB;
+    its foregrounds, patches and gate report are its own. A model's sky does not depend on its role:
+    with the same model in both roles the two skies' datasets carry the same parameter digest."""
+    params = compose()
+    train, unseen = CennSetup.from_params(params, CONF), CennSetup.from_params(params, CONF, sky="unseen")
+    assert train.splits == ("Train", "Test", "Validation") and unseen.splits == ("Validation",)
+    assert (train.foregrounds["model"], unseen.foregrounds["model"]) == ("gaussian", "nongaussian")
+    assert (unseen.seed, unseen.n_samples, unseen.geometry) == (train.seed, train.n_samples, train.geometry)
+    assert unseen.paths.sky == train.paths.sky and unseen.paths.model == train.paths.model
+    for field in ("foregrounds", "foreground_cls", "patches", "report", "validation"):
+        assert getattr(unseen.paths, field) != getattr(train.paths, field), field
+    assert unseen.dataset_digest != train.dataset_digest
+    same = compose("foregrounds@unseen_foregrounds=gaussian")
+    assert (CennSetup.from_params(same, CONF, sky="unseen").dataset_digest
+            == CennSetup.from_params(same, CONF).dataset_digest)
+    with pytest.raises(ValueError, match="allowed"):
+        CennSetup.from_params(params, CONF, sky="validation")

@@ -223,3 +223,22 @@ def test_each_pixel_scales_with_its_own_spectral_parameters():
     # the spectral index itself varies: dust/dust ratios between two channels differ from pixel to pixel
     ratio = dict(channel_parts(NG, sky, nside, 217.0))["dust"][0] / parts["dust"][0]
     assert np.std(ratio) > 0.01 * np.mean(ratio)
+
+
+def test_the_two_foreground_models_draw_independent_skies():
+    """Each model has its own generator streams: the Gaussian and non-Gaussian dust Q maps of one seed are
+    uncorrelated multipole by multipole (the correlation coefficient C_gn / sqrt(C_gg C_nn), averaged over
+    10 <= ell < 96 with weights 2 ell + 1, below 0.05, where chance gives about 0.01; the dust spectrum is
+    too red for a pixel correlation to test this), and their source catalogues differ, so the unseen sky
+    shares no structure with the training sky."""
+    from cmbml.foregrounds import foreground_sky, load_source_counts
+
+    nside = 32
+    counts = load_source_counts(FG, REPO / "data")
+    gaussian, nongaussian = foreground_sky(FG, nside, 7, counts), foreground_sky(NG, nside, 7, counts)
+    q_g, q_n = gaussian.galactic["dust"][0], nongaussian.galactic["dust"][0]
+    c_gn, c_gg, c_nn = hp.anafast(q_g, q_n), hp.anafast(q_g), hp.anafast(q_n)
+    ell = np.arange(10, 96)
+    r = np.sum((2 * ell + 1) * c_gn[ell] / np.sqrt(c_gg[ell] * c_nn[ell])) / np.sum(2 * ell + 1)
+    assert abs(r) < 0.05
+    assert gaussian.catalogues["radio"]["flux_jy"].size != nongaussian.catalogues["radio"]["flux_jy"].size
