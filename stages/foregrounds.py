@@ -21,15 +21,15 @@ def main(sky: str = "training") -> None:
     # One sky for every channel: dust and synchrotron at their reference frequencies (Gaussian or
     # non-Gaussian, foregrounds.model), their spectral parameters across the sky, and source catalogues
     # drawn from published counts (tables in data/).
-    sky = foreground_sky(fg, nside, setup.seed, load_source_counts(fg, paths.data_dir),
-                         load_templates(fg, nside, paths.data_dir))
+    foreground = foreground_sky(fg, nside, setup.seed, load_source_counts(fg, paths.data_dir),
+                                load_templates(fg, nside, paths.data_dir))
     levels, spectra, q_maps = {}, {}, {}
     with progress(f"foreground channels at nside {nside}", len(freqs)) as advance:
         for freq in freqs:
             # Dust (modified black body) and synchrotron (power law) scaled to the channel, plus the
             # sources, in uK_CMB; summed one component at a time so that one channel is in memory.
             total, levels[f"{freq:g}GHz"] = 0.0, {}
-            for name, part in channel_parts(fg, sky, nside, freq):
+            for name, part in channel_parts(fg, foreground, nside, freq):
                 levels[f"{freq:g}GHz"][name] = float(np.sqrt(np.mean(part**2)))
                 total = total + part
                 del part
@@ -41,8 +41,8 @@ def main(sky: str = "training") -> None:
             advance()
     write_json(paths.foregrounds / "levels.json", {
         "units": "uK_CMB rms of Q and U per pixel, unsmoothed, whole sky", **levels,
-        "model": fg["model"], "n_sources": {k: int(v["flux_jy"].size) for k, v in sky.catalogues.items()}})
+        "model": fg["model"], "n_sources": {k: int(v["flux_jy"].size) for k, v in foreground.catalogues.items()}})
     write_foreground_spectra(paths.foreground_cls, spectra)
     plot_foreground_channels(q_maps, nside, paths.foreground_plots / "foregrounds_Q.png")
-    print(f"foregrounds ({sky} sky, {fg['model']}): {len(freqs)} channels at nside {nside}; "
+    print(f"foregrounds ({setup.sky} sky, {fg['model']}): {len(freqs)} channels at nside {nside}; "
           + ", ".join(f"{k} dust rms {v['dust']:.2f} uK" for k, v in levels.items()))
