@@ -355,6 +355,7 @@ def bench_simulation() -> list[dict]:
     import healpy as hp
 
     from cmbml.cenn_sim import Channel, cut_split, plan_split
+    from cmbml.executors import ForkExecutor
     from cmbml.flatsky import FlatGrid
     from cmbml.lensing_sim import LensingSimConfig, LensingSimulator
 
@@ -365,7 +366,7 @@ def bench_simulation() -> list[dict]:
     for version, npix, pixel_arcmin, n in (("v2", 50, 27.48, 2048), ("v6", 100, 6.0, 1536)):
         config = LensingSimConfig(npix, pixel_arcmin, None, None, 1.0, False, 1.0)
         simulator = LensingSimulator(config, cl_tt, cl_kk, seed=0)
-        rates = _best_rates(lambda workers: [None for _ in simulator.batches("train", n, 128, workers)], n)
+        rates = _best_rates(lambda workers: [None for _ in simulator.batches("train", n, 128, ForkExecutor(workers))], n)
         rows.append({"what": f"lensing {version} maps ({npix}^2)", "n": n, "rate_1_worker": rates[1],
                      "rate_2_workers": rates[2], "parallel_efficiency": rates[2] / (2 * rates[1])})
         print(f"simulation: {rows[-1]}", flush=True)
@@ -377,7 +378,7 @@ def bench_simulation() -> list[dict]:
     channels = [Channel(f, 5.0, 50.0) for f in (100.0, 143.0, 217.0)]
     plan = plan_split("Train", n, 0, 1, 30.0, (0.0, 60.0), (180.0, 240.0), geometry)
     rates = _best_rates(lambda workers: [None for _ in cut_split(plan, sky, label, channels, nside, geometry, ["E"], 0,
-                                                                 True, workers=workers)], n)
+                                                                 True, executor=ForkExecutor(workers))], n)
     rows.append({"what": f"CENN patches ({geometry.npix}^2, nside {nside}, 3 channels + label)", "n": n,
                  "rate_1_worker": rates[1], "rate_2_workers": rates[2],
                  "parallel_efficiency": rates[2] / (2 * rates[1])})

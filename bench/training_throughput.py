@@ -69,6 +69,7 @@ class GpuSampler:
 
 def simulate_lensing(params_file: Path, cls_file: Path, out_dir: Path, n_train: int, n_val: int, workers: int):
     """Paper-count training and validation maps for one version, written by the project's simulator."""
+    from cmbml.executors import ForkExecutor
     from cmbml.lensing_config import LensingSetup
     from cmbml.lensing_sim import LensingSimulator, write_split
     from cmbml.params import load_params
@@ -81,7 +82,7 @@ def simulate_lensing(params_file: Path, cls_file: Path, out_dir: Path, n_train: 
     t0 = time.perf_counter()
     for split, n in (("train", n_train), ("val", n_val)):
         files[split] = out_dir / f"{setup.version}_{split}.h5"
-        write_split(files[split], simulator, split, n, 256, {}, workers=workers)
+        write_split(files[split], simulator, split, n, 256, {}, executor=ForkExecutor(workers))
     return setup, files, (n_train + n_val) / (time.perf_counter() - t0)
 
 

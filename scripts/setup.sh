@@ -8,7 +8,7 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY=${PYTHON:-python3.11}
 PYMASTER_VERSION=3.0.1
-APT_PACKAGES="build-essential libgsl-dev libfftw3-dev libcfitsio-dev libchealpix-dev autoconf automake libtool pkg-config chromium libjs-bootstrap4 libjs-jquery fonts-font-awesome"
+APT_PACKAGES="build-essential libgsl-dev libfftw3-dev libcfitsio-dev libchealpix-dev autoconf automake libtool pkg-config chromium libjs-bootstrap4 libjs-jquery fonts-font-awesome postgresql"
 
 LOG="$VENV/setup.log"   # everything the steps print; the terminal gets one line per step
 

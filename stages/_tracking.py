@@ -200,7 +200,10 @@ def start_mlflow(tracking: Tracking):
         from mlflow.exceptions import MlflowException
 
         try:
-            mlflow.create_experiment(tracking.experiment, artifact_location=artifact_location(tracking.experiment))
+            # A tracking server keeps artifacts where its proxy (--artifacts-destination) says; a local store beside it.
+            location = None if tracking.tracking_uri.startswith(("http://", "https://")) else \
+                artifact_location(tracking.experiment)
+            mlflow.create_experiment(tracking.experiment, artifact_location=location)
         except MlflowException:  # a concurrent queue worker created it first
             if mlflow.get_experiment_by_name(tracking.experiment) is None:
                 raise

@@ -61,7 +61,8 @@ def main() -> None:
                    tables={"spectra.json": rows, f"{UNSEEN_PREFIX}spectra.json": unseen_rows},
                    stage="cenn_evaluate", details=metrics,
                    datasets=[s.paths.patch_file("Validation", c) for s in (setup, unseen) for c in components])
-    for sky, m, prefix in ((setup, metrics, ""), (unseen, metrics, UNSEEN_PREFIX)):
+    m = metrics  # both skies' scores, the unseen sky's under UNSEEN_PREFIX
+    for sky, prefix in ((setup, ""), (unseen, UNSEEN_PREFIX)):
         print(f"cenn_evaluate: {setup.variant} trained on {setup.foregrounds['model']} foregrounds, on "
               f"{int(m[prefix + 'n_validation'])} Validation patches of the {sky.sky} {sky.foregrounds['model']} sky "
               f"({m[prefix + 'n_independent_validation']:.0f} independent), map MSE (uK^2): "

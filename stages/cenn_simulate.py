@@ -7,12 +7,19 @@ from __future__ import annotations
 
 def main(sky: str = "training") -> None:
     from cmbml.cenn_config import load
+    from cmbml.executors import open_executor
+
+    setup = load(sky=sky)
+    with open_executor(setup.executor) as executor:  # connected (Dask) before any sky is built
+        simulate(setup, sky, executor)
+
+
+def simulate(setup, sky: str, executor) -> None:
     from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, write_split
     from cmbml.fits import read_healpix
     from cmbml.patches import independent_patch_areas
     from cmbml.progress import progress
 
-    setup = load(sky=sky)
     instrument, patch, paths = setup.instrument, setup.geometry.patch, setup.paths
     channels, components = instrument.channels, list(setup.components)
 
@@ -34,7 +41,10 @@ def main(sky: str = "training") -> None:
         "foregrounds": setup.foregrounds, "foreground_sky": setup.sky,
         "cosmology": setup.cosmology,
     }
-    with progress(f"CENN {setup.variant} patches ({sky} sky)", sum(setup.n_samples[s] for s in setup.splits)) as advance:
+    # Patches are cut in local processes or on a Dask cluster; every patch's noise has its own seed, so the files
+    # are the same either way.
+    with progress(f"CENN {setup.variant} patches ({sky} sky) on {executor.name}",
+                  sum(setup.n_samples[s] for s in setup.splits)) as advance:
         for split in setup.splits:
             # Validation and Test patches come from their own longitude bands, Train from outside both;
             # each split records how many independent patch areas its overlapping patches hold.
@@ -42,7 +52,7 @@ def main(sky: str = "training") -> None:
                               setup.holdout_lon_deg, setup.early_stopping_lon_deg, patch)
             independent = independent_patch_areas(*plan.centres_deg.T, plan.realisation, patch)
             chunks = cut_split(plan, inputs, labels, channels, setup.nside, patch, components, setup.seed,
-                               noise=setup.foregrounds["noise"], workers=setup.workers)
+                               noise=setup.foregrounds["noise"], executor=executor)
             write_split({c: paths.patch_file(split, c) for c in components}, plan, chunks, patch.npix, len(channels),
                         {**attrs, "split": split, "n_independent_cmb": independent["cmb"],
                          "n_independent_sky": independent["sky"]}, progress=advance)

@@ -15,18 +15,19 @@ def main() -> None:
     import keras
 
     from cmbml.models import cenn_network, dtype_policy, make_optimizer
-    from cmbml.training import H5Batches, streamed_mean_std, tf_dataset
+    from cmbml.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
 
-    keras.utils.set_random_seed(setup.seed)
     train, paths = setup.train, setup.paths
+    strategy = distribution_strategy(train.strategy)
+    keras.utils.set_random_seed(setup.seed)
     # One network for every component of the variant (E, B, or Q and U together); Test patches stop training.
     train_files = [paths.patch_file("Train", c) for c in setup.components]
     test_files = [paths.patch_file("Test", c) for c in setup.components]
     x_stats = streamed_mean_std(train_files, "M", per_channel=True)
     y_stats = streamed_mean_std(train_files, "M0", per_channel=True)
-    with dtype_policy(train.precision):
+    with strategy.scope(), dtype_policy(train.precision):  # variables mirrored on every replica of the strategy
         core = cenn_network(n_channels=len(x_stats[0]), l2=train.l2, name=f"cenn_{setup.variant}")
-    core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
+        core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.variant, scale=setup.scale, core=core,
         group_choices={"cenn": setup.variant, "scale": setup.scale}, model_card=setup.model_card,

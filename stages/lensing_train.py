@@ -15,16 +15,17 @@ def main() -> None:
     import keras
 
     from cmbml.models import dtype_policy, lensing_cnn, make_optimizer
-    from cmbml.training import H5Batches, streamed_mean_std, tf_dataset
+    from cmbml.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
 
-    keras.utils.set_random_seed(setup.seed)
     train, paths = setup.train, setup.paths
+    strategy = distribution_strategy(train.strategy)
+    keras.utils.set_random_seed(setup.seed)
     # Standardise inputs and targets with training-set statistics (saved inside the model).
     t_stats, k_stats = streamed_mean_std(paths.train, "T_lensed"), streamed_mean_std(paths.train, "kappa")
-    with dtype_policy(train.precision):
+    with strategy.scope(), dtype_policy(train.precision):  # variables mirrored on every replica of the strategy
         core = lensing_cnn(setup.grid.npix, setup.conv_filters, setup.conv_kernels, setup.output_kernel,
                            setup.kernel_initializer, name=f"lensing_cnn_{setup.version}")
-    core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate, train.clipnorm), loss="mse")
+        core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate, train.clipnorm), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.version, scale=setup.scale, core=core,
         group_choices={"lensing": setup.version, "scale": setup.scale}, model_card=setup.model_card,

@@ -23,13 +23,16 @@ from cmbml.config import (
     Tracking,
     TrainSettings,
     check_shared,
+    check_strategy,
+    executor_spec,
     logged_params,
     read_paths,
     tracking_from_params,
 )
+from cmbml.executors import ExecutorSpec
 from cmbml.flatsky import FlatGrid, check_bins
 from cmbml.integrity import params_digest
-from cmbml.params import Checker, available_options, load_params
+from cmbml.params import Checker, ParamError, available_options, load_params
 from cmbml.source_counts import SourceCounts
 
 SPLITS = ("Train", "Test", "Validation")
@@ -171,6 +174,7 @@ def _check_cenn(c: Checker, conf_dir: Path) -> tuple[Instrument | None, CennGeom
         _check_foregrounds(c, sky_key, conf_dir)
     c.choice("cenn_train.optimizer", OPTIMIZERS)
     c.choice("cenn_train.precision", PRECISIONS)
+    check_strategy(c, "cenn_train.strategy")
     c.number("cenn_train.learning_rate", 0.0, 10.0, lo_open=True)
     c.number("cenn_train.l2", 0.0, 1.0)
     n_train = c.value("scale.cenn.n_train")
@@ -335,7 +339,7 @@ class CennSetup:
     b_min_deg: float
     holdout_lon_deg: tuple[float, float]
     early_stopping_lon_deg: tuple[float, float]
-    workers: int
+    executor: ExecutorSpec  # where the simulation runs; the files do not depend on it
     train: TrainSettings
     apodization_deg: float
     bin_width: float
@@ -361,8 +365,8 @@ class CennSetup:
                     source: str = "params.yaml", sky: str = "training") -> CennSetup:
         """The setup of one foreground sky: ``training``, or ``unseen``, where ``foregrounds`` holds the
         ``unseen_foregrounds`` block and the foreground, patch and report paths are those of ``paths.cenn.unseen``."""
-        if sky not in SKY_BLOCKS:
-            raise ValueError(f"sky = {sky!r}: allowed {list(SKY_BLOCKS)}")
+        if sky not in SKY_BLOCKS:  # the stages' --sky option
+            raise ParamError([f"--sky {sky!r}: allowed {' or '.join(SKY_BLOCKS)}"], "the command line")
         c = Checker(params)
         instrument, geometry = check_cenn(c, Path(conf_dir))
         c.raise_if_any(source)
@@ -382,11 +386,11 @@ class CennSetup:
             b_min_deg=float(p["cenn_simulate"]["b_min_deg"]),
             holdout_lon_deg=tuple(p["cenn_simulate"]["holdout_lon_deg"]),
             early_stopping_lon_deg=tuple(p["cenn_simulate"]["early_stopping_lon_deg"]),
-            workers=int(p["cenn_simulate"]["workers"]),
+            executor=executor_spec(p, "cenn_simulate.workers"),
             train=TrainSettings(optimizer=tr["optimizer"], learning_rate=float(tr["learning_rate"]),
                                 batch_size=int(tr["batch_size"]), epochs=int(sc["epochs"]),
                                 early_stopping_patience=int(tr["early_stopping_patience"]), l2=float(tr["l2"]),
-                                precision=tr["precision"]),
+                                precision=tr["precision"], strategy=tr["strategy"]),
             apodization_deg=float(ev["apodization_deg"]), bin_width=float(ev["bin_width"]),
             residual_ell_ranges=tuple(tuple(r) for r in ev["residual_ell_ranges"]),
             n_example_patches=int(ev["n_example_patches"]),

@@ -11,12 +11,13 @@ and every pixel's noise is independent, as for a real detector map.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from cmbml.executors import Executor
 from cmbml.flatsky import FlatGrid
 from cmbml.patches import PatchSampler, random_centres
 
@@ -147,31 +148,44 @@ CONVENTIONS = {
 """File attributes every patch file carries and the gate requires verbatim."""
 
 
-# Full-sky maps shared with forked workers (copy-on-write, never pickled).
-_SHARED: dict[str, Any] = {}
+@dataclass(frozen=True)
+class PatchCutter:
+    """What every patch-cutting job reads: the split's plan, the full-sky component maps and the noise.
+
+    One object, handed once to each worker (forked: inherited; Dask: sent once), so that a job is
+    only a list of patch indices."""
+
+    plan: PatchPlan
+    inputs: Mapping
+    labels: Mapping
+    channels: list
+    nside: int
+    geometry: FlatGrid
+    components: list
+    seed: int
+    noise: bool
 
 
-def _cut_patches(indices: Sequence[int]) -> tuple[list[int], dict]:
-    s = _SHARED
-    plan: PatchPlan = s["plan"]
-    geometry: FlatGrid = s["geometry"]
-    out = {comp: ([], []) for comp in s["components"]}
-    sigma = np.array([ch.noise_uk_arcmin / geometry.pixel_arcmin for ch in s["channels"]]) if s["noise"] else None
+def cut_patches(cutter: PatchCutter, indices: Sequence[int]) -> tuple[list[int], dict]:
+    """Patches ``indices`` of the plan: ``(indices, {component: (M, M0)})``, each patch's noise from its own seed."""
+    s, plan, geometry = cutter, cutter.plan, cutter.geometry
+    out = {comp: ([], []) for comp in s.components}
+    sigma = np.array([ch.noise_uk_arcmin / geometry.pixel_arcmin for ch in s.channels]) if s.noise else None
     for i in indices:
         lon, lat = plan.centres_deg[i]
         r = int(plan.realisation[i])
-        sampler = PatchSampler.build(s["nside"], geometry, lon, lat)
-        if s["components"] == ["Q", "U"]:
-            q_in, u_in = sampler.polarization(s["inputs"][(r, "Q")], s["inputs"][(r, "U")])
-            q_lab, u_lab = sampler.polarization(s["labels"][(r, "Q")], s["labels"][(r, "U")])
+        sampler = PatchSampler.build(s.nside, geometry, lon, lat)
+        if s.components == ["Q", "U"]:
+            q_in, u_in = sampler.polarization(s.inputs[(r, "Q")], s.inputs[(r, "U")])
+            q_lab, u_lab = sampler.polarization(s.labels[(r, "Q")], s.labels[(r, "U")])
             cut = {"Q": (q_in, q_lab), "U": (u_in, u_lab)}
         else:
-            cut = {c: (sampler.scalar(s["inputs"][(r, c)]), sampler.scalar(s["labels"][(r, c)])) for c in s["components"]}
-        for k, comp in enumerate(s["components"]):
+            cut = {c: (sampler.scalar(s.inputs[(r, c)]), sampler.scalar(s.labels[(r, c)])) for c in s.components}
+        for k, comp in enumerate(s.components):
             m, m0 = cut[comp]
             m = np.moveaxis(m, 0, -1)  # (n, n, channels)
             if sigma is not None:
-                rng = np.random.default_rng([s["seed"], 11, SPLIT_IDS[plan.split], int(i), k])
+                rng = np.random.default_rng([s.seed, 11, SPLIT_IDS[plan.split], int(i), k])
                 m = m + sigma * rng.standard_normal(m.shape)
             out[comp][0].append(m.astype(np.float32))
             out[comp][1].append(m0[..., None].astype(np.float32))
@@ -188,28 +202,18 @@ def cut_split(
     components: Sequence[str],
     seed: int,
     noise: bool,
-    workers: int = 1,
+    executor: Executor | None = None,
     chunk: int = 32,
-) -> Any:
-    """Yield ``(slice, {comp: (M, M0)})`` chunks in order; patches are cut in ``workers`` processes.
+) -> Iterator[tuple[slice, dict]]:
+    """Yield ``(slice, {comp: (M, M0)})`` chunks in order; patches are cut by ``executor`` (this process when None).
 
-    The result does not depend on ``workers`` or ``chunk``: every patch's noise has its own seed.
+    The result does not depend on the executor or ``chunk``: every patch's noise has its own seed.
     """
-    import multiprocessing as mp
-
-    _SHARED.update(plan=plan, inputs=inputs, labels=labels, channels=list(channels), nside=nside,
-                   geometry=geometry, components=list(components), seed=seed, noise=noise)
+    cutter = PatchCutter(plan, inputs, labels, list(channels), nside, geometry, list(components), seed, noise)
     n = plan.centres_deg.shape[0]
     batches = [list(range(a, min(n, a + chunk))) for a in range(0, n, chunk)]
-    if workers > 1 and len(batches) > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            for idx, arrays in pool.imap(_cut_patches, batches):
-                yield slice(idx[0], idx[-1] + 1), arrays
-    else:
-        for batch in batches:
-            idx, arrays = _cut_patches(batch)
-            yield slice(idx[0], idx[-1] + 1), arrays
-    _SHARED.clear()
+    for idx, arrays in (executor or Executor()).map(cut_patches, cutter, batches):
+        yield slice(idx[0], idx[-1] + 1), arrays
 
 
 def write_split(paths: Mapping[str, Any], plan: PatchPlan, chunks, npix: int, n_channels: int,

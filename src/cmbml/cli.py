@@ -190,7 +190,7 @@ def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
     except ParamError as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
-    except GateNotPassed as err:
+    except (GateNotPassed, ConnectionError) as err:  # a gate that did not pass; an executor that did not answer
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(1) from None
     except FileNotFoundError as err:
@@ -240,9 +240,8 @@ SKY_OPTION = typer.Option("training", "--sky", help="training: the `foregrounds`
 
 
 def _run_sky_stage(module: str, sky: str) -> None:
-    if sky not in ("training", "unseen"):
-        typer.secho(f"--sky {sky!r}: allowed training or unseen", fg="red", err=True)
-        raise typer.Exit(2)
+    """The stage of ``sky``: ``module`` for the training sky, ``<module>_unseen`` for the other (the setup
+    refuses any other sky)."""
     _run_stage(module, module if sky == "training" else f"{module}_{sky}", sky=sky)
 
 

@@ -28,6 +28,9 @@ from cmbml.params import Checker, available_options, flatten, get_key, repositor
 
 OPTIMIZERS = ["adam", "sgd", "adagrad", "rmsprop"]
 PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
+STRATEGIES = ["single", "mirrored"]
+"""tf.distribute strategies: one device; one replica per GPU of this node (Mirrored). Not MultiWorkerMirrored:
+Keras 3's Model.fit fails under it (upstream keras-team/keras#20585), see :func:`check_strategy`."""
 KERNEL_INITIALIZERS = ["glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
                        "orthogonal", "random_normal", "random_uniform", "truncated_normal"]
 """Keras initializers a convolution kernel may take by name without arguments (tested against Keras)."""
@@ -94,9 +97,12 @@ def check_tracking_uri(c: Checker) -> str | None:
     uri = c.text("mlflow.tracking_uri")
     if uri is None or "MLFLOW_TRACKING_URI" in os.environ:
         return uri
+    if uri.startswith(("http://", "https://")):  # a tracking server (README: Beyond one machine)
+        return uri
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
-        c.fail(f"mlflow.tracking_uri = {uri!r}: allowed a SQLite store inside the repository, sqlite:///<file>")
+        c.fail(f"mlflow.tracking_uri = {uri!r}: allowed a SQLite store inside the repository, sqlite:///<file>, "
+               "or a tracking server, http(s)://host:port")
         return None
     root = repository_root()
     path = (root / uri[len(prefix):]).resolve()
@@ -120,12 +126,56 @@ def tracking_from_params(params: Mapping[str, Any], experiment: str, registered_
                     logged_params(params, keys, evaluation_keys), logged_params(params, evaluation_keys), description)
 
 
+def check_strategy(c: Checker, key: str) -> None:
+    """``<experiment>_train.strategy``: one of STRATEGIES, with the reason where several nodes are asked for."""
+    if c.params.get(key.split(".")[0], {}).get("strategy") == "multi_worker_mirrored":
+        c.fail(f"{key} = 'multi_worker_mirrored': allowed values are {', '.join(STRATEGIES)}; Keras "
+               f"{_keras_version()} Model.fit cannot train under MultiWorkerMirroredStrategy (its first batch and its "
+               "metrics are reduced across workers in ways TensorFlow refuses)")
+        return
+    c.choice(key, STRATEGIES)
+
+
+def _keras_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keras")
+    except PackageNotFoundError:
+        return "3"
+
+
+# ---- where simulations run -------------------------------------------------------------------------
+
+def check_executor(c: Checker) -> None:
+    """``executor.kind`` (local | dask) and, for Dask, a scheduler: the parameter or ``DASK_SCHEDULER_ADDRESS``."""
+    from cmbml.executors import EXECUTORS, SCHEDULER_SCHEMES
+
+    kind = c.choice("executor.kind", EXECUTORS)
+    address = c.value("executor.scheduler_address")
+    if address is not None and (not isinstance(address, str) or not address.startswith(SCHEDULER_SCHEMES)):
+        c.fail(f"executor.scheduler_address = {address!r}: allowed a Dask scheduler address "
+               f"({' or '.join(s + 'host:port' for s in SCHEDULER_SCHEMES[:2])}) or null")
+    elif kind == "dask" and address is None and not os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        c.fail("executor.scheduler_address = null: executor.kind = dask needs a scheduler, allowed tcp://host:port "
+               "(or DASK_SCHEDULER_ADDRESS in the environment)")
+
+
+def executor_spec(params: Mapping[str, Any], workers_key: str):
+    """The :class:`cmbml.executors.ExecutorSpec` of a simulation stage; ``workers_key`` counts local processes."""
+    from cmbml.executors import ExecutorSpec
+
+    return ExecutorSpec(kind=params["executor"]["kind"], workers=int(get_key(params, workers_key)),
+                        scheduler_address=params["executor"].get("scheduler_address"))
+
+
 def check_shared(c: Checker, paths_cls, paths_block: str, conf_dir: Path = Path("conf")) -> None:
     """The checks every experiment runs besides its own: cosmology and seed, the CAMB table's lmax,
     the MLflow store and the experiment's paths."""
     check_cosmology(c)
     check_spectra(c)
     check_tracking_uri(c)
+    check_executor(c)
     read_paths(c, SpectraPaths, ["spectra"])
     read_paths(c, paths_cls, ["spectra", paths_block])
     docs = c.params.get("paths", {}).get("data_docs")
@@ -147,6 +197,7 @@ class TrainSettings:
     l2: float = 0.0
     augment: bool = False
     precision: str = "float32"  # a Keras dtype policy: float32, mixed_bfloat16 or mixed_float16
+    strategy: str = "single"  # one of STRATEGIES; batch_size is the global batch whatever the replica count
 
 
 # ---- checks shared by every experiment --------------------------------------------------------------

@@ -22,10 +22,13 @@ from cmbml.config import (
     Tracking,
     TrainSettings,
     check_shared,
+    check_strategy,
+    executor_spec,
     logged_params,
     read_paths,
     tracking_from_params,
 )
+from cmbml.executors import ExecutorSpec
 from cmbml.flatsky import FlatGrid, linear_bins
 from cmbml.integrity import params_digest
 from cmbml.lensing_sim import LensingSimConfig
@@ -92,6 +95,7 @@ def _check_lensing(c: Checker, conf_dir: Path) -> None:
     c.number("lensing_train.clipnorm", 0.0, 1e6, lo_open=True, nullable=True)
     c.choice("lensing_train.optimizer", OPTIMIZERS)
     c.choice("lensing_train.precision", PRECISIONS)
+    check_strategy(c, "lensing_train.strategy")
     c.boolean("lensing_train.augment")
     c.choice("lensing_net.kernel_initializer", KERNEL_INITIALIZERS)
     filters = c.value("lensing_net.conv_filters") or []
@@ -146,7 +150,7 @@ class LensingSetup:
     sim: LensingSimConfig
     n_samples: Mapping[str, int]
     chunk_samples: int
-    workers: int
+    executor: ExecutorSpec  # where the simulation runs; the files do not depend on it
     kappa_rms_nsigma: float
     conv_filters: tuple[int, ...]
     conv_kernels: tuple[int, ...]
@@ -187,7 +191,7 @@ class LensingSetup:
                                  remap_epsilon=float(p["lensing_simulate"]["remap_epsilon"])),
             n_samples={s: int(sc[f"n_{s}"]) for s in SPLITS},
             chunk_samples=int(p["lensing_simulate"]["chunk_samples"]),
-            workers=int(p["lensing_simulate"]["workers"]),
+            executor=executor_spec(p, "lensing_simulate.workers"),
             kappa_rms_nsigma=float(p["lensing_validate"]["kappa_rms_nsigma"]),
             conv_filters=tuple(p["lensing_net"]["conv_filters"]), conv_kernels=tuple(p["lensing_net"]["conv_kernels"]),
             output_kernel=int(p["lensing_net"]["output_kernel"]),
@@ -196,7 +200,7 @@ class LensingSetup:
                                 batch_size=int(train["batch_size"]), epochs=int(sc["epochs"]),
                                 early_stopping_patience=int(sc["early_stopping_patience"]),
                                 clipnorm=train["clipnorm"], augment=bool(train["augment"]),
-                                precision=train["precision"]),
+                                precision=train["precision"], strategy=train["strategy"]),
             rho_bin_width_in_fundamentals=float(p["lensing_evaluate"]["rho_bin_width_in_fundamentals"]),
             n_example_maps=int(p["lensing_evaluate"]["n_example_maps"]),
             tracking=tracking_from_params(p, p["mlflow"]["lensing_experiment"],

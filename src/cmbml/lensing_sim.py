@@ -1,8 +1,8 @@
 """Simulated lensing datasets: Gaussian T and kappa realisations, lensing, noise.
 
 Each sample ``i`` of split ``s`` draws from its own generator seeded with
-``(seed, split_id, i)``, so the arrays do not depend on chunking, ordering or the
-number of workers, and the same parameters give byte-identical files.
+``(seed, split_id, i)``, so the arrays do not depend on chunking, ordering, the
+executor or its number of workers, and the same parameters give byte-identical files.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from cmbml.executors import Executor
 from cmbml.flatsky import FlatGrid, gaussian_realisation
 from cmbml.lensing import lens_map, white_noise_sigma_pix
 
@@ -113,31 +114,19 @@ class LensingSimulator:
         samples = [self.sample(split, i) for i in range(sl.start, sl.stop)]
         return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
 
-    def batches(self, split: str, n: int, chunk: int, workers: int = 1) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
-        """Yield ``(slice, arrays)`` chunks of ``n`` samples in order, simulated in ``workers`` processes.
-
-        Every sample has its own generator, so the arrays do not depend on ``workers`` or ``chunk``.
+    def batches(self, split: str, n: int, chunk: int, executor: Executor | None = None
+                ) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+        """Yield ``(slice, arrays)`` chunks of ``n`` samples in order, simulated by ``executor`` (this process
+        when None): every sample has its own generator, so the arrays do not depend on the executor or ``chunk``.
         """
         slices = [slice(start, min(n, start + chunk)) for start in range(0, n, chunk)]
-        if workers > 1 and len(slices) > 1:
-            import multiprocessing as mp
-
-            _WORKER["simulator"] = self  # inherited by the forked workers, never pickled
-            try:
-                with mp.get_context("fork").Pool(min(workers, len(slices))) as pool:
-                    yield from zip(slices, pool.imap(_simulate_chunk, [(split, sl) for sl in slices]))
-            finally:
-                _WORKER.clear()
-        else:
-            for sl in slices:
-                yield sl, self.chunk(split, sl)
+        executor = executor or Executor()
+        yield from zip(slices, executor.map(simulate_chunk, self, [(split, sl) for sl in slices]))
 
 
-_WORKER: dict[str, LensingSimulator] = {}
-
-
-def _simulate_chunk(job: tuple[str, slice]) -> dict[str, np.ndarray]:
-    return _WORKER["simulator"].chunk(*job)
+def simulate_chunk(simulator: LensingSimulator, job: tuple[str, slice]) -> dict[str, np.ndarray]:
+    """One job of :meth:`LensingSimulator.batches`: ``simulator.chunk(split, slice)``."""
+    return simulator.chunk(*job)
 
 
 def write_split(
@@ -148,7 +137,7 @@ def write_split(
     chunk: int,
     attrs: Mapping[str, Any],
     progress: Callable[[int], None] | None = None,
-    workers: int = 1,
+    executor: Executor | None = None,
 ) -> None:
     """Stream one split to an HDF5 file: ``T_lensed`` and ``kappa`` (and ``T_unlensed`` for test).
 
@@ -174,7 +163,7 @@ def write_split(
         **attrs,
     }
     with h5_dataset_writer(path, arrays, all_attrs, chunk_samples=min(chunk, 64)) as h5:
-        for sl, batch in simulator.batches(split, n, chunk, workers):
+        for sl, batch in simulator.batches(split, n, chunk, executor):
             for name in names:
                 h5[name][sl] = batch[name]
             h5["pair_digest"][sl] = pair_digests(sl.start, batch["T_lensed"], batch["kappa"])

@@ -145,6 +145,25 @@ def tf_dataset(batches: H5Batches, epochs: int = 1, parallel_reads: int | None =
             .prefetch(prefetch))
 
 
+def distribution_strategy(kind: str):
+    """The ``tf.distribute`` strategy that trains a model: build and compile it inside ``strategy.scope()``.
+
+    ``single``: TensorFlow's default strategy (one device, as without any strategy). ``mirrored``: one
+    replica per GPU of this node, or per logical CPU device where there is no GPU; the gradients of the
+    replicas are summed. Datasets batched with the global batch size are split between the replicas, so
+    the batch size means the same thing under both, and where each batch divides evenly between the
+    replicas training gives the same losses up to float rounding (tests/integration/test_distributed_training.py).
+    """
+    import tensorflow as tf
+
+    if kind == "single":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        return tf.distribute.MirroredStrategy(devices or [d.name for d in tf.config.list_logical_devices("CPU")])
+    raise ValueError(f"strategy = {kind!r}: allowed single, mirrored")
+
+
 def keras_feed(batches: H5Batches, workers: int = 4, max_queue_size: int = 16):
     """The same batches as :func:`tf_dataset` as a ``keras.utils.PyDataset`` read by ``workers`` threads with
     ``max_queue_size`` batches queued ahead: the input pipeline for Keras backends other than TensorFlow

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,19 @@ def sh(cmd: list[str], cwd: Path, env: dict | None = None, timeout: int = 1800) 
     if out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
     return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 no process listens on now (for the servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def digests(root: Path, folders) -> dict[str, str]:
+    """MD5 of every file under ``folders`` (relative to ``root``), keyed by its relative path."""
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+            for folder in folders for p in sorted((root / folder).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="session")

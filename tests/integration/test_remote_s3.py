@@ -2,9 +2,7 @@
 smoke run's datasets and model pushed with `dvc push`, the outputs and the cache removed, and `dvc pull`
 bringing them back byte-identical. Credentials come from the environment only, never from a committed file."""
 
-import hashlib
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import sh
+from tests.integration.conftest import digests, free_port, sh
 
 pytestmark = pytest.mark.slow
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cmbml-test-key", "AWS_SECRET_ACCESS_KEY": "cmbml-test-secret"}
 BUCKET = "cmbml-dvc"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -53,11 +45,6 @@ def s3_endpoint(tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
-
-
-def digests(root: Path, folders) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
-            for folder in folders for p in sorted((root / folder).rglob("*")) if p.is_file()}
 
 
 def test_push_a_smoke_run_to_s3_and_pull_it_back_byte_identical(repo_copy, s3_endpoint):

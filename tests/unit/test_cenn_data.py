@@ -9,6 +9,7 @@ import pytest
 
 from cmbml.cenn_config import CennSetup
 from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, read_instrument, write_split
+from cmbml.executors import ForkExecutor
 from cmbml.cenn_validation import build_tables, cenn_expectation
 from cmbml.foregrounds import channel_maps, load_source_counts, polarization_spectra
 from cmbml.gate import run_gate
@@ -49,7 +50,7 @@ def make_split(world, folder: Path, split: str, noise=True, workers=1, chunk=32)
     geometry = FlatGrid(sc["npix"], sc["pixel_arcmin"])
     plan = plan_split(split, SIZES[split], p["seed"], 1, 30.0, [0.0, 60.0], [180.0, 240.0], geometry)
     chunks = cut_split(plan, world["inputs"], world["labels"], world["channels"], sc["nside"], geometry, ["E"],
-                       p["seed"], noise=noise, workers=workers, chunk=chunk)
+                       p["seed"], noise=noise, executor=ForkExecutor(workers), chunk=chunk)
     path = folder / f"{split}_E.h5"
     setup = CennSetup.from_params(p, REPO / "conf")
     attrs = {"split": split, "params_digest": setup.dataset_digest, "channels_GHz": setup.instrument.freqs_ghz,

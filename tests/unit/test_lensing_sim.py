@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
+from cmbml.executors import ForkExecutor
 from cmbml.lensing_config import LensingSetup
 from cmbml.lensing_sim import LensingSimulator, write_split
 from tests.conftest import REPO, compose
@@ -19,7 +20,7 @@ def simulator(camb_cls, **overrides):
 def test_same_parameters_give_byte_identical_files_whatever_the_chunking_and_workers(tmp_path, camb_cls):
     """Chunks of 3 simulated in two worker processes give the same bytes as one chunk in this process."""
     sim = simulator(camb_cls)
-    write_split(tmp_path / "a.h5", sim, "test", 10, chunk=3, attrs={}, workers=2)
+    write_split(tmp_path / "a.h5", sim, "test", 10, chunk=3, attrs={}, executor=ForkExecutor(2))
     write_split(tmp_path / "b.h5", simulator(camb_cls), "test", 10, chunk=10, attrs={})
     with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
         for name in ("T_lensed", "kappa", "T_unlensed"):

@@ -30,6 +30,9 @@ INVALID = {
     "lensing_simulate.remap_epsilon": (1e-15, ["2e-13 <= lensing_simulate.remap_epsilon <= 1e-06", "double precision"]),
     "lensing_simulate.workers": (0, ["1 <= lensing_simulate.workers"]),
     "lensing_train.precision": ("float16", ["float32, mixed_bfloat16, mixed_float16"]),
+    "lensing_train.strategy": ("horovod", ["single, mirrored"]),
+    "executor.kind": ("ray", ["local, dask"]),
+    "executor.scheduler_address": ("localhost:8786", ["tcp://host:port"]),
     "lensing_validate.kappa_rms_nsigma": (0.0, ["0 < lensing_validate.kappa_rms_nsigma"]),
     "lensing_evaluate.rho_bin_width_in_fundamentals": (0.5, ["fundamental"]),
     "lensing_evaluate.n_example_maps": (0, ["1 <= lensing_evaluate.n_example_maps <= 16"]),
@@ -72,6 +75,7 @@ INVALID = {
     "cenn_simulate.early_stopping_lon_deg": ([60.5, 359.5], ["leave no sky for Train"]),
     "cenn_simulate.workers": (0, ["1 <= cenn_simulate.workers"]),
     "cenn_train.precision": ("fp8", ["float32, mixed_bfloat16, mixed_float16"]),
+    "cenn_train.strategy": ("parameter_server", ["single, mirrored"]),
     "cenn_train.optimizer": ("lbfgs", ["adam, sgd"]),
     "cenn_train.learning_rate": (0.0, ["0 < cenn_train.learning_rate"]),
     "cenn_train.l2": (2.0, ["cenn_train.l2 <= 1"]),
@@ -204,3 +208,32 @@ def test_source_flux_cuts_must_lie_inside_the_counts_table(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ParamError, match=r"foregrounds.radio.counts_table = .* s_min_Jy = 0.0001.*outside the table"):
         check_all(_set(DEFAULT, "foregrounds.radio.s_min_Jy", 1e-4))
+
+
+def test_a_dask_executor_needs_a_scheduler_address(monkeypatch):
+    """executor.kind = dask with no address in the parameters or the environment is refused before any compute;
+    with DASK_SCHEDULER_ADDRESS set it is accepted."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    with pytest.raises(ParamError, match=r"executor.scheduler_address = null: executor.kind = dask needs a scheduler"):
+        check_all(_set(DEFAULT, "executor.kind", "dask"))
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:8786")
+    check_all(_set(DEFAULT, "executor.kind", "dask"))
+
+
+def test_a_tracking_server_is_an_allowed_tracking_uri(monkeypatch):
+    """mlflow.tracking_uri may name a tracking server (http or https) instead of the repository's SQLite file."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    check_all(_set(DEFAULT, "mlflow.tracking_uri", "http://127.0.0.1:5000"))
+    with pytest.raises(ParamError, match="or a tracking server"):
+        check_all(_set(DEFAULT, "mlflow.tracking_uri", "postgresql://db/mlflow"))
+
+
+@pytest.mark.parametrize("key", ["lensing_train.strategy", "cenn_train.strategy"])
+def test_multi_worker_training_is_refused_with_the_reason(key, monkeypatch):
+    """Keras 3's Model.fit fails under MultiWorkerMirroredStrategy: asking for it stops before any compute and
+    says why, instead of failing in the first training step on every node."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ParamError, match=rf"{key} = 'multi_worker_mirrored': allowed values are single, mirrored; "
+                                         r"Keras 3\.\S+ Model\.fit cannot train under MultiWorkerMirroredStrategy"):
+        check_all(_set(DEFAULT, key, "multi_worker_mirrored"))

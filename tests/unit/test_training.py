@@ -95,3 +95,16 @@ def test_keras_feed_for_other_backends_gives_the_same_batches_epoch_after_epoch(
         for step in range(len(feed)):
             np.testing.assert_array_equal(feed[step][0], batches.batch(epoch, step)[0])
         feed.on_epoch_end()
+
+
+
+def test_strategies_by_name():
+    """`single` is TensorFlow's default strategy (one replica); an unknown name is refused."""
+    import tensorflow as tf
+
+    from cmbml.training import distribution_strategy
+
+    single = distribution_strategy("single")
+    assert single is tf.distribute.get_strategy() and single.num_replicas_in_sync == 1
+    with pytest.raises(ValueError, match="allowed single, mirrored"):
+        distribution_strategy("multi_worker_mirrored")
