@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def ms_per_sample_epoch(config: dict, n_samples: int = 256) -> float:
-    from cmbml.models import lensing_cnn
+    from cmbml.lensing.networks import lensing_cnn
 
     npix, net = config["npix"], config["lensing_net"]
     model = lensing_cnn(npix, net["conv_filters"], net["conv_kernels"], net["output_kernel"])

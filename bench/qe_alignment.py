@@ -14,10 +14,10 @@ import tempfile
 import h5py
 import numpy as np
 
-from cmbml.lensing_config import LensingSetup
-from cmbml.lensing_sim import LensingSimulator, write_split
-from cmbml.lensing_validation import qe_alignment_rows
-from cmbml.spectra import read_spectra_csv
+from cmbml.lensing.setup import LensingSetup
+from cmbml.lensing.simulate import LensingSimulator, write_split
+from cmbml.lensing.validation import qe_alignment_rows
+from cmbml.common.spectra import read_spectra_csv
 from tests.conftest import compose
 
 

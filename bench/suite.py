@@ -8,7 +8,7 @@ Sections
 --------
 remap       exact lensing remap: NUFFT vs the direct Fourier sum vs a bicubic spline, 50/100/256 px
 patches     cutting a patch: interpolation weights computed once vs one ``healpy.gnomview`` per map
-sht         HEALPix spherical-harmonic transforms: cmbml.sht (ducc0, every core) vs healpy, nside 1024
+sht         HEALPix spherical-harmonic transforms: cmbml.common.sht (ducc0, every core) vs healpy, nside 1024
 namaster    pseudo-C_ell of 100 patches: one NaMaster workspace reused vs one per patch, spin 0 and 2
 training    streamed (tf.data over HDF5) vs in-memory training throughput, peak RSS at N and 4N samples,
             the input pipeline alone against the model step alone
@@ -83,9 +83,9 @@ def machine() -> dict:
 # ---- remap ------------------------------------------------------------------------------------------
 
 def bench_remap() -> list[dict]:
-    from cmbml.flatsky import FlatGrid, gaussian_realisation
-    from cmbml.lensing import DEFAULT_REMAP_EPSILON, deflection_from_kappa, remap_bicubic, remap_fourier
-    from cmbml.units import ARCMIN
+    from cmbml.common.flatsky import FlatGrid, gaussian_realisation
+    from cmbml.lensing.physics import DEFAULT_REMAP_EPSILON, deflection_from_kappa, remap_bicubic, remap_fourier
+    from cmbml.common.units import ARCMIN
     from tests.reference import remap_direct_sum
 
     rows = []
@@ -122,8 +122,8 @@ def bench_patches() -> list[dict]:
     import healpy as hp
     import matplotlib
 
-    from cmbml.flatsky import FlatGrid
-    from cmbml.patches import PatchSampler
+    from cmbml.common.flatsky import FlatGrid
+    from cmbml.cenn.patches import PatchSampler
 
     matplotlib.use("Agg")
     rows = []
@@ -154,8 +154,8 @@ def bench_patches() -> list[dict]:
 # ---- NaMaster ---------------------------------------------------------------------------------------
 
 def bench_namaster(n_patches: int = 100) -> list[dict]:
-    from cmbml.flatsky import FlatGrid
-    from cmbml.namaster_flat import FlatSpectra
+    from cmbml.common.flatsky import FlatGrid
+    from cmbml.cenn.namaster_flat import FlatSpectra
 
     grid = FlatGrid(60, 6.0)  # the default scale's 64 px patches after cropping 2 px from each edge
     edges = np.arange(2 * grid.ell_fundamental, grid.ell_nyquist, 60.0)
@@ -185,7 +185,9 @@ NETWORKS = {"cenn": (64, 3, 1, 512), "lensing_v2": (50, 1, 1, 128)}  # npix, inp
 
 
 def _build(network: str):
-    from cmbml.models import cenn_network, lensing_cnn, make_optimizer
+    from cmbml.cenn.networks import cenn_network
+    from cmbml.lensing.networks import lensing_cnn
+    from cmbml.common.networks import make_optimizer
 
     if network == "cenn":
         model = cenn_network(3)
@@ -215,7 +217,7 @@ def training_child(network: str, mode: str, path: str, epochs: int = 2, batch: i
     warms the file cache; throughput is the mean of the later epochs."""
     import keras
 
-    from cmbml.training import H5Batches, tf_dataset
+    from cmbml.common.training import H5Batches, tf_dataset
 
     keras.utils.set_random_seed(0)
     model = _build(network)
@@ -254,7 +256,7 @@ def pipeline_vs_step_child(network: str, path: str, batch: int = 32) -> dict:
     """The input pipeline alone (reading, standardising, shuffling) against the model's training step alone."""
     import keras
 
-    from cmbml.training import H5Batches, tf_dataset
+    from cmbml.common.training import H5Batches, tf_dataset
 
     batches = H5Batches(path, "x", "y", batch, x_stats=(0.0, 1.0), y_stats=(0.0, 1.0), shuffle=True, seed=0)
     for _ in tf_dataset(batches, 1):  # warm the file cache
@@ -354,10 +356,10 @@ def machine_ceiling(n_calls: int = 2000) -> dict:
 def bench_simulation() -> list[dict]:
     import healpy as hp
 
-    from cmbml.cenn_sim import Channel, cut_split, plan_split
-    from cmbml.executors import ForkExecutor
-    from cmbml.flatsky import FlatGrid
-    from cmbml.lensing_sim import LensingSimConfig, LensingSimulator
+    from cmbml.cenn.simulate import Channel, cut_split, plan_split
+    from cmbml.common.executors import ForkExecutor
+    from cmbml.common.flatsky import FlatGrid
+    from cmbml.lensing.simulate import LensingSimConfig, LensingSimulator
 
     rows = [machine_ceiling()]
     print(f"simulation: {rows[-1]}", flush=True)
@@ -477,7 +479,7 @@ def markdown(results: dict) -> str:
                           f"{r['gnomview_per_map_ms']:.1f}", f"{r['speedup']:.0f}x"] for r in results["patches"]])
     if "sht" in results:
         lines += _table("HEALPix spherical-harmonic transforms (both on every core)",
-                        ["transform", "healpy s", "cmbml.sht s", "speed-up", "largest difference / largest value"],
+                        ["transform", "healpy s", "cmbml.common.sht s", "speed-up", "largest difference / largest value"],
                         [[r["what"], f"{r['healpy_s']:.2f}", f"{r['cmbml_s']:.2f}", f"{r['speedup']:.1f}x",
                           f"{r['max_rel_diff']:.1e}"] for r in results["sht"]])
     if "namaster" in results:
@@ -536,12 +538,12 @@ def markdown(results: dict) -> str:
 
 
 def bench_sht(nside: int = 1024) -> list[dict]:
-    """T, Q, U synthesis and analysis (no iterations) at lmax = 3 nside - 1: healpy against cmbml.sht, both on
+    """T, Q, U synthesis and analysis (no iterations) at lmax = 3 nside - 1: healpy against cmbml.common.sht, both on
     every core of the machine; the largest difference relative to the largest value."""
     import healpy as hp
 
-    from cmbml import sht
-    from cmbml.sky import gaussian_alm
+    from cmbml.common import sht
+    from cmbml.cenn.fullsky import gaussian_alm
 
     lmax = 3 * nside - 1
     cl = 1.0 / (np.arange(lmax + 1) + 10.0) ** 2

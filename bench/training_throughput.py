@@ -69,11 +69,11 @@ class GpuSampler:
 
 def simulate_lensing(params_file: Path, cls_file: Path, out_dir: Path, n_train: int, n_val: int, workers: int):
     """Paper-count training and validation maps for one version, written by the project's simulator."""
-    from cmbml.executors import ForkExecutor
-    from cmbml.lensing_config import LensingSetup
-    from cmbml.lensing_sim import LensingSimulator, write_split
-    from cmbml.params import load_params
-    from cmbml.spectra import read_spectra_csv
+    from cmbml.common.executors import ForkExecutor
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.simulate import LensingSimulator, write_split
+    from cmbml.common.params import load_params
+    from cmbml.common.spectra import read_spectra_csv
 
     setup = LensingSetup.from_params(load_params(params_file), REPO / "conf")
     spectra = read_spectra_csv(cls_file)
@@ -105,7 +105,7 @@ def measure(build, train_batches, val_batches, epochs: int, paper_n_train: int, 
     """Input alone, step alone, then ``epochs`` streamed epochs (the first compiles and is not timed)."""
     import keras
 
-    from cmbml.training import keras_feed
+    from cmbml.common.training import keras_feed
 
     feed = keras_feed(train_batches, workers=workers)
     t0 = time.perf_counter()
@@ -176,8 +176,10 @@ def main() -> None:
 
     import keras
 
-    from cmbml.models import cenn_network, dtype_policy, lensing_cnn, make_optimizer
-    from cmbml.training import H5Batches, streamed_mean_std
+    from cmbml.cenn.networks import cenn_network
+    from cmbml.common.networks import dtype_policy, make_optimizer
+    from cmbml.lensing.networks import lensing_cnn
+    from cmbml.common.training import H5Batches, streamed_mean_std
 
     try:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
@@ -207,8 +209,8 @@ def main() -> None:
                 return build
             geometry = "256 x 256 x 3 (1.5')"
         else:
-            from cmbml.lensing_config import LensingSetup
-            from cmbml.params import load_params
+            from cmbml.lensing.setup import LensingSetup
+            from cmbml.common.params import load_params
 
             setup = LensingSetup.from_params(load_params(args.params_dir / f"params_{name}.yaml"), REPO / "conf")
             setup, files, sim_rate = simulate_lensing(args.params_dir / f"params_{name}.yaml",

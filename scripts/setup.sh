@@ -122,7 +122,7 @@ main() {
 
   # 5b. Vega for `dvc plots show` without network (conf/plots/offline.html loads it from the venv).
   if [ ! -f "$VENV/share/cmbml/vega-embed.js" ]; then
-    step "bundling Vega for offline DVC plots" "$VENV/bin/python" -m cmbml.offline
+    step "bundling Vega for offline DVC plots" "$VENV/bin/python" -m cmbml.common.offline
   fi
 
   # 6. Repository state a fresh clone lacks: external inputs from the committed DVC remote.

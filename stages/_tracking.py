@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmbml.config import Tracking
-from cmbml.params import repository_root
+from cmbml.common.config import Tracking
+from cmbml.common.params import repository_root
 
 
 def artifact_location(experiment: str) -> str:
@@ -50,8 +50,8 @@ def overridden_params(logged: dict[str, Any], choices: dict[str, str]) -> dict[s
 
     from dvc.utils.hydra import compose_and_dump
 
-    from cmbml.config import logged_params
-    from cmbml.params import load_params
+    from cmbml.common.config import logged_params
+    from cmbml.common.params import load_params
 
     root = repository_root()
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,9 +226,9 @@ class TrainingJob:
     model_card: dict[str, Any]  # geometry and units: beside the model, in its MLflow metadata
     datasets: dict[str, list[Path]]  # {"training": [...], "early_stopping": [...]}, logged as run inputs
     core: Any  # keras.Model on standardised data
-    train_batches: Any  # cmbml.training.H5Batches
+    train_batches: Any  # cmbml.common.training.H5Batches
     val_batches: Any
-    input_pipeline: Any  # (batches, epochs) -> what fit reads: cmbml.training.tf_dataset
+    input_pipeline: Any  # (batches, epochs) -> what fit reads: cmbml.common.training.tf_dataset
     x_stats: tuple
     y_stats: tuple
     epochs: int
@@ -278,9 +278,9 @@ def train_and_log(job: TrainingJob) -> dict[str, Any]:
     import numpy as np
     from mlflow.models import infer_signature
 
-    from cmbml.io import write_json, write_keras_model
-    from cmbml.models import count_parameters, with_standardisation
-    from cmbml.plots import plot_training_curve
+    from cmbml.common.io import write_json, write_keras_model
+    from cmbml.common.networks import count_parameters, with_standardisation
+    from cmbml.common.plotting import plot_training_curve
 
     mlflow = start_mlflow(job.tracking)
     job.model_file.parent.mkdir(parents=True, exist_ok=True)
@@ -395,8 +395,8 @@ def load_model(ref: str):
     if ref.startswith(("models:/", "runs:/", "m-")):
         import mlflow
 
-        from cmbml.config import resolve_tracking_uri
-        from cmbml.params import load_params
+        from cmbml.common.config import resolve_tracking_uri
+        from cmbml.common.params import load_params
 
         if "MLFLOW_TRACKING_URI" not in os.environ:
             params_file = repository_root() / "params.yaml"

@@ -12,8 +12,8 @@ from stages._tracking import log_evaluation
 
 
 def main() -> None:
-    from cmbml.cenn_config import load
-    from cmbml.gate import require_passed
+    from cmbml.cenn.setup import load
+    from cmbml.common.gate import require_passed
 
     setup, unseen = load(), load(sky="unseen")
     require_passed(setup.paths.validation)
@@ -22,10 +22,10 @@ def main() -> None:
     import h5py
     import keras
 
-    from cmbml.cenn_evaluation import METHODS, UNSEEN_PREFIX, ClassicalBaselines, summary_metrics
-    from cmbml.io import write_json
-    from cmbml.namaster_flat import FlatSpectra
-    from cmbml.spectra import read_spectra_csv
+    from cmbml.cenn.evaluation import METHODS, UNSEEN_PREFIX, ClassicalBaselines, summary_metrics
+    from cmbml.common.io import write_json
+    from cmbml.cenn.namaster_flat import FlatSpectra
+    from cmbml.common.spectra import read_spectra_csv
 
     paths, geometry, components, measured = setup.paths, setup.geometry, setup.components, setup.spectra
     model = keras.models.load_model(paths.model)
@@ -78,15 +78,15 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
     their outputs gated, example patches and spectra plotted (file names with ``prefix``)."""
     import h5py
 
-    from cmbml.cenn_evaluation import CENN_MAPS, METHOD_LABELS, METHODS, cenn_maps, cenn_metrics, patch_spectra, \
+    from cmbml.cenn.evaluation import CENN_MAPS, METHOD_LABELS, METHODS, cenn_maps, cenn_metrics, patch_spectra, \
         spectra_rows
-    from cmbml.cenn_validation import gate_outputs
-    from cmbml.evaluation import predict_h5
-    from cmbml.gate import data_docs_dir
-    from cmbml.io import write_json
-    from cmbml.params import get_key, load_params
-    from cmbml.plots import plot_cenn_patches, plot_cenn_spectra
-    from cmbml.spectra import cl_to_dl
+    from cmbml.cenn.validation import gate_outputs
+    from cmbml.common.prediction import predict_h5
+    from cmbml.common.gate import data_docs_dir
+    from cmbml.common.io import write_json
+    from cmbml.common.params import get_key, load_params
+    from cmbml.cenn.plots import plot_cenn_patches, plot_cenn_spectra
+    from cmbml.common.spectra import cl_to_dl
 
     paths, geometry, components, measured = sky.paths, sky.geometry, sky.components, sky.spectra
     inputs, labels, outputs = {}, {}, {}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 
 def main(sky: str = "training") -> None:
-    from cmbml.cenn_config import load
-    from cmbml.executors import open_executor
+    from cmbml.cenn.setup import load
+    from cmbml.common.executors import open_executor
 
     setup = load(sky=sky)
     with open_executor(setup.executor) as executor:  # connected (Dask) before any sky is built
@@ -15,10 +15,10 @@ def main(sky: str = "training") -> None:
 
 
 def simulate(setup, sky: str, executor) -> None:
-    from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, write_split
-    from cmbml.fits import read_healpix
-    from cmbml.patches import independent_patch_areas
-    from cmbml.progress import progress
+    from cmbml.cenn.simulate import build_component_skies, cut_split, plan_split, write_split
+    from cmbml.common.fits import read_healpix
+    from cmbml.cenn.patches import independent_patch_areas
+    from cmbml.common.progress import progress
 
     instrument, patch, paths = setup.instrument, setup.geometry.patch, setup.paths
     channels, components = instrument.channels, list(setup.components)

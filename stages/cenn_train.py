@@ -6,16 +6,17 @@ from stages._tracking import TrainingJob, train_and_log
 
 
 def main() -> None:
-    from cmbml.cenn_config import load
-    from cmbml.gate import require_passed
+    from cmbml.cenn.setup import load
+    from cmbml.common.gate import require_passed
 
     setup = load()
     require_passed(setup.paths.validation)
 
     import keras
 
-    from cmbml.models import cenn_network, dtype_policy, make_optimizer
-    from cmbml.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
+    from cmbml.cenn.networks import ARCHITECTURES
+    from cmbml.common.networks import dtype_policy, make_optimizer
+    from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
 
     train, paths = setup.train, setup.paths
     strategy = distribution_strategy(train.strategy)
@@ -26,7 +27,8 @@ def main() -> None:
     x_stats = streamed_mean_std(train_files, "M", per_channel=True)
     y_stats = streamed_mean_std(train_files, "M0", per_channel=True)
     with strategy.scope(), dtype_policy(train.precision):  # variables mirrored on every replica of the strategy
-        core = cenn_network(n_channels=len(x_stats[0]), l2=train.l2, name=f"cenn_{setup.variant}")
+        architecture = ARCHITECTURES[setup.net_architecture]
+        core = architecture.build(setup.net_params, n_channels=len(x_stats[0]), l2=train.l2, name=f"cenn_{setup.variant}")
         core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.variant, scale=setup.scale, core=core,

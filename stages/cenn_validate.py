@@ -7,13 +7,13 @@ import sys
 
 
 def main(sky: str = "training") -> None:
-    from cmbml.cenn_config import load
-    from cmbml.cenn_validation import build_tables, cenn_expectation
-    from cmbml.foregrounds import read_foreground_spectra
-    from cmbml.gate import data_docs_dir, run_gate
-    from cmbml.io import write_json
-    from cmbml.params import get_key, load_params
-    from cmbml.spectra import read_spectra_csv
+    from cmbml.cenn.setup import load
+    from cmbml.cenn.validation import build_tables, cenn_expectation
+    from cmbml.cenn.foregrounds import read_foreground_spectra
+    from cmbml.common.gate import data_docs_dir, run_gate
+    from cmbml.common.io import write_json
+    from cmbml.common.params import get_key, load_params
+    from cmbml.common.spectra import read_spectra_csv
 
     setup = load(sky=sky)
     paths = setup.paths

@@ -7,13 +7,13 @@ from __future__ import annotations
 def main(sky: str = "training") -> None:
     import numpy as np
 
-    from cmbml.cenn_config import load
-    from cmbml.fits import write_healpix
-    from cmbml.foregrounds import channel_parts, foreground_sky, load_source_counts, load_templates, \
+    from cmbml.cenn.setup import load
+    from cmbml.common.fits import write_healpix
+    from cmbml.cenn.foregrounds import channel_parts, foreground_sky, load_source_counts, load_templates, \
         polarization_spectra, write_foreground_spectra
-    from cmbml.io import write_json
-    from cmbml.plots import plot_foreground_channels
-    from cmbml.progress import progress
+    from cmbml.common.io import write_json
+    from cmbml.cenn.plots import plot_foreground_channels
+    from cmbml.common.progress import progress
 
     setup = load(sky=sky)
     fg, nside, paths = setup.foregrounds, setup.nside, setup.paths

@@ -7,8 +7,8 @@ from stages._tracking import log_evaluation
 
 
 def main() -> None:
-    from cmbml.gate import require_passed
-    from cmbml.lensing_config import load
+    from cmbml.common.gate import require_passed
+    from cmbml.lensing.setup import load
 
     setup = load()
     require_passed(setup.paths.validation)
@@ -17,12 +17,13 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from cmbml.evaluation import predict_h5
-    from cmbml.io import write_json
-    from cmbml.metrics import correlation_spectra, mse
-    from cmbml.plots import kappa_units, plot_kappa_power, plot_map_columns, plot_rho
-    from cmbml.quadratic_estimator import binned_n0, binned_wiener_rho, n0_kappa, reconstruct_kappa
-    from cmbml.spectra import read_spectra_csv
+    from cmbml.common.prediction import predict_h5
+    from cmbml.common.io import write_json
+    from cmbml.lensing.metrics import correlation_spectra, mse
+    from cmbml.lensing.plots import kappa_units, plot_kappa_power, plot_rho
+    from cmbml.common.plotting import plot_map_columns
+    from cmbml.lensing.quadratic_estimator import binned_n0, binned_wiener_rho, n0_kappa, reconstruct_kappa
+    from cmbml.common.spectra import read_spectra_csv
 
     paths, grid, sim, edges = setup.paths, setup.grid, setup.sim, setup.rho_bin_edges
     model = keras.models.load_model(paths.model)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from cmbml.executors import open_executor
-    from cmbml.lensing_config import SPLITS, load
-    from cmbml.lensing_sim import LensingSimulator, write_split
-    from cmbml.progress import progress
-    from cmbml.spectra import read_spectra_csv
+    from cmbml.common.executors import open_executor
+    from cmbml.lensing.setup import SPLITS, load
+    from cmbml.lensing.simulate import LensingSimulator, write_split
+    from cmbml.common.progress import progress
+    from cmbml.common.spectra import read_spectra_csv
 
     setup = load()
     spectra = read_spectra_csv(setup.paths.camb_cls)

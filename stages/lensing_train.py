@@ -6,16 +6,17 @@ from stages._tracking import TrainingJob, train_and_log
 
 
 def main() -> None:
-    from cmbml.gate import require_passed
-    from cmbml.lensing_config import load
+    from cmbml.common.gate import require_passed
+    from cmbml.lensing.setup import load
 
     setup = load()
     require_passed(setup.paths.validation)
 
     import keras
 
-    from cmbml.models import dtype_policy, lensing_cnn, make_optimizer
-    from cmbml.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
+    from cmbml.common.networks import dtype_policy, make_optimizer
+    from cmbml.lensing.networks import ARCHITECTURES
+    from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
 
     train, paths = setup.train, setup.paths
     strategy = distribution_strategy(train.strategy)
@@ -23,8 +24,8 @@ def main() -> None:
     # Standardise inputs and targets with training-set statistics (saved inside the model).
     t_stats, k_stats = streamed_mean_std(paths.train, "T_lensed"), streamed_mean_std(paths.train, "kappa")
     with strategy.scope(), dtype_policy(train.precision):  # variables mirrored on every replica of the strategy
-        core = lensing_cnn(setup.grid.npix, setup.conv_filters, setup.conv_kernels, setup.output_kernel,
-                           setup.kernel_initializer, name=f"lensing_cnn_{setup.version}")
+        architecture = ARCHITECTURES[setup.net_architecture]
+        core = architecture.build(setup.net_params, setup.grid.npix, name=f"lensing_cnn_{setup.version}")
         core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate, train.clipnorm), loss="mse")
     record = train_and_log(TrainingJob(
         tracking=setup.tracking, parameter_set=setup.version, scale=setup.scale, core=core,

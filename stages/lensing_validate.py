@@ -6,15 +6,15 @@ import sys
 
 
 def main() -> None:
-    from cmbml.gate import data_docs_dir, run_gate
-    from cmbml.io import write_json
-    from cmbml.lensing_config import SPLITS, load
-    from cmbml.params import get_key, load_params
-    from cmbml.lensing_sim import LensingSimulator
+    from cmbml.common.gate import data_docs_dir, run_gate
+    from cmbml.common.io import write_json
+    from cmbml.lensing.setup import SPLITS, load
+    from cmbml.common.params import get_key, load_params
+    from cmbml.lensing.simulate import LensingSimulator
     import pandas as pd
 
-    from cmbml.lensing_validation import LensingExpectation, build_tables, qe_alignment_rows
-    from cmbml.spectra import read_spectra_csv
+    from cmbml.lensing.validation import LensingExpectation, build_tables, qe_alignment_rows
+    from cmbml.common.spectra import read_spectra_csv
 
     setup = load()
     # Expectations come from the parameters and theory, not from the files being checked.

@@ -6,13 +6,13 @@ from __future__ import annotations
 def main() -> None:
     import numpy as np
 
-    from cmbml.cenn_config import load
-    from cmbml.fits import write_healpix
-    from cmbml.plots import plot_full_sky_check
-    from cmbml.progress import progress
-    from cmbml.sht import tqu_spectra
-    from cmbml.sky import gaussian_alm, tqu_from_alm
-    from cmbml.spectra import read_spectra_csv
+    from cmbml.cenn.setup import load
+    from cmbml.common.fits import write_healpix
+    from cmbml.cenn.plots import plot_full_sky_check
+    from cmbml.common.progress import progress
+    from cmbml.common.sht import tqu_spectra
+    from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
+    from cmbml.common.spectra import read_spectra_csv
 
     setup = load()
     nside, lmax = setup.nside, setup.geometry.sky_lmax

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from cmbml.config import load_spectra
-    from cmbml.plots import plot_theory_spectra
-    from cmbml.spectra import camb_spectra, write_spectra_csv
+    from cmbml.common.config import load_spectra
+    from cmbml.common.plotting import plot_theory_spectra
+    from cmbml.common.spectra import camb_spectra, write_spectra_csv
 
     setup = load_spectra()
     # One table to a multipole above every simulation's needs (checked), shared by all parameter sets.

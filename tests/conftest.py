@@ -33,6 +33,6 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def camb_cls() -> dict:
     """CAMB spectra for the default cosmology, to lmax 3000 (a few seconds, once per session)."""
-    from cmbml.spectra import camb_spectra
+    from cmbml.common.spectra import camb_spectra
 
     return camb_spectra(compose()["cosmology"], 3000)

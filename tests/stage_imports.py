@@ -11,7 +11,7 @@ PACKAGES = {"cmbml": REPO / "src" / "cmbml", "stages": REPO / "stages"}
 
 
 def module_file(name: str) -> Path | None:
-    """``cmbml.flatsky`` -> src/cmbml/flatsky.py; None for modules outside the repository."""
+    """``cmbml.common.flatsky`` -> src/cmbml/flatsky.py; None for modules outside the repository."""
     top, *rest = name.split(".")
     if top not in PACKAGES:
         return None

@@ -24,8 +24,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import importlib
-from cmbml.cli import params_compose
-from cmbml.training import distribution_strategy
+from stages.cli import params_compose
+from cmbml.common.training import distribution_strategy
 
 experiment, smoke = sys.argv[1], json.loads(sys.argv[2])
 out = {}

@@ -24,8 +24,8 @@ def test_dvc_metrics_and_experiment_table(smoke_experiment):
     metrics = json.loads((root / "metrics/lensing.json").read_text())
     assert metrics["n_test"] == 48 and np.isfinite(metrics["rho_cnn_mean"]) and metrics["mse_kappa"] > 0
     # per-L curves go to the plot file, not to scalar metrics; the bins are the setup's
-    from cmbml.flatsky import bin_power
-    from cmbml.lensing_config import load
+    from cmbml.common.flatsky import bin_power
+    from cmbml.lensing.setup import load
 
     setup = load(root / "params.yaml", root / "conf")
     centres, _, _ = bin_power(setup.grid, np.zeros((setup.grid.npix,) * 2), setup.rho_bin_edges)

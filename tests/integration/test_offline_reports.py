@@ -69,7 +69,7 @@ def data_docs(tmp_path_factory) -> tuple:
     import great_expectations as gx
     import pandas as pd
 
-    from cmbml.gate import GateTable, lower_bound, run_gate, upper_bound
+    from cmbml.common.gate import GateTable, lower_bound, run_gate, upper_bound
 
     E = gx.expectations
     samples = pd.DataFrame({"kappa_var": [0.041, 0.043, 0.045], "nonfinite_count": [0, 0, 0]})
@@ -143,7 +143,7 @@ def test_a_validation_page_is_styled_offline(data_docs, tmp_path):
 def test_dvc_plots_draw_offline_with_the_repository_template(tmp_path):
     """`dvc plots show` in a small DVC project set up like the repository: the template of .dvc/config, the
     page written beside .venv. Vega draws the plot as SVG, and nothing is asked of the network."""
-    from cmbml.offline import write_vega_bundle
+    from cmbml.common.offline import write_vega_bundle
 
     write_vega_bundle()  # what scripts/setup.sh runs; a no-op when the bundle is current
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cmbml.baselines import (
+from cmbml.cenn.baselines import (
     PerModeLinearFilter,
     WienerFilter,
     harmonic_ilc,
@@ -13,10 +13,10 @@ from cmbml.baselines import (
     maps_from_modes,
     pixel_ilc,
 )
-from cmbml.cenn_evaluation import cenn_maps, cenn_metrics
-from cmbml.flatsky import FlatGrid, gaussian_realisation
-from cmbml.patches import independent_patch_areas
-from cmbml.sky import gauss_beam
+from cmbml.cenn.evaluation import cenn_maps, cenn_metrics
+from cmbml.common.flatsky import FlatGrid, gaussian_realisation
+from cmbml.cenn.patches import independent_patch_areas
+from cmbml.cenn.fullsky import gauss_beam
 
 GRID = FlatGrid(32, 12.0)
 LMAX = 2000
@@ -146,7 +146,7 @@ def test_independent_patch_areas_count_overlaps_once():
 def test_e_b_rotation_agrees_with_namaster():
     """Q and U built from E modes alone are pure E for NaMaster's spin-2 estimator (and B alone pure B), so the
     Wiener filter of the QU variant gives E and B the right spectra."""
-    from cmbml.namaster_flat import FlatSpectra
+    from cmbml.cenn.namaster_flat import FlatSpectra
 
     grid = FlatGrid(64, 6.0)
     rng = np.random.default_rng(7)

@@ -7,14 +7,14 @@ import h5py
 import numpy as np
 import pytest
 
-from cmbml.cenn_config import CennSetup
-from cmbml.cenn_sim import build_component_skies, cut_split, plan_split, read_instrument, write_split
-from cmbml.executors import ForkExecutor
-from cmbml.cenn_validation import build_tables, cenn_expectation
-from cmbml.foregrounds import channel_maps, load_source_counts, polarization_spectra
-from cmbml.gate import run_gate
-from cmbml.flatsky import FlatGrid
-from cmbml.sky import gaussian_alm, tqu_from_alm
+from cmbml.cenn.setup import CennSetup
+from cmbml.cenn.simulate import build_component_skies, cut_split, plan_split, read_instrument, write_split
+from cmbml.common.executors import ForkExecutor
+from cmbml.cenn.validation import build_tables, cenn_expectation
+from cmbml.cenn.foregrounds import channel_maps, load_source_counts, polarization_spectra
+from cmbml.common.gate import run_gate
+from cmbml.common.flatsky import FlatGrid
+from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
 from tests.helpers import copy_files, failed
 from tests.conftest import REPO, compose
 
@@ -71,7 +71,7 @@ def gate(world, paths, tmp_path):
 
 
 def _camb(world):
-    from cmbml.spectra import camb_spectra
+    from cmbml.common.spectra import camb_spectra
 
     if "camb" not in world:
         world["camb"] = camb_spectra(world["params"]["cosmology"], 3000)
@@ -100,7 +100,7 @@ def test_patches_do_not_depend_on_workers_or_chunking(world, tmp_path):
 
 def test_the_label_is_the_cmb_at_the_target_beam(world):
     """Without foregrounds or noise the 143 GHz input equals the label (same beam)."""
-    from cmbml.cenn_sim import build_component_skies
+    from cmbml.cenn.simulate import build_component_skies
 
     zero_fg = [np.zeros_like(f) for f in world["fg"]]
     inputs, labels = build_component_skies(world["cmb_qu"], zero_fg, world["channels"], 1,

@@ -19,7 +19,7 @@ def run(*args, cwd=REPO):
 def test_help_lists_the_stages_without_importing_heavy_libraries():
     out = run("--help")
     assert out.returncode == 0 and "lensing" in out.stdout and "spectra" in out.stdout
-    probe = ("import sys, cmbml.cli; heavy = {'tensorflow', 'keras', 'mlflow', 'great_expectations', 'camb', "
+    probe = ("import sys, stages.cli; heavy = {'tensorflow', 'keras', 'mlflow', 'great_expectations', 'camb', "
              "'healpy', 'pymaster'} & set(sys.modules); assert not heavy, heavy")
     assert subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True).returncode == 0
 
@@ -62,8 +62,8 @@ def test_version_comes_from_the_package_metadata_without_heavy_imports():
     out = subprocess.run([str(script) if script.exists() else "cmbml", "--version"], capture_output=True, text=True,
                          cwd=REPO)
     assert out.returncode == 0 and out.stdout.strip() == f"cmbml {version('cmbml')}", out.stderr
-    probe = ("import sys; sys.argv = ['cmbml', '--version']; import cmbml.cli\n"
-             "try:\n    cmbml.cli.app()\nexcept SystemExit:\n    pass\n"
+    probe = ("import sys; sys.argv = ['cmbml', '--version']; import stages.cli\n"
+             "try:\n    stages.cli.app()\nexcept SystemExit:\n    pass\n"
              "heavy = {'tensorflow', 'keras', 'mlflow', 'dvc', 'matplotlib', 'h5py'} & set(sys.modules)\n"
              "assert not heavy, heavy")
     assert subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True).returncode == 0
@@ -98,7 +98,7 @@ def test_tensorflow_start_up_notices_are_hidden_behind_the_cli(tmp_path):
     bare = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env)
     if "oneDNN custom operations are on" not in bare.stderr:
         pytest.skip("this TensorFlow build writes no start-up notice to hide")
-    probe = ("import cmbml.cli, sys; print('other line', file=sys.stderr); import tensorflow as tf; "
+    probe = ("import stages.cli, sys; print('other line', file=sys.stderr); import tensorflow as tf; "
              "from tensorflow.python.util import _pywrap_util_port; print(_pywrap_util_port.IsMklEnabled())")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr  # numerics: oneDNN still on
@@ -110,7 +110,7 @@ def test_the_stderr_filter_drops_only_the_notices(capfd):
     """Lines written straight to file descriptor 2 (as C++ libraries do) are kept, in order, unless they match."""
     import re
 
-    from cmbml.cli import _stderr_without
+    from stages.cli import _stderr_without
 
     with _stderr_without(re.compile(r"^I0000 .*notice")):
         os.write(2, b"I0000 00:00 port.cc:153] notice\nE0000 a real error\nI0000 another notice\nlast line\n")

@@ -4,9 +4,9 @@ experiment's own MLflow parameters, and problems named before any compute."""
 import numpy as np
 import pytest
 
-from cmbml.cenn_config import CennSetup
-from cmbml.lensing_config import LensingSetup
-from cmbml.params import ParamError
+from cmbml.cenn.setup import CennSetup
+from cmbml.lensing.setup import LensingSetup
+from cmbml.common.params import ParamError
 from tests.conftest import REPO, compose
 
 CONF = REPO / "conf"
@@ -33,7 +33,7 @@ def test_default_cenn_geometry():
 
 
 def test_the_parameter_check_tests_the_very_bins_namaster_gets(monkeypatch):
-    import cmbml.cenn_config as cenn_config
+    import cmbml.cenn.setup as cenn_config
 
     seen = []
     real = cenn_config.check_bins
@@ -46,7 +46,7 @@ def test_the_parameter_check_tests_the_very_bins_namaster_gets(monkeypatch):
 @pytest.mark.parametrize("variant", ["E", "B", "QU"])
 def test_every_accepted_parameter_set_gives_bins_namaster_accepts(scale, variant):
     """A NaMaster bin without a Fourier mode aborts the process: the setup's bins pass the same check."""
-    from cmbml.namaster_flat import FlatSpectra
+    from cmbml.cenn.namaster_flat import FlatSpectra
 
     setup = CennSetup.from_params(compose(f"scale={scale}", f"cenn={variant}"), CONF)
     estimator = FlatSpectra(setup.geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
@@ -56,7 +56,7 @@ def test_every_accepted_parameter_set_gives_bins_namaster_accepts(scale, variant
 
 def test_the_lensing_setup_derives_kappa_power_and_bins_once(camb_cls):
     """The simulator's kappa power is the setup's; rho(L) bins start half a fundamental below the first mode."""
-    from cmbml.lensing_sim import LensingSimulator
+    from cmbml.lensing.simulate import LensingSimulator
 
     setup = LensingSetup.from_params(compose("lensing=v3"), CONF)
     sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], seed=0)

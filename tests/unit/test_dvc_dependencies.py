@@ -45,7 +45,7 @@ def test_the_dependency_reader_sees_imports_inside_functions(tmp_path):
     # The test above is only as good as this: a lazy import must count.
     assert REPO / "src" / "cmbml" / "namaster_flat.py" in direct_imports(REPO / "stages" / "cenn_evaluate.py")
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from cmbml.quadratic_estimator import n0_kappa\n")
+    probe.write_text("def f():\n    from cmbml.lensing.quadratic_estimator import n0_kappa\n")
     assert REPO / "src" / "cmbml" / "quadratic_estimator.py" in direct_imports(probe)
 
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from cmbml.executors import DaskExecutor, Executor, ExecutorSpec, ForkExecutor, open_executor
+from cmbml.common.executors import DaskExecutor, Executor, ExecutorSpec, ForkExecutor, open_executor
 
 
 def slow_square(shared, job):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cmbml.flatsky import FlatGrid, bin_power, gaussian_realisation, linear_bins, power_2d
-from cmbml.sky import pixel_arcmin
+from cmbml.common.flatsky import FlatGrid, bin_power, gaussian_realisation, linear_bins, power_2d
+from cmbml.cenn.fullsky import pixel_arcmin
 
 
 def test_nside_equivalent_pixels_match_the_seed_versions():

@@ -4,7 +4,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.foregrounds import (
+from cmbml.cenn.foregrounds import (
     GaussianForeground,
     SourcePopulation,
     dust_sed_rj,
@@ -73,7 +73,7 @@ def test_point_sources_follow_the_tabulated_counts_and_polarization_fractions(na
     """A full-sky catalogue reproduces the table's N(>S) at four fluxes within 3 Poisson sigma (N(>S) from
     trapezoids of S dN/dS in ln S, checked against the Euclidean closed form on a power law), the median
     polarization fraction is exp(mu) %, and fluxes scale as nu^spectral_index."""
-    from cmbml.foregrounds import load_source_counts, sources_from_params
+    from cmbml.cenn.foregrounds import load_source_counts, sources_from_params
 
     p = FG[name]
     counts = load_source_counts(FG, REPO / "data")[name]
@@ -90,7 +90,7 @@ def test_point_sources_follow_the_tabulated_counts_and_polarization_fractions(na
 
 def test_integral_counts_of_a_euclidean_table():
     """dN/dS = k S^-2.5 integrates to N(>S) - N(>S_max) = (2 k / 3) (S^-1.5 - S_max^-1.5) (to 1e-5)."""
-    from cmbml.source_counts import SourceCounts
+    from cmbml.cenn.source_counts import SourceCounts
 
     flux = np.geomspace(1e-3, 100.0, 51)
     counts = SourceCounts(flux, 7.0 * flux**-2.5)
@@ -101,8 +101,8 @@ def test_integral_counts_of_a_euclidean_table():
 def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path):
     """A user's (Q, U) dust template at 353 GHz in uK_RJ, named in the params, is what the channel
     maps scale: at 100 GHz they equal template x SED x RJ-to-CMB (sources switched off)."""
-    from cmbml.fits import write_healpix
-    from cmbml.foregrounds import channel_maps, load_source_counts, load_templates
+    from cmbml.common.fits import write_healpix
+    from cmbml.cenn.foregrounds import channel_maps, load_source_counts, load_templates
 
     nside = 16
     template = np.random.default_rng(3).standard_normal((2, hp.nside2npix(nside)))
@@ -122,8 +122,8 @@ def test_galactic_profile_keeps_the_high_latitude_level_and_brightens_the_plane(
     """1/sin|b| capped at 5 deg, normalised to unit mean square over |b| > 30 deg: the model
     amplitudes hold where patches are cut, the profile is 1/sin|b| pixel by pixel above the cap and
     flat below it, so the plane is sin(90)/sin(5) = 11.5 times brighter than the poles."""
-    from cmbml.foregrounds import galactic_profile
-    from cmbml.sky import galactic_latitude_deg
+    from cmbml.cenn.foregrounds import galactic_profile
+    from cmbml.cenn.fullsky import galactic_latitude_deg
 
     nside = 32
     profile, b = galactic_profile(nside), galactic_latitude_deg(nside)
@@ -142,7 +142,7 @@ NG = compose("foregrounds=nongaussian")["foregrounds"]
 def test_the_two_foreground_models_differ_only_in_the_sky():
     """foregrounds=nongaussian keeps the Gaussian model's spectra, SED means, sources and noise: it adds the
     model switch's own keys and non-zero spectral scatters, nothing about the instrument."""
-    from cmbml.params import flatten
+    from cmbml.common.params import flatten
 
     g, ng = flatten(FG), flatten(NG)
     changed = {k for k in g if g[k] != ng[k]} | (set(ng) - set(g))
@@ -160,8 +160,8 @@ def test_nongaussian_galactic_sky_has_the_target_mean_spectra_and_is_not_gaussia
     polarized intensity is above 1 (Rayleigh, for Gaussian Q and U: 0.63; measured below 0.8)."""
     from scipy.stats import kurtosis, skew
 
-    from cmbml.foregrounds import GaussianForeground, galactic_foreground_from_params
-    from cmbml.sht import analysis
+    from cmbml.cenn.foregrounds import GaussianForeground, galactic_foreground_from_params
+    from cmbml.common.sht import analysis
 
     nside, p = 128, NG[component]
     lmax = 3 * nside - 1
@@ -187,8 +187,8 @@ def test_spectral_parameter_map_has_the_mean_scatter_and_correlation_length():
     independent areas), a spectrum shaped like
     the smoothing beam (power at ell = 1 / sigma_beam is exp(-1) of the largest-scale power, to 25%), and the
     plain number when the scatter is 0."""
-    from cmbml.foregrounds import spectral_parameter_map
-    from cmbml.units import ARCMIN
+    from cmbml.cenn.foregrounds import spectral_parameter_map
+    from cmbml.common.units import ARCMIN
 
     nside, fwhm = 128, 4.0
     beta = spectral_parameter_map(1.54, 0.1, fwhm, nside, np.random.default_rng(2))
@@ -206,7 +206,7 @@ def test_spectral_parameter_map_has_the_mean_scatter_and_correlation_length():
 def test_each_pixel_scales_with_its_own_spectral_parameters():
     """With beta_d, T_d and beta_s varying across the sky, every pixel of the 100 GHz dust and synchrotron maps
     is its reference-frequency value times the SED of that pixel's parameters (to 1e-12)."""
-    from cmbml.foregrounds import channel_parts, foreground_sky, load_source_counts
+    from cmbml.cenn.foregrounds import channel_parts, foreground_sky, load_source_counts
 
     nside = 32
     sky = foreground_sky(NG, nside, 3, load_source_counts(NG, REPO / "data"))
@@ -231,7 +231,7 @@ def test_the_two_foreground_models_draw_independent_skies():
     10 <= ell < 96 with weights 2 ell + 1, below 0.05, where chance gives about 0.01; the dust spectrum is
     too red for a pixel correlation to test this), and their source catalogues differ, so the unseen sky
     shares no structure with the training sky."""
-    from cmbml.foregrounds import foreground_sky, load_source_counts
+    from cmbml.cenn.foregrounds import foreground_sky, load_source_counts
 
     nside = 32
     counts = load_source_counts(FG, REPO / "data")

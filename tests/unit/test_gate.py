@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from cmbml.gate import DEBIAN_ASSETS, data_docs_dir, lower_bound, make_offline, publish_data_docs, upper_bound
+from cmbml.common.gate import DEBIAN_ASSETS, data_docs_dir, lower_bound, make_offline, publish_data_docs, upper_bound
 
 
 def test_bounds_are_rounded_outwards_to_four_significant_digits():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from cmbml.inference import MapError, check_against_card, read_maps, write_prediction
+from cmbml.common.inference import MapError, check_against_card, read_maps, write_prediction
 
 CARD = {"parameter_set": "v2",
         "input": {"channels": ["T"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 5.0, "quantity": "T"},

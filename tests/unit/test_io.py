@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cmbml.io import atomic_path, write_json
+from cmbml.common.io import atomic_path, write_json
 
 
 def test_atomic_path_publishes_only_on_success(tmp_path):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cmbml.flatsky import FlatGrid, bin_power, gaussian_realisation, power_2d
-from cmbml.units import ARCMIN
-from cmbml.lensing import (
+from cmbml.common.flatsky import FlatGrid, bin_power, gaussian_realisation, power_2d
+from cmbml.common.units import ARCMIN
+from cmbml.lensing.physics import (
     deflection_from_kappa,
     deflection_from_phi,
     kappa_to_phi,
@@ -160,7 +160,7 @@ def test_n0_from_ffts_equals_the_direct_sum_over_true_vector_pairs(camb_cls):
     """The FFT-factorised N0 (zero-padded to 2N) equals the brute-force sum over pairs l1 + l2 = L of
     true grid vectors to 1% at every L on a 16 x 16 grid of 27.48' pixels (T_lmax 383); the periodic
     (wrapped) convolution gets it wrong by far more."""
-    from cmbml.quadratic_estimator import n0_kappa
+    from cmbml.lensing.quadratic_estimator import n0_kappa
 
     grid = FlatGrid(16, 27.48)
     fast = n0_kappa(grid, camb_cls["cl_tt_lensed"], 0.0, 383)
@@ -176,8 +176,8 @@ def test_quadratic_estimator_wiener_limit_matches_the_direct_sum(camb_cls, versi
     """Linear-theory rho(L) = sqrt(C / (C + N0)) of the Wiener-filtered TT estimator, mean over the rho(L)
     bins, equals the science notes' values computed with the unwrapped N0 (v2 0.958, v3 0.746, v4 0.111,
     v7 0.060, v8 0.124) to 0.005."""
-    from cmbml.lensing_config import LensingSetup
-    from cmbml.quadratic_estimator import binned_wiener_rho, n0_kappa
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.quadratic_estimator import binned_wiener_rho, n0_kappa
     from tests.conftest import REPO, compose
 
     setup = LensingSetup.from_params(compose(f"lensing={version}"), REPO / "conf")
@@ -193,10 +193,10 @@ def test_quadratic_estimator_has_unit_response_to_small_deflections(camb_cls):
     responds to kappa with <kappa_hat kappa> / <kappa kappa> = 1 +- 0.1 in every rho(L) bin. The
     estimator's Gaussian noise is removed by subtracting its value on the same unlensed T, so 100 maps
     measure the response to a few percent."""
-    from cmbml.lensing_config import LensingSetup
-    from cmbml.lensing_sim import LensingSimulator
-    from cmbml.metrics import correlation_spectra
-    from cmbml.quadratic_estimator import reconstruct_kappa
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.simulate import LensingSimulator
+    from cmbml.lensing.metrics import correlation_spectra
+    from cmbml.lensing.quadratic_estimator import reconstruct_kappa
     from tests.conftest import REPO, compose
 
     setup = LensingSetup.from_params(compose("lensing=v4"), REPO / "conf")
@@ -215,8 +215,8 @@ def test_quadratic_estimator_has_unit_response_to_small_deflections(camb_cls):
 def test_quadratic_estimator_noise_on_unlensed_maps_is_n0(camb_cls):
     """On Gaussian unlensed maps (lensed spectrum, no kappa) the estimate is pure reconstruction noise:
     its binned power over 200 maps equals N0 within 15% in every rho(L) bin (v4 grid)."""
-    from cmbml.lensing_config import LensingSetup
-    from cmbml.quadratic_estimator import n0_kappa, reconstruct_kappa
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.quadratic_estimator import n0_kappa, reconstruct_kappa
     from tests.conftest import REPO, compose
 
     setup = LensingSetup.from_params(compose("lensing=v4"), REPO / "conf")
@@ -235,10 +235,10 @@ def test_quadratic_estimator_recovers_plus_kappa_on_our_maps(camb_cls):
     """The lensing sign, checked by a standard estimator: the TT quadratic estimator run on v3 maps
     (T(x + grad phi), kappa x10) correlates positively with the input kappa, rho(L) in 0.7-0.9
     (science notes: 0.78-0.82 measured), and with -kappa on maps lensed the other way."""
-    from cmbml.lensing_config import LensingSetup
-    from cmbml.lensing_sim import LensingSimulator
-    from cmbml.metrics import correlation_spectra
-    from cmbml.quadratic_estimator import reconstruct_kappa
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.simulate import LensingSimulator
+    from cmbml.lensing.metrics import correlation_spectra
+    from cmbml.lensing.quadratic_estimator import reconstruct_kappa
     from tests.conftest import REPO, compose
 
     p = compose("lensing=v3")

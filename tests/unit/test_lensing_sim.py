@@ -4,9 +4,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cmbml.executors import ForkExecutor
-from cmbml.lensing_config import LensingSetup
-from cmbml.lensing_sim import LensingSimulator, write_split
+from cmbml.common.executors import ForkExecutor
+from cmbml.lensing.setup import LensingSetup
+from cmbml.lensing.simulate import LensingSimulator, write_split
 from tests.conftest import REPO, compose
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmbml.gate import run_gate
-from cmbml.lensing_config import LensingSetup
-from cmbml.lensing_sim import LensingSimulator, write_split
-from cmbml.lensing_validation import LensingExpectation, build_tables, qe_alignment_rows
+from cmbml.common.gate import run_gate
+from cmbml.lensing.setup import LensingSetup
+from cmbml.lensing.simulate import LensingSimulator, write_split
+from cmbml.lensing.validation import LensingExpectation, build_tables, qe_alignment_rows
 from tests.conftest import REPO
 from tests.helpers import copy_files, failed
 from tests.conftest import compose
@@ -142,7 +142,7 @@ def test_small_splits_need_the_per_map_significance_of_256_maps():
     """5 sigma on 256 maps or more; on fewer, the same significance per map (5 sqrt(n/256)): a smoke-scale split
     of 32 maps of physical kappa (v4: about 0.76 sigma per map) can pass, a rolled one (0 +- 1) cannot be
     told from it by significance alone, so its response must also be 0.5-1.5."""
-    from cmbml.lensing_validation import required_sigma
+    from cmbml.lensing.validation import required_sigma
 
     assert required_sigma(256) == required_sigma(5000) == 5.0
     assert required_sigma(32) == pytest.approx(5 / np.sqrt(8), abs=1e-3) and 0.76 * np.sqrt(32) > required_sigma(32)
@@ -151,7 +151,7 @@ def test_small_splits_need_the_per_map_significance_of_256_maps():
 def test_the_opposite_lensing_sign_is_rejected_by_physics(clean_datasets, camb_cls, tmp_path):
     """kappa -> -kappa in every split with digests rewritten to match: only the quadratic estimator, whose
     response is then -1, can tell."""
-    from cmbml.integrity import pair_digests
+    from cmbml.common.integrity import pair_digests
 
     paths = copy_files(clean_datasets, tmp_path / "copy")
     for path in paths.values():

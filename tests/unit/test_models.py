@@ -7,7 +7,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from cmbml.models import cenn_network, count_parameters, leaky_relu, lensing_cnn, with_standardisation  # noqa: E402
+from cmbml.cenn.networks import cenn_network, leaky_relu
+from cmbml.common.networks import count_parameters, with_standardisation
+from cmbml.lensing.networks import lensing_cnn
 
 
 def test_cenn_matches_the_published_architecture():
@@ -42,7 +44,7 @@ def test_cenn_fit_leaves_grappler_remapper_working():
 
     from tests.conftest import REPO
 
-    script = ("import numpy as np; from cmbml.models import cenn_network; m = cenn_network(3); "
+    script = ("import numpy as np; from cmbml.cenn.networks import cenn_network; m = cenn_network(3); "
               "m.compile('adam', 'mse'); x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype('float32'); "
               "m.fit(x, x[..., :1], batch_size=2, epochs=1, verbose=0); print('fitted')")
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO / "src")}

@@ -4,10 +4,10 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.flatsky import FlatGrid, check_bins
-from cmbml.namaster_flat import FlatSpectra
-from cmbml.patches import PatchSampler
-from cmbml.sky import gaussian_alm, interpolation_window, tqu_from_alm
+from cmbml.common.flatsky import FlatGrid, check_bins
+from cmbml.cenn.namaster_flat import FlatSpectra
+from cmbml.cenn.patches import PatchSampler
+from cmbml.cenn.fullsky import gaussian_alm, interpolation_window, tqu_from_alm
 
 
 def test_bins_without_a_mode_are_refused_before_pymaster():

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from cmbml.experiments import check_all
-from cmbml.params import ParamError, flatten
+from stages.experiments import check_all
+from cmbml.common.params import ParamError, flatten
 from tests.conftest import compose
 
 BAD_PATH = "../outside"

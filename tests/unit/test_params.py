@@ -5,8 +5,8 @@ import math
 import pytest
 import yaml
 
-from cmbml.experiments import check_all as validate
-from cmbml.params import ParamError
+from stages.experiments import check_all as validate
+from cmbml.common.params import ParamError
 from tests.conftest import REPO, compose
 
 # Seed README ("Summary of the eight versions") and science notes (networks, training).
@@ -116,7 +116,7 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_one_camb_table_covers_every_version_and_scale():
-    from cmbml.config import required_spectra_lmax
+    from cmbml.common.config import required_spectra_lmax
 
     assert required_spectra_lmax(compose("lensing=v5")) == 12287
     v6 = compose("lensing=v6")  # no band limit: every grid mode up to the corner sqrt(2) ell_Nyquist

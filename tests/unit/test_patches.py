@@ -4,8 +4,8 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.flatsky import FlatGrid
-from cmbml.patches import PatchSampler, random_centres
+from cmbml.common.flatsky import FlatGrid
+from cmbml.cenn.patches import PatchSampler, random_centres
 
 
 def point_source_map(nside, lon_deg, lat_deg, fwhm_arcmin=30.0):
@@ -35,8 +35,8 @@ def test_a_point_source_lands_on_the_right_pixel(lat0):
 def test_pure_e_sky_gives_no_b_on_qu_patches(camb_cls):
     """Q/U patches are rotated into the flat-sky frame: a sky with B = 0 shows BB/EE < 1% at
     ell 180 to 2 nside with purified NaMaster fields (without the rotation about 1% leaks)."""
-    from cmbml.namaster_flat import FlatSpectra
-    from cmbml.sky import gaussian_alm, tqu_from_alm
+    from cmbml.cenn.namaster_flat import FlatSpectra
+    from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
 
     nside, lmax = 256, 767
     zero = np.zeros(3001)
@@ -73,7 +73,7 @@ def test_centres_respect_the_latitude_cut_and_the_held_out_band():
 
 def test_centre_search_gives_up_with_a_message_instead_of_looping():
     """A band narrower than a patch leaves no sky: the search stops after its draw budget and says why."""
-    from cmbml.patches import NoRoomForPatches, allowed_sky_fraction
+    from cmbml.cenn.patches import NoRoomForPatches, allowed_sky_fraction
 
     rng = np.random.default_rng(3)
     bands = [(0.0, 3.0), (180.0, 240.0)]

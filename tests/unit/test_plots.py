@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from cmbml.flatsky import FlatGrid, bin_power, linear_bins, power_2d
-from cmbml.metrics import correlation_spectra
-from cmbml.plots import (kappa_units, plot_cenn_spectra, plot_kappa_power, plot_map_columns, plot_rho,
-                         plot_rho_versions, plot_training_curve, power_error, rho_error)
+from cmbml.common.flatsky import FlatGrid, bin_power, linear_bins, power_2d
+from cmbml.lensing.metrics import correlation_spectra
+from cmbml.lensing.plots import kappa_units, plot_kappa_power, plot_rho, plot_rho_versions, rho_error
+from cmbml.cenn.plots import plot_cenn_spectra
+from cmbml.common.plotting import plot_map_columns, plot_training_curve, power_error
 
 
 def correlated_maps(grid, rho, n_maps, rng):

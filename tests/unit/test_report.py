@@ -2,7 +2,7 @@
 
 import pytest
 
-from cmbml.report import cenn_table, cenn_transfer_table, foreground_model_table, lensing_table, \
+from stages.report import cenn_table, cenn_transfer_table, foreground_model_table, lensing_table, \
     replace_between_markers
 
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from cmbml.io import h5_dataset_writer, write_json, write_keras_model
+from cmbml.common.io import h5_dataset_writer, write_json, write_keras_model
 
 
 def md5(path) -> str:
@@ -41,7 +41,8 @@ def test_hdf5_datasets_have_no_creation_times(tmp_path):
 def test_keras_archives_have_no_save_time_and_no_memory_addresses(tmp_path):
     """The same network built twice (its shared objects at new addresses) and saved a second later."""
     keras = pytest.importorskip("keras")
-    from cmbml.models import lensing_cnn, with_standardisation
+    from cmbml.lensing.networks import lensing_cnn
+    from cmbml.common.networks import with_standardisation
 
     def build():
         keras.utils.set_random_seed(1)
@@ -57,9 +58,9 @@ def test_keras_archives_have_no_save_time_and_no_memory_addresses(tmp_path):
 
 
 def test_healpix_fits_csv_json_and_png(tmp_path):
-    from cmbml.fits import write_healpix
-    from cmbml.plots import plot_theory_spectra
-    from cmbml.spectra import SPECTRA_COLUMNS, write_spectra_csv
+    from cmbml.common.fits import write_healpix
+    from cmbml.common.plotting import plot_theory_spectra
+    from cmbml.common.spectra import SPECTRA_COLUMNS, write_spectra_csv
 
     m = np.linspace(-1, 1, 12 * 4**2)
     assert len(set(written_twice(tmp_path, ".fits", lambda p: write_healpix(p, [m, -m], ["Q", "U"])))) == 1

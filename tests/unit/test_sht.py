@@ -1,12 +1,12 @@
-"""The ducc0 transforms of cmbml.sht are healpy's transforms: same alm layout, same E/B sign, same
+"""The ducc0 transforms of cmbml.common.sht are healpy's transforms: same alm layout, same E/B sign, same
 quadrature and iterations."""
 
 import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml import sht
-from cmbml.sky import gaussian_alm
+from cmbml.common import sht
+from cmbml.cenn.fullsky import gaussian_alm
 
 NSIDE = 64
 LMAX = 3 * NSIDE - 1

@@ -4,7 +4,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.sky import alm_from_qu, gaussian_alm, interpolation_window, tqu_from_alm
+from cmbml.cenn.fullsky import alm_from_qu, gaussian_alm, interpolation_window, tqu_from_alm
 
 NSIDE, LMAX = 64, 191
 
@@ -53,8 +53,8 @@ def test_eb_decomposition_recovers_the_input_e_and_b_maps(sky):
 def test_bilinear_patch_interpolation_acts_as_a_one_pixel_gaussian():
     """The documented interpolation window (Gaussian, FWHM = one HEALPix pixel) matches the power
     that white noise keeps when interpolated onto 12 arcmin patches from nside 128, to 15%."""
-    from cmbml.flatsky import FlatGrid, bin_power, linear_bins, power_2d
-    from cmbml.patches import PatchSampler
+    from cmbml.common.flatsky import FlatGrid, bin_power, linear_bins, power_2d
+    from cmbml.cenn.patches import PatchSampler
 
     nside, npix, pix = 128, 32, 12.0
     lmax = 3 * nside - 1

@@ -23,7 +23,7 @@ def test_first_acoustic_peak_height(camb_cls):
 
 
 def test_csv_round_trip(tmp_path, camb_cls):
-    from cmbml.spectra import read_spectra_csv, write_spectra_csv
+    from cmbml.common.spectra import read_spectra_csv, write_spectra_csv
 
     write_spectra_csv(tmp_path / "cls.csv", camb_cls)
     back = read_spectra_csv(tmp_path / "cls.csv")

@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cmbml.training import H5Batches, tf_dataset
+from cmbml.common.training import H5Batches, tf_dataset
 
 
 @pytest.fixture
@@ -69,7 +69,9 @@ def test_mixed_precision_computes_in_half_precision_with_float32_weights_and_out
     global policy is restored, so the standardisation wrapper stays in float32."""
     import keras
 
-    from cmbml.models import cenn_network, dtype_policy, lensing_cnn, with_standardisation
+    from cmbml.cenn.networks import cenn_network
+    from cmbml.common.networks import dtype_policy, with_standardisation
+    from cmbml.lensing.networks import lensing_cnn
 
     with dtype_policy(precision):
         nets = [lensing_cnn(16, [4], [3], 3), cenn_network(3)]
@@ -87,7 +89,7 @@ def test_mixed_precision_computes_in_half_precision_with_float32_weights_and_out
 
 def test_keras_feed_for_other_backends_gives_the_same_batches_epoch_after_epoch(files):
     """The threaded PyDataset (JAX/PyTorch backends) reads batch (epoch, step) exactly as tf.data does."""
-    from cmbml.training import keras_feed
+    from cmbml.common.training import keras_feed
 
     batches = H5Batches(files, "x", "y", batch_size=4, augment=True, shuffle=True, seed=3)
     feed = keras_feed(batches, workers=3)
@@ -102,7 +104,7 @@ def test_strategies_by_name():
     """`single` is TensorFlow's default strategy (one replica); an unknown name is refused."""
     import tensorflow as tf
 
-    from cmbml.training import distribution_strategy
+    from cmbml.common.training import distribution_strategy
 
     single = distribution_strategy("single")
     assert single is tf.distribute.get_strategy() and single.num_replicas_in_sync == 1

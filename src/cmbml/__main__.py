@@ -1,3 +1,0 @@
-from cmbml.cli import app
-
-app(prog_name="cmbml")

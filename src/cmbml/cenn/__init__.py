@@ -1,0 +1,1 @@
+"""The component-separation experiment (after CENN): skies, foregrounds, patches, validation, baselines, networks, figures."""

@@ -1,0 +1,187 @@
+"""Streaming training data from HDF5, standardisation and the 8-fold dihedral augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cmbml.common.io import iter_chunks
+
+
+def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int = 256):
+    """Mean and standard deviation of HDF5 dataset(s), reading ``chunk`` samples at a time.
+
+    ``paths`` is one file or a list; with ``per_channel`` the statistics are per last axis.
+    """
+    import h5py
+
+    total = total_sq = 0.0
+    count = 0
+    axes = None
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        with h5py.File(path, "r") as h5:
+            data = h5[dataset]
+            axes = tuple(range(data.ndim - 1)) if per_channel else None
+            for sl in iter_chunks(data.shape[0], chunk):
+                block = np.asarray(data[sl], dtype=np.float64)
+                total = total + block.sum(axis=axes)
+                total_sq = total_sq + (block**2).sum(axis=axes)
+                count += block.size // (block.shape[-1] if per_channel else 1)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-300))
+    if per_channel:
+        return mean.tolist(), std.tolist()
+    return float(mean), float(std)
+
+
+def dihedral(arrays: list[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
+    """Apply the same rotation by ``k * 90`` degrees (and optional flip) to maps (..., n, n, c)."""
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-3, -2))
+        out.append(np.flip(a, axis=-2) if flip else a)
+    return out
+
+
+def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each (x, y) pair gets one of the 8 symmetries of the square, drawn independently."""
+    x_out, y_out = np.empty_like(x), np.empty_like(y)
+    ops = rng.integers(0, 8, size=x.shape[0])
+    for i, op in enumerate(ops):
+        x_out[i], y_out[i] = dihedral([x[i], y[i]], int(op) % 4, bool(op // 4))
+    return x_out, y_out
+
+
+class H5Batches:
+    """Training batches read from one or several HDF5 files, addressed by ``(epoch, step)``.
+
+    Pure NumPy and h5py (no deep-learning framework), so any input pipeline can drive it: batch
+    ``step`` of ``epoch`` is contiguous samples of one file, standardised ``(v - mean) / std``
+    (scalars or per-channel lists), with a trailing channel axis added to (N, n, n) arrays. With
+    ``shuffle`` the order of batches is a permutation drawn from ``(seed, epoch)``; with ``augment``
+    each pair gets one of the 8 symmetries of the square drawn from ``(seed, epoch, step)``. A batch
+    therefore does not depend on which thread reads it or in which order: reads can run in parallel
+    and ahead of the model. Memory holds only the batches being read.
+    """
+
+    def __init__(self, paths, x_name: str, y_name: str, batch_size: int, x_stats=None, y_stats=None,
+                 augment: bool = False, shuffle: bool = False, seed: int = 0):
+        import threading
+
+        import h5py
+
+        self.files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        self.x_name, self.y_name = x_name, y_name
+        self.x_stats, self.y_stats = x_stats, y_stats
+        self.augment, self.shuffle, self.seed = augment, shuffle, int(seed)
+        self.index: list[tuple[int, slice]] = []  # (file, samples) of each batch
+        shapes = []
+        for i, path in enumerate(self.files):
+            with h5py.File(path, "r") as h5:
+                n = h5[x_name].shape[0]
+                shapes.append((h5[x_name].shape[1:], h5[y_name].shape[1:]))
+            self.index += [(i, sl) for sl in iter_chunks(n, batch_size)]
+        add_channel = lambda shape: tuple(shape) + ((1,) if len(shape) == 2 else ())  # noqa: E731
+        self.x_shape, self.y_shape = add_channel(shapes[0][0]), add_channel(shapes[0][1])
+        self._local = threading.local()  # one set of open files per reading thread
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def n_samples(self) -> int:
+        return sum(sl.stop - sl.start for _, sl in self.index)
+
+    def _read(self, i: int, name: str, sl: slice, stats) -> np.ndarray:
+        import h5py
+
+        handles = self._local.__dict__.setdefault("handles", {})
+        if i not in handles:
+            handles[i] = h5py.File(self.files[i], "r")
+        a = np.asarray(handles[i][name][sl], dtype=np.float32)
+        if stats is not None:
+            a = (a - np.asarray(stats[0], dtype=np.float32)) / np.asarray(stats[1], dtype=np.float32)
+        return a[..., None] if a.ndim == 3 else a
+
+    def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``step``-th batch of ``epoch``: ``(x, y)`` float32 arrays (batch, n, n, channels)."""
+        position = int(step)
+        if self.shuffle:
+            position = int(np.random.default_rng([self.seed, int(epoch)]).permutation(len(self))[position])
+        i, sl = self.index[position]
+        x, y = self._read(i, self.x_name, sl, self.x_stats), self._read(i, self.y_name, sl, self.y_stats)
+        if self.augment:
+            x, y = augment_batch(x, y, np.random.default_rng([self.seed, int(epoch), int(step)]))
+        return x, y
+
+
+def tf_dataset(batches: H5Batches, epochs: int = 1, parallel_reads: int | None = None, prefetch: int | None = None):
+    """A ``tf.data`` pipeline over ``epochs`` passes of ``batches``.
+
+    ``parallel_reads`` batches are read at once and ``prefetch`` more wait ready (both tuned by
+    ``tf.data`` when None), so the model step never waits on the disk. The order is deterministic.
+    Fit with ``steps_per_epoch=len(batches)``.
+    """
+    import tensorflow as tf
+
+    parallel_reads = tf.data.AUTOTUNE if parallel_reads is None else parallel_reads
+    prefetch = tf.data.AUTOTUNE if prefetch is None else prefetch
+
+    n = len(batches)
+
+    def read(j):
+        j = int(j)
+        return batches.batch(j // n, j % n)
+
+    def load(j):
+        x, y = tf.numpy_function(read, [j], [tf.float32, tf.float32], stateful=False)
+        x.set_shape((None, *batches.x_shape))
+        y.set_shape((None, *batches.y_shape))
+        return x, y
+
+    return (tf.data.Dataset.range(epochs * n)
+            .map(load, num_parallel_calls=parallel_reads, deterministic=True)
+            .prefetch(prefetch))
+
+
+def distribution_strategy(kind: str):
+    """The ``tf.distribute`` strategy that trains a model: build and compile it inside ``strategy.scope()``.
+
+    ``single``: TensorFlow's default strategy (one device, as without any strategy). ``mirrored``: one
+    replica per GPU of this node, or per logical CPU device where there is no GPU; the gradients of the
+    replicas are summed. Datasets batched with the global batch size are split between the replicas, so
+    the batch size means the same thing under both, and where each batch divides evenly between the
+    replicas training gives the same losses up to float rounding (tests/integration/test_distributed_training.py).
+    """
+    import tensorflow as tf
+
+    if kind == "single":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        return tf.distribute.MirroredStrategy(devices or [d.name for d in tf.config.list_logical_devices("CPU")])
+    raise ValueError(f"strategy = {kind!r}: allowed single, mirrored")
+
+
+def keras_feed(batches: H5Batches, workers: int = 4, max_queue_size: int = 16):
+    """The same batches as :func:`tf_dataset` as a ``keras.utils.PyDataset`` read by ``workers`` threads with
+    ``max_queue_size`` batches queued ahead: the input pipeline for Keras backends other than TensorFlow
+    (JAX, PyTorch), where ``tf.data`` is not installed."""
+    import keras
+
+    class Feed(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
+            self.epoch = 0
+
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, step):
+            return batches.batch(self.epoch, step)
+
+        def on_epoch_end(self):
+            self.epoch += 1
+
+    return Feed()

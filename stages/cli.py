@@ -1,0 +1,389 @@
+"""The `cmbml` command line: one entry per DVC stage plus helpers.
+
+Heavy libraries (TensorFlow, MLflow, Great Expectations, CAMB) are imported inside the
+commands, so `cmbml --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.abc
+import importlib.util
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+import typer
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO and WARNING lines
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+logging.getLogger("absl").setLevel(logging.ERROR)  # absl's Python warnings from Keras and TensorFlow
+
+# Written by TensorFlow's libraries while they load, before absl logging is initialised, so that
+# TF_CPP_MIN_LOG_LEVEL does not reach them; once per library, hence twice. oneDNN itself stays on.
+TF_START_UP_NOTICES = re.compile(r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                                 r"|port\.cc:\d+\] oneDNN custom operations are on"
+                                 r"|cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized"
+                                 r"|^To enable the following instructions: .*rebuild TensorFlow")
+
+
+@contextlib.contextmanager
+def _stderr_without(notices: re.Pattern):
+    """Capture file descriptor 2 (C++ libraries write there directly) and pass on every line that
+    ``notices`` does not match, in order, when the block ends."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
+                if not notices.search(line):
+                    sys.stderr.write(line)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """The first ``import tensorflow`` (also through Keras or MLflow) runs inside :func:`_stderr_without`;
+    a command that never imports TensorFlow pays nothing."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            exec_module = spec.loader.exec_module
+
+            def quiet_exec_module(module):
+                with _stderr_without(TF_START_UP_NOTICES):
+                    exec_module(module)
+
+            spec.loader.exec_module = quiet_exec_module
+        return spec
+
+
+if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+app = typer.Typer(help="Reproducible neural-network experiments on simulated CMB skies.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+lensing_app = typer.Typer(help="Lensing experiment: CNN estimation of kappa from lensed T maps.", no_args_is_help=True)
+cenn_app = typer.Typer(help="Component separation: CENN recovers the 143 GHz CMB from three channels.",
+                       no_args_is_help=True)
+params_app = typer.Typer(help="Inspect and check params.yaml.", no_args_is_help=True)
+app.add_typer(lensing_app, name="lensing")
+app.add_typer(cenn_app, name="cenn")
+app.add_typer(params_app, name="params")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cmbml import __version__  # from the package metadata: no heavy import
+
+        typer.echo(f"cmbml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Show the installed version and exit.")) -> None:
+    pass
+
+
+def _pipeline_files() -> dict[str, dict[str, list[Path]]]:
+    """``{stage: {"deps": [...], "outs": [...]}}`` of dvc.yaml (code excluded, ``outs`` with plots and
+    metrics), its ``${...}`` taken from params.yaml: read as YAML, since the library never imports DVC.
+    Empty where either file is missing or unreadable."""
+    import yaml
+
+    try:
+        stages = yaml.safe_load(Path("dvc.yaml").read_text())["stages"]
+        params = yaml.safe_load(Path("params.yaml").read_text())
+
+        def value(match: re.Match) -> str:
+            node = params
+            for key in match.group(1).split("."):
+                node = node[key]
+            return str(node)
+
+        def resolve(entry) -> Path:
+            text = entry if isinstance(entry, str) else next(iter(entry))
+            for _ in range(5):  # paths may name other paths
+                text = re.sub(r"\$\{([\w.]+)\}", value, text)
+            return Path(text)
+
+        return {name: {"deps": [resolve(d) for d in stage.get("deps", []) if not str(d).endswith(".py")],
+                       "outs": [resolve(o) for key in ("outs", "plots", "metrics") for o in stage.get(key, [])]}
+                for name, stage in stages.items()}
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return {}
+
+
+def _missing_input_message(missing: Path, pipeline: dict[str, dict[str, list[Path]]]) -> str:
+    """``missing does not exist yet: run `dvc repro <stage>` first``, naming the stage that writes it
+    (or the .dvc file that tracks it)."""
+    target = missing.resolve()
+    for stage, files in pipeline.items():
+        if any(target == out.resolve() or out.resolve() in target.parents for out in files["outs"]):
+            return f"cmbml: {missing} does not exist yet: run `dvc repro {stage}` first (stage {stage} writes it)"
+    for tracked in Path(".").glob("*.dvc"):
+        if Path(tracked.stem).resolve() in (target, *target.parents):
+            return f"cmbml: {missing} does not exist: run `dvc pull {tracked}` first"
+    return f"cmbml: {missing} does not exist"
+
+
+def _missing_file_message(err: FileNotFoundError) -> tuple[str, int]:
+    """One line for a command that found no file, and its exit status: 2 outside the repository,
+    1 inside it (an earlier stage has not run)."""
+    name = err.filename
+    if name is None:  # h5py and numpy name the file only in their messages
+        found = re.search(r"name = '([^']+)'|^(\S+) not found\.?$", str(err))
+        name = next(g for g in found.groups() if g) if found else str(err)
+    if not (Path("dvc.yaml").is_file() and Path("params.yaml").is_file()):
+        return (f"cmbml: no {name} here: {Path.cwd()} is not the cmbml repository (no dvc.yaml and "
+                "params.yaml); run cmbml from the repository root"), 2
+    return _missing_input_message(Path(name), _pipeline_files()), 1
+
+
+def _one_line_when_files_are_missing(command):
+    """Decorator: a command that finds no file ends with one line (:func:`_missing_file_message`)."""
+    import functools
+
+    @functools.wraps(command)  # typer reads the wrapped signature
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FileNotFoundError as err:
+            message, status = _missing_file_message(err)
+            typer.secho(message, fg="red", err=True)
+            raise typer.Exit(status) from None
+
+    return wrapper
+
+
+def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
+    """Run ``stages.<module>.main(**kwargs)`` as dvc.yaml's stage ``stage`` (default ``module``). Parameter errors exit with status 2, data the validation gate did
+    not pass with status 1, each with a readable message; so does a missing file (outside the
+    repository 2, an input whose stage has not run 1), in one line naming the stage that writes it."""
+    from cmbml.common.gate import GateNotPassed
+    from cmbml.common.params import ParamError
+
+    # Inputs first: a stage run before the one that writes its data would fail deep inside (or, for a
+    # validation gate, report every expectation as failed).
+    pipeline = _pipeline_files()
+    missing = [path for path in pipeline.get(stage or module, {}).get("deps", []) if not path.exists()]
+    if missing:
+        typer.secho(_missing_input_message(missing[0], pipeline), fg="red", err=True)
+        raise typer.Exit(1)
+    try:
+        importlib.import_module(f"stages.{module}").main(**kwargs)
+    except ParamError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
+    except (GateNotPassed, ConnectionError) as err:  # a gate that did not pass; an executor that did not answer
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
+    except FileNotFoundError as err:
+        message, status = _missing_file_message(err)
+        typer.secho(message, fg="red", err=True)
+        raise typer.Exit(status) from None
+
+
+@app.command()
+def spectra() -> None:
+    """CAMB spectra (TT, EE, BB, TE, kappa-kappa) to datasets/spectra/camb_cls.csv."""
+    _run_stage("spectra")
+
+
+@lensing_app.command()
+def simulate() -> None:
+    """Simulate lensed T / kappa train, val and test HDF5 files."""
+    _run_stage("lensing_simulate")
+
+
+@lensing_app.command()
+def validate() -> None:
+    """Great Expectations gate over the lensing datasets (fails on any broken expectation)."""
+    _run_stage("lensing_validate")
+
+
+@lensing_app.command()
+def train() -> None:
+    """Train the version's CNN and log it to MLflow."""
+    _run_stage("lensing_train")
+
+
+@lensing_app.command()
+def evaluate() -> None:
+    """MSE, rho(L) and plots on the test split."""
+    _run_stage("lensing_evaluate")
+
+
+@cenn_app.command("sky-maps")
+def sky_maps() -> None:
+    """Full-sky CMB T, Q, U realisations (FITS)."""
+    _run_stage("sky_maps")
+
+
+SKY_OPTION = typer.Option("training", "--sky", help="training: the `foregrounds` sky; unseen: the evaluation-only "
+                                                      "`unseen_foregrounds` sky (stages *_unseen)")
+
+
+def _run_sky_stage(module: str, sky: str) -> None:
+    """The stage of ``sky``: ``module`` for the training sky, ``<module>_unseen`` for the other (the setup
+    refuses any other sky)."""
+    _run_stage(module, module if sky == "training" else f"{module}_{sky}", sky=sky)
+
+
+@cenn_app.command("foregrounds")
+def foregrounds(sky: str = SKY_OPTION) -> None:
+    """Dust, synchrotron, radio and infrared sources at every channel (FITS, uK_CMB)."""
+    _run_sky_stage("foregrounds", sky)
+
+
+@cenn_app.command("simulate")
+def cenn_simulate(sky: str = SKY_OPTION) -> None:
+    """Cut multi-frequency patches and CMB labels into Train/Test/Validation HDF5 files (unseen sky: Validation)."""
+    _run_sky_stage("cenn_simulate", sky)
+
+
+@cenn_app.command("validate")
+def cenn_validate(sky: str = SKY_OPTION) -> None:
+    """Great Expectations gate over the CENN patch files."""
+    _run_sky_stage("cenn_validate", sky)
+
+
+@cenn_app.command("train")
+def cenn_train() -> None:
+    """Train CENN and log it to MLflow."""
+    _run_stage("cenn_train")
+
+
+@cenn_app.command("evaluate")
+def cenn_evaluate() -> None:
+    """Predict the Validation patches of both skies; NaMaster spectra, classical baselines, metrics and plots."""
+    _run_stage("cenn_evaluate")
+
+
+@params_app.command("check")
+@_one_line_when_files_are_missing
+def params_check(path: str = typer.Argument("params.yaml")) -> None:
+    """Check every parameter of both experiments against its allowed range."""
+    from stages.experiments import check_all
+    from cmbml.common.params import ParamError, load_params
+
+    try:
+        check_all(load_params(path), source=path)
+    except ParamError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{path}: all parameters valid")
+
+
+@params_app.command("compose")
+def params_compose(overrides: list[str] = typer.Argument(None), output: str = "params.yaml") -> None:
+    """Write params.yaml from conf/ exactly as `dvc exp run -S ...` would (e.g. `lensing=v3 scale=smoke`)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    from pathlib import Path
+
+    compose_and_dump(Path(output), str(Path("conf").resolve()), None, "config", Path.cwd(), overrides or [])
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+@_one_line_when_files_are_missing
+def report(readme: str = "README.md", figures: str = "docs/figures", scale: str = "default") -> None:
+    """Write the results tables (lensing v1-v8, CENN E/B/QU) into the README between its markers and plot
+    rho(L) of every lensing version, from the newest finished evaluation per parameter set in the MLflow store."""
+    from pathlib import Path
+
+    from cmbml.common.config import resolve_tracking_uri
+    from cmbml.common.params import load_params
+    from cmbml.lensing.plots import plot_rho_versions
+    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_table, cenn_transfer_table,
+                              foreground_model_table, lensing_table, replace_between_markers)
+    from stages._results import latest_evaluations
+
+    params = load_params("params.yaml")
+    uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
+    lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "test", scale, "rho_L.json",
+                                      "rho_opt_mean").values())
+    by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "validation", scale, "spectra.json",
+                                  "mse_over_wiener", group_by=("foregrounds.model",))
+    # The per-variant tables: networks trained on the default (Gaussian) sky; the foreground-model table:
+    # E and B trained on each model, scored on it and on the unseen one.
+    cenn = [r for (name, model), r in by_model.items() if model == "gaussian"]
+    swapped = [{**r, "unseen_model": r["tags"].get("unseen_foregrounds.model")}
+               for (name, _), r in sorted(by_model.items(), key=lambda kv: (kv[0][0] != "E", kv[0]))
+               if name in ("E", "B") and "unseen_map_mse_network_uK2" in r["metrics"]]
+    text = Path(readme).read_text()
+    text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
+    cenn_md = cenn_table(cenn) + "\n\nTransfer (estimate power / label power) per multipole range:\n\n" + \
+        cenn_transfer_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
+    text = replace_between_markers(text, CENN_MARKER, cenn_md)
+    text = replace_between_markers(text, FOREGROUND_MARKER,
+                                   foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"]))
+    Path(readme).write_text(text)
+    if lensing:
+        plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
+    typer.echo(f"report: {len(lensing)} lensing versions ({', '.join(r['name'] for r in lensing)}), "
+               f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}), "
+               f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme}")
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="models:/cmbml-lensing-v2@default, runs:/<id>/model, an MLflow model "
+                                          "folder, or models/lensing/model.keras (model_card.json beside it)"),
+    input: str = typer.Argument(..., help="maps: FITS, NumPy (.npy) or HDF5; one map or a stack"),
+    output: str = typer.Option(..., "-o", "--output", help="FITS or HDF5 file for the prediction (with units)"),
+    dataset: str = typer.Option(None, help="HDF5 dataset to read (default: the only one, or T_lensed / M)"),
+    pixel_arcmin: float = typer.Option(None, help="pixel side (arcmin) of NumPy input, which states none"),
+    batch_size: int = typer.Option(64, help="maps per forward pass"),
+) -> None:
+    """Apply a trained network to maps, after checking their geometry and channels against its model card."""
+    from cmbml.common.inference import MapError, check_against_card, predict_maps, read_maps, write_prediction
+
+    tracking = importlib.import_module("stages._tracking")
+    try:
+        net, card = tracking.load_model(model)
+        if "input" not in card:
+            raise MapError(f"{model}: the model carries no model card (geometry and units); retrain it with this "
+                           "version of cmbml")
+        stack = read_maps(input, len(card["input"]["channels"]), dataset)
+        check_against_card(stack, card, input, pixel_arcmin)
+        write_prediction(output, predict_maps(net, stack, batch_size), card, model, stack.single)
+    except (MapError, FileNotFoundError) as err:
+        typer.secho(f"cmbml predict: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    n = stack.maps.shape[0]
+    typer.echo(f"predict: {n} map{'s' if n > 1 else ''} -> {output} ({card['output']['quantity']}, "
+               f"{card['output']['units']})")
+
+
+@app.command()
+@_one_line_when_files_are_missing
+def ui(port: int = 5000) -> None:
+    """Serve the MLflow UI on the repository's store (127.0.0.1)."""
+
+    from cmbml.common.config import resolve_tracking_uri
+    from cmbml.common.params import load_params
+
+    uri = resolve_tracking_uri(load_params("params.yaml")["mlflow"]["tracking_uri"])
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(port)])
+
+
+if __name__ == "__main__":
+    app()
