@@ -69,7 +69,7 @@ def main() -> None:
         _run(["dvc", "pull", "--quiet", "data.dvc"], work, env)
         base = ["scale=paper", f"scale.cenn.nside={args.nside}", *COUNTS]
         _run(["cmbml", "params", "compose", *base, "sky_maps.n_cmb_realisations=6"], work, env)
-        for stage in ("spectra", "sky-maps", "foregrounds"):
+        for stage in ("spectra", "cmb-maps", "foregrounds"):
             _run(["cmbml", *(["spectra"] if stage == "spectra" else ["cenn", stage])], work, env)
         for variant in ("E", "QU"):
             for realisations in (1, 6):

@@ -18,11 +18,11 @@ order, as a subprocess, in the clone (runs in the order spectra, main, lensing, 
 - ``lensing-<v>-<k>``: lensing_simulate, _validate, _train, _evaluate at version ``v``'s own grid, with the
   version's paper counts times ``--lensing-fraction`` (k = 1) and twice that (k = 2).
 - ``probe-<variant>-<k>``: the CENN stages with the paper's patches but skies at ``--probe-nside``, where a
-  spherical-harmonic transform is cheap. k = 1: sky_maps, foregrounds and cenn_simulate with the main run's
+  spherical-harmonic transform is cheap. k = 1: cmb_maps, foregrounds and cenn_simulate with the main run's
   counts and realisations; k = 2: ``--probe-realisations`` CMB skies and twice the patches, every CENN stage.
   The pair gives cenn_simulate's growth per realisation, scaled to nside 2048 by the number of sky pixels (the
   full-sky arrays are what grows). Further variants (``--probe-variants``, e.g. QU) run cenn_simulate only.
-- ``main``: sky_maps, foregrounds, cenn_simulate, _validate, _train, _evaluate at paper geometry (nside 2048)
+- ``main``: cmb_maps, foregrounds, cenn_simulate, _validate, _train, _evaluate at paper geometry (nside 2048)
   with the reduced counts. The stages after cenn_simulate do not depend on nside, so the main run and probe
   level 2 are two patch counts of them: the slope gives the time and memory per patch.
 
@@ -46,7 +46,7 @@ Time: wall clock of each stage. The stages' progress bars (rich, shown as on a t
 part and a part per patch, map, realisation or epoch.
 
 Run (from the repository root, with the project's virtualenv on PATH; about 3.5 hours on 2 cores, most of it
-the nside-2048 spherical-harmonic transforms of sky_maps, foregrounds and cenn_simulate, which no count reduces)::
+the nside-2048 spherical-harmonic transforms of cmb_maps, foregrounds and cenn_simulate, which no count reduces)::
 
     python bench/paper_scale.py
 
@@ -78,7 +78,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1024**3
 MIB = 1024**2
-CENN_STAGES = ("sky_maps", "foregrounds", "cenn_simulate", "cenn_validate", "cenn_train", "cenn_evaluate")
+CENN_STAGES = ("cmb_maps", "foregrounds", "cenn_simulate", "cenn_validate", "cenn_train", "cenn_evaluate")
 LENSING_STAGES = ("lensing_simulate", "lensing_validate", "lensing_train", "lensing_evaluate")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # A rich progress bar as the stages draw it: description, bar, "done/total", time remaining.
@@ -417,9 +417,9 @@ def measure(args: argparse.Namespace, header: dict) -> dict:
             small = {n: max(1, c // args.probe_divisor) for n, c in main_counts.items()}
             small["n_train"] = max(small["n_train"], full["cenn"]["batch_size"])  # a batch at least
             for k, realisations, counts, stages in (
-                    (1, args.realisations, main_counts, ["sky_maps", "foregrounds", "cenn_simulate"]),
+                    (1, args.realisations, main_counts, ["cmb_maps", "foregrounds", "cenn_simulate"]),
                     (2, args.probe_realisations, {n: 2 * c for n, c in main_counts.items()},
-                     ["sky_maps", *CENN_STAGES[2:]])):
+                     ["cmb_maps", *CENN_STAGES[2:]])):
                 for v, v_counts, v_stages in ((variant, counts, stages), *((o, small, ["cenn_simulate"]) for o in others)):
                     rec.run(copy, f"probe-{v}-{k}",
                             cenn_overrides(v_counts, realisations, args.probe_epochs, v, args.probe_nside),
@@ -559,9 +559,9 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
     sky = f"nside {main['nside']}"
     geometry = f"{sky}, {fc['npix']}² × {fc['pixel_arcmin']:g}′"
 
-    s = _stage(data, "main", "sky_maps")
+    s = _stage(data, "main", "cmb_maps")
     if s:
-        bar, q = _bar(s), _stage(data, p2, "sky_maps")
+        bar, q = _bar(s), _stage(data, p2, "cmb_maps")
         step0 = bar["times"][1] - bar["times"][0] if bar else s["wall_s"]
         qbar = _bar(q) if q else None
         if qbar and len(qbar["times"]) > 2:
@@ -572,14 +572,14 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
         else:
             ratio, t_model = 1.0, "R × the first realisation (an upper bound: the first adds an anafast check)"
         per = step0 * ratio
-        slope = _slope(_stage(data, p1, "sky_maps"), q, r1 or 0, r2 or 0, "peak_mib")
+        slope = _slope(_stage(data, p1, "cmb_maps"), q, r1 or 0, r2 or 0, "peak_mib")
         m_full, m_model = _memory(s["peak_mib"], None if slope is None else slope * pix_ratio, r_full - r_main,
                                   "realisation", 128.0)
-        add("sky_maps", "main", sky, f"{r_main} realisation(s)", "realisation", per, f"{r_full} realisations",
+        add("cmb_maps", "main", sky, f"{r_main} realisation(s)", "realisation", per, f"{r_full} realisations",
             s["wall_s"] + per * (r_full - r_main), m_full, t_model,
             m_model + f" (nside {probe_nside}, {r1} → {r2} realisations, × {pix_ratio:.0f} sky pixels)")
     else:
-        failed("sky_maps", "main", sky)
+        failed("cmb_maps", "main", sky)
     s = _stage(data, "main", "foregrounds")
     if s:
         add("foregrounds", "main", sky, "3 channels", "run", s["wall_s"], "3 channels", s["wall_s"], s["peak_mib"],
@@ -734,7 +734,7 @@ def report(data: dict, rows: list[dict], limit_gib: float, reasonable_h: float) 
     for r in rows:
         lines.append(f"- **{r['stage']}** ({r['run']}): time: {r['time_model']}; memory: {r['memory_model']}.")
     lines += ["", "## Whole pipelines at the paper's counts", ""]
-    for name, prefix in (("CENN " + data["runs"].get("main", {}).get("variant", ""), ("spectra", "sky_maps", "foregrounds",
+    for name, prefix in (("CENN " + data["runs"].get("main", {}).get("variant", ""), ("spectra", "cmb_maps", "foregrounds",
                                                                                      "cenn_")),
                          *((f"lensing {k.split('_', 1)[1]}", (f"({k.split('_', 1)[1]})",)) for k in data["full_counts"]
                            if k.startswith("lensing_"))):

@@ -390,7 +390,7 @@ def bench_simulation() -> list[dict]:
 
 # ---- pipeline ---------------------------------------------------------------------------------------
 
-STAGE_ORDER = ["spectra", "lensing_simulate", "lensing_validate", "lensing_train", "lensing_evaluate", "sky_maps",
+STAGE_ORDER = ["spectra", "lensing_simulate", "lensing_validate", "lensing_train", "lensing_evaluate", "cmb_maps",
                "foregrounds", "cenn_simulate", "cenn_validate", "cenn_train", "cenn_evaluate"]
 
 

@@ -1,4 +1,4 @@
-"""Stages `cenn_simulate` and `cenn_simulate_unseen`: multi-frequency sky patches (inputs M) and CMB labels (M0) for
+"""Stages `cenn_simulate@training` and `cenn_simulate@unseen`: multi-frequency sky patches (inputs M) and CMB labels (M0) for
 Train, Test and Validation from the training sky, or Validation alone from the unseen foreground sky (the same
 CMB, noise and patch centres, so that only the foreground model differs)."""
 

@@ -1,4 +1,4 @@
-"""Stages `cenn_validate` and `cenn_validate_unseen`: the Great Expectations gate over every CENN patch file of the
+"""Stages `cenn_validate@training` and `cenn_validate@unseen`: the Great Expectations gate over every CENN patch file of the
 training sky, or the unseen sky's Validation files, with HTML Data Docs."""
 
 from __future__ import annotations

@@ -122,9 +122,22 @@ def _pipeline_files() -> dict[str, dict[str, list[Path]]]:
                 text = re.sub(r"\$\{([\w.]+)\}", value, text)
             return Path(text)
 
-        return {name: {"deps": [resolve(d) for d in stage.get("deps", []) if not str(d).endswith(".py")],
+        def expand(name: str, stage: dict):
+            """``foreach``/``do`` stages as DVC names them (``<name>@<key>``), ``${key}`` and ``${item.x}`` filled in."""
+            if "foreach" not in stage:
+                yield name, stage
+                return
+            for key, item in stage["foreach"].items():
+                def fill(entry, key=key, item=item):
+                    text = entry if isinstance(entry, str) else next(iter(entry))
+                    text = text.replace("${key}", key)
+                    return re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)]), text)
+                yield f"{name}@{key}", {k: [fill(e) for e in v] for k, v in stage["do"].items() if isinstance(v, list)}
+
+        code = ("src/", "stages/")
+        return {name: {"deps": [resolve(d) for d in stage.get("deps", []) if not str(d).startswith(code)],
                        "outs": [resolve(o) for key in ("outs", "plots", "metrics") for o in stage.get(key, [])]}
-                for name, stage in stages.items()}
+                for group, definition in stages.items() for name, stage in expand(group, definition)}
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         return {}
 
@@ -229,38 +242,39 @@ def evaluate() -> None:
     _run_stage("lensing_evaluate")
 
 
-@cenn_app.command("sky-maps")
-def sky_maps() -> None:
+@cenn_app.command("cmb-maps")
+def cmb_maps() -> None:
     """Full-sky CMB T, Q, U realisations (FITS)."""
-    _run_stage("sky_maps")
+    _run_stage("cmb_maps")
 
 
-SKY_OPTION = typer.Option("training", "--sky", help="training: the `foregrounds` sky; unseen: the evaluation-only "
-                                                      "`unseen_foregrounds` sky (stages *_unseen)")
+FOREGROUNDS_OPTION = typer.Option("training", "--foregrounds",
+                                  help="which foreground sky: training (the `foregrounds` model, every split) or "
+                                       "unseen (the `unseen_foregrounds` model, Validation only, never used in training)")
 
 
-def _run_sky_stage(module: str, sky: str) -> None:
-    """The stage of ``sky``: ``module`` for the training sky, ``<module>_unseen`` for the other (the setup
-    refuses any other sky)."""
-    _run_stage(module, module if sky == "training" else f"{module}_{sky}", sky=sky)
+def _run_foreground_stage(module: str, foregrounds: str) -> None:
+    """Run ``module`` on one foreground sky, as dvc.yaml's stage ``<module>@<sky>`` (the setup refuses
+    any other sky)."""
+    _run_stage(module, f"{module}@{foregrounds}", sky=foregrounds)
 
 
 @cenn_app.command("foregrounds")
-def foregrounds(sky: str = SKY_OPTION) -> None:
+def foregrounds(foregrounds: str = FOREGROUNDS_OPTION) -> None:
     """Dust, synchrotron, radio and infrared sources at every channel (FITS, uK_CMB)."""
-    _run_sky_stage("foregrounds", sky)
+    _run_foreground_stage("foregrounds", foregrounds)
 
 
 @cenn_app.command("simulate")
-def cenn_simulate(sky: str = SKY_OPTION) -> None:
+def cenn_simulate(foregrounds: str = FOREGROUNDS_OPTION) -> None:
     """Cut multi-frequency patches and CMB labels into Train/Test/Validation HDF5 files (unseen sky: Validation)."""
-    _run_sky_stage("cenn_simulate", sky)
+    _run_foreground_stage("cenn_simulate", foregrounds)
 
 
 @cenn_app.command("validate")
-def cenn_validate(sky: str = SKY_OPTION) -> None:
+def cenn_validate(foregrounds: str = FOREGROUNDS_OPTION) -> None:
     """Great Expectations gate over the CENN patch files."""
-    _run_sky_stage("cenn_validate", sky)
+    _run_foreground_stage("cenn_validate", foregrounds)
 
 
 @cenn_app.command("train")

@@ -24,12 +24,21 @@ from typing import Any
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success only.
 
     The temporary name keeps the final suffix (``.model.x1y2.partial.keras``) for writers that
-    infer the format from it.
+    infer the format from it. The file gets the permissions the user's umask gives a new file
+    (``mkstemp`` creates it private, 0600, which would hide datasets and models from the rest of a
+    shared project).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -1,4 +1,4 @@
-"""Stage `sky_maps`: full-sky CMB T, Q, U realisations (HEALPix) from the CAMB spectra."""
+"""Stage `cmb_maps`: full-sky CMB T, Q, U realisations (HEALPix) from the CAMB spectra."""
 
 from __future__ import annotations
 
@@ -29,4 +29,4 @@ def main() -> None:
                 measured = tqu_spectra(tqu, lmax)
                 plot_full_sky_check(tqu, measured, cls, nside, setup.paths.sky_plots / "cmb_realisation_0.png")
             advance()
-    print(f"sky_maps: {n_real} CMB realisations at nside {nside} (lmax {lmax}) -> {setup.paths.sky}")
+    print(f"cmb_maps: {n_real} CMB realisations at nside {nside} (lmax {lmax}) -> {setup.paths.sky}")
