@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian machine: system packages, virtualenv, pinned Python
-# dependencies, the NaMaster (pymaster) build and cmbml itself. One terminal line per step with work
-# to do, the steps' own output in .venv/setup.log (shown if a step fails); a second call checks stamps.
+# dependencies, the NaMaster (pymaster) build, cmbml itself and what its HTML reports load offline. One
+# terminal line per step with work to do, the steps' own output in .venv/setup.log (shown if a step fails);
+# a second call checks stamps.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
+NPM_PREFIX="$VENV/share/cmbml/npm"   # NPM_PREFIX in src/cmbml/common/offline_reports.py
 PY=${PYTHON:-python3.11}
 PYMASTER_VERSION=3.0.1
+# The Data Docs' table plugin and the date picker of its filter controls, at the versions that the templates of
+# Great Expectations name (for Bootstrap 4); the same pins as NPM_PACKAGES in src/cmbml/common/offline_reports.py.
+NPM_PACKAGES="bootstrap-table@1.19.1 bootstrap-datepicker@1.9.0"
 APT_PACKAGES="build-essential libgsl-dev libfftw3-dev libcfitsio-dev libchealpix-dev autoconf automake libtool pkg-config chromium libjs-bootstrap4 libjs-jquery fonts-font-awesome postgresql"
 
 LOG="$VENV/setup.log"   # everything the steps print; the terminal gets one line per step
@@ -77,6 +82,13 @@ build_pymaster() {
   "$VENV/bin/python" -c "import pymaster"
 }
 
+# npm packages into the virtualenv; --save-exact keeps package.json at the pins, not at ranges.
+install_npm_packages() {
+  mkdir -p "$NPM_PREFIX"
+  # shellcheck disable=SC2086  # one argument per package
+  npm install --prefix "$NPM_PREFIX" --save-exact --no-audit --no-fund --no-update-notifier $NPM_PACKAGES
+}
+
 main() {
   command -v "$PY" >/dev/null || PY=python3
   mkdir -p "$VENV"
@@ -122,7 +134,16 @@ main() {
 
   # 5b. Vega for `dvc plots show` without network (conf/plots/offline.html loads it from the venv).
   if [ ! -f "$VENV/share/cmbml/vega-embed.js" ]; then
-    step "bundling Vega for offline DVC plots" "$VENV/bin/python" -m cmbml.common.offline
+    step "bundling Vega for offline DVC plots" "$VENV/bin/python" -m cmbml.common.offline_reports
+  fi
+
+  # 5c. The Data Docs' table plugin, from npm (the stamp is in the folder: removing it installs again).
+  if [ "$(cat "$NPM_PREFIX/.cmbml-packages" 2>/dev/null)" != "$NPM_PACKAGES" ]; then
+    if ! command -v npm >/dev/null; then
+      step "installing Debian package: npm" install_debian_packages npm
+    fi
+    step "installing $NPM_PACKAGES for the Data Docs (npm)" install_npm_packages
+    echo "$NPM_PACKAGES" > "$NPM_PREFIX/.cmbml-packages"
   fi
 
   # 6. Repository state a fresh clone lacks: external inputs from the committed DVC remote.

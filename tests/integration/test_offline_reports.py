@@ -1,7 +1,8 @@
 """The HTML reports draw with no network: a gate's Data Docs and the `dvc plots show` page, opened from
 file:// in headless Chromium whose every network request fails (a dead proxy, no name resolution).
 
-The DOM is read after the pages' scripts ran; Chromium's net log shows which requests a page tried.
+The DOM is read after the pages' scripts ran; Chromium's net log shows which requests a page tried. About
+a minute: a small gate run, a few browser starts and one `dvc plots show`.
 """
 
 from __future__ import annotations
@@ -19,21 +20,26 @@ import pytest
 from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")]
 
 NO_NETWORK = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND"]
 RUN_NAME = "offline_reports-v0-smoke"
+# Put first in a probed page: the errors of every script after it, for the probe to report.
+ERROR_HOOK = ("<script>window.pageErrors = []; "
+              "addEventListener('error', function (e) { pageErrors.push(e.message) })</script>")
 
 
 def browse(page: Path, scratch: Path, inject: str = "") -> tuple[str, list[str]]:
     """The DOM of ``page`` after its scripts ran, and the http(s) URLs the page asked for.
 
-    ``inject``: a script run in the page (from a copy beside it, so relative links stay the same).
+    ``inject``: a script run at the end of the page (from a copy beside it, so relative links stay the same),
+    which finds the errors of the page's scripts in ``pageErrors``.
     """
     if inject:
         copy = page.with_name(f"probe-{page.name}")
-        copy.write_text(page.read_text(encoding="utf-8").replace("</body>", f"<script>{inject}</script></body>"),
-                        encoding="utf-8")
+        html = page.read_text(encoding="utf-8").replace("<head>", f"<head>{ERROR_HOOK}", 1)
+        copy.write_text(html.replace("</body>", f"<script>{inject}</script></body>"), encoding="utf-8")
         page = copy
     netlog = scratch / f"{page.stem}.netlog.json"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", *NO_NETWORK, "--no-first-run",
@@ -110,6 +116,47 @@ def test_data_docs_index_lists_the_run_offline(data_docs, tmp_path):
     assert sum("text-danger" in cells for _, cells in validations) == 1  # files failed
 
 
+def probe_result(dom: str) -> dict:
+    """What a probe wrote into the page (a ``<pre id="probe">`` holding JSON)."""
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.DOTALL)
+    assert found, dom[-3000:]
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def test_data_docs_index_tables_are_drawn_by_the_table_plugin(data_docs, tmp_path):
+    """The bootstrap-table plugin (the npm package, with the filter controls and their date picker) runs with
+    no script error; its search box and the page's "Clear Filters" button work on the validations table."""
+    from cmbml.common.offline_reports import NPM_PACKAGES
+
+    _, docs = data_docs
+    probe = """
+      var out = document.createElement("pre"), found = {errors: pageErrors};
+      var runs = $("table[id$='-body-table']").filter(function () {
+        return $(this).find("tr[data-href^='validations/']").length > 0;
+      });
+      function shown() { return runs.find("tr[data-href^='validations/']").length; }
+      found.plugin = $.fn.bootstrapTable.VERSION + " " + $.fn.bootstrapTable.theme;
+      found.search_boxes = $(".bootstrap-table .search input").length;
+      found.filter_controls = runs.closest(".bootstrap-table").find(".filter-control").length;
+      found.date_pickers = $(".date-filter-control").filter(function () { return $(this).data("datepicker"); }).length;
+      found.sortable_headers = runs.find("th .sortable").length;
+      runs.bootstrapTable("resetSearch", "files");  // what typing in the search box does
+      found.shown_after_search = shown();
+      try { clearTableFilters(runs.attr("id")); } catch (e) { found.errors.push(String(e)); }
+      found.shown_after_clearing = shown();
+      out.id = "probe";
+      out.textContent = JSON.stringify(found);
+      document.body.appendChild(out);"""
+    dom, requests = browse(docs / "index.html", tmp_path, inject=probe)
+    assert requests == []
+    found = probe_result(dom)
+    assert found["errors"] == []
+    assert found["plugin"] == f"{NPM_PACKAGES['bootstrap-table']} bootstrap4"  # the pinned one, for Bootstrap 4
+    assert found["search_boxes"] == 2 and found["date_pickers"] == 1
+    assert found["filter_controls"] >= 5 and found["sortable_headers"] >= 5
+    assert found["shown_after_search"] == 1 and found["shown_after_clearing"] == 2
+
+
 def test_a_validation_page_is_styled_offline(data_docs, tmp_path):
     """The page behind an index row shows its expectations, rounded, with Bootstrap's styles and Font Awesome's
     icons from the local copies."""
@@ -120,6 +167,7 @@ def test_a_validation_page_is_styled_offline(data_docs, tmp_path):
         var ok = document.querySelector(".fa-check-circle.text-success"), out = document.createElement("pre");
         out.id = "probe";
         out.textContent = JSON.stringify({
+          errors: pageErrors,
           success_colour: getComputedStyle(ok).color,
           icon_font: getComputedStyle(ok).fontFamily,
           icon_glyph: getComputedStyle(ok, "::before").content,
@@ -133,7 +181,8 @@ def test_a_validation_page_is_styled_offline(data_docs, tmp_path):
     text = re.sub(r"<[^>]+>", " ", dom)
     assert re.search(r"mean must be greater than or equal to\s+0\.04112\s+and less than or equal to\s+0\.04513", text)
     assert "0.0411269864707915" not in dom
-    found = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
+    found = probe_result(dom)
+    assert found["errors"] == []
     assert found["success_colour"] == "rgb(40, 167, 69)"  # Bootstrap 4's .text-success
     assert found["badge_colour"] == "rgb(108, 117, 125)"  # Bootstrap 4's .badge-secondary
     assert "FontAwesome" in found["icon_font"] and found["icon_font_loaded"]
@@ -143,7 +192,7 @@ def test_a_validation_page_is_styled_offline(data_docs, tmp_path):
 def test_dvc_plots_draw_offline_with_the_repository_template(tmp_path):
     """`dvc plots show` in a small DVC project set up like the repository: the template of .dvc/config, the
     page written beside .venv. Vega draws the plot as SVG, and nothing is asked of the network."""
-    from cmbml.common.offline import write_vega_bundle
+    from cmbml.common.offline_reports import write_vega_bundle
 
     write_vega_bundle()  # what scripts/setup.sh runs; a no-op when the bundle is current
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
