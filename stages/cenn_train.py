@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stages._tracking import TrainingJob, train_and_log
+from stages.model_registry import input_example, log_and_register
+from stages.tracking import ParameterSet, training_run
 
 
 def main() -> None:
@@ -15,33 +16,39 @@ def main() -> None:
     import keras
 
     from cmbml.cenn.networks import ARCHITECTURES
+    from cmbml.common.fit import fit, write_fit
+    from cmbml.common.io import write_json
     from cmbml.common.networks import dtype_policy, make_optimizer
-    from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
+    from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std
 
     train, paths = setup.train, setup.paths
     strategy = distribution_strategy(train.strategy)
     keras.utils.set_random_seed(setup.seed)
-    # One network for every component of the variant (E, B, or Q and U together); Test patches stop training.
+    # One network for every component of the variant (E, B, or Q and U together), one input channel per
+    # frequency, from the architecture registry; its variables mirrored on every replica.
+    with strategy.scope(), dtype_policy(train.precision):
+        core = ARCHITECTURES[setup.net_architecture].build(setup.net_params, n_channels=len(setup.instrument.channels),
+                                                           l2=train.l2, name=f"cenn_{setup.variant}")
+        core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
+    # Sky maps and target CMB standardised per channel with training-set statistics, which the saved model
+    # carries; Test patches stop training.
     train_files = [paths.patch_file("Train", c) for c in setup.components]
     test_files = [paths.patch_file("Test", c) for c in setup.components]
     x_stats = streamed_mean_std(train_files, "M", per_channel=True)
     y_stats = streamed_mean_std(train_files, "M0", per_channel=True)
-    with strategy.scope(), dtype_policy(train.precision):  # variables mirrored on every replica of the strategy
-        architecture = ARCHITECTURES[setup.net_architecture]
-        core = architecture.build(setup.net_params, n_channels=len(x_stats[0]), l2=train.l2, name=f"cenn_{setup.variant}")
-        core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
-    record = train_and_log(TrainingJob(
-        tracking=setup.tracking, parameter_set=setup.variant, scale=setup.scale, core=core,
-        group_choices={"cenn": setup.variant, "scale": setup.scale}, model_card=setup.model_card,
-        datasets={"training": train_files, "early_stopping": test_files},
-        train_batches=H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True,
-                                seed=setup.seed),
-        val_batches=H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats),
-        input_pipeline=tf_dataset,
-        x_stats=x_stats, y_stats=y_stats, epochs=train.epochs, patience=train.early_stopping_patience,
-        model_file=paths.model, card_file=paths.model_card, history_file=paths.history,
-        curve_file=paths.train_plots / "training_curve.png", title=f"CENN {setup.variant}: training",
-        stage="cenn_train",
-    ))
-    print(f"cenn_train: {setup.variant}, best val_loss {record['best_val_loss']:.4f} at epoch "
-          f"{record['best_epoch']}; MLflow run {record['run_id']}, {record['registered']}")
+    training = H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True, seed=setup.seed)
+    early_stopping = H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats)
+    # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
+    # saved beside its card and registered as cmbml-cenn-<variant>@<scale>.
+    parameter_set = ParameterSet(setup.tracking, "cenn", setup.variant, setup.scale, setup.model_card)
+    with training_run(parameter_set, stage="cenn_train") as run:
+        run.log_inputs(core, training, early_stopping)
+        fitted = fit(core, training, early_stopping, train.epochs, train.early_stopping_patience,
+                     on_epoch_end=run.log_epoch, scratch=paths.model.parent)
+        curve = paths.train_plots / "training_curve.png"
+        write_fit(fitted, paths.model, paths.history, curve, title=f"CENN {setup.variant}: training")
+        write_json(paths.model_card, parameter_set.model_card)
+        run.log_fit(fitted, paths.model, artifacts=[curve, paths.model_card])
+        registered = log_and_register(run, fitted.model, input_example(early_stopping))
+    print(f"cenn_train: {setup.variant}, best val_loss {fitted.best_val_loss:.4f} at epoch "
+          f"{fitted.best_epoch}; MLflow run {run.id}, {registered}")

@@ -369,9 +369,9 @@ def predict(
     """Apply a trained network to maps, after checking their geometry and channels against its model card."""
     from cmbml.common.inference import MapError, check_against_card, predict_maps, read_maps, write_prediction
 
-    tracking = importlib.import_module("stages._tracking")
+    registry = importlib.import_module("stages.model_registry")
     try:
-        net, card = tracking.load_model(model)
+        net, card = registry.load_model(model)
         if "input" not in card:
             raise MapError(f"{model}: the model carries no model card (geometry and units); retrain it with this "
                            "version of cmbml")

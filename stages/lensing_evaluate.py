@@ -3,7 +3,7 @@ quadratic estimator on the same maps and its linear-theory limit; plots; metrics
 
 from __future__ import annotations
 
-from stages._tracking import log_evaluation
+from stages.tracking import log_evaluation
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stages._tracking import TrainingJob, train_and_log
+from stages.model_registry import input_example, log_and_register
+from stages.tracking import ParameterSet, training_run
 
 
 def main() -> None:
@@ -14,31 +15,36 @@ def main() -> None:
 
     import keras
 
+    from cmbml.common.fit import fit, write_fit
+    from cmbml.common.io import write_json
     from cmbml.common.networks import dtype_policy, make_optimizer
+    from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std
     from cmbml.lensing.networks import ARCHITECTURES
-    from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std, tf_dataset
 
     train, paths = setup.train, setup.paths
     strategy = distribution_strategy(train.strategy)
     keras.utils.set_random_seed(setup.seed)
-    # Standardise inputs and targets with training-set statistics (saved inside the model).
-    t_stats, k_stats = streamed_mean_std(paths.train, "T_lensed"), streamed_mean_std(paths.train, "kappa")
-    with strategy.scope(), dtype_policy(train.precision):  # variables mirrored on every replica of the strategy
-        architecture = ARCHITECTURES[setup.net_architecture]
-        core = architecture.build(setup.net_params, setup.grid.npix, name=f"lensing_cnn_{setup.version}")
+    # The version's network from the architecture registry; its variables mirrored on every replica.
+    with strategy.scope(), dtype_policy(train.precision):
+        core = ARCHITECTURES[setup.net_architecture].build(setup.net_params, setup.grid.npix,
+                                                           name=f"lensing_cnn_{setup.version}")
         core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate, train.clipnorm), loss="mse")
-    record = train_and_log(TrainingJob(
-        tracking=setup.tracking, parameter_set=setup.version, scale=setup.scale, core=core,
-        group_choices={"lensing": setup.version, "scale": setup.scale}, model_card=setup.model_card,
-        datasets={"training": [paths.train], "early_stopping": [paths.val]},
-        train_batches=H5Batches(paths.train, "T_lensed", "kappa", train.batch_size, t_stats, k_stats,
-                                augment=train.augment, shuffle=True, seed=setup.seed),
-        val_batches=H5Batches(paths.val, "T_lensed", "kappa", train.batch_size, t_stats, k_stats),
-        input_pipeline=tf_dataset,
-        x_stats=t_stats, y_stats=k_stats, epochs=train.epochs, patience=train.early_stopping_patience,
-        model_file=paths.model, card_file=paths.model_card, history_file=paths.history,
-        curve_file=paths.train_plots / "training_curve.png", title=f"lensing {setup.version}: training",
-        stage="lensing_train",
-    ))
-    print(f"lensing_train: {setup.version}, best val_loss {record['best_val_loss']:.4f} at epoch "
-          f"{record['best_epoch']}; MLflow run {record['run_id']}, {record['registered']}")
+    # Lensed T and kappa standardised with training-set statistics, which the saved model carries.
+    t_stats, k_stats = streamed_mean_std(paths.train, "T_lensed"), streamed_mean_std(paths.train, "kappa")
+    training = H5Batches(paths.train, "T_lensed", "kappa", train.batch_size, t_stats, k_stats,
+                         augment=train.augment, shuffle=True, seed=setup.seed)
+    early_stopping = H5Batches(paths.val, "T_lensed", "kappa", train.batch_size, t_stats, k_stats)
+    # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
+    # saved beside its card and registered as cmbml-lensing-<version>@<scale>.
+    parameter_set = ParameterSet(setup.tracking, "lensing", setup.version, setup.scale, setup.model_card)
+    with training_run(parameter_set, stage="lensing_train") as run:
+        run.log_inputs(core, training, early_stopping)
+        fitted = fit(core, training, early_stopping, train.epochs, train.early_stopping_patience,
+                     on_epoch_end=run.log_epoch, scratch=paths.model.parent)
+        curve = paths.train_plots / "training_curve.png"
+        write_fit(fitted, paths.model, paths.history, curve, title=f"lensing {setup.version}: training")
+        write_json(paths.model_card, parameter_set.model_card)
+        run.log_fit(fitted, paths.model, artifacts=[curve, paths.model_card])
+        registered = log_and_register(run, fitted.model, input_example(early_stopping))
+    print(f"lensing_train: {setup.version}, best val_loss {fitted.best_val_loss:.4f} at epoch "
+          f"{fitted.best_epoch}; MLflow run {run.id}, {registered}")

@@ -32,7 +32,7 @@ out = {}
 for strategy in ("single", "mirrored"):
     params_compose([*smoke, f"{experiment}_train.strategy={strategy}"], "params.yaml")
     importlib.import_module(f"stages.{experiment}_train").main()
-    setup = importlib.import_module(f"cmbml.{experiment}_config").load()
+    setup = importlib.import_module(f"cmbml.{experiment}.setup").load()
     out[strategy] = json.loads(setup.paths.history.read_text())["history"]
 out["replicas"] = distribution_strategy("mirrored").num_replicas_in_sync
 print("RESULT " + json.dumps(out))

@@ -78,3 +78,35 @@ def test_standardisation_travels_with_the_model(tmp_path):
     assert model.predict(x, verbose=0) == pytest.approx(4.0, abs=1e-5)
     model.save(tmp_path / "m.keras")
     assert keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0) == pytest.approx(4.0, abs=1e-5)
+
+
+def test_a_model_file_loads_with_the_card_beside_it(tmp_path):
+    import json
+
+    from stages.model_registry import load_model
+
+    core = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 1)], name="core")
+    model = with_standardisation(core, 1.0, 2.0, 0.0, 1.0)
+    model.save(tmp_path / "model.keras")
+    with pytest.raises(FileNotFoundError, match="no model_card.json beside it"):
+        load_model(str(tmp_path / "model.keras"))
+    (tmp_path / "model_card.json").write_text(json.dumps({"experiment": "lensing"}))
+    net, card = load_model(str(tmp_path / "model.keras"))
+    assert card == {"experiment": "lensing"}
+    x = np.ones((1, 8, 8, 1), np.float32)
+    np.testing.assert_allclose(net.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(FileNotFoundError, match="not a model"):
+        load_model(str(tmp_path / "model_card.json"))
+
+
+def test_nothing_loaded_runs_code_from_the_model(tmp_path):
+    """A Lambda layer holds serialised Python; safe loading refuses it rather than run it."""
+    import json
+
+    from stages.model_registry import load_model
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs)).save(tmp_path / "model.keras")
+    (tmp_path / "model_card.json").write_text(json.dumps({}))
+    with pytest.raises(ValueError, match="safe_mode"):
+        load_model(str(tmp_path / "model.keras"))

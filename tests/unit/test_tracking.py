@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 WORKER = textwrap.dedent("""
     import sys, time
     import mlflow
-    from stages._tracking import closing_run
+    from stages.tracking import closing_run
     mlflow.set_tracking_uri(sys.argv[1])
     mlflow.set_experiment("lifecycle")
     with closing_run(mlflow, sys.argv[2], run_name=sys.argv[2]):
@@ -70,7 +70,7 @@ def test_a_signalled_stage_closes_its_run_as_killed(store, sig):
 def test_an_exception_closes_the_run_as_failed(store):
     import mlflow
 
-    from stages._tracking import closing_run
+    from stages.tracking import closing_run
 
     uri, client = store
     mlflow.set_tracking_uri(uri)
@@ -117,3 +117,90 @@ def test_two_processes_log_to_one_store_at_once(store):
         (run,) = client.search_runs([exp.experiment_id], f"attributes.run_name = 'writer-{i}'")
         assert run.info.status == "FINISHED"
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 60
+
+
+CARD = {"experiment": "lensing", "parameter_set": "v2", "scale": "smoke", "registered_model": "cmbml-test-v2",
+        "params_digest": "0123456789abcdef01234567",
+        "input": {"quantity": "lensed CMB temperature", "channels": ["T"], "units": "uK_CMB", "npix": 8,
+                  "pixel_arcmin": 10.0},
+        "output": {"quantity": "convergence kappa", "channels": ["kappa"], "units": "dimensionless"}}
+
+
+def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_alias(store, tmp_path, monkeypatch):
+    """The glue of the training stages on a tiny network: run name and tags, parameters, datasets, one metric
+    step per epoch, artifacts, the registered version with its alias and tags, loading it back by reference,
+    and the evaluation finding the run from the model file."""
+    import h5py
+    import keras
+    import mlflow
+    import numpy as np
+
+    from cmbml.common.config import Tracking
+    from cmbml.common.fit import fit, write_fit
+    from cmbml.common.io import write_json
+    from cmbml.common.training import H5Batches
+    from stages.model_registry import input_example, load_model, log_and_register, register
+    from stages.tracking import ParameterSet, file_md5, log_evaluation, run_that_trained, training_run
+
+    uri, client = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.chdir(REPO)  # the parameter set's defaults are composed from conf/
+    rng = np.random.default_rng(0)
+    files = {}
+    for split, n in (("train", 8), ("val", 4)):
+        files[split] = tmp_path / f"{split}.h5"
+        with h5py.File(files[split], "w") as h5:
+            h5["T"] = rng.normal(5.0, 2.0, (n, 8, 8)).astype(np.float32)
+            h5["kappa"] = (0.1 * h5["T"][:]).astype(np.float32)
+    stats = ((5.0, 2.0), (0.5, 0.2))
+    training = H5Batches(files["train"], "T", "kappa", 4, *stats, shuffle=True, seed=1)
+    early_stopping = H5Batches(files["val"], "T", "kappa", 4, *stats)
+    keras.utils.set_random_seed(0)
+    core = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same")], name="tiny")
+    core.compile(optimizer="adam", loss="mse")
+
+    tracking = Tracking(uri, "training", "cmbml-test-v2", {"lensing_train.learning_rate": 123.0, "seed": 20261121}, {},
+                        description="unit test")
+    parameter_set = ParameterSet(tracking, "lensing", "v2", "smoke", CARD)
+    out = tmp_path / "out"
+    model_file, card_file, curve = out / "model.keras", out / "model_card.json", out / "training_curve.png"
+    with training_run(parameter_set, stage="unit_train") as run:
+        run.log_inputs(core, training, early_stopping)
+        fitted = fit(core, training, early_stopping, 2, 2, on_epoch_end=run.log_epoch, scratch=out, verbose=0)
+        write_fit(fitted, model_file, out / "history.json", curve, title="unit test")
+        write_json(card_file, CARD)
+        run.log_fit(fitted, model_file, artifacts=[curve, card_file])
+        registered = log_and_register(run, fitted.model, input_example(early_stopping))
+
+    logged = client.get_run(run.id)
+    assert logged.info.status == "FINISHED"
+    assert logged.info.run_name == "v2-smoke lensing_train.learning_rate=123.0"  # the seed is the default's
+    tags = logged.data.tags
+    assert (tags["parameter_set"], tags["scale"], tags["cmbml.stage"]) == ("v2", "smoke", "unit_train")
+    assert tags["overrides"] == '{"lensing_train.learning_rate": 123.0}' and tags["params_digest"] == CARD["params_digest"]
+    assert tags["cmbml.model_md5"] == file_md5(model_file)
+    params = logged.data.params
+    assert params["lensing_train.learning_rate"] == "123.0" and params["n_parameters"] == "10"
+    assert (params["x_mean"], params["x_std"], params["y_mean"], params["y_std"]) == ("5.0", "2.0", "0.5", "0.2")
+    assert [m.step for m in client.get_metric_history(run.id, "val_loss")] == [1, 2]
+    assert logged.data.metrics["best_epoch"] == fitted.best_epoch and logged.data.metrics["epochs_run"] == 2
+    assert {a.path for a in client.list_artifacts(run.id)} == {"training_curve.png", "model_card.json"}
+    assert sorted((d.dataset.name, d.tags[0].value) for d in logged.inputs.dataset_inputs) == \
+        [("train.h5", "training"), ("val.h5", "early_stopping")]
+
+    assert str(registered) == "models:/cmbml-test-v2@smoke (version 1)"
+    version = client.get_model_version("cmbml-test-v2", "1")
+    assert version.tags["parameter_set"] == "v2" and not any(k.startswith("mlflow.") for k in version.tags)
+    assert client.get_registered_model("cmbml-test-v2").aliases == {"smoke": 1}
+    net, card = load_model("models:/cmbml-test-v2@smoke")
+    assert card == CARD
+    x = input_example(early_stopping)
+    np.testing.assert_allclose(net.predict(x, verbose=0), fitted.model.predict(x, verbose=0), rtol=1e-6)
+    # a newer training at the same scale takes the alias
+    again = register(mlflow, tracking, registered.model_uri, "smoke", {"parameter_set": "v2"}, CARD)
+    assert int(again.version) == 2 and client.get_registered_model("cmbml-test-v2").aliases == {"smoke": 2}
+
+    assert run_that_trained(mlflow, tracking, model_file).info.run_id == run.id
+    assert log_evaluation(tracking, model_file, "test", {"mse": 0.5}, artifacts=[]) == run.id
+    assert client.get_run(run.id).data.metrics["test_mse"] == 0.5

@@ -110,3 +110,78 @@ def test_strategies_by_name():
     assert single is tf.distribute.get_strategy() and single.num_replicas_in_sync == 1
     with pytest.raises(ValueError, match="allowed single, mirrored"):
         distribution_strategy("multi_worker_mirrored")
+
+
+def test_array_batches_standardise_as_h5_batches_do(files):
+    """In-memory batches: the same standardisation and channel axis as the HDF5 ones, in order."""
+    import h5py
+
+    from cmbml.common.training import ArrayBatches
+
+    with h5py.File(files[0], "r") as h5:
+        x, y = h5["x"][:], h5["y"][:]
+    stats = {"x_stats": (1.0, 2.0), "y_stats": (-1.0, 4.0)}
+    memory, disk = ArrayBatches(x, y, 4, **stats), H5Batches(files[0], "x", "y", 4, **stats)
+    assert len(memory) == len(disk) == 3 and memory.x_shape == disk.x_shape == (4, 4, 1)
+    for step in range(3):
+        for a, b in zip(memory.batch(0, step), disk.batch(0, step)):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="one target per input"):
+        ArrayBatches(x, y[:-1], 4)
+
+
+def diverging_fit(tmp_path, patience, **kwargs):
+    """y = -x fitted by w x with SGD at a learning rate so large that every step overshoots further: val_loss
+    rises after the first epoch, so the best epoch is the first."""
+    import keras
+
+    from cmbml.common.fit import fit
+    from cmbml.common.training import ArrayBatches
+
+    x = np.random.default_rng(0).standard_normal((8, 4, 4)).astype(np.float32)
+    stats = (float(x.mean()), float(x.std()))
+    training = ArrayBatches(x, -x, 8, stats, (-stats[0], stats[1]))
+    early_stopping = ArrayBatches(x, -x, 8, stats, (-stats[0], stats[1]))
+    core = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1, use_bias=False,
+                                                                         kernel_initializer="zeros")], name="w")
+    core.compile(optimizer=keras.optimizers.SGD(learning_rate=2.0), loss="mse")
+    weights, losses = {}, {}
+
+    def on_epoch_end(epoch, logs):
+        weights[epoch], losses[epoch] = float(core.get_weights()[0].ravel()[0]), logs
+
+    fitted = fit(core, training, early_stopping, epochs=20, patience=patience, on_epoch_end=on_epoch_end,
+                 scratch=tmp_path, **kwargs)
+    return fitted, core, weights, losses, x
+
+
+def test_fit_stops_after_patience_epochs_without_progress_and_keeps_the_best_epoch(tmp_path):
+    from cmbml.common.fit import BEST_WEIGHTS
+
+    fitted, core, weights, losses, x = diverging_fit(tmp_path, patience=2, verbose=0)
+    assert fitted.epochs_run == 3 and sorted(losses) == [1, 2, 3]  # epoch 1, then 2 epochs without progress
+    assert fitted.best_epoch == 1 and fitted.best_val_loss == pytest.approx(losses[1]["val_loss"])
+    assert losses[1]["val_loss"] < losses[2]["val_loss"] < losses[3]["val_loss"]
+    assert weights[3] != weights[1]
+    assert float(core.get_weights()[0].ravel()[0]) == weights[1]  # the best epoch's weights, restored
+    assert [r["epoch"] for r in fitted.epochs()] == [1, 2, 3]
+    assert fitted.epochs()[0]["val_loss"] == pytest.approx(losses[1]["val_loss"])
+    assert not (tmp_path / BEST_WEIGHTS).exists()  # the checkpoint is scratch
+    # the returned model works in physical units: standardise, the core, unstandardise
+    mean, std = float(x.mean()), float(x.std())
+    expected = (weights[1] * (x - mean) / std) * std - mean
+    np.testing.assert_allclose(fitted.model.predict(x[..., None], verbose=0)[..., 0], expected, rtol=1e-5, atol=1e-5)
+    assert fitted.model.name == "w_physical"
+
+
+def test_fit_needs_standardised_training_batches(tmp_path):
+    import keras
+
+    from cmbml.common.fit import fit
+    from cmbml.common.training import ArrayBatches
+
+    x = np.zeros((4, 4, 4), np.float32)
+    core = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1)])
+    core.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="standardisation statistics"):
+        fit(core, ArrayBatches(x, x, 2), ArrayBatches(x, x, 2), epochs=1, patience=1)

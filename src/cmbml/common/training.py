@@ -1,8 +1,16 @@
-"""Streaming training data from HDF5, standardisation and the 8-fold dihedral augmentation."""
+"""Training batches: streamed from HDF5 or held in memory, standardised, with the 8-fold dihedral
+augmentation; the input pipelines that feed them to Keras and the distribution strategies.
+
+A batch source (:class:`BatchSource`) is anything that gives batch ``step`` of ``epoch`` on request:
+:class:`H5Batches` for the datasets of the pipeline, :class:`ArrayBatches` for arrays in memory.
+:func:`cmbml.common.fit.fit` trains on either.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -33,6 +41,33 @@ def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int
     if per_channel:
         return mean.tolist(), std.tolist()
     return float(mean), float(std)
+
+
+Stats = tuple[float, float] | tuple[Sequence[float], Sequence[float]]
+"""``(mean, std)``: scalars, or one value per channel."""
+
+
+class BatchSource(Protocol):
+    """Batches addressed by ``(epoch, step)``, standardised with ``x_stats`` and ``y_stats``."""
+
+    x_stats: Stats | None
+    y_stats: Stats | None
+    x_shape: tuple[int, ...]  # of one sample, channel axis last
+    y_shape: tuple[int, ...]
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+
+    def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` float32 arrays (batch, n, n, channels)."""
+
+
+def standardise(a, stats: Stats | None) -> np.ndarray:
+    """``(a - mean) / std`` in float32, with a trailing channel axis added to (N, n, n) arrays."""
+    a = np.asarray(a, dtype=np.float32)
+    if stats is not None:
+        a = (a - np.asarray(stats[0], dtype=np.float32)) / np.asarray(stats[1], dtype=np.float32)
+    return a[..., None] if a.ndim == 3 else a
 
 
 def dihedral(arrays: list[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
@@ -99,10 +134,7 @@ class H5Batches:
         handles = self._local.__dict__.setdefault("handles", {})
         if i not in handles:
             handles[i] = h5py.File(self.files[i], "r")
-        a = np.asarray(handles[i][name][sl], dtype=np.float32)
-        if stats is not None:
-            a = (a - np.asarray(stats[0], dtype=np.float32)) / np.asarray(stats[1], dtype=np.float32)
-        return a[..., None] if a.ndim == 3 else a
+        return standardise(handles[i][name][sl], stats)
 
     def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``step``-th batch of ``epoch``: ``(x, y)`` float32 arrays (batch, n, n, channels)."""
@@ -116,7 +148,30 @@ class H5Batches:
         return x, y
 
 
-def tf_dataset(batches: H5Batches, epochs: int = 1, parallel_reads: int | None = None, prefetch: int | None = None):
+class ArrayBatches:
+    """Batches of arrays held in memory, in order, standardised as :class:`H5Batches` does.
+
+    For data small enough to hold (tests, examples): ``x`` and ``y`` are (N, n, n) or (N, n, n, channels);
+    every epoch gives the same batches.
+    """
+
+    def __init__(self, x, y, batch_size: int, x_stats: Stats | None = None, y_stats: Stats | None = None):
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} samples, y {len(y)}: one target per input")
+        self.x_stats, self.y_stats = x_stats, y_stats
+        self._x, self._y = standardise(x, x_stats), standardise(y, y_stats)
+        self.x_shape, self.y_shape = self._x.shape[1:], self._y.shape[1:]
+        self.index = list(iter_chunks(len(self._x), batch_size))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        sl = self.index[int(step)]
+        return self._x[sl], self._y[sl]
+
+
+def tf_dataset(batches: BatchSource, epochs: int = 1, parallel_reads: int | None = None, prefetch: int | None = None):
     """A ``tf.data`` pipeline over ``epochs`` passes of ``batches``.
 
     ``parallel_reads`` batches are read at once and ``prefetch`` more wait ready (both tuned by
@@ -164,7 +219,7 @@ def distribution_strategy(kind: str):
     raise ValueError(f"strategy = {kind!r}: allowed single, mirrored")
 
 
-def keras_feed(batches: H5Batches, workers: int = 4, max_queue_size: int = 16):
+def keras_feed(batches: BatchSource, workers: int = 4, max_queue_size: int = 16):
     """The same batches as :func:`tf_dataset` as a ``keras.utils.PyDataset`` read by ``workers`` threads with
     ``max_queue_size`` batches queued ahead: the input pipeline for Keras backends other than TensorFlow
     (JAX, PyTorch), where ``tf.data`` is not installed."""

@@ -1,6 +1,8 @@
-"""MLflow for the training and evaluation stages: the run, its tags and parameters, the model, the metrics.
+"""MLflow runs of the training and evaluation stages: the store and experiment, run names and tags, the
+parameters, datasets and metrics, and runs that always close (FAILED on an exception, KILLED on a signal).
 
-The library (``cmbml``) never imports MLflow; this module is the one place that does.
+The library (``cmbml``) never imports MLflow; this module and :mod:`stages.model_registry` (registered
+models, loading a model by reference) are the places that do.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmbml.common.config import Tracking
 from cmbml.common.params import repository_root
+
+if TYPE_CHECKING:
+    from cmbml.common.fit import Fit
+    from cmbml.common.training import H5Batches
 
 
 def artifact_location(experiment: str) -> str:
@@ -215,139 +221,95 @@ def start_mlflow(tracking: Tracking):
     return mlflow
 
 
-@dataclass
-class TrainingJob:
-    """Everything a training stage decides; :func:`train_and_log` does the rest."""
+@dataclass(frozen=True)
+class ParameterSet:
+    """What a training run trains: one parameter set of an experiment at one scale.
+
+    Attributes
+    ----------
+    tracking : Tracking
+        The store, experiment and registered model, and the parameters the run logs.
+    group : str
+        The config group that chose the parameter set: ``lensing`` (v1..v8) or ``cenn`` (E, B, QU).
+    name : str
+        Its option in that group (``v2``, ``B``).
+    scale : str
+        ``smoke``, ``default`` or ``paper``: the registered model's alias.
+    model_card : mapping
+        Geometry and units of the network: beside the model, in its MLflow metadata; its ``params_digest``
+        tags the run.
+    """
 
     tracking: Tracking
-    parameter_set: str
+    group: str
+    name: str
     scale: str
-    group_choices: dict[str, str]  # config-group options of the parameter set, e.g. {"lensing": "v2", "scale": "smoke"}
-    model_card: dict[str, Any]  # geometry and units: beside the model, in its MLflow metadata
-    datasets: dict[str, list[Path]]  # {"training": [...], "early_stopping": [...]}, logged as run inputs
-    core: Any  # keras.Model on standardised data
-    train_batches: Any  # cmbml.common.training.H5Batches
-    val_batches: Any
-    input_pipeline: Any  # (batches, epochs) -> what fit reads: cmbml.common.training.tf_dataset
-    x_stats: tuple
-    y_stats: tuple
-    epochs: int
-    patience: int
-    model_file: Path
-    card_file: Path
-    history_file: Path
-    curve_file: Path
-    title: str
-    stage: str = "train"
+    model_card: Mapping[str, Any]
+
+    @property
+    def choices(self) -> dict[str, str]:
+        """The config-group options that compose the parameter set (``{"lensing": "v2", "scale": "smoke"}``)."""
+        return {self.group: self.name, "scale": self.scale}
 
 
-def _epoch_logger(mlflow):
-    import keras
+@dataclass(frozen=True)
+class TrainingRun:
+    """An open MLflow training run (from :func:`training_run`): what a training stage logs while it fits."""
 
-    class MlflowEpochLogger(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch + 1)
+    mlflow: Any
+    run: Any  # mlflow.ActiveRun
+    parameter_set: ParameterSet
+    tags: Mapping[str, str]  # the run's tags; the registered model version gets those not named mlflow.*
 
-    return MlflowEpochLogger()
+    @property
+    def id(self) -> str:
+        return self.run.info.run_id
 
+    def log_inputs(self, core, training: H5Batches, early_stopping: H5Batches) -> None:
+        """The network's size, the standardisation statistics of ``training`` and the files of both batch
+        sources (HDF5 datasets, as run inputs in the contexts ``training`` and ``early_stopping``)."""
+        from cmbml.common.networks import count_parameters
 
-def register(mlflow, tracking: Tracking, model_uri: str, scale: str, tags: dict[str, str], card: dict[str, Any]):
-    """Register the logged model as a new version of the parameter set's model (``cmbml-lensing-v2``), move the
-    scale's alias (``@smoke``, ``@default``, ``@paper``) to it, tag it and describe both."""
-    client = mlflow.tracking.MlflowClient()
-    version = mlflow.register_model(model_uri, tracking.registered_model, tags=tags)
-    inp, out = card["input"], card["output"]
-    client.update_registered_model(tracking.registered_model, description=(
-        f"{card['experiment']} network of parameter set {card['parameter_set']}: {inp['quantity']} "
-        f"({', '.join(inp['channels'])}; {inp['units']}; {inp['npix']}x{inp['npix']} pixels of {inp['pixel_arcmin']:g} "
-        f"arcmin) -> {out['quantity']} ({out['units']}). Aliases name the newest version trained at each scale "
-        "(@smoke, @default, @paper); the model's metadata holds its geometry and units (`cmbml predict` checks them)."))
-    client.update_model_version(tracking.registered_model, version.version, description=(
-        f"Trained at scale={scale} in DVC experiment {tags.get('dvc_exp_name')} from commit "
-        f"{tags.get('git_commit', '')[:10]}; overrides {tags.get('overrides', '{}')}."))
-    client.set_registered_model_alias(tracking.registered_model, scale, version.version)
-    return version
+        x_stats, y_stats = training.x_stats, training.y_stats
+        self.mlflow.log_params({"n_parameters": count_parameters(core), "x_mean": x_stats[0], "x_std": x_stats[1],
+                                "y_mean": y_stats[0], "y_std": y_stats[1]})
+        log_datasets(self.mlflow, {"training": list(training.files), "early_stopping": list(early_stopping.files)})
 
+    def log_epoch(self, epoch: int, losses: Mapping[str, float]) -> None:
+        """The losses of ``epoch`` (from 1) as metrics at that step: a callback of :func:`cmbml.common.fit.fit`."""
+        self.mlflow.log_metrics(dict(losses), step=epoch)
 
-def train_and_log(job: TrainingJob) -> dict[str, Any]:
-    """Fit with early stopping and a best-epoch checkpoint; save the physical-units model (standardisation
-    inside) and its model card; log the experiment's parameters, inputs, per-epoch losses, the training curve
-    and the model to MLflow, register it under the parameter set's name and move the scale's alias to it.
-    Returns the run record (printed; never written to an output, whose bytes must not depend on the run)."""
-    import keras
-    import numpy as np
-    from mlflow.models import infer_signature
-
-    from cmbml.common.io import write_json, write_keras_model
-    from cmbml.common.networks import count_parameters, with_standardisation
-    from cmbml.common.plotting import plot_training_curve
-
-    mlflow = start_mlflow(job.tracking)
-    job.model_file.parent.mkdir(parents=True, exist_ok=True)
-    overrides = overridden_params(dict(job.tracking.params), job.group_choices)
-    tags = run_tags(job.parameter_set, job.scale, overrides, job.model_card["params_digest"], job.stage)
-    with closing_run(mlflow, job.stage, run_name=run_name(job.parameter_set, job.scale, overrides), tags=tags) as run:
-        mlflow.log_params({k: str(v) for k, v in job.tracking.params.items()})
-        mlflow.log_params({"n_parameters": count_parameters(job.core), "x_mean": job.x_stats[0],
-                           "x_std": job.x_stats[1], "y_mean": job.y_stats[0], "y_std": job.y_stats[1]})
-        log_datasets(mlflow, job.datasets)
-        best = job.model_file.parent / ".best.weights.h5"  # scratch: never read by a later stage
-        callbacks = [
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=job.patience, restore_best_weights=True),
-            keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True, save_weights_only=True),
-            _epoch_logger(mlflow),
-        ]
-        try:
-            # tf.data reads and standardises batches in parallel, ahead of the model step
-            history = job.core.fit(job.input_pipeline(job.train_batches, job.epochs),
-                                   steps_per_epoch=len(job.train_batches),
-                                   validation_data=job.input_pipeline(job.val_batches, 1), epochs=job.epochs,
-                                   shuffle=False,  # the batches shuffle themselves, per epoch
-                                   callbacks=callbacks, verbose=2).history
-            job.core.load_weights(best)
-        finally:
-            best.unlink(missing_ok=True)
-
-        model = with_standardisation(job.core, *job.x_stats, *job.y_stats, name=job.core.name + "_physical")
-        write_keras_model(model, job.model_file)
-        write_json(job.card_file, job.model_card)
-        plot_training_curve(history, job.curve_file, job.title)
-        write_json(job.history_file, {"history": [
-            {"epoch": i + 1, **{k: float(v[i]) for k, v in history.items()}} for i in range(len(history["loss"]))]})
-
-        x_std_units = job.val_batches.batch(0, 0)[0][:2] * np.asarray(job.x_stats[1]) + np.asarray(job.x_stats[0])
-        x_example = x_std_units.astype(np.float32)
-        signature = infer_signature(x_example, model.predict(x_example, verbose=0))
-        best_epoch = int(np.argmin(history["val_loss"])) + 1
-        mlflow.log_metrics({"best_val_loss": float(np.min(history["val_loss"])), "best_epoch": best_epoch,
-                            "epochs_run": len(history["loss"])})
-        mlflow.set_tag("cmbml.model_md5", file_md5(job.model_file))
-        mlflow.log_artifact(str(job.curve_file))  # at the root, where the compare view looks
-        mlflow.log_artifact(str(job.card_file))
-        info = mlflow.keras.log_model(model, name="model", signature=signature, metadata=job.model_card,
-                                      pip_requirements=pinned_requirements())
-        version = register(mlflow, job.tracking, info.model_uri, job.scale,
-                           {k: v for k, v in tags.items() if not k.startswith("mlflow.")}, job.model_card)
-        return {"run_id": run.info.run_id, "model_uri": info.model_uri, "best_epoch": best_epoch,
-                "best_val_loss": float(np.min(history["val_loss"])),
-                "registered": f"models:/{job.tracking.registered_model}@{job.scale} (version {version.version})"}
+    def log_fit(self, fitted: Fit, model_file: Path, artifacts: Sequence[Path]) -> None:
+        """The best epoch and its loss, the saved model's digest (which finds this run again from the file,
+        :func:`run_that_trained`) and ``artifacts`` (training curve, model card) at the run's root, where the
+        compare view looks."""
+        self.mlflow.log_metrics({"best_val_loss": fitted.best_val_loss, "best_epoch": fitted.best_epoch,
+                                 "epochs_run": fitted.epochs_run})
+        self.mlflow.set_tag("cmbml.model_md5", file_md5(model_file))
+        for path in artifacts:
+            self.mlflow.log_artifact(str(path))
 
 
-def pinned_requirements() -> list[str]:
-    """The model's Python requirements, as installed (MLflow would otherwise load the model in a subprocess to
-    infer them)."""
-    from importlib.metadata import PackageNotFoundError, version
+@contextlib.contextmanager
+def training_run(parameter_set: ParameterSet, stage: str) -> Iterator[TrainingRun]:
+    """Open the MLflow run of one training of ``parameter_set``, with its parameters logged.
 
-    pins = []
-    for package in ("tensorflow", "keras", "numpy", "h5py"):
-        try:
-            pins.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            pass
-    return pins
+    The run is named after the parameter set, its scale and the parameters overridden on the command line
+    (:func:`run_name`), tagged with :func:`run_tags`, and closed as FINISHED, FAILED or KILLED
+    (:func:`closing_run`).
+    """
+    tracking = parameter_set.tracking
+    mlflow = start_mlflow(tracking)
+    overrides = overridden_params(dict(tracking.params), parameter_set.choices)
+    tags = run_tags(parameter_set.name, parameter_set.scale, overrides, parameter_set.model_card["params_digest"],
+                    stage)
+    with closing_run(mlflow, stage, run_name=run_name(parameter_set.name, parameter_set.scale, overrides),
+                     tags=tags) as run:
+        mlflow.log_params({k: str(v) for k, v in tracking.params.items()})
+        yield TrainingRun(mlflow, run, parameter_set, tags)
 
 
-def training_run(mlflow, tracking: Tracking, model_file: Path):
+def run_that_trained(mlflow, tracking: Tracking, model_file: Path):
     """The newest finished training run whose logged model has the bytes of ``model_file``, or None (a model
     trained against another store). A model restored by DVC from its run cache finds the run that trained it."""
     experiment = mlflow.get_experiment_by_name(tracking.experiment)
@@ -369,7 +331,7 @@ def log_evaluation(tracking: Tracking, model_file: Path, split: str, metrics: di
     import pandas as pd
 
     mlflow = start_mlflow(tracking)
-    trained_by = training_run(mlflow, tracking, model_file)
+    trained_by = run_that_trained(mlflow, tracking, model_file)
     if trained_by is not None:
         kwargs = {"run_id": trained_by.info.run_id}
     else:
@@ -386,44 +348,3 @@ def log_evaluation(tracking: Tracking, model_file: Path, split: str, metrics: di
         for path in artifacts:  # plots at the root, where the compare view looks
             mlflow.log_artifact(str(path), artifact_path=None if path.suffix == ".png" else "metrics")
         return run.info.run_id
-
-
-def load_model(ref: str):
-    """A trained network and its model card from ``ref``: a registry or run URI (``models:/cmbml-lensing-v2@default``,
-    ``runs:/<id>/model``; the store is ``$MLFLOW_TRACKING_URI`` or the repository's), an MLflow model folder,
-    or a ``.keras`` file with ``model_card.json`` beside it. Raises ``FileNotFoundError`` with a readable message."""
-    if ref.startswith(("models:/", "runs:/", "m-")):
-        import mlflow
-
-        from cmbml.common.config import resolve_tracking_uri
-        from cmbml.common.params import load_params
-
-        if "MLFLOW_TRACKING_URI" not in os.environ:
-            params_file = repository_root() / "params.yaml"
-            if not params_file.is_file():
-                raise FileNotFoundError(f"{ref}: no MLflow store to look in (run inside the repository, "
-                                        "or set MLFLOW_TRACKING_URI)")
-            mlflow.set_tracking_uri(resolve_tracking_uri(load_params(params_file)["mlflow"]["tracking_uri"]))
-        from mlflow.exceptions import MlflowException
-
-        try:
-            card = mlflow.models.get_model_info(ref).metadata or {}
-            model = mlflow.keras.load_model(ref)
-        except MlflowException as err:
-            raise FileNotFoundError(f"{ref}: {str(err).splitlines()[0]}") from None
-        return model, card
-    path = Path(ref)
-    if path.is_dir() and (path / "MLmodel").is_file():
-        import mlflow
-        from mlflow.models import Model
-
-        return mlflow.keras.load_model(str(path)), Model.load(str(path / "MLmodel")).metadata or {}
-    if path.is_file() and path.suffix == ".keras":
-        card_file = path.parent / "model_card.json"
-        if not card_file.is_file():
-            raise FileNotFoundError(f"{path}: no model_card.json beside it (geometry and units of the network)")
-        import keras
-
-        return keras.models.load_model(path), json.loads(card_file.read_text())
-    raise FileNotFoundError(f"{ref}: not a model; allowed models:/<name>@<alias>, runs:/<id>/model, an MLflow model "
-                            "folder or a .keras file with model_card.json beside it")

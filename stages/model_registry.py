@@ -1,0 +1,155 @@
+"""The MLflow model registry: each trained network a version of its parameter set's model, aliased by scale,
+and a network loaded back by reference.
+
+Registered models are named ``cmbml-<experiment>-<parameter set>`` (``cmbml-lensing-v2``, ``cmbml-cenn-B``); the
+alias of a scale (``@smoke``, ``@default``, ``@paper``) names the newest version trained at it. Each version
+carries the training run's tags and, as metadata, the network's model card (geometry and units), which
+``cmbml predict`` checks maps against. Loading never runs code from the model: Keras's safe mode refuses
+serialised Python (lambdas), and no custom objects are registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cmbml.common.config import Tracking
+from cmbml.common.params import repository_root
+from stages.tracking import TrainingRun
+
+if TYPE_CHECKING:
+    from cmbml.common.training import BatchSource
+
+SAFE = {"safe_mode": True}
+"""Keras's default, written out: loading never deserialises Python code."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version and the alias that points at it."""
+
+    name: str
+    alias: str
+    version: str
+    model_uri: str  # of the logged model the version was made from
+
+    def __str__(self) -> str:
+        return f"models:/{self.name}@{self.alias} (version {self.version})"
+
+
+def input_example(batches: BatchSource, n: int = 2):
+    """The first ``n`` inputs of ``batches`` in physical units (float32): from them MLflow infers the model's
+    signature."""
+    import numpy as np
+
+    mean, std = batches.x_stats
+    physical = batches.batch(0, 0)[0][:n] * np.asarray(std) + np.asarray(mean)
+    return physical.astype(np.float32)
+
+
+def register(mlflow, tracking: Tracking, model_uri: str, scale: str, tags: Mapping[str, str],
+             card: Mapping[str, Any]):
+    """Register the logged model as a new version of the parameter set's model (``cmbml-lensing-v2``), move the
+    scale's alias (``@smoke``, ``@default``, ``@paper``) to it, tag it and describe both from the model card.
+    Returns the model version."""
+    client = mlflow.tracking.MlflowClient()
+    version = mlflow.register_model(model_uri, tracking.registered_model, tags=tags)
+    inp, out = card["input"], card["output"]
+    client.update_registered_model(tracking.registered_model, description=(
+        f"{card['experiment']} network of parameter set {card['parameter_set']}: {inp['quantity']} "
+        f"({', '.join(inp['channels'])}; {inp['units']}; {inp['npix']}x{inp['npix']} pixels of {inp['pixel_arcmin']:g} "
+        f"arcmin) -> {out['quantity']} ({out['units']}). Aliases name the newest version trained at each scale "
+        "(@smoke, @default, @paper); the model's metadata holds its geometry and units (`cmbml predict` checks them)."))
+    client.update_model_version(tracking.registered_model, version.version, description=(
+        f"Trained at scale={scale} in DVC experiment {tags.get('dvc_exp_name')} from commit "
+        f"{tags.get('git_commit', '')[:10]}; overrides {tags.get('overrides', '{}')}."))
+    client.set_registered_model_alias(tracking.registered_model, scale, version.version)
+    return version
+
+
+def pinned_requirements() -> list[str]:
+    """The model's Python requirements, as installed (MLflow would otherwise load the model in a subprocess to
+    infer them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("tensorflow", "keras", "numpy", "h5py"):
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pass
+    return pins
+
+
+def log_and_register(run: TrainingRun, model, example) -> Registered:
+    """Log ``model`` (physical units) to ``run`` with its signature, requirements and model card, register
+    it as a new version of the parameter set's model and move the scale's alias to it.
+
+    Parameters
+    ----------
+    run : TrainingRun
+        The open training run: its parameter set names the model and the alias; the version gets its tags.
+    model : keras.Model
+        The trained network that maps physical units to physical units.
+    example : numpy.ndarray
+        A few inputs in physical units (:func:`input_example`), for the signature.
+    """
+    from mlflow.models import infer_signature
+
+    parameter_set = run.parameter_set
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    info = run.mlflow.keras.log_model(model, name="model", signature=signature, metadata=dict(parameter_set.model_card),
+                                      pip_requirements=pinned_requirements())
+    version = register(run.mlflow, parameter_set.tracking, info.model_uri, parameter_set.scale,
+                       {k: v for k, v in run.tags.items() if not k.startswith("mlflow.")}, parameter_set.model_card)
+    return Registered(parameter_set.tracking.registered_model, parameter_set.scale, str(version.version),
+                      info.model_uri)
+
+
+def load_model(ref: str):
+    """A trained network and its model card from ``ref``: a registry or run URI (``models:/cmbml-lensing-v2@default``,
+    ``runs:/<id>/model``; the store is ``$MLFLOW_TRACKING_URI`` or the repository's), an MLflow model folder,
+    or a ``.keras`` file with ``model_card.json`` beside it. Raises ``FileNotFoundError`` with a readable message.
+
+    Keras loads in safe mode: a model that would run serialised Python (a ``Lambda`` layer) is refused with
+    ``ValueError``."""
+    if ref.startswith(("models:/", "runs:/", "m-")):
+        import mlflow
+
+        from cmbml.common.config import resolve_tracking_uri
+        from cmbml.common.params import load_params
+
+        if "MLFLOW_TRACKING_URI" not in os.environ:
+            params_file = repository_root() / "params.yaml"
+            if not params_file.is_file():
+                raise FileNotFoundError(f"{ref}: no MLflow store to look in (run inside the repository, "
+                                        "or set MLFLOW_TRACKING_URI)")
+            mlflow.set_tracking_uri(resolve_tracking_uri(load_params(params_file)["mlflow"]["tracking_uri"]))
+        from mlflow.exceptions import MlflowException
+
+        try:
+            card = mlflow.models.get_model_info(ref).metadata or {}
+            model = mlflow.keras.load_model(ref, load_model_kwargs=SAFE)
+        except MlflowException as err:
+            raise FileNotFoundError(f"{ref}: {str(err).splitlines()[0]}") from None
+        return model, card
+    path = Path(ref)
+    if path.is_dir() and (path / "MLmodel").is_file():
+        import mlflow
+        from mlflow.models import Model
+
+        card = Model.load(str(path / "MLmodel")).metadata or {}
+        return mlflow.keras.load_model(str(path), load_model_kwargs=SAFE), card
+    if path.is_file() and path.suffix == ".keras":
+        card_file = path.parent / "model_card.json"
+        if not card_file.is_file():
+            raise FileNotFoundError(f"{path}: no model_card.json beside it (geometry and units of the network)")
+        import keras
+
+        return keras.models.load_model(path, **SAFE), json.loads(card_file.read_text())
+    raise FileNotFoundError(f"{ref}: not a model; allowed models:/<name>@<alias>, runs:/<id>/model, an MLflow model "
+                            "folder or a .keras file with model_card.json beside it")
