@@ -1,14 +1,15 @@
 """Stage `cenn_evaluate`: CENN on the held-out Validation patches, gated, beside the classical answers on the
-same patches (Wiener filter, per-mode linear filter fitted on Train, harmonic and pixel ILC), all scored by the
-same code: map MSE, NaMaster spectra, transfer and residual per multipole; then the same on the Validation
-patches of the unseen foreground sky (another model, the same CMB and noise), prefixed `unseen_`; metrics and
-plots to DVC and MLflow."""
+same patches (every registered baseline, `cmbml.cenn.baselines.BASELINES`: Wiener filter, per-mode linear filter
+fitted on Train, harmonic and pixel ILC, and the own-sky Wiener oracle), all scored by the same code: map MSE,
+NaMaster spectra, transfer and residual per multipole; then the same on the Validation patches of the unseen
+foreground sky (another model, the same CMB and noise), prefixed `unseen_`; metrics and plots to DVC and
+MLflow."""
 
 from __future__ import annotations
 
 import sys
 
-from stages._tracking import log_evaluation
+from stages.tracking import log_evaluation
 
 
 def main() -> None:
@@ -22,7 +23,9 @@ def main() -> None:
     import h5py
     import keras
 
-    from cmbml.cenn.evaluation import METHODS, UNSEEN_PREFIX, ClassicalBaselines, summary_metrics
+    from cmbml.cenn.baselines import BaselineSetup
+    from cmbml.cenn.evaluation import REFERENCE, UNSEEN_PREFIX, ClassicalBaselines, method_labels, methods, \
+        summary_metrics
     from cmbml.common.io import write_json
     from cmbml.cenn.namaster_flat import FlatSpectra
     from cmbml.common.spectra import read_spectra_csv
@@ -35,8 +38,9 @@ def main() -> None:
     lmax = int(geometry.sky_lmax)
     cl_label = {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * setup.label_transfer**2 for s in ("EE", "BB")}
     # The classical answers fitted on the same Train patches the network saw, once for both skies.
-    baselines = ClassicalBaselines.fit({c: paths.patch_file("Train", c) for c in components}, geometry.patch,
-                                       setup.channel_response, cl_label, setup.bin_width)
+    baselines = ClassicalBaselines.fit({c: paths.patch_file("Train", c) for c in components},
+                                       BaselineSetup(geometry.patch, setup.channel_response, cl_label,
+                                                     setup.bin_width, tuple(components)))
     estimator = FlatSpectra(geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
                             spin0_name=measured[0])
     cl_theory = {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label}
@@ -44,7 +48,7 @@ def main() -> None:
     # The training sky's Validation patches, then the unseen sky's (the network never saw that model).
     metrics, rows = _evaluate_sky(setup, model, baselines, estimator, cl_theory, prefix="")
     unseen_metrics, unseen_rows = _evaluate_sky(unseen, model, baselines, estimator, cl_theory, prefix=UNSEEN_PREFIX)
-    metrics["map_mse_wiener_predicted_uK2"] = baselines.wiener_predicted_mse
+    metrics.update(baselines.fit_metrics())  # the Wiener filter's predicted MSE
     metrics.update({UNSEEN_PREFIX + k: v for k, v in unseen_metrics.items()})
     for split in ("Train", "Test"):  # how much independent sky the network learned from and stopped on
         with h5py.File(paths.patch_file(split, components[0]), "r") as h5:
@@ -66,8 +70,9 @@ def main() -> None:
         print(f"cenn_evaluate: {setup.variant} trained on {setup.foregrounds['model']} foregrounds, on "
               f"{int(m[prefix + 'n_validation'])} Validation patches of the {sky.sky} {sky.foregrounds['model']} sky "
               f"({m[prefix + 'n_independent_validation']:.0f} independent), map MSE (uK^2): "
-              + ", ".join(f"{k} {m[f'{prefix}map_mse_{k}_uK2']:.3f}" for k in METHODS)
-              + f"; network / Wiener {m[prefix + 'mse_over_wiener']:.3f} +- {m[prefix + 'mse_over_wiener_err']:.3f}")
+              + ", ".join(f"{k} {m[f'{prefix}map_mse_{k}_uK2']:.3f}" for k in methods(oracles=True))
+              + f"; network / {method_labels(oracles=True)[REFERENCE]} {m[f'{prefix}mse_over_{REFERENCE}']:.3f} "
+              + f"+- {m[f'{prefix}mse_over_{REFERENCE}_err']:.3f}")
     if metrics["leak_suspected"] and setup.foregrounds["model"] == "gaussian":
         print("cenn_evaluate: WARNING the network beats the Wiener filter beyond the scatter; on a Gaussian sky "
               "that means a leak (labels in the inputs, Train patches overlapping Validation)", file=sys.stderr)
@@ -78,8 +83,8 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
     their outputs gated, example patches and spectra plotted (file names with ``prefix``)."""
     import h5py
 
-    from cmbml.cenn.evaluation import CENN_MAPS, METHOD_LABELS, METHODS, cenn_maps, cenn_metrics, patch_spectra, \
-        spectra_rows
+    from cmbml.cenn.evaluation import NETWORK, cenn_maps, cenn_metrics, method_labels, patch_spectra, \
+        spectra_map_names, spectra_rows
     from cmbml.cenn.validation import gate_outputs
     from cmbml.common.prediction import predict_h5
     from cmbml.common.gate import data_docs_dir
@@ -104,22 +109,20 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
     if not result.success:
         sys.exit(f"{stage}: network outputs FAILED validation:\n  - " + "\n  - ".join(result.failures))
 
-    estimates = baselines.estimates(inputs)
-    estimates["network"] = {c: outputs[c][..., 0] for c in components}
-    own_sky = baselines.wiener_of_own_sky(inputs, {c: labels[c].astype("float64") for c in components})
+    # Every registered baseline, the oracles fitted on these very patches and their labels.
+    estimates = {NETWORK: {c: outputs[c][..., 0] for c in components}, **baselines.estimates(inputs, labels)}
     # Crop the patch edges, where the convolutions see padding, before comparing maps and spectra.
     maps = {comp: cenn_maps(geometry.crop(inputs[comp]), geometry.crop(labels[comp]),
-                            {m: geometry.crop(estimates[m][comp]) for m in METHODS}, sky.instrument.target)
+                            {m: geometry.crop(estimates[m][comp]) for m in estimates}, sky.instrument.target)
             for comp in components}
-    cl = patch_spectra(estimator, maps, components, measured)
+    names = spectra_map_names()
+    cl = patch_spectra(estimator, maps, components, measured, names)
     # Theory binned as the estimator bins (its workspace exists once a spectrum has been measured).
     theory = estimator.binned_theory(cl_theory if sky.spin == 2 else {measured[0]: cl_theory[measured[0]]})
     theory_dl = {s: cl_to_dl(estimator.ell, theory[s]) for s in measured}
-    dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in CENN_MAPS}
+    dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in names}
     n_val = labels[components[0]].shape[0]
-    own_sky_mse = sum(float(((geometry.crop(own_sky[c]) - maps[c]["label"]) ** 2).mean()) for c in components)
-    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent),
-               "map_mse_wiener_own_sky_uK2": own_sky_mse / len(components), "n_validation": n_val}
+    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent), "n_validation": n_val}
 
     title = f"CENN {sky.variant}, {sky.foregrounds['model']} foregrounds ({sky.sky} sky)"
     comp0, n_ex = components[0], min(sky.n_example_patches, n_val)
@@ -127,7 +130,7 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
                       sky.instrument.freqs_ghz, geometry.patch.side_deg,
                       paths.evaluate_plots / f"{prefix}example_patches.png", f"{title}: Validation patches ({comp0})")
     for s in measured:
-        plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in CENN_MAPS}, theory_dl[s],
+        plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in names}, theory_dl[s],
                           paths.evaluate_plots / f"{prefix}spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches",
-                          METHOD_LABELS)
+                          method_labels())
     return metrics, spectra_rows(estimator.ell, cl, theory_dl, n_independent)

@@ -1,5 +1,6 @@
-"""Stages `foregrounds` and `foregrounds_unseen`: polarized dust, synchrotron, radio and infrared sources at every
-channel (uK_CMB), for the training sky (params `foregrounds`) or the unseen evaluation sky (`unseen_foregrounds`)."""
+"""Stages `foregrounds` and `foregrounds_unseen`: every registered foreground component
+(`cmbml.cenn.foregrounds.COMPONENTS`: dust, synchrotron, radio and infrared sources) at every channel (uK_CMB), for
+the training sky (params `foregrounds`) or the unseen evaluation sky (`unseen_foregrounds`)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,16 @@ def main(sky: str = "training") -> None:
     setup = load(sky=sky)
     fg, nside, paths = setup.foregrounds, setup.nside, setup.paths
     freqs = setup.instrument.freqs_ghz
-    # One sky for every channel: dust and synchrotron at their reference frequencies (Gaussian or
+    # One sky for every channel: diffuse components at their reference frequencies (Gaussian or
     # non-Gaussian, foregrounds.model), their spectral parameters across the sky, and source catalogues
-    # drawn from published counts (tables in data/).
+    # drawn from published counts (tables in data/); each component on its own random stream.
     foreground = foreground_sky(fg, nside, setup.seed, load_source_counts(fg, paths.data_dir),
                                 load_templates(fg, nside, paths.data_dir))
     levels, spectra, q_maps = {}, {}, {}
     with progress(f"foreground channels at nside {nside}", len(freqs)) as advance:
         for freq in freqs:
-            # Dust (modified black body) and synchrotron (power law) scaled to the channel, plus the
-            # sources, in uK_CMB; summed one component at a time so that one channel is in memory.
+            # Each component scaled to the channel by its SED, in uK_CMB; summed one component at a time
+            # so that one channel is in memory.
             total, levels[f"{freq:g}GHz"] = 0.0, {}
             for name, part in channel_parts(fg, foreground, nside, freq):
                 levels[f"{freq:g}GHz"][name] = float(np.sqrt(np.mean(part**2)))

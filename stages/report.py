@@ -2,6 +2,8 @@
 
 Pure functions on plain records: each record is one evaluated run, ``{"name", "params", "metrics", "rows"}``
 (``rows`` the per-bin table of the evaluation). Collecting the records (from the MLflow store) is the caller's.
+The CENN tables' method columns and their headers come from the baseline registry
+(:data:`cmbml.cenn.baselines.BASELINES`: each baseline's ``label`` and ``shown_in``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from cmbml.cenn.baselines import FOREGROUND_TABLE, METHODS_TABLE, RESIDUALS
+from cmbml.cenn.evaluation import NETWORK, REFERENCE, UNSEEN_PREFIX, method_labels, shown
 
 LENSING_MARKER = "lensing-results"
 CENN_MARKER = "cenn-results"
@@ -47,33 +52,38 @@ def lensing_table(records: Sequence[Mapping]) -> str:
     return "\n".join(lines)
 
 
-CENN_METHODS = (("network", "CENN"), ("wiener", "Wiener"), ("linear", "linear (Train fit)"),
-                ("harmonic_ilc", "harmonic ILC"), ("pixel_ilc", "pixel ILC"))
+def _ratio_header() -> str:
+    """``CENN / Wiener``: the network over the reference baseline, in their labels."""
+    labels = method_labels(oracles=True)
+    return f"{labels[NETWORK]} / {labels.get(REFERENCE, REFERENCE)}"
 
 
 def cenn_table(records: Sequence[Mapping]) -> str:
     """Markdown: per variant, map MSE +- error (uK^2, error from the independent patch count) of the network and
-    each classical method, the network's MSE over the Wiener filter's, and the independent patch areas of the
-    Validation, Train and early-stopping (Test) patches."""
+    each baseline of the methods table, the Wiener filter's predicted MSE, the network's MSE over the Wiener
+    filter's, and the independent patch areas of the Validation, Train and early-stopping (Test) patches."""
+    columns = shown(METHODS_TABLE)
+    reference = method_labels(oracles=True).get(REFERENCE, REFERENCE)
     head = ("| variant | Validation patches (independent) | independent Train / Test | " +
-            " | ".join(n for _, n in CENN_METHODS) + " | Wiener predicted | CENN / Wiener |")
-    lines = [head, "|" + "---|" * (len(CENN_METHODS) + 5)]
+            " | ".join(n for _, n in columns) + f" | {reference} predicted | {_ratio_header()} |")
+    lines = [head, "|" + "---|" * (len(columns) + 5)]
     for rec in records:
         m = rec["metrics"]
         cells = [rec["name"], f"{int(m['n_validation'])} ({m['n_independent_validation']:.0f})",
                  f"{_fmt(m.get('n_independent_train'), 0)} / {_fmt(m.get('n_independent_test'), 0)}"]
-        for key, _ in CENN_METHODS:
+        for key, _ in columns:
             cells.append(f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)} +- {_sig(m.get(f'map_mse_{key}_err_uK2'), 2)}")
-        cells.append(_sig(m.get("map_mse_wiener_predicted_uK2"), 4))
-        cells.append(f"{_fmt(m.get('mse_over_wiener'))} +- {_fmt(m.get('mse_over_wiener_err'))}")
+        cells.append(_sig(m.get(f"map_mse_{REFERENCE}_predicted_uK2"), 4))
+        cells.append(f"{_fmt(m.get(f'mse_over_{REFERENCE}'))} +- {_fmt(m.get(f'mse_over_{REFERENCE}_err'))}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def cenn_transfer_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequence[float]]) -> str:
     """Markdown: per variant, spectrum and multipole range, each method's transfer (estimate power / label power)."""
-    head = "| variant | spectrum | ell range | " + " | ".join(n for _, n in CENN_METHODS) + " |"
-    lines = [head, "|" + "---|" * (len(CENN_METHODS) + 3)]
+    columns = shown(METHODS_TABLE)
+    head = "| variant | spectrum | ell range | " + " | ".join(n for _, n in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 3)]
     for rec in records:
         m = rec["metrics"]
         for spectrum in ("ee", "bb"):
@@ -82,43 +92,44 @@ def cenn_transfer_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
                 if f"{tag}_network_transfer" not in m:
                     continue
                 cells = [rec["name"], spectrum.upper(), f"{lo}-{hi}"]
-                cells += [_fmt(m.get(f"{tag}_{key}_transfer"), 2) for key, _ in CENN_METHODS]
+                cells += [_fmt(m.get(f"{tag}_{key}_transfer"), 2) for key, _ in columns]
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 FOREGROUND_MARKER = "cenn-foreground-models"
-FOREGROUND_METHODS = (("network", "CENN"), ("wiener", "Wiener"), ("wiener_own_sky", "Wiener, own-sky covariance"),
-                      ("harmonic_ilc", "harmonic ILC"), ("pixel_ilc", "pixel ILC"))
-RESIDUAL_METHODS = (("network", "CENN"), ("wiener", "Wiener"), ("harmonic_ilc", "harmonic ILC"))
 
 
 def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequence[float]]) -> str:
     """Markdown: per variant and training foreground model, the scores on the training model's Validation
     patches and on the unseen model's (metrics prefixed ``unseen_``): map MSE +- error (uK^2) of the network
-    and the classical methods, the network over the Wiener filter (fitted on Train, as the network), and the
-    mean residual D_ell (uK^2, estimate - label) in each multipole range for the network, Wiener filter and
-    harmonic ILC. ``records`` carry ``params`` with ``foregrounds.model`` and ``unseen_model``."""
+    and the baselines of the foreground table, the network over the Wiener filter (fitted on Train, as the
+    network), and the mean residual D_ell (uK^2, estimate - label) in each multipole range for the network and
+    the baselines shown with residuals (Wiener filter, harmonic ILC). ``records`` carry ``params`` with
+    ``foregrounds.model`` and ``unseen_model``."""
     spectrum = {"E": "ee", "B": "bb"}
-    head = ("| variant | trained on | tested on | " + " | ".join(f"{n} MSE" for _, n in FOREGROUND_METHODS)
-            + " | CENN / Wiener | " + " | ".join(f"residual D_ell {lo}-{hi}: " + " / ".join(n for _, n in RESIDUAL_METHODS)
-                                                   for lo, hi in ell_ranges) + " |")
-    lines = [head, "|" + "---|" * (4 + len(FOREGROUND_METHODS) + len(ell_ranges))]
+    columns, residuals = shown(FOREGROUND_TABLE), shown(RESIDUALS)
+    head = ("| variant | trained on | tested on | " + " | ".join(f"{n} MSE" for _, n in columns)
+            + f" | {_ratio_header()} | "
+            + " | ".join(f"residual D_ell {lo}-{hi}: " + " / ".join(n for _, n in residuals) for lo, hi in ell_ranges)
+            + " |")
+    lines = [head, "|" + "---|" * (4 + len(columns) + len(ell_ranges))]
     for rec in records:
         m, trained = rec["metrics"], rec["params"].get("foregrounds.model", "gaussian")
-        for prefix, tested in (("", trained), ("unseen_", rec.get("unseen_model"))):
-            if f"{prefix}map_mse_network_uK2" not in m:
+        for prefix, tested in (("", trained), (UNSEEN_PREFIX, rec.get("unseen_model"))):
+            if f"{prefix}map_mse_{NETWORK}_uK2" not in m:
                 continue
             cells = [rec["params"].get("cenn.variant", rec["name"]), trained, tested or "-"]
-            for key, _ in FOREGROUND_METHODS:
+            for key, _ in columns:
                 cells.append(f"{_sig(m.get(f'{prefix}map_mse_{key}_uK2'), 4)}"
                              + (f" +- {_sig(m.get(f'{prefix}map_mse_{key}_err_uK2'), 2)}"
                                 if f"{prefix}map_mse_{key}_err_uK2" in m else ""))
-            cells.append(f"{_fmt(m.get(f'{prefix}mse_over_wiener'))} +- {_fmt(m.get(f'{prefix}mse_over_wiener_err'))}")
+            cells.append(f"{_fmt(m.get(f'{prefix}mse_over_{REFERENCE}'))} +- "
+                         f"{_fmt(m.get(f'{prefix}mse_over_{REFERENCE}_err'))}")
             s = spectrum.get(rec["params"].get("cenn.variant", ""), "ee")
             for lo, hi in ell_ranges:
                 cells.append(" / ".join(_sig(m.get(f"{prefix}{s}_ell{lo}_{hi}_{key}_residual_dl_uK2"), 3)
-                                        for key, _ in RESIDUAL_METHODS))
+                                        for key, _ in residuals))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -17,16 +17,23 @@ Fourier conventions: ``numpy.fft.fft2`` over the two patch axes, so a field with
 ``E|F_k|^2 = C_ell n^2 / dx^2`` (see :func:`cmbml.common.flatsky.power_2d`). Spin-2 patches (components Q, U)
 are filtered as E and B modes, ``E = Q cos 2phi + U sin 2phi``, ``B = -Q sin 2phi + U cos 2phi``, with the
 angle ``phi`` of each wavevector in NaMaster's flat-sky convention (tested against its spin-2 estimator).
+
+The registry :data:`BASELINES` holds what the evaluation scores beside the network: one small class per
+baseline with its ``name`` (the ``<name>`` of its metrics, ``map_mse_<name>_uK2``), its ``label`` (its text in
+tables and figures), ``fit`` (on the Train patches and the :class:`BaselineSetup`) and ``apply`` (patches ->
+estimated label). Registration order is the order of columns and legends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from cmbml.common.flatsky import FlatGrid
+from cmbml.common.registry import Registry
 
 
 def _fft(maps: np.ndarray) -> np.ndarray:
@@ -218,3 +225,184 @@ def harmonic_ilc(inputs: Mapping[str, np.ndarray], grid: FlatGrid, response: np.
     moments = bin_over_annuli(sum(mode_second_moment(m) for m in equalised.values()) / n, index)
     weights = ilc_weights(moments)  # (n, n, C), unit response: the CMB passes unchanged
     return {c: _ifft(np.einsum("aijc,ijc->aij", m, weights)) for c, m in equalised.items()}
+
+
+Chunks = Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]]
+"""``(inputs, labels)`` pairs of patch stacks, ``{component: (N, n, n, C)}`` and ``{component: (N, n, n, 1)}``,
+uK_CMB."""
+
+# Where a baseline's scores are shown, beyond the full score file (a :class:`Baseline`'s ``shown_in``).
+SUMMARY = "summary"
+"""Its map MSE on the training sky's Validation patches among the summary metrics (DVC metrics, MLflow)."""
+UNSEEN_SUMMARY = "unseen_summary"
+"""Its map MSE on the unseen sky's Validation patches among the summary metrics."""
+METHODS_TABLE = "methods_table"
+"""A column of the README's per-variant tables (map MSE, transfer per multipole range)."""
+FOREGROUND_TABLE = "foreground_table"
+"""A map-MSE column of the README's foreground-model table."""
+RESIDUALS = "residuals"
+"""Its residual D_ell per multipole range in the foreground-model table."""
+VIEWS = (SUMMARY, UNSEEN_SUMMARY, METHODS_TABLE, FOREGROUND_TABLE, RESIDUALS)
+
+
+@dataclass(frozen=True)
+class BaselineSetup:
+    """What a baseline may use besides the patches.
+
+    Attributes
+    ----------
+    grid : FlatGrid
+        The patches' geometry (uncropped).
+    response : ndarray, shape (C, lmax + 1)
+        Each channel's transfer over the target channel's, ``B_c / B_target`` per multipole.
+    cl_label : dict
+        ``"EE"``, ``"BB"`` -> the label's C_ell (uK^2; CMB x target beam^2 x pixel window^2, ell = 0, 1, ...).
+    bin_width : float
+        Width in ``|ell|`` of the annuli of the harmonic ILC's weights.
+    components : tuple of str
+        The variant's components (``("E",)``, ``("B",)`` or ``("Q", "U")``), the keys of every patch mapping.
+    """
+
+    grid: FlatGrid
+    response: np.ndarray
+    cl_label: Mapping[str, np.ndarray]
+    bin_width: float
+    components: tuple[str, ...]
+
+
+class Baseline:
+    """A registered estimator of the label, scored beside the network by the same code.
+
+    A subclass sets ``name`` and ``label`` and implements :meth:`fit` and :meth:`apply`; ``fit`` returns the
+    fitted instance. Registered in :data:`BASELINES` it is fitted, applied to both skies' Validation patches,
+    scored (``map_mse_<name>_uK2``, its error, transfer and residual D_ell per multipole range, spectra rows),
+    drawn in the spectra figures and shown where ``shown_in`` says.
+
+    Attributes
+    ----------
+    name : str
+        Its key in metric names, tables and files (``map_mse_<name>_uK2``).
+    label : str
+        Its text in tables and figure legends.
+    oracle : bool
+        True for a bound rather than a method: it is fitted on the very patches it cleans, with their labels,
+        once per sky (``fit`` receives them instead of Train), and scored by its map MSE alone (no error bar,
+        no spectra).
+    shown_in : frozenset of str
+        The :data:`VIEWS` that show it; by default the training sky's summary metrics and both README tables'
+        map-MSE columns.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    oracle: ClassVar[bool] = False
+    shown_in: ClassVar[frozenset[str]] = frozenset({SUMMARY, METHODS_TABLE, FOREGROUND_TABLE})
+
+    @classmethod
+    def fit(cls, setup: BaselineSetup, chunks: Callable[[], Chunks]) -> Baseline:
+        """The fitted baseline; ``chunks()`` starts a new pass over the Train patches (the cleaned patches for
+        an oracle)."""
+        raise NotImplementedError
+
+    def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Label estimates ``{component: (N, n, n)}`` in uK_CMB from ``inputs`` ``{component: (N, n, n, C)}``."""
+        raise NotImplementedError
+
+    def fit_metrics(self) -> dict[str, float]:
+        """Scores known from the fit alone (named in full), logged beside the Validation scores."""
+        return {}
+
+
+BASELINES: Registry = Registry("cenn_evaluate baseline")
+"""The classical answers scored beside the network, in the order of columns and legends."""
+
+
+@BASELINES.register
+@dataclass(frozen=True)
+class WienerBaseline(Baseline):
+    """The multi-channel Wiener filter: the label's C_ell and the foreground + noise covariance of the Train
+    patches, averaged over annuli one fundamental wide."""
+
+    name: ClassVar[str] = "wiener"
+    label: ClassVar[str] = "Wiener"
+    shown_in: ClassVar[frozenset[str]] = frozenset(VIEWS)
+    wiener: WienerFilter
+
+    @classmethod
+    def fit(cls, setup: BaselineSetup, chunks: Callable[[], Chunks]) -> WienerBaseline:
+        nuisance = WienerFilter.nuisance_from_train(chunks(), setup.grid, setup.response, setup.grid.ell_fundamental)
+        return cls(WienerFilter.build(setup.grid, {s[0]: cl for s, cl in setup.cl_label.items()}, setup.response,
+                                      nuisance))
+
+    def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.wiener.apply(inputs)
+
+    def fit_metrics(self) -> dict[str, float]:
+        """``map_mse_<name>_predicted_uK2``: the map MSE predicted from its covariances (valid on the Train sky)."""
+        return {f"map_mse_{self.name}_predicted_uK2": self.wiener.predicted_mse}
+
+
+@BASELINES.register
+@dataclass(frozen=True)
+class WienerOwnSkyBaseline(WienerBaseline):
+    """The Wiener filter with the foreground + noise covariance of the very patches it cleans: the linear
+    optimum for their sky, an oracle that shows how much a sky other than Train's costs the Train-fitted
+    filters."""
+
+    name: ClassVar[str] = "wiener_own_sky"
+    label: ClassVar[str] = "Wiener, own-sky covariance"
+    oracle: ClassVar[bool] = True
+    shown_in: ClassVar[frozenset[str]] = frozenset({UNSEEN_SUMMARY, FOREGROUND_TABLE})
+
+
+@BASELINES.register
+@dataclass(frozen=True)
+class LinearBaseline(Baseline):
+    """The per-mode linear filter fitted on Train: the empirical Wiener filter."""
+
+    name: ClassVar[str] = "linear"
+    label: ClassVar[str] = "linear (Train fit)"
+    shown_in: ClassVar[frozenset[str]] = frozenset({SUMMARY, METHODS_TABLE})
+    linear: PerModeLinearFilter
+
+    @classmethod
+    def fit(cls, setup: BaselineSetup, chunks: Callable[[], Chunks]) -> LinearBaseline:
+        return cls(PerModeLinearFilter.fit(chunks(), list(setup.components)))
+
+    def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.linear.apply(inputs)
+
+
+@BASELINES.register
+@dataclass(frozen=True)
+class HarmonicILCBaseline(Baseline):
+    """The harmonic ILC, weights from the patches it cleans (nothing fitted on Train)."""
+
+    name: ClassVar[str] = "harmonic_ilc"
+    label: ClassVar[str] = "harmonic ILC"
+    shown_in: ClassVar[frozenset[str]] = frozenset(VIEWS)
+    setup: BaselineSetup
+
+    @classmethod
+    def fit(cls, setup: BaselineSetup, chunks: Callable[[], Chunks]) -> HarmonicILCBaseline:
+        return cls(setup)
+
+    def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return harmonic_ilc(inputs, self.setup.grid, self.setup.response, self.setup.bin_width)
+
+
+@BASELINES.register
+@dataclass(frozen=True)
+class PixelILCBaseline(Baseline):
+    """The pixel ILC, one set of weights per patch (nothing fitted on Train)."""
+
+    name: ClassVar[str] = "pixel_ilc"
+    label: ClassVar[str] = "pixel ILC"
+    shown_in: ClassVar[frozenset[str]] = frozenset({SUMMARY, METHODS_TABLE, FOREGROUND_TABLE})
+
+    @classmethod
+    def fit(cls, setup: BaselineSetup, chunks: Callable[[], Chunks]) -> PixelILCBaseline:
+        return cls()
+
+    def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {c: pixel_ilc(m) for c, m in inputs.items()}

@@ -1,27 +1,51 @@
 """CENN evaluation: the network and the classical answers on the same Validation patches, scored by one code
 path (map MSE with errors from the independent patch count, NaMaster spectra, transfer and residual per
-multipole, the network's MSE over the Wiener filter's)."""
+multipole, the network's MSE over the Wiener filter's).
+
+The classical answers are the registered baselines (:data:`cmbml.cenn.baselines.BASELINES`): every metric name,
+table column and legend entry below is derived from that registry, so a baseline is added in one place.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from cmbml.cenn.baselines import BASELINES, SUMMARY, UNSEEN_SUMMARY, Baseline, BaselineSetup
 from cmbml.common.io import iter_chunks
 
-METHODS = ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc")
-"""Estimates of the label compared on every CENN patch, each scored by the same code: the network, the
-multi-channel Wiener filter, the per-mode linear filter fitted on Train and the two ILCs."""
+NETWORK = "network"
+"""The network's key among the methods (``map_mse_network_uK2``)."""
+NETWORK_LABEL = "CENN"
+"""The network's text in tables and figures."""
+REFERENCE = "wiener"
+"""The baseline the network is measured against (``mse_over_wiener``): on Gaussian skies the optimum."""
 
-METHOD_LABELS = {"network": "CENN", "wiener": "Wiener filter", "linear": "linear filter (fit on Train)",
-                 "harmonic_ilc": "harmonic ILC", "pixel_ilc": "pixel ILC"}
 
-CENN_MAPS = ("label", *METHODS, *(f"{m} residual" for m in METHODS))
-"""The maps whose spectra are measured: the label, every method's estimate and its residual (estimate - label)."""
+def methods(oracles: bool = False) -> tuple[str, ...]:
+    """The estimates compared on every CENN patch, each scored by the same code: the network, then every
+    registered baseline in registration order (the oracles only when asked)."""
+    return (NETWORK, *(name for name, b in BASELINES.items() if oracles or not b.oracle))
+
+
+def method_labels(oracles: bool = False) -> dict[str, str]:
+    """Each method's text in tables and figure legends, ``{name: label}`` in the order of :func:`methods`."""
+    return {name: NETWORK_LABEL if name == NETWORK else BASELINES[name].label for name in methods(oracles)}
+
+
+def shown(view: str) -> list[tuple[str, str]]:
+    """``(name, label)`` of the network and of every registered baseline shown in ``view`` (one of
+    :data:`cmbml.cenn.baselines.VIEWS`), in registration order."""
+    return [(NETWORK, NETWORK_LABEL), *((name, b.label) for name, b in BASELINES.items() if view in b.shown_in)]
+
+
+def spectra_map_names() -> tuple[str, ...]:
+    """The maps whose spectra are measured: the label, every method's estimate and its residual (estimate -
+    label); oracles are scored by their map MSE alone."""
+    return ("label", *methods(), *(f"{m} residual" for m in methods()))
 
 LEAK_Z = 3.0
 """A network whose MSE lies this many standard errors below the Wiener filter's is flagged: on Gaussian skies
@@ -56,12 +80,13 @@ def iter_train_chunks(files: Mapping[str, str | Path], chunk: int = 256):
 
 
 def patch_spectra(estimator, maps: Mapping[str, Mapping[str, np.ndarray]], components: Sequence[str],
-                  measured: Sequence[str], names: Sequence[str] = CENN_MAPS) -> dict[str, dict[str, np.ndarray]]:
+                  measured: Sequence[str], names: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """NaMaster spectra of every patch: ``cl[name][spectrum] -> (N, n_bins)``.
 
     ``maps[component][name]`` is a stack (N, n, n); a spin-2 estimator takes the Q and U maps of a
-    patch together, a spin-0 one the single scalar map.
+    patch together, a spin-0 one the single scalar map. ``names`` default: :func:`spectra_map_names`.
     """
+    names = spectra_map_names() if names is None else names
     n = maps[components[0]][names[0]].shape[0]
     per_patch: dict[str, list] = {name: [] for name in names}
     for i in range(n):
@@ -74,22 +99,28 @@ def _mse_per_patch(maps: Mapping[str, Mapping[str, np.ndarray]], name: str) -> n
     return np.mean([np.mean(maps[k][name] ** 2, axis=(1, 2)) for k in maps], axis=0)
 
 
-SUMMARY_METRICS = (*(f"map_mse_{m}_uK2" for m in METHODS), "map_mse_zero_prediction_uK2", "mse_over_wiener",
-                   "mse_over_wiener_err", "leak_suspected", "n_independent_validation")
-"""The handful of :func:`cenn_metrics` an experiment table shows (the rest: per-range spectra scores, errors)."""
-
 UNSEEN_PREFIX = "unseen_"
 """Scores on the Validation patches of the unseen foreground sky carry this prefix."""
 
-UNSEEN_SUMMARY_METRICS = ("map_mse_network_uK2", "map_mse_wiener_uK2", "map_mse_wiener_own_sky_uK2",
-                          "map_mse_harmonic_ilc_uK2", "mse_over_wiener", "mse_over_wiener_err")
-"""The unseen sky's scores an experiment table shows (prefixed)."""
+
+def summary_metric_names() -> tuple[str, ...]:
+    """The handful of :func:`cenn_metrics` an experiment table shows (the rest: per-range spectra scores, errors):
+    the map MSE of the network and of the baselines shown in the summary, and the comparison with the reference."""
+    return (*(f"map_mse_{m}_uK2" for m, _ in shown(SUMMARY)), "map_mse_zero_prediction_uK2",
+            f"mse_over_{REFERENCE}", f"mse_over_{REFERENCE}_err", "leak_suspected", "n_independent_validation")
+
+
+def unseen_summary_metric_names() -> tuple[str, ...]:
+    """The unseen sky's scores an experiment table shows (without :data:`UNSEEN_PREFIX`)."""
+    return (*(f"map_mse_{m}_uK2" for m, _ in shown(UNSEEN_SUMMARY)), f"mse_over_{REFERENCE}",
+            f"mse_over_{REFERENCE}_err")
 
 
 def summary_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
-    """The :data:`SUMMARY_METRICS` present in ``metrics``, and the :data:`UNSEEN_SUMMARY_METRICS` (prefixed)."""
-    return {**{k: metrics[k] for k in SUMMARY_METRICS if k in metrics},
-            **{UNSEEN_PREFIX + k: metrics[UNSEEN_PREFIX + k] for k in UNSEEN_SUMMARY_METRICS
+    """The :func:`summary_metric_names` present in ``metrics``, and the :func:`unseen_summary_metric_names`
+    (prefixed): what the DVC metrics file and the MLflow run show."""
+    return {**{k: metrics[k] for k in summary_metric_names() if k in metrics},
+            **{UNSEEN_PREFIX + k: metrics[UNSEEN_PREFIX + k] for k in unseen_summary_metric_names()
                if UNSEEN_PREFIX + k in metrics}}
 
 
@@ -99,29 +130,34 @@ def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
     """Scores of every method by one code path, averaged over components; error bars from ``n_independent``.
 
     - ``map_mse_<method>_uK2`` (the network's also as ``map_mse_uK2``) with ``_err`` = scatter over patches
-      / sqrt(n_independent); uncleaned input and zero prediction for scale.
+      / sqrt(n_independent); uncleaned input and zero prediction for scale. Oracle baselines present in
+      ``maps`` get their ``map_mse_<name>_uK2`` alone.
     - ``mse_over_wiener``: network MSE / Wiener MSE, with the error of the paired per-patch difference;
       ``leak_suspected`` is 1 when the network beats the Wiener filter by more than ``LEAK_Z`` errors.
     - per spectrum and multipole range, from the NaMaster spectra ``cl[name][spectrum]`` (N, n_bins): the
       residual power ``<method>_residual_dl_uK2`` (mean D_ell of estimate - label) and the transfer
       ``<method>_transfer`` (estimate power / label power).
     """
-    methods = [m for m in METHODS if m in next(iter(maps.values()))]
+    present = next(iter(maps.values()))
+    scored = [m for m in methods() if m in present]
+    oracles = [m for m in methods(oracles=True) if m not in scored and m in present]
     root_n = np.sqrt(max(n_independent, 1.0))
     metrics: dict[str, float] = {}
-    per_patch = {m: _mse_per_patch(maps, f"{m} residual") for m in methods}
-    for m in methods:
+    per_patch = {m: _mse_per_patch(maps, f"{m} residual") for m in scored}
+    for m in scored:
         metrics[f"map_mse_{m}_uK2"] = float(per_patch[m].mean())
         metrics[f"map_mse_{m}_err_uK2"] = float(per_patch[m].std() / root_n)
-    metrics["map_mse_uK2"] = metrics["map_mse_network_uK2"]
+    metrics["map_mse_uK2"] = metrics[f"map_mse_{NETWORK}_uK2"]
     metrics["map_mse_uncleaned_uK2"] = float(_mse_per_patch(maps, "uncleaned residual").mean())
     metrics["map_mse_zero_prediction_uK2"] = float(_mse_per_patch(maps, "label").mean())
-    if "wiener" in per_patch:
-        diff = per_patch["network"] - per_patch["wiener"]
+    if REFERENCE in per_patch:
+        diff = per_patch[NETWORK] - per_patch[REFERENCE]
         err = diff.std() / root_n
-        metrics["mse_over_wiener"] = float(per_patch["network"].mean() / per_patch["wiener"].mean())
-        metrics["mse_over_wiener_err"] = float(err / per_patch["wiener"].mean())
+        metrics[f"mse_over_{REFERENCE}"] = float(per_patch[NETWORK].mean() / per_patch[REFERENCE].mean())
+        metrics[f"mse_over_{REFERENCE}_err"] = float(err / per_patch[REFERENCE].mean())
         metrics["leak_suspected"] = float(diff.mean() < -LEAK_Z * err)
+    for m in oracles:  # over all pixels at once: the same number, with no per-patch scatter to report
+        metrics[f"map_mse_{m}_uK2"] = float(np.mean([np.mean(maps[k][f"{m} residual"] ** 2) for k in maps]))
     metrics["n_independent_validation"] = float(n_independent)
     dl = {name: {s: c * ell * (ell + 1) / (2 * np.pi) for s, c in by_s.items()} for name, by_s in cl.items()}
     for s in dl["label"]:
@@ -131,10 +167,10 @@ def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
                 continue
             tag = f"{s.lower()}_ell{lo}_{hi}"
             label_power = dl["label"][s][:, sel].mean()
-            for m in methods:
+            for m in scored:
                 metrics[f"{tag}_{m}_residual_dl_uK2"] = float(dl[f"{m} residual"][s][:, sel].mean())
                 metrics[f"{tag}_{m}_transfer"] = float(dl[m][s][:, sel].mean() / label_power)
-            diff = (dl["network"][s][:, sel] - dl["label"][s][:, sel]).mean(axis=1)
+            diff = (dl[NETWORK][s][:, sel] - dl["label"][s][:, sel]).mean(axis=1)
             metrics[f"{tag}_output_minus_label_dl_mean_uK2"] = float(diff.mean())
             metrics[f"{tag}_output_minus_label_dl_err_uK2"] = float(diff.std() / root_n)
     return metrics
@@ -153,7 +189,7 @@ def spectra_rows(ell: np.ndarray, cl: Mapping[str, Mapping[str, np.ndarray]], th
             label = cl["label"][s][:, i].mean()
             row[f"theory_{s}_dl"] = float(th[i])
             row[f"label_{s}_dl"] = float(factor[i] * label)
-            for m in METHODS:
+            for m in methods():
                 if m not in cl:
                     continue
                 res = factor[i] * cl[f"{m} residual"][s][:, i]
@@ -167,56 +203,42 @@ def spectra_rows(ell: np.ndarray, cl: Mapping[str, Mapping[str, np.ndarray]], th
 
 @dataclass(frozen=True)
 class ClassicalBaselines:
-    """The classical estimators of the label, fitted once on the Train patches and applied to any patches.
+    """Every registered baseline (:data:`cmbml.cenn.baselines.BASELINES`), fitted once on the Train patches and
+    applied to any patches; oracles are fitted on the patches they clean, with their labels.
 
-    The Wiener filter takes the CMB from the label's C_ell and the foreground + noise covariance from the
-    Train patches (annuli one fundamental wide), which also fit the per-mode linear filter; the harmonic and
-    pixel ILCs need no fit (their weights come from the patches they clean).
+    Attributes
+    ----------
+    setup : BaselineSetup
+        Geometry, channel responses, label spectra and ILC bin width.
+    fitted : dict
+        ``{name: fitted baseline}`` for every non-oracle baseline, in registration order.
     """
 
-    wiener: Any
-    linear: Any
-    grid: Any
-    response: np.ndarray
-    cl_label: Mapping[str, np.ndarray]
-    bin_width: float
+    setup: BaselineSetup
+    fitted: Mapping[str, Baseline]
 
     @classmethod
-    def fit(cls, train_files: Mapping[str, str | Path], grid, response: np.ndarray,
-            cl_label: Mapping[str, np.ndarray], bin_width: float) -> ClassicalBaselines:
-        """``train_files``: ``{component: HDF5 path}``; ``response`` (C, lmax + 1): each channel's beam over the
-        target's; ``cl_label``: the label's C_ell for "EE" and "BB"; ``bin_width``: annuli of the harmonic ILC."""
-        from cmbml.cenn.baselines import PerModeLinearFilter, WienerFilter
+    def fit(cls, train_files: Mapping[str, str | Path], setup: BaselineSetup) -> ClassicalBaselines:
+        """``train_files``: ``{component: HDF5 path}`` (datasets ``M`` and ``M0``), read in chunks, once per
+        baseline that learns from them."""
+        def chunks():
+            return iter_train_chunks(train_files)
 
-        nuisance = WienerFilter.nuisance_from_train(iter_train_chunks(train_files), grid, response, grid.ell_fundamental)
-        wiener = WienerFilter.build(grid, {s[0]: cl for s, cl in cl_label.items()}, response, nuisance)
-        linear = PerModeLinearFilter.fit(iter_train_chunks(train_files), list(train_files))
-        return cls(wiener, linear, grid, response, cl_label, bin_width)
+        return cls(setup, {name: b.fit(setup, chunks) for name, b in BASELINES.items() if not b.oracle})
 
-    @property
-    def wiener_predicted_mse(self) -> float:
-        """The Wiener filter's map MSE (uK^2) predicted from its covariances (valid on the Train sky)."""
-        return self.wiener.predicted_mse
+    def fit_metrics(self) -> dict[str, float]:
+        """Every fitted baseline's scores known from its fit (the Wiener filter's predicted MSE)."""
+        return {k: v for b in self.fitted.values() for k, v in b.fit_metrics().items()}
 
-    def estimates(self, inputs: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-        """``{method: {component: (N, n, n)}}`` for ``inputs`` ``{component: (N, n, n, C)}`` (uncropped patches)."""
-        from cmbml.cenn.baselines import harmonic_ilc, pixel_ilc
-
-        return {
-            "wiener": self.wiener.apply(inputs),
-            "linear": self.linear.apply(inputs),
-            "harmonic_ilc": harmonic_ilc(inputs, self.grid, self.response, self.bin_width),
-            "pixel_ilc": {c: pixel_ilc(m) for c, m in inputs.items()},
-        }
-
-    def wiener_of_own_sky(self, inputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
-                          ) -> dict[str, np.ndarray]:
-        """The Wiener filter with the foreground + noise covariance of the very patches it cleans (measured with
-        their labels ``{component: (N, n, n, 1)}``): the linear optimum for their sky, an oracle that shows how
-        much a sky other than Train's costs the Train-fitted filters."""
-        from cmbml.cenn.baselines import WienerFilter
-
-        nuisance = WienerFilter.nuisance_from_train([(inputs, labels)], self.grid, self.response,
-                                                    self.grid.ell_fundamental)
-        wiener = WienerFilter.build(self.grid, {s[0]: cl for s, cl in self.cl_label.items()}, self.response, nuisance)
-        return wiener.apply(inputs)
+    def estimates(self, inputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray] | None = None
+                  ) -> dict[str, dict[str, np.ndarray]]:
+        """``{baseline: {component: (N, n, n)}}`` for ``inputs`` ``{component: (N, n, n, C)}`` (uncropped patches).
+        With ``labels`` ``{component: (N, n, n, 1)}`` the oracles too, each fitted on these very patches."""
+        out = {name: b.apply(inputs) for name, b in self.fitted.items()}
+        if labels is not None:
+            own = [({c: np.asarray(m, dtype=np.float64) for c, m in inputs.items()},
+                    {c: np.asarray(m, dtype=np.float64) for c, m in labels.items()})]
+            for name, b in BASELINES.items():
+                if b.oracle:
+                    out[name] = b.fit(self.setup, lambda: iter(own)).apply(inputs)
+        return out
