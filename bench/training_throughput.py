@@ -228,8 +228,8 @@ def main() -> None:
                 def build():
                     keras.utils.set_random_seed(0)
                     with dtype_policy(precision):
-                        core = lensing_cnn(setup.grid.npix, setup.conv_filters, setup.conv_kernels,
-                                           setup.output_kernel, setup.kernel_initializer)
+                        core = lensing_cnn(setup.grid.npix, setup.net_params.conv_filters, setup.net_params.conv_kernels,
+                                           setup.net_params.output_kernel, setup.net_params.kernel_initializer)
                     core.compile(optimizer=make_optimizer(tr.optimizer, tr.learning_rate, tr.clipnorm), loss="mse")
                     return core
                 return build

@@ -6,15 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cmbml.cenn.setup import check_cenn
-from cmbml.lensing.setup import check_lensing
-from cmbml.common.params import Checker
+from cmbml.common.schema import validate_params
 
 
 def check_all(params: Mapping[str, Any], conf_dir: str | Path = "conf", source: str = "params.yaml") -> None:
-    """Check every key of both experiments; raise :class:`~cmbml.common.params.ParamError` listing all problems."""
-    checker = Checker(params)
-    check_lensing(checker, Path(conf_dir))
-    check_cenn(checker, Path(conf_dir))
-    checker.problems = list(dict.fromkeys(checker.problems))  # the shared checks run for each experiment
-    checker.raise_if_any(source)
+    """Check every key of the file against the schema of every experiment, their input files included; raise
+    :class:`~cmbml.common.params.ParamError` listing all problems."""
+    validate_params(params, conf_dir, source)

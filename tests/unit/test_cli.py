@@ -12,8 +12,9 @@ from tests.conftest import REPO
 
 
 def run(*args, cwd=REPO):
+    """The installed `cmbml` command, running this checkout's code."""
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
-    return subprocess.run([sys.executable, "-m", "cmbml", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.run([str(Path(sys.executable).parent / "cmbml"), *args], cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def test_help_lists_the_stages_without_importing_heavy_libraries():

@@ -1,12 +1,18 @@
 """The experiments' setups: one definition of each derived quantity, paths inside the repository, each
 experiment's own MLflow parameters, and problems named before any compute."""
 
+import copy
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from cmbml.cenn.setup import CennSetup
-from cmbml.lensing.setup import LensingSetup
+from cmbml.common.config import logged_params
+from cmbml.common.integrity import params_digest
 from cmbml.common.params import ParamError
+from cmbml.lensing.setup import LensingSetup
 from tests.conftest import REPO, compose
 
 CONF = REPO / "conf"
@@ -33,11 +39,11 @@ def test_default_cenn_geometry():
 
 
 def test_the_parameter_check_tests_the_very_bins_namaster_gets(monkeypatch):
-    import cmbml.cenn.setup as cenn_config
+    import cmbml.cenn.schema as cenn_schema
 
     seen = []
-    real = cenn_config.check_bins
-    monkeypatch.setattr(cenn_config, "check_bins", lambda edges, grid, lmax: seen.append(edges) or real(edges, grid, lmax))
+    real = cenn_schema.check_bins
+    monkeypatch.setattr(cenn_schema, "check_bins", lambda edges, grid, lmax: seen.append(edges) or real(edges, grid, lmax))
     setup = CennSetup.from_params(compose(), CONF)
     assert len(seen) == 1 and np.array_equal(seen[0], setup.bin_edges)
 
@@ -122,9 +128,9 @@ def test_a_path_block_pointing_outside_the_repository_is_refused():
 
 def test_all_problems_of_an_experiment_are_reported_at_once():
     p = compose()
-    p["npix"], p["lensing_train"]["optimizer"], p["lensing_net"]["conv_kernels"] = 0, "lbfgs", [3, 3, 3, 4]
+    p["npix"], p["lensing_train"]["optimizer"], p["lensing_net"]["original"]["conv_kernels"] = 0, "lbfgs", [3, 3, 3, 4]
     message = problems(LensingSetup, p)
-    for fragment in ("npix = 0", "lensing_train.optimizer = 'lbfgs'", "lensing_net.conv_kernels[3] = 4"):
+    for fragment in ("npix = 0", "lensing_train.optimizer = 'lbfgs'", "lensing_net.original.conv_kernels[3] = 4"):
         assert fragment in message
 
 
@@ -146,3 +152,86 @@ def test_the_unseen_sky_setup_differs_from_the_training_one_only_in_its_foregrou
             == CennSetup.from_params(same, CONF).dataset_digest)
     with pytest.raises(ValueError, match="allowed"):
         CennSetup.from_params(params, CONF, sky="validation")
+
+
+# The params_digest every dataset file carries, recorded before the parameters moved to the schema: the same keys
+# (DATASET_KEYS, now read from the schema's field metadata) with the same values give the same digest, so that
+# the datasets already made stay valid.
+PINNED_DIGESTS = {
+    (): {"lensing": "cc3bb00a8b9f30fccd767404", "training": "11dcbf06e61f4f5eb572d40f",
+         "unseen": "a18c9c39cba7f9d83483c994"},
+    ("lensing=v5", "cenn=QU", "scale=smoke"): {"lensing": "79d9fdd8eff3522704fbf484",
+                                               "training": "f4b7f224186816c8667ca890",
+                                               "unseen": "c733831e7fb4e2133295af06"},
+}
+
+
+@pytest.mark.parametrize("overrides", sorted(PINNED_DIGESTS), ids=lambda o: " ".join(o) or "default")
+def test_the_dataset_digests_are_unchanged(overrides):
+    params, want = compose(*overrides), PINNED_DIGESTS[overrides]
+    lensing = LensingSetup.from_params(params, CONF)
+    assert lensing.dataset_digest == want["lensing"]
+    assert lensing.dataset_digest == params_digest(logged_params(params, LensingSetup.DATASET_KEYS))
+    for sky in ("training", "unseen"):
+        assert CennSetup.from_params(params, CONF, sky=sky).dataset_digest == want[sky], sky
+
+
+def test_the_keys_of_each_experiment_are_read_from_the_schema():
+    """The roles in the schema's field metadata give the keys each experiment digests, logs and tags."""
+    assert set(LensingSetup.DATASET_KEYS) == {
+        "seed", "cosmology", "lensing_version", "npix", "pixel_arcmin", "T_lmax", "kappa_lmax",
+        "kappa_exaggeration_factor", "same_T_realisation", "noise_uK_arcmin", "lensing_simulate.remap",
+        "lensing_simulate.remap_epsilon", "scale.lensing.n_train", "scale.lensing.n_val", "scale.lensing.n_test"}
+    assert set(CennSetup.DATASET_KEYS) == {
+        "seed", "cosmology", "instrument", "sky_maps.n_cmb_realisations", "foregrounds", "cenn.variant",
+        "cenn.components", "cenn_simulate.b_min_deg", "cenn_simulate.holdout_lon_deg",
+        "cenn_simulate.early_stopping_lon_deg", "scale.cenn.nside", "scale.cenn.npix", "scale.cenn.pixel_arcmin",
+        "scale.cenn.n_train", "scale.cenn.n_test", "scale.cenn.n_validation"}
+    assert set(LensingSetup.EVALUATION_KEYS) == {"lensing_evaluate"}
+    assert set(CennSetup.EVALUATION_KEYS) == {"cenn_evaluate", "unseen_foregrounds", "scale.cenn.crop_pixels",
+                                              "cenn.spectra"}
+    assert set(LensingSetup.KEYS) == {
+        "seed", "cosmology", "lensing_version", "npix", "pixel_arcmin", "T_lmax", "kappa_lmax",
+        "kappa_exaggeration_factor", "same_T_realisation", "noise_uK_arcmin", "lensing_simulate", "lensing_validate",
+        "lensing_net", "lensing_train", "lensing_evaluate", "scale.name", "scale.lensing"}
+    assert set(CennSetup.KEYS) == {
+        "seed", "cosmology", "instrument", "sky_maps", "foregrounds", "unseen_foregrounds", "cenn", "cenn_simulate",
+        "cenn_net", "cenn_train", "cenn_evaluate", "scale.name", "scale.cenn"}
+
+
+def test_the_setups_expose_the_network_training_and_every_path():
+    params = compose()
+    lensing, cenn = LensingSetup.from_params(params, CONF), CennSetup.from_params(params, CONF)
+    assert lensing.net_architecture == "original" and lensing.net_params.conv_filters == [64, 64, 64, 64]
+    assert cenn.net_architecture == "original" and cenn.net_params.model_dump() == {}
+    # training reads as one block: the experiment's training keys and the scale's epochs
+    assert (lensing.train.learning_rate, lensing.train.epochs, lensing.train.early_stopping_patience) == (1e-3, 3, 3)
+    assert (cenn.train.l2, cenn.train.epochs, cenn.train.early_stopping_patience) == (1e-6, 40, 20)
+    for setup in (lensing, cenn):
+        assert setup.paths.data_docs == Path(params["paths"]["data_docs"])
+        assert setup.paths.camb_cls == Path(params["paths"]["spectra"]["camb_cls"])
+    assert lensing.paths.split("val") == Path(params["paths"]["lensing"]["val"])
+    assert cenn.paths.patch_file("Train", "E") == Path(params["paths"]["cenn"]["patches"]) / "Train_E.h5"
+    for setup in (lensing, cenn):  # setups travel to worker processes
+        again = pickle.loads(pickle.dumps(setup))
+        assert (again.train, again.paths, again.net_params) == (setup.train, setup.paths, setup.net_params)
+        assert copy.deepcopy(setup.paths).data_docs == setup.paths.data_docs
+
+
+def test_a_misspelt_key_of_the_other_experiment_is_refused_by_each_setup():
+    """Each experiment validates the whole file: a misspelt key anywhere stops every stage."""
+    p = compose()
+    p["cenn_train"]["learnig_rate"] = 0.1
+    assert "cenn_train.learnig_rate: unknown key" in problems(LensingSetup, p)
+    del p["cenn_train"]["learnig_rate"]
+    p["lensing_trian"] = {}
+    assert "lensing_trian: unknown key" in problems(CennSetup, p)
+
+
+def test_the_lensing_setup_does_not_open_the_cenn_input_files():
+    """The instrument table and the counts tables are inputs of the CENN stages only (data.dvc): a lensing stage
+    runs without them, while `cmbml params check` and the CENN stages refuse a missing one."""
+    p = compose()
+    p["instrument"]["table"] = "data/no_such_table.csv"
+    LensingSetup.from_params(p, CONF)
+    assert "no such file" in problems(CennSetup, p)

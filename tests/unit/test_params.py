@@ -30,7 +30,8 @@ def test_each_version_composes_to_the_seed_table(version):
     assert p["pixel_arcmin"] == pytest.approx(want["pix"])
     assert p["kappa_exaggeration_factor"] == want["factor"]
     assert p["same_T_realisation"] is want["same_T"] and p["noise_uK_arcmin"] == want["noise"]
-    assert p["lensing_net"]["conv_filters"] == want["filters"] and p["lensing_net"]["output_kernel"] == want["out"]
+    net = p["lensing_net"][p["lensing_net"]["architecture"]]
+    assert net["conv_filters"] == want["filters"] and net["output_kernel"] == want["out"]
     validate(p)
 
 

@@ -1,12 +1,12 @@
-"""Reading params.yaml and checking values, collecting every problem before reporting.
+"""Reading params.yaml: the file, dotted keys, the repository, and the exception that lists every problem.
 
-:class:`Checker` is the vocabulary of the checks in :mod:`cmbml.common.config`: each call names a dotted
-key, reads it, and records a problem that names the key, its value and the allowed range.
+The parameters are checked by the schema (:mod:`cmbml.common.schema`, :mod:`cmbml.lensing.schema`,
+:mod:`cmbml.cenn.schema`); :class:`ParamError` is what a refused file raises, one line per problem, each
+naming its dotted key, its value and what is allowed.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,42 @@ def repository_root() -> Path:
     return cwd
 
 
+def file_in_repository(value: Any, relative_to: str | Path, workdir: str | Path,
+                       hint: str = "") -> tuple[Path | None, str | None]:
+    """The file a parameter names, and why it is refused (None if it is not).
+
+    Parameters
+    ----------
+    value : Any
+        The parameter: a path relative to ``relative_to``.
+    relative_to : str or Path
+        The folder the path is relative to, itself relative to ``workdir`` (or absolute).
+    workdir : str or Path
+        The repository: a file outside it would be read but tracked by nothing.
+    hint : str
+        Appended to a refusal: where such a file belongs.
+
+    Returns
+    -------
+    path, problem : Path or None, str or None
+        The resolved file, or None and the reason, worded ``"{key} = <value>: ..."`` so that the caller
+        puts the parameter's dotted key in place of ``{key}``.
+    """
+    if not isinstance(value, str) or not value:
+        return None, f"{{key}} = {value!r}: allowed a non-empty string{hint}"
+    root = Path(workdir).resolve()
+    path = (root / relative_to / value).resolve()
+    if not path.is_relative_to(root):
+        return None, (f"{{key}} = {value!r}: resolves to {path}, outside the repository {root}; "
+                      f"allowed: a file inside it{hint}")
+    if not path.is_file():
+        return None, f"{{key}} = {value!r}: no such file {path}; allowed an existing file inside the repository{hint}"
+    return path, None
+
+
 class Checker:
-    """Collects problems instead of stopping at the first one."""
+    """Collects problems of checks over the raw parameters, for checks that a block's types cannot express
+    (a foreground component's files in ``data/``); each problem is a line that names its dotted key."""
 
     def __init__(self, params: Mapping[str, Any], workdir: str | Path = "."):
         self.params = params
@@ -87,61 +121,13 @@ class Checker:
             self.problems.append(f"{key}: missing")
             return None
 
-    def number(self, key: str, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False,
-               nullable: bool = False, why: str = "") -> float | None:
-        """The value of ``key`` if it is a number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``), else None."""
-        v = self.value(key)
-        if v is None:
-            if not nullable and not any(p.startswith(f"{key}:") for p in self.problems):
-                self.problems.append(f"{key} = null: a value is required, allowed {lo:g} <= {key} <= {hi:g}")
-            return None
-        kind = "an integer" if integer else "a number"
-        ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
-        if isinstance(v, bool) or not ok_type or (isinstance(v, float) and not math.isfinite(v)):
-            self.problems.append(f"{key} = {v!r}: must be {kind}, allowed {lo:g} <= {key} <= {hi:g}")
-            return None
-        lo_sign = "<" if lo_open else "<="
-        too_low = v <= lo if lo_open else v < lo
-        if too_low or v > hi:
-            extra = f" ({why})" if why else ""
-            self.problems.append(f"{key} = {v!r} is out of range: allowed {lo:g} {lo_sign} {key} <= {hi:g}{extra}")
-            return None
-        return v
-
-    def choice(self, key: str, allowed: list[str]) -> str | None:
-        v = self.value(key)
-        if v is not None and v not in allowed:
-            self.problems.append(f"{key} = {v!r}: allowed values are {', '.join(map(str, allowed))}")
-            return None
-        return v
-
-    def boolean(self, key: str) -> bool | None:
-        v = self.value(key)
-        if v is not None and not isinstance(v, bool):
-            self.problems.append(f"{key} = {v!r}: allowed true or false")
-            return None
-        return v
-
-    def text(self, key: str) -> str | None:
-        v = self.value(key)
-        if v is not None and (not isinstance(v, str) or not v):
-            self.problems.append(f"{key} = {v!r}: allowed a non-empty string")
-            return None
-        return v
-
     def file_in_repository(self, key: str, relative_to: str | Path = ".", hint: str = "") -> Path | None:
         """A file named by ``key`` (relative to ``relative_to`` under the working directory) that exists
         inside the repository: files outside it would be read but tracked by nothing."""
-        v = self.text(key)
-        if v is None:
+        value = self.value(key)
+        if value is None:  # absent (reported by value) or null (no file)
             return None
-        base = (self.workdir / relative_to).resolve()
-        path = (base / v).resolve()
-        if not path.is_relative_to(self.workdir):
-            self.problems.append(f"{key} = {v!r}: resolves to {path}, outside the repository {self.workdir}; "
-                                 f"allowed: a file inside it{hint}")
-            return None
-        if not path.is_file():
-            self.problems.append(f"{key} = {v!r}: no such file {path}; allowed an existing file inside the repository{hint}")
-            return None
+        path, problem = file_in_repository(value, relative_to, self.workdir, hint)
+        if problem is not None:
+            self.problems.append(problem.replace("{key}", key))
         return path
