@@ -1,7 +1,7 @@
 """Peak memory of cenn_simulate against the number of CMB realisations (not a test: run on demand).
 
 cenn_simulate builds beam-convolved full-sky maps for every CMB realisation before it cuts patches, so its
-memory grows with ``sky_maps.n_cmb_realisations``. This script measures that growth cheaply, at nside 512
+memory grows with ``cmb_maps.n_realisations``. This script measures that growth cheaply, at nside 512
 with the paper's patch geometry (256 x 256 pixels of 1.5') and a few hundred patches: for each variant (E,
 QU) it runs the stage with 1 and with 6 realisations and records the peak RSS of the stage's processes
 (``ru_maxrss`` of the reaped children: the largest single process). ``bench/paper_scale.py`` scales such
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COUNTS = ["scale.cenn.n_train=256", "scale.cenn.n_test=32", "scale.cenn.n_validation=32"]
+COUNTS = ["scale.cenn.n_training=256", "scale.cenn.n_early_stopping=32", "scale.cenn.n_evaluation=32"]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> None:
@@ -68,13 +68,13 @@ def main() -> None:
         _run(["git", "checkout", "--quiet", commit], work, env)
         _run(["dvc", "pull", "--quiet", "data.dvc"], work, env)
         base = ["scale=paper", f"scale.cenn.nside={args.nside}", *COUNTS]
-        _run(["cmbml", "params", "compose", *base, "sky_maps.n_cmb_realisations=6"], work, env)
+        _run(["cmbml", "params", "compose", *base, "cmb_maps.n_realisations=6"], work, env)
         for stage in ("spectra", "cmb-maps", "foregrounds"):
             _run(["cmbml", *(["spectra"] if stage == "spectra" else ["cenn", stage])], work, env)
         for variant in ("E", "QU"):
             for realisations in (1, 6):
                 _run(["cmbml", "params", "compose", *base, f"cenn={variant}",
-                      f"sky_maps.n_cmb_realisations={realisations}"], work, env)
+                      f"cmb_maps.n_realisations={realisations}"], work, env)
                 peak, wall = _peak_gib_of(["cmbml", "cenn", "simulate"], work, env)
                 rows.append((variant, realisations, peak, wall))
                 print(f"cenn_simulate {variant}, {realisations} realisation(s): peak {peak:.2f} GiB, {wall:.0f} s",

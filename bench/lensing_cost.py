@@ -43,9 +43,9 @@ def main() -> None:
         config = yaml.safe_load(path.read_text())
         ms = ms_per_sample_epoch(config)
         size = config["lensing_default"]
-        seconds = ms / 1e3 * size["n_train"] * size["epochs"]
+        seconds = ms / 1e3 * size["n_training"] * size["epochs"]
         total += seconds
-        rows.append((path.stem, ms, size["n_train"], size["epochs"], seconds))
+        rows.append((path.stem, ms, size["n_training"], size["epochs"], seconds))
     v2_ms = {r[0]: r[1] for r in rows}["v2"]
     print(f"{'version':8} {'ms/sample-epoch':>16} {'vs v2':>6} {'n_train':>8} {'epochs':>6} {'train s':>8}")
     for version, ms, n_train, epochs, seconds in rows:

@@ -330,14 +330,14 @@ def full_counts(copy: WorkingCopy, versions: list[str], variant: str) -> dict:
     for v in versions:
         p = copy.compose(["scale=paper", f"lensing={v}"], output="params.paper_full.yaml")
         sc = p["scale"]["lensing"]
-        out[f"lensing_{v}"] = {"n_train": sc["n_train"], "n_val": sc["n_val"], "n_test": sc["n_test"],
+        out[f"lensing_{v}"] = {"n_training": sc["n_training"], "n_early_stopping": sc["n_early_stopping"], "n_evaluation": sc["n_evaluation"],
                                "epochs": sc["epochs"], "npix": p["npix"], "pixel_arcmin": p["pixel_arcmin"],
                                "batch_size": p["lensing_train"]["batch_size"]}
     p = copy.compose(["scale=paper", f"cenn={variant}"], output="params.paper_full.yaml")
     sc = p["scale"]["cenn"]
-    out["cenn"] = {"n_train": sc["n_train"], "n_test": sc["n_test"], "n_validation": sc["n_validation"],
+    out["cenn"] = {"n_training": sc["n_training"], "n_early_stopping": sc["n_early_stopping"], "n_evaluation": sc["n_evaluation"],
                    "epochs": sc["epochs"], "nside": sc["nside"], "npix": sc["npix"], "pixel_arcmin": sc["pixel_arcmin"],
-                   "n_cmb_realisations": p["sky_maps"]["n_cmb_realisations"],
+                   "n_cmb_realisations": p["cmb_maps"]["n_realisations"],
                    "batch_size": p["cenn_train"]["batch_size"]}
     out["spectra_lmax"] = p["spectra"]["lmax"]
     (copy.root / "params.paper_full.yaml").unlink()
@@ -346,15 +346,15 @@ def full_counts(copy: WorkingCopy, versions: list[str], variant: str) -> dict:
 
 def lensing_counts(full: dict, fraction: float, minimum: int) -> dict:
     """A version's paper counts times ``fraction``, each at least ``minimum`` (Train at least one batch)."""
-    out = {k: max(minimum, round(full[k] * fraction)) for k in ("n_train", "n_val", "n_test")}
-    out["n_train"] = max(out["n_train"], full["batch_size"])
+    out = {k: max(minimum, round(full[k] * fraction)) for k in ("n_training", "n_early_stopping", "n_evaluation")}
+    out["n_training"] = max(out["n_training"], full["batch_size"])
     return out
 
 
 def cenn_overrides(counts: dict, realisations: int, epochs: int, variant: str, nside: int | None = None) -> list[str]:
-    out = ["scale=paper", f"cenn={variant}", f"scale.cenn.n_train={counts['n_train']}",
-           f"scale.cenn.n_test={counts['n_test']}", f"scale.cenn.n_validation={counts['n_validation']}",
-           f"scale.cenn.epochs={epochs}", f"sky_maps.n_cmb_realisations={realisations}"]
+    out = ["scale=paper", f"cenn={variant}", f"scale.cenn.n_training={counts['n_training']}",
+           f"scale.cenn.n_early_stopping={counts['n_early_stopping']}", f"scale.cenn.n_evaluation={counts['n_evaluation']}",
+           f"scale.cenn.epochs={epochs}", f"cmb_maps.n_realisations={realisations}"]
     return out + ([f"scale.cenn.nside={nside}"] if nside else [])
 
 
@@ -370,7 +370,7 @@ class Recorder:
         params = copy.compose(overrides)
         record = self.data["runs"].setdefault(label, {"overrides": overrides, **(info or {}), "stages": {}})
         record["params_scale"] = params["scale"]
-        record["n_cmb_realisations"] = params["sky_maps"]["n_cmb_realisations"]
+        record["n_cmb_realisations"] = params["cmb_maps"]["n_realisations"]
         for stage in stages:
             record["stages"][stage] = result = copy.run(label, stage, poll)
             self.save()
@@ -394,7 +394,7 @@ def measure(args: argparse.Namespace, header: dict) -> dict:
     full = full_counts(copy, args.lensing_versions.split(","), variant)
     rec.data["full_counts"] = full
     main_nside = args.main_nside or full["cenn"]["nside"]
-    main_counts = {"n_train": args.cenn_train, "n_test": args.cenn_test, "n_validation": args.cenn_validation}
+    main_counts = {"n_training": args.cenn_train, "n_early_stopping": args.cenn_test, "n_evaluation": args.cenn_validation}
     try:
         if not rec.run(copy, "spectra", ["scale=paper"], ["spectra"], args.poll):
             raise SystemExit("spectra failed: nothing else can run")
@@ -415,7 +415,7 @@ def measure(args: argparse.Namespace, header: dict) -> dict:
             # count of the stages after cenn_simulate, which do not depend on nside). Other variants:
             # cenn_simulate only, with fewer patches (its memory does not depend on them).
             small = {n: max(1, c // args.probe_divisor) for n, c in main_counts.items()}
-            small["n_train"] = max(small["n_train"], full["cenn"]["batch_size"])  # a batch at least
+            small["n_training"] = max(small["n_training"], full["cenn"]["batch_size"])  # a batch at least
             for k, realisations, counts, stages in (
                     (1, args.realisations, main_counts, ["cmb_maps", "foregrounds", "cenn_simulate"]),
                     (2, args.probe_realisations, {n: 2 * c for n, c in main_counts.items()},
@@ -507,10 +507,10 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
             continue
         c1, c2 = runs[l1]["counts"], runs[l2]["counts"]
         geometry = f"{fl['npix']}² × {fl['pixel_arcmin']:g}′ ({v})"
-        n_full = fl["n_train"] + fl["n_val"] + fl["n_test"]
+        n_full = fl["n_training"] + fl["n_early_stopping"] + fl["n_evaluation"]
         for stage, x1, x2, xf, unit in (("lensing_simulate", sum(c1.values()), sum(c2.values()), n_full, "map"),
                                         ("lensing_validate", sum(c1.values()), sum(c2.values()), n_full, "map"),
-                                        ("lensing_evaluate", c1["n_test"], c2["n_test"], fl["n_test"], "test map")):
+                                        ("lensing_evaluate", c1["n_evaluation"], c2["n_evaluation"], fl["n_evaluation"], "test map")):
             s1, s2 = _stage(data, l1, stage), _stage(data, l2, stage)
             if not s2:
                 failed(stage, l2, geometry)
@@ -529,16 +529,16 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
             add(stage, l2, geometry, f"{x2} {unit}s", unit, per, f"{xf} {unit}s", t_full, m_full, t_model, m_model)
         s1, s2 = _stage(data, l1, "lensing_train"), _stage(data, l2, "lensing_train")
         if s1 and s2 and s1["epochs"] and s2["epochs"]:
-            n1, n2 = c1["n_train"], c2["n_train"]
+            n1, n2 = c1["n_training"], c2["n_training"]
             last1, last2 = s1["epochs"][-1]["s"], s2["epochs"][-1]["s"]  # last epochs: no graph tracing
             per = max(0.0, (last2 - last1) / (n2 - n1))
             epoch_fixed = max(0.0, last2 - per * n2)  # a negative intercept is timing noise
             fixed = s2["wall_s"] - sum(e["s"] for e in s2["epochs"])
-            t_full = fixed + fl["epochs"] * (epoch_fixed + per * fl["n_train"])
-            m_full, m_model = _memory(s2["peak_mib"], _slope(s1, s2, n1, n2, "peak_mib"), fl["n_train"] - n2,
+            t_full = fixed + fl["epochs"] * (epoch_fixed + per * fl["n_training"])
+            m_full, m_model = _memory(s2["peak_mib"], _slope(s1, s2, n1, n2, "peak_mib"), fl["n_training"] - n2,
                                       "training map", 64.0)
             add("lensing_train", l2, geometry, f"{n2} maps × {len(s2['epochs'])} epochs", "map-epoch", per,
-                f"{fl['n_train']} maps × {fl['epochs']} epochs", t_full, m_full,
+                f"{fl['n_training']} maps × {fl['epochs']} epochs", t_full, m_full,
                 f"fixed {fixed:.0f} s + epochs × ({epoch_fixed:.1f} s + maps × {per * 1e3:.0f} ms): per epoch from the "
                 f"last epochs at the two counts ({last1:.1f} s, {last2:.1f} s), the early-stopping pass in proportion; "
                 "every epoch run (early stopping can only shorten it)", m_model)
@@ -555,7 +555,7 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
     pix_ratio = (main["nside"] / probe_nside) ** 2  # full-sky arrays grow with the number of sky pixels
     r_main, r_full = main["n_cmb_realisations"], fc["n_cmb_realisations"]
     r1, r2 = (runs[p]["n_cmb_realisations"] if p in runs else None for p in (p1, p2))
-    n_main, n_full = sum(mc.values()), fc["n_train"] + fc["n_test"] + fc["n_validation"]
+    n_main, n_full = sum(mc.values()), fc["n_training"] + fc["n_early_stopping"] + fc["n_evaluation"]
     sky = f"nside {main['nside']}"
     geometry = f"{sky}, {fc['npix']}² × {fc['pixel_arcmin']:g}′"
 
@@ -632,7 +632,7 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
 
     # The stages after cenn_simulate do not depend on nside: main and probe level 2 are two counts of them.
     for stage, x1, xf, unit in (("cenn_validate", n_main, n_full, "patch"),
-                                ("cenn_evaluate", mc["n_validation"], fc["n_validation"], "Validation patch")):
+                                ("cenn_evaluate", mc["n_evaluation"], fc["n_evaluation"], "Validation patch")):
         s, q = _stage(data, "main", stage), _stage(data, p2, stage)
         if not s:
             failed(stage, "main", geometry)
@@ -649,7 +649,7 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
 
     s, q = _stage(data, "main", "cenn_train"), _stage(data, p2, "cenn_train")
     if s and s["epochs"]:
-        n1 = mc["n_train"]
+        n1 = mc["n_training"]
         fixed = s["wall_s"] - sum(e["s"] for e in s["epochs"])
         if q and q["epochs"]:  # first epochs at the two counts (both with graph tracing, which cancels)
             per = (q["epochs"][0]["s"] - s["epochs"][0]["s"]) / n1
@@ -659,11 +659,11 @@ def extrapolate(data: dict, limit_gib: float, reasonable_h: float) -> list[dict]
                    f"{s['epochs'][-1]['s']:.0f} s)")
         else:
             per, epoch_fixed, how = s["epochs"][-1]["s"] / n1, 0.0, "per epoch ∝ patches (upper bound)"
-        t_full = fixed + fc["epochs"] * (epoch_fixed + per * fc["n_train"])
-        m_full, m_model = _memory(s["peak_mib"], _slope(s, q, n1, 2 * n1, "peak_mib"), fc["n_train"] - n1,
+        t_full = fixed + fc["epochs"] * (epoch_fixed + per * fc["n_training"])
+        m_full, m_model = _memory(s["peak_mib"], _slope(s, q, n1, 2 * n1, "peak_mib"), fc["n_training"] - n1,
                                   "training patch", 128.0)
         add("cenn_train", "main", geometry, f"{n1} patches × {len(s['epochs'])} epochs", "patch-epoch", per,
-            f"{fc['n_train']} patches × {fc['epochs']} epochs", t_full, m_full,
+            f"{fc['n_training']} patches × {fc['epochs']} epochs", t_full, m_full,
             f"fixed {fixed:.0f} s + epochs × {how}; Test (early stopping) in proportion; every epoch run "
             "(early stopping can only shorten it)", m_model)
     else:

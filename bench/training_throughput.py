@@ -80,7 +80,7 @@ def simulate_lensing(params_file: Path, cls_file: Path, out_dir: Path, n_train: 
     simulator = LensingSimulator(setup.sim, spectra["cl_tt_unlensed"], spectra["cl_kk"], seed=setup.seed)
     files = {}
     t0 = time.perf_counter()
-    for split, n in (("train", n_train), ("val", n_val)):
+    for split, n in (("training", n_train), ("early_stopping", n_val)):
         files[split] = out_dir / f"{setup.version}_{split}.h5"
         write_split(files[split], simulator, split, n, 256, {}, executor=ForkExecutor(workers))
     return setup, files, (n_train + n_val) / (time.perf_counter() - t0)
@@ -215,14 +215,14 @@ def main() -> None:
             setup = LensingSetup.from_params(load_params(args.params_dir / f"params_{name}.yaml"), REPO / "conf")
             setup, files, sim_rate = simulate_lensing(args.params_dir / f"params_{name}.yaml",
                                                       args.params_dir / "camb_cls.csv", data_dir,
-                                                      args.n_train or setup.n_samples["train"], setup.n_samples["val"],
+                                                      args.n_train or setup.n_samples["training"], setup.n_samples["early_stopping"],
                                                       os.cpu_count() or 1)
-            paper_n = setup.n_samples["train"]
-            ts, ks = streamed_mean_std(files["train"], "T_lensed"), streamed_mean_std(files["train"], "kappa")
+            paper_n = setup.n_samples["training"]
+            ts, ks = streamed_mean_std(files["training"], "T_lensed"), streamed_mean_std(files["training"], "kappa")
             tr = setup.train
-            make = lambda: H5Batches(files["train"], "T_lensed", "kappa", tr.batch_size, ts, ks,  # noqa: E731
+            make = lambda: H5Batches(files["training"], "T_lensed", "kappa", tr.batch_size, ts, ks,  # noqa: E731
                                      augment=tr.augment, shuffle=True, seed=setup.seed)
-            make_val = lambda: H5Batches(files["val"], "T_lensed", "kappa", tr.batch_size, ts, ks)  # noqa: E731
+            make_val = lambda: H5Batches(files["early_stopping"], "T_lensed", "kappa", tr.batch_size, ts, ks)  # noqa: E731
 
             def builder(precision, setup=setup, tr=tr):
                 def build():

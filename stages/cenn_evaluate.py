@@ -1,7 +1,7 @@
-"""Stage `cenn_evaluate`: CENN on the held-out Validation patches, gated, beside the classical answers on the
+"""Stage `cenn_evaluate`: CENN on the held-out evaluation patches (Validation files), gated, beside the classical answers on the
 same patches (every registered baseline, `cmbml.cenn.baselines.BASELINES`: Wiener filter, per-mode linear filter
 fitted on Train, harmonic and pixel ILC, and the own-sky Wiener oracle), all scored by the same code: map MSE,
-NaMaster spectra, transfer and residual per multipole; then the same on the Validation patches of the unseen
+NaMaster spectra, transfer and residual per multipole; then the same on the evaluation patches of the unseen
 foreground sky (another model, the same CMB and noise), prefixed `unseen_`; metrics and plots to DVC and
 MLflow."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from cmbml.common.roles import EARLY_STOPPING, EVALUATION, TRAINING
 from stages.tracking import log_evaluation
 
 
@@ -16,7 +17,7 @@ def main() -> None:
     from cmbml.cenn.setup import load
     from cmbml.common.gate import require_passed
 
-    setup, unseen = load(), load(sky="unseen")
+    setup, unseen = load(), load(foreground_sky="unseen")
     require_passed(setup.paths.validation)
     require_passed(unseen.paths.validation)
 
@@ -38,21 +39,21 @@ def main() -> None:
     lmax = int(geometry.sky_lmax)
     cl_label = {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * setup.label_transfer**2 for s in ("EE", "BB")}
     # The classical answers fitted on the same Train patches the network saw, once for both skies.
-    baselines = ClassicalBaselines.fit({c: paths.patch_file("Train", c) for c in components},
+    baselines = ClassicalBaselines.fit({c: paths.patch_file(TRAINING, c) for c in components},
                                        BaselineSetup(geometry.patch, setup.channel_response, cl_label,
                                                      setup.bin_width, tuple(components)))
     estimator = FlatSpectra(geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
                             spin0_name=measured[0])
     cl_theory = {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label}
 
-    # The training sky's Validation patches, then the unseen sky's (the network never saw that model).
+    # The training sky's evaluation patches, then the unseen sky's (the network never saw that model).
     metrics, rows = _evaluate_sky(setup, model, baselines, estimator, cl_theory, prefix="")
     unseen_metrics, unseen_rows = _evaluate_sky(unseen, model, baselines, estimator, cl_theory, prefix=UNSEEN_PREFIX)
     metrics.update(baselines.fit_metrics())  # the Wiener filter's predicted MSE
     metrics.update({UNSEEN_PREFIX + k: v for k, v in unseen_metrics.items()})
-    for split in ("Train", "Test"):  # how much independent sky the network learned from and stopped on
-        with h5py.File(paths.patch_file(split, components[0]), "r") as h5:
-            metrics[f"n_independent_{split.lower()}"] = float(h5.attrs["n_independent_cmb"])
+    for role in (TRAINING, EARLY_STOPPING):  # how much independent sky the network learned from and stopped on
+        with h5py.File(paths.patch_file(role, components[0]), "r") as h5:
+            metrics[f"n_independent_{role}"] = float(h5.attrs["n_independent_cmb"])
 
     # DVC and the MLflow runs table show a handful of summary metrics; every score is in scores.json.
     summary = summary_metrics(metrics)
@@ -60,16 +61,16 @@ def main() -> None:
     write_json(paths.output_report / "scores.json", metrics)
     write_json(paths.spectra, {"spectra": rows})
     write_json(paths.evaluate_plots / f"{UNSEEN_PREFIX}spectra.json", {"spectra": unseen_rows})
-    log_evaluation(setup.tracking, paths.model, "validation", summary,
+    log_evaluation(setup.tracking, paths.model, EVALUATION, summary,
                    [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics],
                    tables={"spectra.json": rows, f"{UNSEEN_PREFIX}spectra.json": unseen_rows},
                    stage="cenn_evaluate", details=metrics,
-                   datasets=[s.paths.patch_file("Validation", c) for s in (setup, unseen) for c in components])
+                   datasets=[s.paths.patch_file(EVALUATION, c) for s in (setup, unseen) for c in components])
     m = metrics  # both skies' scores, the unseen sky's under UNSEEN_PREFIX
     for sky, prefix in ((setup, ""), (unseen, UNSEEN_PREFIX)):
         print(f"cenn_evaluate: {setup.variant} trained on {setup.foregrounds['model']} foregrounds, on "
-              f"{int(m[prefix + 'n_validation'])} Validation patches of the {sky.sky} {sky.foregrounds['model']} sky "
-              f"({m[prefix + 'n_independent_validation']:.0f} independent), map MSE (uK^2): "
+              f"{int(m[prefix + 'n_evaluation'])} evaluation patches of the {sky.foreground_sky} {sky.foregrounds['model']} "
+              f"sky ({m[prefix + 'n_independent_evaluation']:.0f} independent), map MSE (uK^2): "
               + ", ".join(f"{k} {m[f'{prefix}map_mse_{k}_uK2']:.3f}" for k in methods(oracles=True))
               + f"; network / {method_labels(oracles=True)[REFERENCE]} {m[f'{prefix}mse_over_{REFERENCE}']:.3f} "
               + f"+- {m[f'{prefix}mse_over_{REFERENCE}_err']:.3f}")
@@ -79,7 +80,7 @@ def main() -> None:
 
 
 def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> tuple[dict, list]:
-    """Scores and per-bin spectra of the network and every classical method on one sky's Validation patches;
+    """Scores and per-bin spectra of the network and every classical method on one sky's evaluation patches;
     their outputs gated, example patches and spectra plotted (file names with ``prefix``)."""
     import h5py
 
@@ -89,21 +90,20 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
     from cmbml.common.prediction import predict_h5
     from cmbml.common.gate import data_docs_dir
     from cmbml.common.io import write_json
-    from cmbml.common.params import get_key, load_params
     from cmbml.cenn.plots import plot_cenn_patches, plot_cenn_spectra
     from cmbml.common.spectra import cl_to_dl
 
     paths, geometry, components, measured = sky.paths, sky.geometry, sky.components, sky.spectra
     inputs, labels, outputs = {}, {}, {}
     for comp in components:
-        outputs[comp] = predict_h5(model, paths.patch_file("Validation", comp), "M", batch=64)
-        with h5py.File(paths.patch_file("Validation", comp), "r") as h5:
+        outputs[comp] = predict_h5(model, paths.patch_file(EVALUATION, comp), "M", batch=64)
+        with h5py.File(paths.patch_file(EVALUATION, comp), "r") as h5:
             inputs[comp], labels[comp] = h5["M"][:].astype("float64"), h5["M0"][:]
             n_independent = float(h5.attrs["n_independent_cmb"])
     # The outputs must have the labels' shape and be finite before NaMaster sees them.
     # Data Docs carry run times: kept outside the stage's outputs (as for cenn_validate).
-    stage = f"cenn_evaluate{'_' + sky.sky if prefix else ''}"
-    result = gate_outputs(outputs, labels, data_docs_dir(get_key(load_params(), "paths.data_docs"), stage),
+    stage = f"cenn_evaluate{'_' + sky.foreground_sky if prefix else ''}"
+    result = gate_outputs(outputs, labels, data_docs_dir(paths.data_docs, stage),
                           run_name=f"{stage}-{sky.variant}-{sky.scale}")
     write_json(sky.paths.output_report / f"{prefix}validation.json", result.as_dict())
     if not result.success:
@@ -122,15 +122,15 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
     theory_dl = {s: cl_to_dl(estimator.ell, theory[s]) for s in measured}
     dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in names}
     n_val = labels[components[0]].shape[0]
-    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent), "n_validation": n_val}
+    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent), "n_evaluation": n_val}
 
-    title = f"CENN {sky.variant}, {sky.foregrounds['model']} foregrounds ({sky.sky} sky)"
+    title = f"CENN {sky.variant}, {sky.foregrounds['model']} foregrounds ({sky.foreground_sky} sky)"
     comp0, n_ex = components[0], min(sky.n_example_patches, n_val)
     plot_cenn_patches(inputs[comp0][:n_ex], labels[comp0][:n_ex, ..., 0], outputs[comp0][:n_ex, ..., 0],
                       sky.instrument.freqs_ghz, geometry.patch.side_deg,
-                      paths.evaluate_plots / f"{prefix}example_patches.png", f"{title}: Validation patches ({comp0})")
+                      paths.evaluate_plots / f"{prefix}example_patches.png", f"{title}: evaluation patches ({comp0})")
     for s in measured:
         plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in names}, theory_dl[s],
-                          paths.evaluate_plots / f"{prefix}spectra_{s}.png", f"{title}: {s} on {n_val} Validation patches",
+                          paths.evaluate_plots / f"{prefix}spectra_{s}.png", f"{title}: {s} on {n_val} evaluation patches",
                           method_labels())
     return metrics, spectra_rows(estimator.ell, cl, theory_dl, n_independent)

@@ -256,7 +256,7 @@ FOREGROUNDS_OPTION = typer.Option("training", "--foregrounds",
 def _run_foreground_stage(module: str, foregrounds: str) -> None:
     """Run ``module`` on one foreground sky, as dvc.yaml's stage ``<module>@<sky>`` (the setup refuses
     any other sky)."""
-    _run_stage(module, f"{module}@{foregrounds}", sky=foregrounds)
+    _run_stage(module, f"{module}@{foregrounds}", foreground_sky=foregrounds)
 
 
 @cenn_app.command("foregrounds")
@@ -331,9 +331,9 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
 
     params = load_params("params.yaml")
     uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
-    lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "test", scale, "rho_L.json",
+    lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "evaluation", scale, "rho_L.json",
                                       "rho_opt_mean").values())
-    by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "validation", scale, "spectra.json",
+    by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
                                   "mse_over_wiener", group_by=("foregrounds.model",))
     # The per-variant tables: networks trained on the default (Gaussian) sky; the foreground-model table:
     # E and B trained on each model, scored on it and on the unseen one.

@@ -27,6 +27,6 @@ def main() -> None:
             write_healpix(setup.paths.cmb_tqu(r), tqu, ["T", "Q", "U"])
             if r == 0:
                 measured = tqu_spectra(tqu, lmax)
-                plot_full_sky_check(tqu, measured, cls, nside, setup.paths.sky_plots / "cmb_realisation_0.png")
+                plot_full_sky_check(tqu, measured, cls, nside, setup.paths.cmb_plots / "cmb_realisation_0.png")
             advance()
-    print(f"cmb_maps: {n_real} CMB realisations at nside {nside} (lmax {lmax}) -> {setup.paths.sky}")
+    print(f"cmb_maps: {n_real} CMB realisations at nside {nside} (lmax {lmax}) -> {setup.paths.cmb}")

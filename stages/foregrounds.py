@@ -1,11 +1,11 @@
-"""Stages `foregrounds` and `foregrounds_unseen`: every registered foreground component
+"""Stages `foregrounds@training` and `foregrounds@unseen`: every registered foreground component
 (`cmbml.cenn.foregrounds.COMPONENTS`: dust, synchrotron, radio and infrared sources) at every channel (uK_CMB), for
 the training sky (params `foregrounds`) or the unseen evaluation sky (`unseen_foregrounds`)."""
 
 from __future__ import annotations
 
 
-def main(sky: str = "training") -> None:
+def main(foreground_sky: str = "training") -> None:
     import numpy as np
 
     from cmbml.cenn.setup import load
@@ -16,7 +16,7 @@ def main(sky: str = "training") -> None:
     from cmbml.cenn.plots import plot_foreground_channels
     from cmbml.common.progress import progress
 
-    setup = load(sky=sky)
+    setup = load(foreground_sky=foreground_sky)
     fg, nside, paths = setup.foregrounds, setup.nside, setup.paths
     freqs = setup.instrument.freqs_ghz
     # One sky for every channel: diffuse components at their reference frequencies (Gaussian or
@@ -45,5 +45,5 @@ def main(sky: str = "training") -> None:
         "model": fg["model"], "n_sources": {k: int(v["flux_jy"].size) for k, v in foreground.catalogues.items()}})
     write_foreground_spectra(paths.foreground_cls, spectra)
     plot_foreground_channels(q_maps, nside, paths.foreground_plots / "foregrounds_Q.png")
-    print(f"foregrounds ({setup.sky} sky, {fg['model']}): {len(freqs)} channels at nside {nside}; "
+    print(f"foregrounds ({setup.foreground_sky} sky, {fg['model']}): {len(freqs)} channels at nside {nside}; "
           + ", ".join(f"{k} dust rms {v['dust']:.2f} uK" for k, v in levels.items()))

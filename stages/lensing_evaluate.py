@@ -3,6 +3,7 @@ quadratic estimator on the same maps and its linear-theory limit; plots; metrics
 
 from __future__ import annotations
 
+from cmbml.common.roles import EVALUATION
 from stages.tracking import log_evaluation
 
 
@@ -27,8 +28,8 @@ def main() -> None:
 
     paths, grid, sim, edges = setup.paths, setup.grid, setup.sim, setup.rho_bin_edges
     model = keras.models.load_model(paths.model)
-    kappa_pred = predict_h5(model, paths.test, "T_lensed", batch=256, add_channel_axis=True)
-    with h5py.File(paths.test, "r") as h5:
+    kappa_pred = predict_h5(model, paths.evaluation, "T_lensed", batch=256, add_channel_axis=True)
+    with h5py.File(paths.evaluation, "r") as h5:
         kappa_true, t_lensed = h5["kappa"][:], h5["T_lensed"][:]
 
     # rho(L) in bins of at least the fundamental mode, up to the kappa band limit.
@@ -53,7 +54,7 @@ def main() -> None:
         "rho_qe_mean": float(np.mean(qe.rho)),
         "rho_opt_mean": float(np.mean(rho_opt)),
         "cnn_over_qe_min": float(np.min(cnn.rho / qe.rho)),
-        "n_test": int(kappa_true.shape[0]),
+        "n_evaluation": int(kappa_true.shape[0]),
     }
     write_json(paths.metrics, metrics)
     write_json(paths.rho, {"rho_L": per_bin})
@@ -73,8 +74,8 @@ def main() -> None:
                      cnn.n_modes * kappa_true.shape[0], plots / "kappa_power.png", f"{title}: kappa power and noise",
                      cl_kk=camb["cl_kk"], exaggeration=sim.kappa_exaggeration_factor)
 
-    log_evaluation(setup.tracking, paths.model, "test", metrics, [*sorted(plots.glob("*.png")), paths.metrics],
-                   tables={"rho_L.json": per_bin}, stage="lensing_evaluate", datasets=[paths.test])
+    log_evaluation(setup.tracking, paths.model, EVALUATION, metrics, [*sorted(plots.glob("*.png")), paths.metrics],
+                   tables={"rho_L.json": per_bin}, stage="lensing_evaluate", datasets=[paths.evaluation])
     print(f"lensing_evaluate: {setup.version} rho: CNN {metrics['rho_cnn_mean']:.3f}, QE {metrics['rho_qe_mean']:.3f}, "
           f"QE limit {metrics['rho_opt_mean']:.3f}; MSE/var = {metrics['mse_kappa_over_var']:.3f} "
-          f"on {metrics['n_test']} test maps")
+          f"on {metrics['n_evaluation']} evaluation maps")

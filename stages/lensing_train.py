@@ -11,7 +11,7 @@ def main() -> None:
     from cmbml.lensing.setup import load
 
     setup = load()
-    require_passed(setup.paths.validation)
+    require_passed(setup.paths.early_stoppingidation)
 
     import keras
 
@@ -30,10 +30,10 @@ def main() -> None:
                                                            name=f"lensing_cnn_{setup.version}")
         core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate, train.clipnorm), loss="mse")
     # Lensed T and kappa standardised with training-set statistics, which the saved model carries.
-    t_stats, k_stats = streamed_mean_std(paths.train, "T_lensed"), streamed_mean_std(paths.train, "kappa")
-    training = H5Batches(paths.train, "T_lensed", "kappa", train.batch_size, t_stats, k_stats,
+    t_stats, k_stats = streamed_mean_std(paths.training, "T_lensed"), streamed_mean_std(paths.training, "kappa")
+    training = H5Batches(paths.training, "T_lensed", "kappa", train.batch_size, t_stats, k_stats,
                          augment=train.augment, shuffle=True, seed=setup.seed)
-    early_stopping = H5Batches(paths.val, "T_lensed", "kappa", train.batch_size, t_stats, k_stats)
+    early_stopping = H5Batches(paths.early_stopping, "T_lensed", "kappa", train.batch_size, t_stats, k_stats)
     # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
     # saved beside its card and registered as cmbml-lensing-<version>@<scale>.
     parameter_set = ParameterSet(setup.tracking, "lensing", setup.version, setup.scale, setup.model_card)
@@ -41,7 +41,7 @@ def main() -> None:
         run.log_inputs(core, training, early_stopping)
         fitted = fit(core, training, early_stopping, train.epochs, train.early_stopping_patience,
                      on_epoch_end=run.log_epoch, scratch=paths.model.parent)
-        curve = paths.train_plots / "training_curve.png"
+        curve = paths.training_plots / "training_curve.png"
         write_fit(fitted, paths.model, paths.history, curve, title=f"lensing {setup.version}: training")
         write_json(paths.model_card, parameter_set.model_card)
         run.log_fit(fitted, paths.model, artifacts=[curve, paths.model_card])

@@ -9,7 +9,6 @@ def main() -> None:
     from cmbml.common.gate import data_docs_dir, run_gate
     from cmbml.common.io import write_json
     from cmbml.lensing.setup import SPLITS, load
-    from cmbml.common.params import get_key, load_params
     from cmbml.lensing.simulate import LensingSimulator
     import pandas as pd
 
@@ -29,7 +28,7 @@ def main() -> None:
     tables = build_tables(files, expect, alignment)
     # The Data Docs carry run times: kept in the repository (also from a queued experiment's copy), outside
     # the stage's output, whose validation.json holds only what follows from the data.
-    docs = data_docs_dir(get_key(load_params(), "paths.data_docs"), "lensing_validate")
+    docs = data_docs_dir(setup.paths.data_docs, "lensing_validate")
     result = run_gate(docs, "lensing_datasets", tables, run_name=f"lensing_validate-{setup.version}-{setup.scale}")
     write_json(setup.paths.validation, {"lensing_version": setup.version, **result.as_dict()})
     print(f"lensing_validate: {result.n_expectations} expectations, {len(result.failures)} failed; "

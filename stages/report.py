@@ -37,7 +37,7 @@ def lensing_table(records: Sequence[Mapping]) -> str:
     lines = [head, "|" + "---|" * (3 + N_L_RANGES)]
     for rec in records:
         m, rows = rec["metrics"], rec["rows"]
-        cells = [rec["name"], str(int(m["n_test"])),
+        cells = [rec["name"], str(int(m["n_evaluation"])),
                  f"{_fmt(m['rho_cnn_mean'])} / {_fmt(m['rho_qe_mean'])} / {_fmt(m['rho_opt_mean'])}"]
         for part in np.array_split(np.arange(len(rows)), N_L_RANGES):
             if len(part) == 0:
@@ -69,8 +69,8 @@ def cenn_table(records: Sequence[Mapping]) -> str:
     lines = [head, "|" + "---|" * (len(columns) + 5)]
     for rec in records:
         m = rec["metrics"]
-        cells = [rec["name"], f"{int(m['n_validation'])} ({m['n_independent_validation']:.0f})",
-                 f"{_fmt(m.get('n_independent_train'), 0)} / {_fmt(m.get('n_independent_test'), 0)}"]
+        cells = [rec["name"], f"{int(m['n_evaluation'])} ({m['n_independent_evaluation']:.0f})",
+                 f"{_fmt(m.get('n_independent_training'), 0)} / {_fmt(m.get('n_independent_early_stopping'), 0)}"]
         for key, _ in columns:
             cells.append(f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)} +- {_sig(m.get(f'map_mse_{key}_err_uK2'), 2)}")
         cells.append(_sig(m.get(f"map_mse_{REFERENCE}_predicted_uK2"), 4))

@@ -28,15 +28,15 @@ def test_b_mode_datasets_metrics_and_reports(b_mode_experiment):
     assert 5 <= len(summary) <= 18 and summary["map_mse_network_uK2"] > 0 and "mse_over_wiener" in summary
     assert summary["unseen_map_mse_network_uK2"] > 0 and "unseen_mse_over_wiener" in summary
     metrics = json.loads((root / "reports/cenn_outputs/scores.json").read_text())
-    assert metrics["n_validation"] == 32 and metrics["map_mse_uK2"] > 0
+    assert metrics["n_evaluation"] == 32 and metrics["map_mse_uK2"] > 0
     assert {k: metrics[k] for k in summary} == summary
     assert "bb_ell60_300_network_residual_dl_uK2" in metrics and not any(k.startswith("ee_") for k in metrics)
     # every baseline scored beside the network, errors from the independent patch areas
     for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):
         assert metrics[f"map_mse_{method}_uK2"] > 0 and metrics[f"map_mse_{method}_err_uK2"] > 0
         assert f"bb_ell60_300_{method}_transfer" in metrics
-    assert 1 <= metrics["n_independent_validation"] <= 32 and metrics["mse_over_wiener"] > 0
-    assert 1 <= metrics["n_independent_test"] <= 32 and 1 <= metrics["n_independent_train"] <= 64
+    assert 1 <= metrics["n_independent_evaluation"] <= 32 and metrics["mse_over_wiener"] > 0
+    assert 1 <= metrics["n_independent_early_stopping"] <= 32 and 1 <= metrics["n_independent_training"] <= 64
     assert json.loads((root / "reports/cenn/validation.json").read_text())["success"]
     assert json.loads((root / "reports/cenn_outputs/validation.json").read_text())["success"]
     assert (root / "plots/cenn/evaluate/spectra_BB.png").stat().st_size > 1000
@@ -46,7 +46,7 @@ def test_b_mode_datasets_metrics_and_reports(b_mode_experiment):
     assert json.loads((root / "reports/cenn_outputs/unseen_validation.json").read_text())["success"]
     for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc", "wiener_own_sky"):
         assert metrics[f"unseen_map_mse_{method}_uK2"] > 0
-    assert metrics["unseen_n_independent_validation"] == metrics["n_independent_validation"]
+    assert metrics["unseen_n_independent_evaluation"] == metrics["n_independent_evaluation"]
     assert metrics["unseen_map_mse_zero_prediction_uK2"] == metrics["map_mse_zero_prediction_uK2"]  # same labels
     assert metrics["unseen_map_mse_uncleaned_uK2"] != metrics["map_mse_uncleaned_uK2"]  # other foregrounds
     assert (root / "plots/cenn/evaluate/unseen_spectra_BB.png").stat().st_size > 1000
@@ -69,9 +69,9 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     # metrics measured on the Validation split carry its name
     for key in ("loss", "val_loss", "validation_map_mse_network_uK2", "validation_mse_over_wiener"):
         assert key in run.data.metrics
-    assert "validation_unseen_mse_over_wiener" in run.data.metrics
+    assert "evaluation_unseen_mse_over_wiener" in run.data.metrics
     assert len(run.data.metrics) <= 24  # the runs table stays readable: per-range scores are an artifact
-    scores = client.download_artifacts(run.info.run_id, "validation_scores.json")
+    scores = client.download_artifacts(run.info.run_id, "evaluation_scores.json")
     assert "bb_ell60_300_network_residual_dl_uK2" in json.loads(Path(scores).read_text())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"spectra_BB.png", "unseen_spectra_BB.png", "training_curve.png", "model_card.json", "spectra.json",

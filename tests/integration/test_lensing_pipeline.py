@@ -71,9 +71,9 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     dvc_md5 = {o["path"]: o["md5"] for o in lock["lensing_train"]["deps"]}
     inputs = {(i.dataset.name, i.tags[0].value, i.dataset.digest) for i in run.inputs.dataset_inputs}
-    assert inputs == {("datasets/lensing/train.h5", "training", dvc_md5["datasets/lensing/train.h5"][:20]),
-                      ("datasets/lensing/val.h5", "early_stopping", dvc_md5["datasets/lensing/val.h5"][:20]),
-                      ("datasets/lensing/test.h5", "evaluation", file_md5(root / "datasets/lensing/test.h5"))}
+    assert inputs == {("datasets/lensing/training.h5", "training", dvc_md5["datasets/lensing/training.h5"][:20]),
+                      ("datasets/lensing/early_stopping.h5", "early_stopping", dvc_md5["datasets/lensing/early_stopping.h5"][:20]),
+                      ("datasets/lensing/evaluation.h5", "evaluation", file_md5(root / "datasets/lensing/evaluation.h5"))}
     # one registered model per version, the scale's alias on the newest, with the card as metadata
     version = client.get_model_version_by_alias("cmbml-lensing-v2", "smoke")
     assert version.run_id == run.info.run_id and version.tags["dvc_exp_name"] == "smoke-x10"
@@ -104,7 +104,7 @@ def test_cmbml_predict_round_trips_a_fits_map_and_refuses_a_wrong_geometry(smoke
 
     root, env = smoke_experiment
     env = {**env, "PYTHONPATH": "src:."}
-    with h5py.File(root / "datasets/lensing/test.h5") as h5:
+    with h5py.File(root / "datasets/lensing/evaluation.h5") as h5:
         maps = h5["T_lensed"][:4]
     expected = keras.models.load_model(root / "models/lensing/model.keras").predict(maps[..., None], verbose=0)
     pixel = json.loads((root / "models/lensing/model_card.json").read_text())["input"]["pixel_arcmin"]  # v2: 27.48
@@ -149,7 +149,7 @@ def test_the_registered_model_serves_through_mlflow_pyfunc(smoke_experiment, tmp
     import keras
 
     root, env = smoke_experiment
-    with h5py.File(root / "datasets/lensing/test.h5") as h5:
+    with h5py.File(root / "datasets/lensing/evaluation.h5") as h5:
         sample = h5["T_lensed"][:1][..., None]
     (tmp_path / "input.json").write_text(json.dumps({"inputs": sample.tolist()}))
     env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}

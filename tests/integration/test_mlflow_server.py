@@ -74,7 +74,7 @@ def test_two_queued_experiments_log_in_parallel_to_a_tracking_server_on_postgres
     for name, rate in zip(names, RATES):
         run = runs[name]
         assert run.info.status == "FINISHED" and run.data.params["lensing_train.learning_rate"] == rate
-        assert "best_val_loss" in run.data.metrics and run.data.params["scale.lensing.n_train"] == "128"
+        assert "best_val_loss" in run.data.metrics and run.data.params["scale.lensing.n_training"] == "128"
     # in parallel: each run started before the other ended
     first, second = sorted(runs.values(), key=lambda r: r.info.start_time)
     assert second.info.start_time < first.info.end_time

@@ -25,8 +25,9 @@ SIZES = {"Train": 16, "Test": 8, "Validation": 8}
 def world(camb_cls):
     """Smoke-scale skies (nside 128, 32 px x 12 arcmin) and the parameters that made them."""
     params = compose("scale=smoke")
-    params["scale"]["cenn"].update({f"n_{s.lower()}": n for s, n in SIZES.items()})
-    params["cenn_train"]["batch_size"] = 8  # at most n_train
+    roles = {"Train": "training", "Test": "early_stopping", "Validation": "evaluation"}  # SPLIT_FILES
+    params["scale"]["cenn"].update({f"n_{roles[s]}": n for s, n in SIZES.items()})
+    params["cenn_train"]["batch_size"] = 8  # at most n_training
     sc = params["scale"]["cenn"]
     nside, lmax = sc["nside"], 3 * sc["nside"] - 1
     channels = read_instrument(REPO / params["instrument"]["table"])

@@ -89,7 +89,7 @@ def test_a_stage_run_before_its_inputs_exist_names_the_stage_that_writes_them(tm
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     line = one_line_error(run("lensing", "train", cwd=tmp_path), 1)
-    assert "train.h5 does not exist yet" in line and "`dvc repro lensing_simulate`" in line
+    assert "training.h5 does not exist yet" in line and "`dvc repro lensing_simulate`" in line
 
 
 def test_tensorflow_start_up_notices_are_hidden_behind_the_cli(tmp_path):

@@ -139,30 +139,30 @@ def test_the_unseen_sky_setup_differs_from_the_training_one_only_in_its_foregrou
     its foregrounds, patches and gate report are its own. A model's sky does not depend on its role:
     with the same model in both roles the two skies' datasets carry the same parameter digest."""
     params = compose()
-    train, unseen = CennSetup.from_params(params, CONF), CennSetup.from_params(params, CONF, sky="unseen")
-    assert train.splits == ("Train", "Test", "Validation") and unseen.splits == ("Validation",)
+    train, unseen = CennSetup.from_params(params, CONF), CennSetup.from_params(params, CONF, foreground_sky="unseen")
+    assert train.roles == ("training", "early_stopping", "evaluation") and unseen.roles == ("evaluation",)
     assert (train.foregrounds["model"], unseen.foregrounds["model"]) == ("gaussian", "nongaussian")
     assert (unseen.seed, unseen.n_samples, unseen.geometry) == (train.seed, train.n_samples, train.geometry)
-    assert unseen.paths.sky == train.paths.sky and unseen.paths.model == train.paths.model
+    assert unseen.paths.cmb == train.paths.cmb and unseen.paths.model == train.paths.model
     for field in ("foregrounds", "foreground_cls", "patches", "report", "validation"):
         assert getattr(unseen.paths, field) != getattr(train.paths, field), field
     assert unseen.dataset_digest != train.dataset_digest
     same = compose("foregrounds@unseen_foregrounds=gaussian")
-    assert (CennSetup.from_params(same, CONF, sky="unseen").dataset_digest
+    assert (CennSetup.from_params(same, CONF, foreground_sky="unseen").dataset_digest
             == CennSetup.from_params(same, CONF).dataset_digest)
     with pytest.raises(ValueError, match="allowed"):
-        CennSetup.from_params(params, CONF, sky="validation")
+        CennSetup.from_params(params, CONF, foreground_sky="validation")
 
 
-# The params_digest every dataset file carries, recorded before the parameters moved to the schema: the same keys
-# (DATASET_KEYS, now read from the schema's field metadata) with the same values give the same digest, so that
-# the datasets already made stay valid.
+# The params_digest every dataset file carries, pinned: the same keys (DATASET_KEYS, read from the schema's field
+# metadata) with the same values give the same digest, so that datasets already made stay valid. A change here
+# (a key renamed, a key added to a dataset's parameters) makes every dataset stale: change it knowingly.
 PINNED_DIGESTS = {
-    (): {"lensing": "cc3bb00a8b9f30fccd767404", "training": "11dcbf06e61f4f5eb572d40f",
-         "unseen": "a18c9c39cba7f9d83483c994"},
-    ("lensing=v5", "cenn=QU", "scale=smoke"): {"lensing": "79d9fdd8eff3522704fbf484",
-                                               "training": "f4b7f224186816c8667ca890",
-                                               "unseen": "c733831e7fb4e2133295af06"},
+    (): {"lensing": "2b96229ff6e9b8074dc15d52", "training": "737434a01238695a1a5c6f4c",
+         "unseen": "f7d55d2cd82f8aee809477bd"},
+    ("lensing=v5", "cenn=QU", "scale=smoke"): {"lensing": "742b6fa45d643b625f68541d",
+                                               "training": "fb8d8d11f784a6187c9303e5",
+                                               "unseen": "ac3aeddbdd90ff24a9fb8a82"},
 }
 
 
@@ -173,7 +173,7 @@ def test_the_dataset_digests_are_unchanged(overrides):
     assert lensing.dataset_digest == want["lensing"]
     assert lensing.dataset_digest == params_digest(logged_params(params, LensingSetup.DATASET_KEYS))
     for sky in ("training", "unseen"):
-        assert CennSetup.from_params(params, CONF, sky=sky).dataset_digest == want[sky], sky
+        assert CennSetup.from_params(params, CONF, foreground_sky=sky).dataset_digest == want[sky], sky
 
 
 def test_the_keys_of_each_experiment_are_read_from_the_schema():
@@ -181,12 +181,12 @@ def test_the_keys_of_each_experiment_are_read_from_the_schema():
     assert set(LensingSetup.DATASET_KEYS) == {
         "seed", "cosmology", "lensing_version", "npix", "pixel_arcmin", "T_lmax", "kappa_lmax",
         "kappa_exaggeration_factor", "same_T_realisation", "noise_uK_arcmin", "lensing_simulate.remap",
-        "lensing_simulate.remap_epsilon", "scale.lensing.n_train", "scale.lensing.n_val", "scale.lensing.n_test"}
+        "lensing_simulate.remap_epsilon", "scale.lensing.n_training", "scale.lensing.n_early_stopping", "scale.lensing.n_evaluation"}
     assert set(CennSetup.DATASET_KEYS) == {
-        "seed", "cosmology", "instrument", "sky_maps.n_cmb_realisations", "foregrounds", "cenn.variant",
+        "seed", "cosmology", "instrument", "cmb_maps.n_realisations", "foregrounds", "cenn.variant",
         "cenn.components", "cenn_simulate.b_min_deg", "cenn_simulate.holdout_lon_deg",
         "cenn_simulate.early_stopping_lon_deg", "scale.cenn.nside", "scale.cenn.npix", "scale.cenn.pixel_arcmin",
-        "scale.cenn.n_train", "scale.cenn.n_test", "scale.cenn.n_validation"}
+        "scale.cenn.n_training", "scale.cenn.n_early_stopping", "scale.cenn.n_evaluation"}
     assert set(LensingSetup.EVALUATION_KEYS) == {"lensing_evaluate"}
     assert set(CennSetup.EVALUATION_KEYS) == {"cenn_evaluate", "unseen_foregrounds", "scale.cenn.crop_pixels",
                                               "cenn.spectra"}
@@ -195,7 +195,7 @@ def test_the_keys_of_each_experiment_are_read_from_the_schema():
         "kappa_exaggeration_factor", "same_T_realisation", "noise_uK_arcmin", "lensing_simulate", "lensing_validate",
         "lensing_net", "lensing_train", "lensing_evaluate", "scale.name", "scale.lensing"}
     assert set(CennSetup.KEYS) == {
-        "seed", "cosmology", "instrument", "sky_maps", "foregrounds", "unseen_foregrounds", "cenn", "cenn_simulate",
+        "seed", "cosmology", "instrument", "cmb_maps", "foregrounds", "unseen_foregrounds", "cenn", "cenn_simulate",
         "cenn_net", "cenn_train", "cenn_evaluate", "scale.name", "scale.cenn"}
 
 
@@ -210,8 +210,8 @@ def test_the_setups_expose_the_network_training_and_every_path():
     for setup in (lensing, cenn):
         assert setup.paths.data_docs == Path(params["paths"]["data_docs"])
         assert setup.paths.camb_cls == Path(params["paths"]["spectra"]["camb_cls"])
-    assert lensing.paths.split("val") == Path(params["paths"]["lensing"]["val"])
-    assert cenn.paths.patch_file("Train", "E") == Path(params["paths"]["cenn"]["patches"]) / "Train_E.h5"
+    assert lensing.paths.split("early_stopping") == Path(params["paths"]["lensing"]["early_stopping"])
+    assert cenn.paths.patch_file("training", "E") == Path(params["paths"]["cenn"]["patches"]) / "Train_E.h5"
     for setup in (lensing, cenn):  # setups travel to worker processes
         again = pickle.loads(pickle.dumps(setup))
         assert (again.train, again.paths, again.net_params) == (setup.train, setup.paths, setup.net_params)

@@ -201,7 +201,7 @@ def test_quadratic_estimator_has_unit_response_to_small_deflections(camb_cls):
 
     setup = LensingSetup.from_params(compose("lensing=v4"), REPO / "conf")
     sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], seed=5)
-    samples = [sim.sample("test", i) for i in range(100)]
+    samples = [sim.sample("evaluation", i) for i in range(100)]
     lensed, unlensed, kappa = (np.stack([s[k] for s in samples]) for k in ("T_lensed", "T_unlensed", "kappa"))
 
     def qe(t):
@@ -244,7 +244,7 @@ def test_quadratic_estimator_recovers_plus_kappa_on_our_maps(camb_cls):
     p = compose("lensing=v3")
     setup = LensingSetup.from_params(p, REPO / "conf")
     sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], seed=3)
-    samples = [sim.sample("test", i) for i in range(80)]
+    samples = [sim.sample("evaluation", i) for i in range(80)]
     t_maps, kappa = np.stack([s["T_lensed"] for s in samples]), np.stack([s["kappa"] for s in samples])
     kappa_hat = reconstruct_kappa(sim.grid, t_maps, camb_cls["cl_tt_lensed"], 0.0, p["T_lmax"])
     spectra = correlation_spectra(sim.grid, kappa_hat, kappa, setup.rho_bin_edges)

@@ -15,13 +15,13 @@ from tests.conftest import REPO
 from tests.helpers import copy_files, failed
 from tests.conftest import compose
 
-SIZES = {"train": 24, "val": 8, "test": 8}
+SIZES = {"training": 24, "early_stopping": 8, "evaluation": 8}
 
 
 def small_params(**overrides):
     p = compose("lensing=v2", "scale=smoke")
     p["scale"]["lensing"].update({f"n_{s}": n for s, n in SIZES.items()})
-    p["lensing_train"]["batch_size"] = 8  # at most n_train
+    p["lensing_train"]["batch_size"] = 8  # at most n_training
     p.update(overrides)
     return p
 
@@ -60,15 +60,15 @@ def test_clean_datasets_pass_and_data_docs_are_written(clean_datasets, camb_cls,
 
 def test_a_nan_is_rejected(clean_datasets, camb_cls, tmp_path):
     paths = copy_files(clean_datasets, tmp_path / "copy")
-    with h5py.File(paths["val"], "r+") as h5:
+    with h5py.File(paths["early_stopping"], "r+") as h5:
         h5["T_lensed"][3, 10, 10] = np.nan
     result = gate(paths, camb_cls, tmp_path)
-    assert not result.success and failed(result, "val_samples: expect_column_values_to_be_between(nonfinite_count)")
+    assert not result.success and failed(result, "early_stopping_samples: expect_column_values_to_be_between(nonfinite_count)")
 
 
 def test_a_wrong_shape_is_rejected(clean_datasets, camb_cls, tmp_path):
     paths = copy_files(clean_datasets, tmp_path / "copy")
-    with h5py.File(paths["test"], "r+") as h5:
+    with h5py.File(paths["evaluation"], "r+") as h5:
         del h5["kappa"]
         h5["kappa"] = np.zeros((8, 48, 48), dtype=np.float32)
     result = gate(paths, camb_cls, tmp_path)
@@ -77,7 +77,7 @@ def test_a_wrong_shape_is_rejected(clean_datasets, camb_cls, tmp_path):
 
 def test_a_wrong_dtype_is_rejected(clean_datasets, camb_cls, tmp_path):
     paths = copy_files(clean_datasets, tmp_path / "copy")
-    with h5py.File(paths["train"], "r+") as h5:
+    with h5py.File(paths["training"], "r+") as h5:
         data = h5["kappa"][:]
         del h5["kappa"]
         h5["kappa"] = data.astype(np.float64)
@@ -87,7 +87,7 @@ def test_a_wrong_dtype_is_rejected(clean_datasets, camb_cls, tmp_path):
 
 def test_a_sample_repeated_across_splits_is_rejected(clean_datasets, camb_cls, tmp_path):
     paths = copy_files(clean_datasets, tmp_path / "copy")
-    with h5py.File(paths["train"], "r") as src, h5py.File(paths["test"], "r+") as dst:
+    with h5py.File(paths["training"], "r") as src, h5py.File(paths["evaluation"], "r+") as dst:
         dst["T_lensed"][0], dst["kappa"][0] = src["T_lensed"][5], src["kappa"][5]
     result = gate(paths, camb_cls, tmp_path)
     assert failed(result, "all_samples: expect_column_values_to_be_unique(digest)")
@@ -103,16 +103,16 @@ def test_kappa_off_by_the_exaggeration_factor_is_rejected(tmp_path, camb_cls):
 
 def test_a_truncated_file_is_rejected(clean_datasets, camb_cls, tmp_path):
     paths = copy_files(clean_datasets, tmp_path / "copy")
-    data = paths["val"].read_bytes()
-    paths["val"].write_bytes(data[: len(data) // 3])
+    data = paths["early_stopping"].read_bytes()
+    paths["early_stopping"].write_bytes(data[: len(data) // 3])
     result = gate(paths, camb_cls, tmp_path)
     assert failed(result, "files: expect_column_values_to_be_in_set(readable)")
-    assert failed(result, "val_samples: expect_table_row_count_to_equal")
+    assert failed(result, "early_stopping_samples: expect_table_row_count_to_equal")
 
 
 def test_an_unfinished_file_is_rejected(clean_datasets, camb_cls, tmp_path):
     paths = copy_files(clean_datasets, tmp_path / "copy")
-    with h5py.File(paths["train"], "r+") as h5:
+    with h5py.File(paths["training"], "r+") as h5:
         h5.attrs["complete"] = False
     assert failed(gate(paths, camb_cls, tmp_path), "files: expect_column_values_to_be_in_set(complete)")
 
@@ -122,16 +122,16 @@ def test_pairs_out_of_step_and_blank_labels_are_rejected(clean_datasets, camb_cl
     map transposed (val), one label zeroed (test). The digest binds each pair; the quadratic estimator's
     response to the stored kappa sees the roll without any digest."""
     paths = copy_files(clean_datasets, tmp_path / "copy")
-    with h5py.File(paths["train"], "r+") as h5:
+    with h5py.File(paths["training"], "r+") as h5:
         h5["kappa"][...] = np.roll(h5["kappa"][:], 1, axis=0)
-    with h5py.File(paths["val"], "r+") as h5:
+    with h5py.File(paths["early_stopping"], "r+") as h5:
         h5["kappa"][3] = h5["kappa"][3].T
-    with h5py.File(paths["test"], "r+") as h5:
+    with h5py.File(paths["evaluation"], "r+") as h5:
         h5["kappa"][2] = 0.0
     result = gate(paths, camb_cls, tmp_path)
-    for split in ("train", "val", "test"):
+    for split in ("training", "early_stopping", "evaluation"):
         assert failed(result, f"{split}_samples: expect_column_values_to_be_in_set(pair_digest_ok)")
-    assert failed(result, "test_samples: expect_column_values_to_be_between(kappa_var)")
+    assert failed(result, "evaluation_samples: expect_column_values_to_be_between(kappa_var)")
     assert failed(result, "qe_alignment: expect_column_values_to_be_between(response)")
     (response,) = [r for r in result.details
                    if r["table"] == "qe_alignment" and r["kwargs"].get("column") == "response"]
@@ -167,10 +167,10 @@ def test_near_copies_and_input_only_copies_are_rejected(clean_datasets, camb_cls
     """A train map repeated in test with 1e-6 noise (digests differ), and a val input repeated without its label."""
     paths = copy_files(clean_datasets, tmp_path / "copy")
     rng = np.random.default_rng(1)
-    with h5py.File(paths["train"], "r") as src, h5py.File(paths["test"], "r+") as dst:
+    with h5py.File(paths["training"], "r") as src, h5py.File(paths["evaluation"], "r+") as dst:
         dst["T_lensed"][0] = src["T_lensed"][5] + 1e-6 * rng.standard_normal((50, 50))
         dst["kappa"][0] = src["kappa"][5] * (1 + 1e-6)
-    with h5py.File(paths["val"], "r+") as h5:
+    with h5py.File(paths["early_stopping"], "r+") as h5:
         h5["T_lensed"][1] = h5["T_lensed"][0]
     result = gate(paths, camb_cls, tmp_path)
     assert not failed(result, "all_samples: expect_column_values_to_be_unique(digest)")  # bytes differ ...
@@ -183,8 +183,8 @@ def test_a_mixed_set_and_wrong_conventions_are_rejected(clean_datasets, camb_cls
     opposite sign convention written: the parameter digest and the convention attributes catch both."""
     paths = copy_files(clean_datasets, tmp_path / "copy")
     other = make_datasets(tmp_path / "seed", camb_cls, seed=7)
-    paths["val"] = other["val"]
-    with h5py.File(paths["test"], "r+") as h5:
+    paths["early_stopping"] = other["early_stopping"]
+    with h5py.File(paths["evaluation"], "r+") as h5:
         del h5.attrs["units_T"]
         h5.attrs["lensing_sign"] = "T_lensed(x) = T(x - grad phi)"
     result = gate(paths, camb_cls, tmp_path)

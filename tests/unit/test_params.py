@@ -66,15 +66,15 @@ def test_scales_change_sizes_never_physics(scale):
 
 def test_paper_scale_takes_the_versions_original_sample_sizes():
     # science notes: v7 trained on 20000 maps.
-    assert compose("lensing=v7", "scale=paper")["scale"]["lensing"]["n_train"] == 20000
+    assert compose("lensing=v7", "scale=paper")["scale"]["lensing"]["n_training"] == 20000
 
 
 @pytest.mark.parametrize("version", [f"v{i}" for i in range(1, 9)])
 def test_default_scale_takes_the_versions_cost_based_sizes_and_1000_test_maps(version):
     p = compose(f"lensing={version}")
     sizes = p["scale"]["lensing"]
-    assert (sizes["n_train"], sizes["epochs"]) == (p["lensing_default"]["n_train"], p["lensing_default"]["epochs"])
-    assert sizes["n_test"] >= 1000
+    assert (sizes["n_training"], sizes["epochs"]) == (p["lensing_default"]["n_training"], p["lensing_default"]["epochs"])
+    assert sizes["n_evaluation"] >= 1000
 
 
 def problems_of(**changes):
@@ -98,11 +98,11 @@ def problems_of(**changes):
         (dict(T_lmax=500), ["T_lmax = 500", "393", "Nyquist"]),
         (dict(kappa_lmax=5000), ["kappa_lmax = 5000", "Nyquist"]),
         (dict(lensing_version="v9"), ["lensing_version = 'v9'", "v1, v2"]),
-        (dict(scale__lensing__n_train=0), ["scale.lensing.n_train = 0"]),
+        (dict(scale__lensing__n_training=0), ["scale.lensing.n_training = 0"]),
         (dict(kappa_exaggeration_factor=0), ["kappa_exaggeration_factor = 0"]),
         (dict(lensing_evaluate__rho_bin_width_in_fundamentals=0.5), ["rho_bin_width_in_fundamentals = 0.5", "fundamental"]),
         (dict(kappa_lmax=20), ["kappa_lmax = 20", "rho(L) bin"]),
-        (dict(lensing_train__batch_size=10_000), ["lensing_train.batch_size = 10000", "n_train"]),
+        (dict(lensing_train__batch_size=10_000), ["lensing_train.batch_size = 10000", "n_training"]),
     ],
 )
 def test_invalid_parameters_name_the_key_and_the_allowed_range(changes, must_mention):
@@ -126,7 +126,7 @@ def test_one_camb_table_covers_every_version_and_scale():
         for scale in ("smoke", "default", "paper"):
             p = compose(f"lensing={version}", f"scale={scale}")
             assert required_spectra_lmax(p) <= p["spectra"]["lmax"]
-            validate(p)  # every version runs at every scale (e.g. batch 128 needs n_train >= 128)
+            validate(p)  # every version runs at every scale (e.g. batch 128 needs n_training >= 128)
     message = problems_of(spectra__lmax=1000)
     assert "spectra.lmax = 1000" in message and "1535" in message
 
@@ -143,7 +143,7 @@ def test_cenn_variants_differ_only_in_components(variant, components, spectra):
 def test_cenn_paper_scale_is_the_original_geometry():
     # science notes: 256 x 256 patches of 90 arcsec from nside 2048, 10,000 training simulations, crop 8 px.
     sc = compose("scale=paper")["scale"]["cenn"]
-    assert (sc["npix"], sc["pixel_arcmin"], sc["nside"], sc["n_train"], sc["crop_pixels"]) == (256, 1.5, 2048, 10000, 8)
+    assert (sc["npix"], sc["pixel_arcmin"], sc["nside"], sc["n_training"], sc["crop_pixels"]) == (256, 1.5, 2048, 10000, 8)
     assert compose()["scale"]["cenn"]["npix"] * compose()["scale"]["cenn"]["pixel_arcmin"] / 60 == pytest.approx(6.4)
 
 

@@ -41,7 +41,7 @@ RANGES = [[60, 300], [300, 900]]
 PUBLISHED_SUMMARY = {
     "leak_suspected", "map_mse_harmonic_ilc_uK2", "map_mse_linear_uK2", "map_mse_network_uK2", "map_mse_pixel_ilc_uK2",
     "map_mse_wiener_uK2", "map_mse_zero_prediction_uK2", "mse_over_wiener", "mse_over_wiener_err",
-    "n_independent_validation", "unseen_map_mse_harmonic_ilc_uK2", "unseen_map_mse_network_uK2",
+    "n_independent_evaluation", "unseen_map_mse_harmonic_ilc_uK2", "unseen_map_mse_network_uK2",
     "unseen_map_mse_wiener_own_sky_uK2", "unseen_map_mse_wiener_uK2", "unseen_mse_over_wiener",
     "unseen_mse_over_wiener_err"}
 
@@ -110,7 +110,7 @@ def evaluate(train_files, n_val=10):
     estimates = {"network": {c: labels[c][..., 0] + 0.1 for c in inputs}, **baselines.estimates(inputs, labels)}
     maps = {c: cenn_maps(inputs[c], labels[c], {m: estimates[m][c] for m in estimates}, target=1) for c in inputs}
     cl = patch_spectra(MeanSquare(), maps, ["Q", "U"], ["EE"])
-    metrics = {**cenn_metrics(maps, MeanSquare.ell, cl, RANGES, n_independent=n_val), "n_validation": n_val}
+    metrics = {**cenn_metrics(maps, MeanSquare.ell, cl, RANGES, n_independent=n_val), "n_evaluation": n_val}
     rows = spectra_rows(MeanSquare.ell, cl, {"EE": np.ones(2)}, n_val)
     return baselines, inputs, labels, estimates, metrics, rows
 

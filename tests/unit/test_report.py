@@ -9,7 +9,7 @@ from stages.report import cenn_table, cenn_transfer_table, foreground_model_tabl
 def lensing_record(name, rho_cnn):
     rows = [{"L": float(L), "rho_cnn": rho_cnn, "rho_qe": 0.5, "rho_opt": 0.6} for L in range(10, 70, 10)]
     return {"name": name, "rows": rows,
-            "metrics": {"n_test": 1000, "rho_cnn_mean": rho_cnn, "rho_qe_mean": 0.5, "rho_opt_mean": 0.6}}
+            "metrics": {"n_evaluation": 1000, "rho_cnn_mean": rho_cnn, "rho_qe_mean": 0.5, "rho_opt_mean": 0.6}}
 
 
 def test_lensing_table_has_one_row_per_version_with_cnn_qe_and_limit_per_l_range():
@@ -20,7 +20,7 @@ def test_lensing_table_has_one_row_per_version_with_cnn_qe_and_limit_per_l_range
 
 
 def test_cenn_tables_show_every_method_with_errors_and_the_ratio_to_wiener():
-    metrics = {"n_validation": 300, "n_independent_validation": 120.4, "mse_over_wiener": 1.05,
+    metrics = {"n_evaluation": 300, "n_independent_evaluation": 120.4, "mse_over_wiener": 1.05,
                "mse_over_wiener_err": 0.01, "map_mse_wiener_predicted_uK2": 10.5,
                "ee_ell60_300_network_transfer": 0.4, "ee_ell60_300_wiener_transfer": 0.5}
     for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):

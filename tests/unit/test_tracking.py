@@ -202,5 +202,5 @@ def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_ali
     assert int(again.version) == 2 and client.get_registered_model("cmbml-test-v2").aliases == {"smoke": 2}
 
     assert run_that_trained(mlflow, tracking, model_file).info.run_id == run.id
-    assert log_evaluation(tracking, model_file, "test", {"mse": 0.5}, artifacts=[]) == run.id
+    assert log_evaluation(tracking, model_file, "evaluation", {"mse": 0.5}, artifacts=[]) == run.id
     assert client.get_run(run.id).data.metrics["test_mse"] == 0.5

@@ -107,7 +107,7 @@ def summary_metric_names() -> tuple[str, ...]:
     """The handful of :func:`cenn_metrics` an experiment table shows (the rest: per-range spectra scores, errors):
     the map MSE of the network and of the baselines shown in the summary, and the comparison with the reference."""
     return (*(f"map_mse_{m}_uK2" for m, _ in shown(SUMMARY)), "map_mse_zero_prediction_uK2",
-            f"mse_over_{REFERENCE}", f"mse_over_{REFERENCE}_err", "leak_suspected", "n_independent_validation")
+            f"mse_over_{REFERENCE}", f"mse_over_{REFERENCE}_err", "leak_suspected", "n_independent_evaluation")
 
 
 def unseen_summary_metric_names() -> tuple[str, ...]:
@@ -158,7 +158,7 @@ def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
         metrics["leak_suspected"] = float(diff.mean() < -LEAK_Z * err)
     for m in oracles:  # over all pixels at once: the same number, with no per-patch scatter to report
         metrics[f"map_mse_{m}_uK2"] = float(np.mean([np.mean(maps[k][f"{m} residual"] ** 2) for k in maps]))
-    metrics["n_independent_validation"] = float(n_independent)
+    metrics["n_independent_evaluation"] = float(n_independent)
     dl = {name: {s: c * ell * (ell + 1) / (2 * np.pi) for s, c in by_s.items()} for name, by_s in cl.items()}
     for s in dl["label"]:
         for lo, hi in ell_ranges:

@@ -22,6 +22,7 @@ from cmbml.cenn.networks import ARCHITECTURES
 from cmbml.common.flatsky import FlatGrid, check_bins
 from cmbml.common.params import Checker, file_in_repository
 from cmbml.common.registry import Registry
+from cmbml.common.roles import EARLY_STOPPING, EVALUATION, TRAINING
 from cmbml.common.schema import (
     SECTIONS,
     Block,
@@ -37,6 +38,10 @@ from cmbml.common.schema import (
     refuse,
     rule,
 )
+
+SPLIT_FILES = {TRAINING: "Train", EARLY_STOPPING: "Test", EVALUATION: "Validation"}
+"""The one place where the roles of the patch sets (cmbml.common.roles) meet the original CENN file names (Train_E.h5,
+Test_E.h5, Validation_E.h5): the files and the simulation's split names keep the original's words."""
 
 EXPERIMENT = "cenn"
 SKIES = ("foregrounds", "unseen_foregrounds")
@@ -150,10 +155,10 @@ class InstrumentBlock(Block):
                           f"{{key}} = {self.target_GHz!r} with {{block}}.table = {self.table!r}: {err}")
 
 
-class SkyMaps(Block):
+class CmbMaps(Block):
     """The full-sky CMB skies (stage cmb_maps)."""
 
-    n_cmb_realisations: int = Param(ge=1, le=1000, dataset=EXPERIMENT, description=(
+    n_realisations: int = Param(ge=1, le=1000, dataset=EXPERIMENT, description=(
         "independent full-sky CMB skies; the patches of each split cycle through them"))
 
 
@@ -271,9 +276,11 @@ class ScaleCenn(Block):
                       why="four stride-2 layers", description="pixels per side of a patch")
     pixel_arcmin: Number = Param(gt=0.0, le=120.0, unit="arcmin", dataset=EXPERIMENT, description=(
         "pixel side of a patch, arcmin"))
-    n_train: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="Train patches")
-    n_test: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="Test (early-stopping) patches")
-    n_validation: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="Validation patches (each sky)")
+    n_training: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="training patches (Train files)")
+    n_early_stopping: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description=(
+        "early-stopping patches (Test files)"))
+    n_evaluation: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description=(
+        "evaluation patches (Validation files), on each foreground sky"))
     epochs: int = Param(ge=1, le=100_000, description="most training epochs")
     crop_pixels: int = Param(ge=0, unit="pixels", evaluation=EXPERIMENT, description=(
         "pixels cut from each patch edge before NaMaster; less than a quarter of the patch"))
@@ -304,8 +311,8 @@ class CennPaths(Block):
     """The CENN experiment's files and folders."""
 
     data_dir: RepoPath = Param(description="external inputs (instrument table, templates, counts), data.dvc")
-    sky: RepoPath = Param(description="folder of the full-sky CMB maps")
-    sky_plots: RepoPath = Param(description="folder of the CMB sky figures")
+    cmb: RepoPath = Param(description="folder of the full-sky CMB maps")
+    cmb_plots: RepoPath = Param(description="folder of the CMB sky figures")
     foregrounds: RepoPath = Param(description="folder of the foreground channels")
     foreground_cls: RepoPath = Param(description="foreground spectra (CSV)")
     foreground_plots: RepoPath = Param(description="folder of the foreground figures")
@@ -324,16 +331,17 @@ class CennPaths(Block):
     unseen: UnseenPaths = Param(description="the unseen sky's own files")
 
     def cmb_tqu(self, realisation: int) -> Path:
-        """Full-sky CMB T, Q, U of one realisation (inside the ``sky`` output)."""
-        return self.sky / f"cmb_tqu_{realisation}.fits"
+        """Full-sky CMB T, Q, U of one realisation (inside the ``cmb`` output)."""
+        return self.cmb / f"cmb_tqu_{realisation}.fits"
 
     def foreground_channel(self, freq_ghz: float) -> Path:
         """Total foreground Q, U at one channel (inside the ``foregrounds`` output)."""
         return self.foregrounds / f"foregrounds_{freq_ghz:g}GHz.fits"
 
-    def patch_file(self, split: str, component: str) -> Path:
-        """One split of one component (inside the ``patches`` output)."""
-        return self.patches / f"{split}_{component}.h5"
+    def patch_file(self, role: str, component: str) -> Path:
+        """The patches of one role (cmbml.common.roles) and component, under the original project's file names
+        (:data:`SPLIT_FILES`: ``Train_E.h5``, inside the ``patches`` output)."""
+        return self.patches / f"{SPLIT_FILES[role]}_{component}.h5"
 
     def of_unseen_sky(self) -> CennPaths:
         """The paths of the unseen sky: its own files in place of the training sky's."""
@@ -365,7 +373,7 @@ class CennSection(Section):
     extends: ClassVar[Mapping[str, type[Block]]] = {"scale": ScaleOfCenn, "paths": PathsOfCenn, "mlflow": MlflowOfCenn}
 
     instrument: InstrumentBlock = Param(dataset=EXPERIMENT, description="the instrument's channels and target")
-    sky_maps: SkyMaps = Param(logged=EXPERIMENT, description="the full-sky CMB skies")
+    cmb_maps: CmbMaps = Param(logged=EXPERIMENT, description="the full-sky CMB skies")
     foregrounds: Foregrounds = Param(dataset=EXPERIMENT, description="the foreground sky the network trains on")
     unseen_foregrounds: Foregrounds = Param(evaluation=EXPERIMENT, description=(
         "another foreground model, never seen in training: Validation patches only, scored by the evaluation"))
@@ -381,10 +389,10 @@ class CennSection(Section):
 
     @rule
     def _cenn_batch_fits_the_training_set(self, context: Context) -> Iterator[Problem]:
-        batch, n_train = self.cenn_train.batch_size, self.scale.cenn.n_train
+        batch, n_train = self.cenn_train.batch_size, self.scale.cenn.n_training
         if batch > n_train:
             yield Problem.out_of_range("cenn_train.batch_size", batch, 1, n_train,
-                                       why="at most scale.cenn.n_train, the training set")
+                                       why="at most scale.cenn.n_training, the training set")
 
     @rule
     def _the_unseen_sky_keeps_the_instrument(self, context: Context) -> Iterator[Problem]:

@@ -17,18 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from cmbml.cenn.schema import EXPERIMENT, CennGeometry
+from cmbml.cenn.schema import EXPERIMENT, CennGeometry, SPLIT_FILES
 from cmbml.cenn.simulate import Instrument
 from cmbml.common.config import Tracking, logged_params, tracking_from_params
 from cmbml.common.executors import ExecutorSpec
 from cmbml.common.integrity import params_digest
 from cmbml.common.params import ParamError, load_params
+from cmbml.common.roles import EVALUATION, ROLES
 from cmbml.common.schema import Merged, SchemaKeys, validate_params
 
-__all__ = ["SKY_BLOCKS", "SPLITS", "CennGeometry", "CennSetup", "load"]
+__all__ = ["FOREGROUND_SKIES", "ROLES", "SPLIT_FILES", "CennGeometry", "CennSetup", "load"]
 
-SPLITS = ("Train", "Test", "Validation")
-SKY_BLOCKS = {"training": "foregrounds", "unseen": "unseen_foregrounds"}
+FOREGROUND_SKIES = {"training": "foregrounds", "unseen": "unseen_foregrounds"}
 """The foreground skies of one parameter set and their parameter blocks: the network trains on the first; the
 second (another model) gives only Validation patches, with the same CMB, noise and patch centres."""
 
@@ -38,7 +38,7 @@ class CennSetup:
     """One component-separation parameter set (E, B or QU at a scale), checked, with what follows from it.
 
     ``train`` reads as one block: ``cenn_train`` with the scale's ``epochs``; ``paths`` is ``paths.cenn`` (with
-    the unseen sky's own files in place of the training sky's for ``sky="unseen"``), the CAMB table
+    the unseen sky's own files in place of the training sky's for ``foreground_sky="unseen"``), the CAMB table
     (``camb_cls``) and the Data Docs folder (``data_docs``).
     """
 
@@ -46,13 +46,13 @@ class CennSetup:
     cosmology: Mapping[str, float]
     scale: str
     variant: str
-    sky: str  # "training" or "unseen" (SKY_BLOCKS): which foreground sky `foregrounds` and the paths describe
-    splits: tuple[str, ...]  # the splits cut from this sky: all three for training, Validation for unseen
+    foreground_sky: str  # "training" or "unseen" (FOREGROUND_SKIES): which sky `foregrounds` and the paths describe
+    roles: tuple[str, ...]  # the patch sets cut from this sky: all three for training, evaluation for unseen
     components: tuple[str, ...]
     spectra: tuple[str, ...]
     instrument: Instrument
     geometry: CennGeometry
-    n_samples: Mapping[str, int]
+    n_samples: Mapping[str, int]  # patches per role (cmbml.common.roles)
     n_cmb_realisations: int
     foregrounds: Mapping[str, Any]  # the sky's block as written in the file
     b_min_deg: float
@@ -79,23 +79,25 @@ class CennSetup:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], conf_dir: str | Path = "conf",
-                    source: str = "params.yaml", sky: str = "training") -> CennSetup:
+                    source: str = "params.yaml", foreground_sky: str = "training") -> CennSetup:
         """The setup of one foreground sky: ``training``, or ``unseen``, where ``foregrounds`` holds the
         ``unseen_foregrounds`` block and the foreground, patch and report paths are those of ``paths.cenn.unseen``."""
-        if sky not in SKY_BLOCKS:  # the stages' --sky option
-            raise ParamError([f"--sky {sky!r}: allowed {' or '.join(SKY_BLOCKS)}"], "the command line")
+        if foreground_sky not in FOREGROUND_SKIES:  # the stages' --foregrounds option
+            raise ParamError([f"--foregrounds {foreground_sky!r}: allowed {' or '.join(FOREGROUND_SKIES)}"],
+                             "the command line")
         m = validate_params(params, conf_dir, source, experiment=EXPERIMENT)
         p, paths = params, m.paths.cenn
-        if sky == "unseen":
+        if foreground_sky == "unseen":
             p, paths = {**params, "foregrounds": params["unseen_foregrounds"]}, paths.of_unseen_sky()
         scale, sim, ev = m.scale.cenn, m.cenn_simulate, m.cenn_evaluate
         return cls(
             seed=m.seed, cosmology=dict(params["cosmology"]), scale=m.scale.name,
-            variant=m.cenn.variant, sky=sky, splits=SPLITS if sky == "training" else ("Validation",),
+            variant=m.cenn.variant, foreground_sky=foreground_sky,
+            roles=ROLES if foreground_sky == "training" else (EVALUATION,),
             components=tuple(m.cenn.components), spectra=tuple(m.cenn.spectra),
             instrument=m.instrument.read(), geometry=scale.geometry,
-            n_samples={s: getattr(scale, f"n_{s.lower()}") for s in SPLITS},
-            n_cmb_realisations=m.sky_maps.n_cmb_realisations, foregrounds=params[SKY_BLOCKS[sky]],
+            n_samples={r: getattr(scale, f"n_{r}") for r in ROLES},
+            n_cmb_realisations=m.cmb_maps.n_realisations, foregrounds=params[FOREGROUND_SKIES[foreground_sky]],
             b_min_deg=float(sim.b_min_deg),
             holdout_lon_deg=tuple(sim.holdout_lon_deg), early_stopping_lon_deg=tuple(sim.early_stopping_lon_deg),
             executor=m.executor.spec(sim.workers),
@@ -185,6 +187,6 @@ DESCRIPTION = (
     "Models: cmbml-cenn-<variant>@<scale>.")
 
 
-def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf", sky: str = "training") -> CennSetup:
+def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf", foreground_sky: str = "training") -> CennSetup:
     """The CENN setup of a params file (what every CENN stage starts with), for one foreground sky."""
-    return CennSetup.from_params(load_params(path), conf_dir, source=str(path), sky=sky)
+    return CennSetup.from_params(load_params(path), conf_dir, source=str(path), foreground_sky=foreground_sky)

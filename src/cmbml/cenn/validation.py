@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmbml.cenn.schema import SPLIT_FILES
 from cmbml.cenn.simulate import CONVENTIONS
 from cmbml.common.gate import GateTable, lower_bound, upper_bound
 from cmbml.common.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_rows, pair_digest
@@ -28,7 +29,7 @@ class CennExpectation:
     npix: int
     n_channels: int
     target: int
-    n_samples: Mapping[str, int]  # per split
+    n_samples: Mapping[str, int]  # per split, by file name (Train, Test, Validation)
     label_var: float  # expected variance of a label patch (uK^2)
     contamination_var: Sequence[float]  # per channel: noise + foreground variance (uK^2)
     sed_ratios: Mapping[str, float]  # expected cov(c_i, c_k) / cov(c_j, c_k) from the dust SED
@@ -82,7 +83,8 @@ def cenn_expectation(setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: 
     s = [float(dust_sed_rj(ch.freq_ghz, dust["ref_GHz"], dust["beta"], dust["T_dust_K"]) * rj_to_cmb(ch.freq_ghz))
          for ch in channels]
     return CennExpectation(
-        npix=setup.geometry.npix, n_channels=len(channels), target=target, n_samples=dict(setup.n_samples),
+        npix=setup.geometry.npix, n_channels=len(channels), target=target,
+        n_samples={SPLIT_FILES[r]: n for r, n in setup.n_samples.items()},
         label_var=theory_patch_variance(cmb, setup.label_transfer, side_deg),
         contamination_var=contamination,
         sed_ratios={"cov02_over_cov12": s[0] / s[1], "cov01_over_cov02": s[1] / s[2]},

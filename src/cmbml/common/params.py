@@ -29,7 +29,7 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
 
 
 def get_key(params: Mapping[str, Any], dotted: str) -> Any:
-    """``get_key(p, "scale.lensing.n_train")`` -> ``p["scale"]["lensing"]["n_train"]``."""
+    """``get_key(p, "scale.lensing.n_training")`` -> ``p["scale"]["lensing"]["n_training"]``."""
     node: Any = params
     for part in dotted.split("."):
         node = node[part]

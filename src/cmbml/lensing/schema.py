@@ -78,24 +78,24 @@ class LensingEvaluate(Block):
 class LensingDefault(Block):
     """The version's sizes at scale=default (conf/scale/default.yaml reads them), set by its network's cost."""
 
-    n_train: int = Param(ge=1, le=10_000_000, description="training maps")
+    n_training: int = Param(ge=1, le=10_000_000, description="training maps")
     epochs: int = Param(ge=1, le=100_000, description="training epochs")
 
 
 class LensingPaper(Block):
     """The original project's sizes of the version (conf/scale/paper.yaml reads them)."""
 
-    n_train: int = Param(ge=1, le=10_000_000, description="training maps")
-    n_val: int = Param(ge=1, le=10_000_000, description="validation maps")
+    n_training: int = Param(ge=1, le=10_000_000, description="training maps")
+    n_early_stopping: int = Param(ge=1, le=10_000_000, description="early-stopping maps")
     epochs: int = Param(ge=1, le=100_000, description="training epochs")
 
 
 class ScaleLensing(Block):
     """Sample sizes and epochs of the lensing experiment at one scale."""
 
-    n_train: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="training maps")
-    n_val: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="validation (early-stopping) maps")
-    n_test: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="test maps of the evaluation")
+    n_training: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="training maps")
+    n_early_stopping: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="early-stopping maps")
+    n_evaluation: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="maps every method is scored on")
     epochs: int = Param(ge=1, le=100_000, description="most training epochs")
     early_stopping_patience: int = Param(ge=1, le=100_000, description=(
         "epochs without a better validation loss before training stops"))
@@ -104,10 +104,10 @@ class ScaleLensing(Block):
 class LensingPaths(Block):
     """The lensing experiment's files and folders."""
 
-    datasets: RepoPath = Param(description="folder of the three splits")
-    train: RepoPath = Param(description="training split (HDF5: T_lensed, kappa)")
-    val: RepoPath = Param(description="validation split")
-    test: RepoPath = Param(description="test split")
+    datasets: RepoPath = Param(description="folder of the three datasets, one per role")
+    training: RepoPath = Param(description="training maps (HDF5: T_lensed, kappa)")
+    early_stopping: RepoPath = Param(description="early-stopping maps (HDF5: T_lensed, kappa)")
+    evaluation: RepoPath = Param(description="evaluation maps (HDF5: T_lensed, kappa, T_unlensed)")
     report: RepoPath = Param(description="folder of the dataset gate's report")
     validation: RepoPath = Param(description="the dataset gate's result (JSON)")
     model_dir: RepoPath = Param(description="folder of the trained network")
@@ -117,10 +117,11 @@ class LensingPaths(Block):
     history: RepoPath = Param(description="loss per epoch (JSON)")
     evaluate_plots: RepoPath = Param(description="folder of the evaluation figures")
     rho: RepoPath = Param(description="rho(L) of the network and the quadratic estimator (JSON)")
-    metrics: RepoPath = Param(description="test metrics (JSON)")
+    metrics: RepoPath = Param(description="evaluation metrics (JSON)")
 
-    def split(self, name: str):
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
+    def split(self, role: str):
+        """The file of one role (cmbml.common.roles)."""
+        return getattr(self, role)
 
 
 class ScaleOfLensing(Block):
@@ -223,10 +224,10 @@ class LensingSection(Section):
 
     @rule
     def _lensing_batch_fits_the_training_set(self, context: Context) -> Iterator[Problem]:
-        batch, n_train = self.lensing_train.batch_size, self.scale.lensing.n_train
+        batch, n_train = self.lensing_train.batch_size, self.scale.lensing.n_training
         if batch > n_train:
             yield Problem.out_of_range("lensing_train.batch_size", batch, 1, n_train,
-                                       why="the batch cannot exceed scale.lensing.n_train")
+                                       why="the batch cannot exceed scale.lensing.n_training")
 
 
 SECTIONS.register(LensingSection, name=EXPERIMENT)

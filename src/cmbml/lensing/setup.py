@@ -22,13 +22,15 @@ from cmbml.common.executors import ExecutorSpec
 from cmbml.common.flatsky import FlatGrid
 from cmbml.common.integrity import params_digest
 from cmbml.common.params import load_params
+from cmbml.common.roles import ROLES
 from cmbml.common.schema import Merged, SchemaKeys, validate_params
 from cmbml.lensing.schema import EXPERIMENT, rho_bin_edges
 from cmbml.lensing.simulate import LensingSimConfig
 
 __all__ = ["SPLITS", "LensingSetup", "load", "rho_bin_edges"]
 
-SPLITS = ("train", "val", "test")
+SPLITS = ROLES
+"""The lensing files are named by their roles (training.h5, early_stopping.h5, evaluation.h5)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class LensingSetup:
     version: str
     scale: str
     sim: LensingSimConfig
-    n_samples: Mapping[str, int]
+    n_samples: Mapping[str, int]  # maps per role (cmbml.common.roles)
     chunk_samples: int
     executor: ExecutorSpec  # where the simulation runs; the files do not depend on it
     kappa_rms_nsigma: float

@@ -17,7 +17,8 @@ from cmbml.common.executors import Executor
 from cmbml.common.flatsky import FlatGrid, gaussian_realisation
 from cmbml.lensing.physics import lens_map, white_noise_sigma_pix
 
-SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+SPLIT_IDS = {"training": 0, "early_stopping": 1, "evaluation": 2}
+"""The random stream of each role's samples (fixed: renaming a role must not change its maps)."""
 CONVENTIONS = {
     "units_T": "uK (CMB thermodynamic)",
     "units_kappa": "dimensionless convergence (times kappa_exaggeration_factor)",
@@ -139,7 +140,7 @@ def write_split(
     progress: Callable[[int], None] | None = None,
     executor: Executor | None = None,
 ) -> None:
-    """Stream one split to an HDF5 file: ``T_lensed`` and ``kappa`` (and ``T_unlensed`` for test).
+    """Stream one split to an HDF5 file: ``T_lensed`` and ``kappa`` (and ``T_unlensed`` for evaluation).
 
     Memory stays at a few chunks per worker whatever ``n`` is; the file appears only when complete.
     """
@@ -148,7 +149,7 @@ def write_split(
     shape = (n, simulator.grid.npix, simulator.grid.npix)
     from cmbml.common.integrity import pair_digests
 
-    names = ["T_lensed", "kappa"] + (["T_unlensed"] if split == "test" else [])
+    names = ["T_lensed", "kappa"] + (["T_unlensed"] if split == "evaluation" else [])
     arrays = {name: (shape, "float32") for name in names}
     arrays["pair_digest"] = ((n,), "S32")  # binds each T_lensed to its kappa and index
     all_attrs = {

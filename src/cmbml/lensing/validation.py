@@ -20,7 +20,8 @@ from cmbml.common.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_row
 from cmbml.common.io import array_digest, sample_rows
 from cmbml.lensing.simulate import CONVENTIONS
 
-REQUIRED = {"train": ("T_lensed", "kappa"), "val": ("T_lensed", "kappa"), "test": ("T_lensed", "kappa", "T_unlensed")}
+REQUIRED = {"training": ("T_lensed", "kappa"), "early_stopping": ("T_lensed", "kappa"),
+            "evaluation": ("T_lensed", "kappa", "T_unlensed")}
 
 
 @dataclass(frozen=True)
