@@ -11,7 +11,7 @@ def main() -> None:
     from cmbml.lensing.setup import load
 
     setup = load()
-    require_passed(setup.paths.early_stoppingidation)
+    require_passed(setup.paths.validation)
 
     import keras
 
@@ -41,7 +41,7 @@ def main() -> None:
         run.log_inputs(core, training, early_stopping)
         fitted = fit(core, training, early_stopping, train.epochs, train.early_stopping_patience,
                      on_epoch_end=run.log_epoch, scratch=paths.model.parent)
-        curve = paths.training_plots / "training_curve.png"
+        curve = paths.train_plots / "training_curve.png"
         write_fit(fitted, paths.model, paths.history, curve, title=f"lensing {setup.version}: training")
         write_json(paths.model_card, parameter_set.model_card)
         run.log_fit(fitted, paths.model, artifacts=[curve, paths.model_card])

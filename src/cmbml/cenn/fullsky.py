@@ -59,7 +59,7 @@ def interpolation_window(nside: int, lmax: int) -> np.ndarray:
     """Transfer function of bilinear interpolation from HEALPix pixel centres onto a finer grid.
 
     Measured to match a Gaussian of FWHM equal to one HEALPix pixel side within a few percent
-    up to the patch Nyquist (nside 128 and 512; see tests/unit/test_sky.py).
+    up to the patch Nyquist (nside 128 and 512; see tests/unit/cenn/test_fullsky.py).
     """
     return gauss_beam(pixel_arcmin(nside), lmax)
 

@@ -1,7 +1,7 @@
 """Spherical-harmonic transforms on HEALPix maps (RING ordering) with ducc0.
 
 The same transforms as ``healpy.alm2map`` / ``healpy.map2alm`` (same alm layout, same E/B sign
-convention, agreement to 1e-11; see tests/unit/test_sht.py), on every core this process may use.
+convention, agreement to 1e-11; see tests/unit/common/test_sht.py), on every core this process may use.
 At nside 1024 on two cores, T/Q/U synthesis runs 2.4x and analysis 3.4x faster than healpy's
 (`./run bench --only sht`), which is what makes nside 2048 skies practical on a laptop.
 

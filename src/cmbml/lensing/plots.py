@@ -24,7 +24,7 @@ def rho_error(rho: np.ndarray, n_modes: np.ndarray) -> np.ndarray:
 
     A real map's Fourier modes at ``l`` and ``-l`` are complex conjugates, so the full-plane count of grid
     modes in a bin equals its number of independent real degrees of freedom; summed over independent
-    maps it is the ``n`` here. This is the large-``n`` Gaussian result; tests/unit/test_plots.py checks it
+    maps it is the ``n`` here. This is the large-``n`` Gaussian result; tests/unit/common/test_plots.py checks it
     against the scatter of rho(L) over simulated map stacks.
     """
     rho = np.asarray(rho, dtype=float)
