@@ -184,6 +184,15 @@ def _one_line_when_files_are_missing(command):
     return wrapper
 
 
+def _check_every_parameter(path: str = "params.yaml") -> None:
+    """The whole file against every experiment's schema, before any stage computes: a stage's own setup sees
+    only the shared blocks and its experiment's keys, so a misspelt key of another block is caught here."""
+    from cmbml.common.params import load_params
+    from stages.experiments import check_all
+
+    check_all(load_params(path), source=path)
+
+
 def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
     """Run ``stages.<module>.main(**kwargs)`` as dvc.yaml's stage ``stage`` (default ``module``). Parameter errors exit with status 2, data the validation gate did
     not pass with status 1, each with a readable message; so does a missing file (outside the
@@ -199,6 +208,7 @@ def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
         typer.secho(_missing_input_message(missing[0], pipeline), fg="red", err=True)
         raise typer.Exit(1)
     try:
+        _check_every_parameter()
         importlib.import_module(f"stages.{module}").main(**kwargs)
     except ParamError as err:
         typer.secho(str(err), fg="red", err=True)

@@ -1,4 +1,10 @@
-"""Both experiments at once: the check behind ``cmbml params check`` and the tests of every parameter set."""
+"""Both experiments at once: the check of the whole params.yaml behind ``cmbml params check``, which the
+``cmbml`` command also runs before any stage.
+
+The library's experiments never import each other, so each setup validates only the shared blocks and its
+own keys; this glue module names every experiment's schema, so that a key unknown anywhere in the file (a
+misspelt top-level block included) is refused before any stage computes.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cmbml.cenn.schema  # noqa: F401  (registers the CENN section)
+import cmbml.lensing.schema  # noqa: F401  (registers the lensing section)
 from cmbml.common.schema import validate_params
 
 

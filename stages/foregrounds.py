@@ -10,8 +10,9 @@ def main(foreground_sky: str = "training") -> None:
 
     from cmbml.cenn.setup import load
     from cmbml.common.fits import write_healpix
-    from cmbml.cenn.foregrounds import channel_parts, foreground_sky, load_source_counts, load_templates, \
+    from cmbml.cenn.foregrounds import channel_parts, load_source_counts, load_templates, \
         polarization_spectra, write_foreground_spectra
+    from cmbml.cenn.foregrounds import foreground_sky as draw_foreground_sky
     from cmbml.common.io import write_json
     from cmbml.cenn.plots import plot_foreground_channels
     from cmbml.common.progress import progress
@@ -22,8 +23,8 @@ def main(foreground_sky: str = "training") -> None:
     # One sky for every channel: diffuse components at their reference frequencies (Gaussian or
     # non-Gaussian, foregrounds.model), their spectral parameters across the sky, and source catalogues
     # drawn from published counts (tables in data/); each component on its own random stream.
-    foreground = foreground_sky(fg, nside, setup.seed, load_source_counts(fg, paths.data_dir),
-                                load_templates(fg, nside, paths.data_dir))
+    foreground = draw_foreground_sky(fg, nside, setup.seed, load_source_counts(fg, paths.data_dir),
+                                     load_templates(fg, nside, paths.data_dir))
     levels, spectra, q_maps = {}, {}, {}
     with progress(f"foreground channels at nside {nside}", len(freqs)) as advance:
         for freq in freqs:

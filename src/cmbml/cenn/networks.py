@@ -55,8 +55,6 @@ def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> k
     """
     import keras
 
-    import keras
-
     reg = keras.regularizers.L2(l2)
 
     def conv(filters, kernel, layer_name):

@@ -3,8 +3,12 @@
 params.yaml holds the shared blocks (``seed``, ``cosmology``, ``spectra``, ``executor``, ``mlflow``, ``paths``,
 ``scale``) and the keys of each experiment. Each experiment declares its keys in its own ``schema`` module
 (:mod:`cmbml.lensing.schema`, :mod:`cmbml.cenn.schema`) as a :class:`Section`, a pydantic model registered
-in :data:`SECTIONS`; :func:`params_model` composes the shared blocks and every section into the model of the
-whole file, so that a key unknown at any depth is refused whichever experiment reads the file.
+in :data:`SECTIONS` when that module is imported; :func:`params_model` composes the shared blocks and the
+sections asked for. An experiment's setup validates the shared blocks and its own section (unknown keys
+refused at every depth inside them; the other experiments' top-level blocks are not its business), and the
+glue (``cmbml params check``, and the ``cmbml`` command before any stage runs) validates the whole file with
+every section, so that a key unknown anywhere, the top level included, is refused. The library's experiments
+never import each other: only the glue names them all.
 
 A field is declared once, with :func:`Param`: its type, its range (``ge``, ``gt``, ``le``, ``lt``), its unit
 and meaning (``description``) and, for the experiments it belongs to, its role: ``dataset`` (it decides the
@@ -22,10 +26,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-import importlib
-import importlib.util
 import os
-import pkgutil
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -697,30 +698,34 @@ class Shared(Block):
 
 # ---- the whole file ------------------------------------------------------------------------------------
 
-def _discover_sections() -> None:
-    """Import every ``cmbml.<package>.schema`` module: each registers its experiment's section."""
-    import cmbml
-
-    for info in pkgutil.iter_modules(cmbml.__path__):
-        name = f"cmbml.{info.name}.schema"
-        if info.ispkg and name != __name__ and importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
+EXTENSIBLE = ("scale", "paths", "mlflow")
+"""The shared blocks to which each experiment adds its own keys (:attr:`Section.extends`)."""
 
 
 @functools.cache
-def params_model() -> type[Block]:
-    """The model of the whole params.yaml: the shared blocks and every experiment's section."""
-    _discover_sections()
-    sections = [SECTIONS[name] for name in sorted(SECTIONS.names())]
+def params_model(experiments: tuple[str, ...] | None = None) -> type[Block]:
+    """The model of params.yaml: the shared blocks and the sections of ``experiments``.
+
+    ``None``: every registered section (those whose schema module is imported), and no other top-level key
+    is allowed: the whole file, as the glue checks it. With names, the model holds those sections and ignores
+    the other top-level blocks (another experiment's), while refusing unknown keys inside its own blocks.
+    """
+    whole = experiments is None
+    names = sorted(SECTIONS.names()) if whole else sorted(experiments)
+    sections = [SECTIONS[name] for name in names]
     namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": "ParamsFile", "__annotations__": {},
-                                 "__doc__": "Every key of params.yaml: " + ", ".join(["shared blocks", *SECTIONS.names()])}
+                                 "__doc__": "Keys of params.yaml: " + ", ".join(["shared blocks", *names])}
+    if not whole:
+        namespace["model_config"] = ConfigDict(**{**Block.model_config, "extra": "ignore"})
     for name, field in Shared.model_fields.items():
         parts = [s.extends[name] for s in sections if name in s.extends]
-        if parts:  # a shared block with each experiment's keys
+        if parts or (not whole and name in EXTENSIBLE):  # a shared block with each experiment's keys
             base = model_of(field.annotation)
+            body = {"__module__": __name__, "__doc__": base.__doc__}
+            if not whole:  # the other experiments' keys of the block are theirs (the whole file's check sees them)
+                body["model_config"] = ConfigDict(**{**Block.model_config, "extra": "ignore"})
             # bases after the parts: pydantic orders fields from the last base on (the shared keys first)
-            namespace["__annotations__"][name] = type(base.__name__, (*reversed(parts), base),
-                                                      {"__module__": __name__, "__doc__": base.__doc__})
+            namespace["__annotations__"][name] = type(base.__name__, (*reversed(parts), base), body)
             namespace[name] = Param(description=field.description, **_roles_kwargs(field))
     return type("ParamsFile", (*reversed(sections), Shared), namespace)
 
@@ -743,7 +748,9 @@ def validate_params(params: Any, conf_dir: str | Path = "conf", source: str = "p
     source : str
         Where the parameters come from, for the message.
     experiment : str, optional
-        The experiment that reads them; the input files of the others are not opened.
+        The experiment that reads them: the shared blocks and its section are validated (the other top-level
+        blocks are left to the glue's check of the whole file), and the input files of no other experiment
+        are opened. None: the whole file, with every registered section.
     workdir : str or Path
         The repository: files named in the parameters must lie inside it.
 
@@ -754,7 +761,7 @@ def validate_params(params: Any, conf_dir: str | Path = "conf", source: str = "p
     """
     if not isinstance(params, Mapping):
         raise ParamError([f"{source}: allowed a mapping of parameter blocks, got {type(params).__name__}"], source)
-    model = params_model()
+    model = params_model(None if experiment is None else tuple(e for e in (experiment,) if e in SECTIONS))
     context = Context(Path(workdir), Path(conf_dir), experiment, params)
     try:
         return model.model_validate(params, context=context)
@@ -790,7 +797,7 @@ def keys_of(experiment: str, role: str) -> tuple[str, ...]:
     """
     if role not in ROLES:
         raise ValueError(f"role {role!r}: allowed {', '.join(ROLES)}")
-    return tuple(_keys(params_model(), "", experiment, role))
+    return tuple(_keys(params_model((experiment,)), "", experiment, role))
 
 
 class SchemaKeys:

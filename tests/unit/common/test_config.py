@@ -218,14 +218,36 @@ def test_the_setups_expose_the_network_training_and_every_path():
         assert copy.deepcopy(setup.paths).data_docs == setup.paths.data_docs
 
 
-def test_a_misspelt_key_of_the_other_experiment_is_refused_by_each_setup():
-    """Each experiment validates the whole file: a misspelt key anywhere stops every stage."""
+def test_each_setup_checks_its_own_keys_and_the_whole_file_check_every_key():
+    """A setup validates the shared blocks and its own experiment's keys (the experiments never import each
+    other); the whole-file check, which `cmbml params check` and the `cmbml` command before every stage run,
+    refuses a misspelt key anywhere, the top level included."""
+    from cmbml.common.params import ParamError
+    from stages.experiments import check_all
+
     p = compose()
     p["cenn_train"]["learnig_rate"] = 0.1
-    assert "cenn_train.learnig_rate: unknown key" in problems(LensingSetup, p)
+    LensingSetup.from_params(p, CONF)  # not the lensing setup's business
+    assert "cenn_train.learnig_rate: unknown key" in problems(CennSetup, p)
     del p["cenn_train"]["learnig_rate"]
     p["lensing_trian"] = {}
-    assert "lensing_trian: unknown key" in problems(CennSetup, p)
+    CennSetup.from_params(p, CONF)
+    with pytest.raises(ParamError) as err:
+        check_all(p, CONF)
+    assert "lensing_trian: unknown key (did you mean lensing_train?)" in str(err.value)
+    p["lensing_train"]["learnig_rate"] = 0.1
+    assert "lensing_train.learnig_rate: unknown key" in problems(LensingSetup, p)
+
+
+def test_a_lensing_process_never_imports_the_cenn_package():
+    """The layering holds at run time too: building the lensing setup loads no CENN module."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from cmbml.lensing.setup import load; load(); "
+             "loaded = sorted(m for m in sys.modules if m.startswith('cmbml.cenn')); assert not loaded, loaded")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_the_lensing_setup_does_not_open_the_cenn_input_files():

@@ -203,4 +203,4 @@ def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_ali
 
     assert run_that_trained(mlflow, tracking, model_file).info.run_id == run.id
     assert log_evaluation(tracking, model_file, "evaluation", {"mse": 0.5}, artifacts=[]) == run.id
-    assert client.get_run(run.id).data.metrics["test_mse"] == 0.5
+    assert client.get_run(run.id).data.metrics["evaluation_mse"] == 0.5
