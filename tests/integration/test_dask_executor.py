@@ -18,14 +18,14 @@ def test_simulations_on_a_dask_cluster_are_byte_identical_to_the_local_run(repo_
     from distributed import Client, LocalCluster
 
     root, env = repo_copy
-    stages = ["lensing_simulate", "cenn_simulate"]
+    stages = ["lensing_simulate", "cenn_simulate@training"]
     sh(["cmbml", "params", "compose", *SMOKE], root, env)
     sh(["dvc", "repro", *stages], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
     assert params["executor"]["kind"] == "local"
     outputs = [params["paths"]["lensing"]["datasets"], params["paths"]["cenn"]["patches"]]
     local = digests(root, outputs)
-    assert sum(k.endswith(".h5") for k in local) == 3 + 3  # train/val/test and Train/Test/Validation (B)
+    assert sum(k.endswith(".h5") for k in local) == 3 + 3  # the three roles of each experiment (CENN: Train, Test, Validation of B)
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
