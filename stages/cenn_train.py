@@ -19,6 +19,7 @@ def main() -> None:
     from cmbml.common.fit import fit, write_fit
     from cmbml.common.io import write_json
     from cmbml.common.networks import dtype_policy, make_optimizer
+    from cmbml.common.roles import EARLY_STOPPING, TRAINING
     from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std
 
     train, paths = setup.train, setup.paths
@@ -31,9 +32,9 @@ def main() -> None:
                                                            l2=train.l2, name=f"cenn_{setup.variant}")
         core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
     # Sky maps and target CMB standardised per channel with training-set statistics, which the saved model
-    # carries; Test patches stop training.
-    train_files = [paths.patch_file("Train", c) for c in setup.components]
-    test_files = [paths.patch_file("Test", c) for c in setup.components]
+    # carries; the early-stopping patches (Test files) stop training.
+    train_files = [paths.patch_file(TRAINING, c) for c in setup.components]
+    test_files = [paths.patch_file(EARLY_STOPPING, c) for c in setup.components]
     x_stats = streamed_mean_std(train_files, "M", per_channel=True)
     y_stats = streamed_mean_std(train_files, "M0", per_channel=True)
     training = H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True, seed=setup.seed)
