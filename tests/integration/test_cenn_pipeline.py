@@ -66,8 +66,8 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     assert "cosmology.H0" in run.data.params and "seed" in run.data.params and "instrument.target_GHz" in run.data.params
     assert not [k for k in run.data.params if k.startswith(("lensing", "npix", "kappa", "scale.lensing"))]
     assert run.data.tags["scale.cenn.crop_pixels"] == "1"  # evaluation settings as tags
-    # metrics measured on the Validation split carry its name
-    for key in ("loss", "val_loss", "validation_map_mse_network_uK2", "validation_mse_over_wiener"):
+    # metrics measured on the evaluation patches (Validation files) carry the role's name, as in lensing
+    for key in ("loss", "val_loss", "evaluation_map_mse_network_uK2", "evaluation_mse_over_wiener"):
         assert key in run.data.metrics
     assert "evaluation_unseen_mse_over_wiener" in run.data.metrics
     assert len(run.data.metrics) <= 24  # the runs table stays readable: per-range scores are an artifact

@@ -56,7 +56,7 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     assert run.data.tags["lensing_evaluate.n_example_maps"] == "3"
     assert run.data.tags["parameter_set"] == "v2" and run.data.tags["dvc_exp_name"] == "smoke-x10"
     assert len(run.data.tags["git_commit"]) == 40
-    for key in ("loss", "val_loss", "best_val_loss", "test_rho_cnn_mean", "test_rho_opt_mean", "test_mse_kappa"):
+    for key in ("loss", "val_loss", "best_val_loss", "evaluation_rho_cnn_mean", "evaluation_rho_opt_mean", "evaluation_mse_kappa"):
         assert key in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"rho_L.json", "rho_L.png", "training_curve.png", "model_card.json"} <= artifacts  # root: compare view
