@@ -22,7 +22,7 @@ def smoke_experiment(repo_copy):
 def test_dvc_metrics_and_experiment_table(smoke_experiment):
     root, env = smoke_experiment
     metrics = json.loads((root / "metrics/lensing.json").read_text())
-    assert metrics["n_test"] == 48 and np.isfinite(metrics["rho_cnn_mean"]) and metrics["mse_kappa"] > 0
+    assert metrics["n_evaluation"] == 48 and np.isfinite(metrics["rho_cnn_mean"]) and metrics["mse_kappa"] > 0
     # per-L curves go to the plot file, not to scalar metrics; the bins are the setup's
     from cmbml.common.flatsky import bin_power
     from cmbml.lensing.setup import load
