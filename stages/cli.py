@@ -184,13 +184,21 @@ def _one_line_when_files_are_missing(command):
     return wrapper
 
 
-def _check_every_parameter(path: str = "params.yaml") -> None:
+def _experiment_of(module: str) -> str:
+    """The experiment a stage module belongs to (whose input files its check may open)."""
+    if module == "spectra":
+        return "spectra"
+    return "lensing" if module.startswith("lensing") else "cenn"
+
+
+def _check_every_parameter(module: str, path: str = "params.yaml") -> None:
     """The whole file against every experiment's schema, before any stage computes: a stage's own setup sees
-    only the shared blocks and its experiment's keys, so a misspelt key of another block is caught here."""
+    only the shared blocks and its experiment's keys, so a misspelt key of another block is caught here. Only
+    the stage's own experiment's input files are opened (a lensing run needs no instrument table)."""
     from cmbml.common.params import load_params
     from stages.experiments import check_all
 
-    check_all(load_params(path), source=path)
+    check_all(load_params(path), source=path, files_of=_experiment_of(module))
 
 
 def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
@@ -208,7 +216,7 @@ def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
         typer.secho(_missing_input_message(missing[0], pipeline), fg="red", err=True)
         raise typer.Exit(1)
     try:
-        _check_every_parameter()
+        _check_every_parameter(module)
         importlib.import_module(f"stages.{module}").main(**kwargs)
     except ParamError as err:
         typer.secho(str(err), fg="red", err=True)

@@ -17,7 +17,11 @@ import cmbml.lensing.schema  # noqa: F401  (registers the lensing section)
 from cmbml.common.schema import validate_params
 
 
-def check_all(params: Mapping[str, Any], conf_dir: str | Path = "conf", source: str = "params.yaml") -> None:
-    """Check every key of the file against the schema of every experiment, their input files included; raise
-    :class:`~cmbml.common.params.ParamError` listing all problems."""
-    validate_params(params, conf_dir, source)
+def check_all(params: Mapping[str, Any], conf_dir: str | Path = "conf", source: str = "params.yaml",
+              files_of: str | None = None) -> None:
+    """Check every key of the file against the schema of every experiment; raise
+    :class:`~cmbml.common.params.ParamError` listing all problems.
+
+    ``files_of``: open only that experiment's input files (the stage about to run); None opens every
+    experiment's (``cmbml params check``)."""
+    validate_params(params, conf_dir, source, files_of=files_of)

@@ -59,7 +59,7 @@ def test_push_a_smoke_run_to_s3_and_pull_it_back_byte_identical(repo_copy, s3_en
     sh(["dvc", "remote", "modify", "--local", "s3", "endpointurl", endpoint], root, env)
     outputs = ["datasets/lensing", "models/lensing"]
     before = digests(root, outputs)
-    assert any(k.endswith("train.h5") for k in before) and any(k.endswith("model.keras") for k in before)
+    assert any(k.endswith("training.h5") for k in before) and any(k.endswith("model.keras") for k in before)
 
     sh(["dvc", "push", "-r", "s3", "--with-deps", "lensing_train"], root, env)
     stored = client.list_objects_v2(Bucket=BUCKET, Prefix="dvcstore/")["KeyCount"]

@@ -736,7 +736,7 @@ def _roles_kwargs(field: FieldInfo) -> dict[str, tuple[str, ...]]:
 
 
 def validate_params(params: Any, conf_dir: str | Path = "conf", source: str = "params.yaml",
-                    experiment: str | None = None, workdir: str | Path = ".") -> Block:
+                    experiment: str | None = None, workdir: str | Path = ".", files_of: str | None = None) -> Block:
     """The validated parameters of a whole file.
 
     Parameters
@@ -751,6 +751,9 @@ def validate_params(params: Any, conf_dir: str | Path = "conf", source: str = "p
         The experiment that reads them: the shared blocks and its section are validated (the other top-level
         blocks are left to the glue's check of the whole file), and the input files of no other experiment
         are opened. None: the whole file, with every registered section.
+    files_of : str, optional
+        With ``experiment`` None: the experiment whose input files are opened (a stage about to run checks the
+        whole file but needs only its own experiment's files: ``data/`` may be absent for a lensing run).
     workdir : str or Path
         The repository: files named in the parameters must lie inside it.
 
@@ -762,7 +765,7 @@ def validate_params(params: Any, conf_dir: str | Path = "conf", source: str = "p
     if not isinstance(params, Mapping):
         raise ParamError([f"{source}: allowed a mapping of parameter blocks, got {type(params).__name__}"], source)
     model = params_model(None if experiment is None else tuple(e for e in (experiment,) if e in SECTIONS))
-    context = Context(Path(workdir), Path(conf_dir), experiment, params)
+    context = Context(Path(workdir), Path(conf_dir), experiment if experiment is not None else files_of, params)
     try:
         return model.model_validate(params, context=context)
     except ValidationError as err:

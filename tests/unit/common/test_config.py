@@ -257,3 +257,9 @@ def test_the_lensing_setup_does_not_open_the_cenn_input_files():
     p["instrument"]["table"] = "data/no_such_table.csv"
     LensingSetup.from_params(p, CONF)
     assert "no such file" in problems(CennSetup, p)
+    # the whole-file check before a lensing stage (a queued experiment's copy may lack data/) opens none either
+    from stages.experiments import check_all
+
+    check_all(p, CONF, files_of="lensing")
+    with pytest.raises(ParamError, match="no such file"):
+        check_all(p, CONF)
