@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stages.model_registry import input_example, log_and_register
-from stages.tracking import ParameterSet, training_run
+from stages.model_registry import train_log_and_register
+from stages.tracking import ParameterSet
 
 
 def main() -> None:
@@ -15,8 +15,6 @@ def main() -> None:
 
     import keras
 
-    from cmbml.common.fit import fit, write_fit
-    from cmbml.common.io import write_json
     from cmbml.common.networks import dtype_policy, make_optimizer
     from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std
     from cmbml.lensing.networks import ARCHITECTURES
@@ -37,14 +35,7 @@ def main() -> None:
     # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
     # saved beside its card and registered as cmbml-lensing-<version>@<scale>.
     parameter_set = ParameterSet(setup.tracking, "lensing", setup.version, setup.scale, setup.model_card)
-    with training_run(parameter_set, stage="lensing_train") as run:
-        run.log_inputs(core, training, early_stopping)
-        fitted = fit(core, training, early_stopping, train.epochs, train.early_stopping_patience,
-                     on_epoch_end=run.log_epoch, scratch=paths.model.parent)
-        curve = paths.train_plots / "training_curve.png"
-        write_fit(fitted, paths.model, paths.history, curve, title=f"lensing {setup.version}: training")
-        write_json(paths.model_card, parameter_set.model_card)
-        run.log_fit(fitted, paths.model, artifacts=[curve, paths.model_card])
-        registered = log_and_register(run, fitted.model, input_example(early_stopping))
+    fitted, run_id, registered = train_log_and_register(parameter_set, "lensing_train", core, training, early_stopping,
+                                                         train, paths, title=f"lensing {setup.version}: training")
     print(f"lensing_train: {setup.version}, best val_loss {fitted.best_val_loss:.4f} at epoch "
-          f"{fitted.best_epoch}; MLflow run {run.id}, {registered}")
+          f"{fitted.best_epoch}; MLflow run {run_id}, {registered}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cmbml.common.config import Tracking
 from cmbml.common.params import repository_root
-from stages.tracking import TrainingRun
+from stages.tracking import ParameterSet, TrainingRun, training_run
 
 if TYPE_CHECKING:
     from cmbml.common.training import BatchSource
@@ -108,6 +108,50 @@ def log_and_register(run: TrainingRun, model, example) -> Registered:
                        {k: v for k, v in run.tags.items() if not k.startswith("mlflow.")}, parameter_set.model_card)
     return Registered(parameter_set.tracking.registered_model, parameter_set.scale, str(version.version),
                       info.model_uri)
+
+
+def train_log_and_register(parameter_set: ParameterSet, stage: str, core, training: BatchSource,
+                           early_stopping: BatchSource, train, paths, title: str) -> tuple[Any, str, Registered]:
+    """What every training stage does after building its network: fit until ``val_loss`` stops improving and
+    keep the best epoch (:func:`cmbml.common.fit.fit`), every epoch logged to the stage's MLflow run; write the
+    model, its history, training curve and model card; log them and register the model as
+    ``<prefix>-<parameter set>@<scale>``.
+
+    Parameters
+    ----------
+    parameter_set : ParameterSet
+        The experiment's parameter set at its scale (names the run, the registered model and the alias).
+    stage : str
+        The DVC stage (an MLflow run tag).
+    core : keras.Model
+        The compiled network on standardised data.
+    training, early_stopping : BatchSource
+        Batches carrying the training set's standardisation statistics.
+    train
+        The setup's training settings (``epochs``, ``early_stopping_patience``).
+    paths
+        The setup's paths (``model``, ``history``, ``train_plots``, ``model_card``).
+    title : str
+        Title of the training-curve figure.
+
+    Returns
+    -------
+    fitted, run_id, registered
+        The fit (history, best epoch and loss, the physical-units model), the MLflow run and the model version.
+    """
+    from cmbml.common.fit import fit, write_fit
+    from cmbml.common.io import write_json
+
+    with training_run(parameter_set, stage=stage) as run:
+        run.log_inputs(core, training, early_stopping)
+        fitted = fit(core, training, early_stopping, train.epochs, train.early_stopping_patience,
+                     on_epoch_end=run.log_epoch, scratch=paths.model.parent)
+        curve = paths.train_plots / "training_curve.png"
+        write_fit(fitted, paths.model, paths.history, curve, title=title)
+        write_json(paths.model_card, parameter_set.model_card)
+        run.log_fit(fitted, paths.model, artifacts=[curve, paths.model_card])
+        registered = log_and_register(run, fitted.model, input_example(early_stopping))
+    return fitted, run.id, registered
 
 
 def load_model(ref: str):
