@@ -67,8 +67,35 @@ def register(mlflow, tracking: Tracking, model_uri: str, scale: str, tags: Mappi
     client.update_model_version(tracking.registered_model, version.version, description=(
         f"Trained at scale={scale} in DVC experiment {tags.get('dvc_exp_name')} from commit "
         f"{tags.get('git_commit', '')[:10]}; overrides {tags.get('overrides', '{}')}."))
-    client.set_registered_model_alias(tracking.registered_model, scale, version.version)
+    move_alias(client, tracking.registered_model, scale, int(version.version))
     return version
+
+
+def move_alias(client, name: str, alias: str, version: int, attempts: int = 5) -> None:
+    """Point ``alias`` at ``version`` unless a newer version already holds it.
+
+    Two experiments registering at once (``dvc queue start -j 2`` against a tracking server) may both move the
+    same alias: on PostgreSQL the second insert then fails on the alias's unique key. The alias names the newest
+    version trained at the scale, so a failed move is read back and retried only while the alias points at an
+    older version (or at none).
+    """
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+            try:
+                if int(client.get_model_version_by_alias(name, alias).version) >= version:
+                    return  # a newer version took the alias meanwhile
+            except MlflowException:
+                pass  # no alias yet: try again
 
 
 def pinned_requirements() -> list[str]:

@@ -204,3 +204,37 @@ def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_ali
     assert run_that_trained(mlflow, tracking, model_file).info.run_id == run.id
     assert log_evaluation(tracking, model_file, "evaluation", {"mse": 0.5}, artifacts=[]) == run.id
     assert client.get_run(run.id).data.metrics["evaluation_mse"] == 0.5
+
+
+def test_a_racing_alias_move_leaves_the_alias_on_the_newest_version():
+    """Two experiments registering at once against a server: the second alias insert fails on its unique key
+    (seen with PostgreSQL). The move is read back: retried while an older version holds the alias, given up
+    (without error) once a newer one does."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+
+    from stages.model_registry import move_alias
+
+    class Registry:  # the two calls move_alias makes, with the race played out in between
+        def __init__(self, holder, fail_times):
+            self.holder, self.fail_times, self.sets = holder, fail_times, []
+
+        def set_registered_model_alias(self, name, alias, version):
+            self.sets.append(version)
+            if len(self.sets) <= self.fail_times:
+                raise MlflowException("duplicate key value violates unique constraint registered_model_alias_pk")
+            self.holder = version
+
+        def get_model_version_by_alias(self, name, alias):
+            return SimpleNamespace(version=str(self.holder))
+
+    older = Registry(holder=3, fail_times=1)
+    move_alias(older, "cmbml-lensing-v2", "smoke", 4)
+    assert older.holder == 4 and older.sets == [4, 4]
+    newer = Registry(holder=5, fail_times=1)
+    move_alias(newer, "cmbml-lensing-v2", "smoke", 4)
+    assert newer.holder == 5 and newer.sets == [4]
+    stuck = Registry(holder=3, fail_times=99)
+    with pytest.raises(MlflowException):
+        move_alias(stuck, "cmbml-lensing-v2", "smoke", 4, attempts=3)
