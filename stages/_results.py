@@ -8,11 +8,11 @@ from pathlib import Path
 
 
 def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: str, table: str,
-                       required_metric: str, group_by: tuple[str, ...] = ()) -> dict:
+                       required_metric: str, group_by: tuple[str, ...] = (), missing: str = "gaussian") -> dict:
     """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>``:
     ``{parameter_set: {"name", "params", "tags", "metrics" (split prefix removed), "rows" (the ``table`` artifact),
     "run_id"}}``. With ``group_by`` (run parameters, e.g. ``("foregrounds.model",)``) the newest per
-    ``(parameter_set, *values)``, a missing parameter read as ``"gaussian"`` (runs from before it existed)."""
+    ``(parameter_set, *values)``, a missing parameter read as ``missing`` (runs from before it existed)."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -27,7 +27,7 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
     prefix = f"{split}_"
     for run in runs:
         name = run.data.tags.get("parameter_set")
-        key = (name, *(run.data.params.get(p, "gaussian") for p in group_by)) if group_by else name
+        key = (name, *(run.data.params.get(p, missing) for p in group_by)) if group_by else name
         if key in found or f"{prefix}{required_metric}" not in run.data.metrics:
             continue
         rows, details = [], {}

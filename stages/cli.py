@@ -350,7 +350,8 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     params = load_params("params.yaml")
     uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
     lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "evaluation", scale, "rho_L.json",
-                                      "rho_opt_mean").values())
+                                      "rho_opt_mean", group_by=("lensing_net.architecture",),
+                                      missing="original").values())
     by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
                                   "mse_over_wiener", group_by=("foregrounds.model",))
     # The per-variant tables: networks trained on the default (Gaussian) sky; the foreground-model table:
@@ -369,7 +370,8 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     Path(readme).write_text(text)
     if lensing:
         plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
-    typer.echo(f"report: {len(lensing)} lensing versions ({', '.join(r['name'] for r in lensing)}), "
+    versions = sorted({r["name"] for r in lensing})
+    typer.echo(f"report: {len(lensing)} lensing runs of {len(versions)} versions ({', '.join(versions)}), "
                f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}), "
                f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme}")
 
@@ -395,6 +397,10 @@ def predict(
                            "version of cmbml")
         stack = read_maps(input, len(card["input"]["channels"]), dataset)
         check_against_card(stack, card, input, pixel_arcmin)
+        if "derived" in card["input"]:  # channels the network takes beside T, made from T as its card says
+            from cmbml.lensing.inputs import InputMaker
+
+            stack.maps = InputMaker.from_card(card["input"]["derived"])(stack.maps)
         write_prediction(output, predict_maps(net, stack, batch_size), card, model, stack.single)
     except (MapError, FileNotFoundError) as err:
         typer.secho(f"cmbml predict: {err}", fg="red", err=True)

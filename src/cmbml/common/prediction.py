@@ -9,10 +9,12 @@ import numpy as np
 from cmbml.common.io import iter_chunks
 
 
-def predict_h5(model, path: str | Path, x_name: str, batch: int, add_channel_axis: bool = False) -> np.ndarray:
+def predict_h5(model, path: str | Path, x_name: str, batch: int, add_channel_axis: bool = False,
+               transform=None) -> np.ndarray:
     """Network outputs for every sample of the HDF5 dataset ``x_name``, read and predicted ``batch`` at a time.
 
-    With ``add_channel_axis`` the inputs (N, n, n) gain a trailing channel axis and the outputs lose it.
+    With ``add_channel_axis`` the inputs (N, n, n) gain a trailing channel axis and the outputs lose it; with
+    ``transform`` the network is given ``transform(x)`` instead (its input channels made from ``x``).
     """
     import h5py
 
@@ -21,7 +23,8 @@ def predict_h5(model, path: str | Path, x_name: str, batch: int, add_channel_axi
         out = None
         for sl in iter_chunks(data.shape[0], batch):
             x = data[sl]
-            y = model.predict(x[..., None] if add_channel_axis else x, verbose=0)
+            inputs = transform(x) if transform is not None else (x[..., None] if add_channel_axis else x)
+            y = model.predict(inputs, verbose=0)
             y = y[..., 0] if add_channel_axis else y
             if out is None:
                 out = np.empty((data.shape[0],) + y.shape[1:], dtype=y.dtype)

@@ -8,7 +8,7 @@ A batch source (:class:`BatchSource`) is anything that gives batch ``step`` of `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -17,10 +17,13 @@ import numpy as np
 from cmbml.common.io import iter_chunks
 
 
-def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int = 256):
+def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int = 256,
+                      transform: Callable[[np.ndarray], np.ndarray] | None = None, max_samples: int | None = None):
     """Mean and standard deviation of HDF5 dataset(s), reading ``chunk`` samples at a time.
 
-    ``paths`` is one file or a list; with ``per_channel`` the statistics are per last axis.
+    ``paths`` is one file or a list; with ``per_channel`` the statistics are per last axis. With ``transform``
+    the statistics are those of ``transform(block)`` (e.g. a network's derived input channels), over the first
+    ``max_samples`` samples of each file when given.
     """
     import h5py
 
@@ -30,9 +33,11 @@ def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         with h5py.File(path, "r") as h5:
             data = h5[dataset]
-            axes = tuple(range(data.ndim - 1)) if per_channel else None
-            for sl in iter_chunks(data.shape[0], chunk):
-                block = np.asarray(data[sl], dtype=np.float64)
+            n = data.shape[0] if max_samples is None else min(int(max_samples), data.shape[0])
+            for sl in iter_chunks(n, chunk):
+                block = data[sl]
+                block = np.asarray(block if transform is None else transform(block), dtype=np.float64)
+                axes = tuple(range(block.ndim - 1)) if per_channel else None
                 total = total + block.sum(axis=axes)
                 total_sq = total_sq + (block**2).sum(axis=axes)
                 count += block.size // (block.shape[-1] if per_channel else 1)
@@ -95,13 +100,16 @@ class H5Batches:
     ``step`` of ``epoch`` is contiguous samples of one file, standardised ``(v - mean) / std``
     (scalars or per-channel lists), with a trailing channel axis added to (N, n, n) arrays. With
     ``shuffle`` the order of batches is a permutation drawn from ``(seed, epoch)``; with ``augment``
-    each pair gets one of the 8 symmetries of the square drawn from ``(seed, epoch, step)``. A batch
+    each pair gets one of the 8 symmetries of the square drawn from ``(seed, epoch, step)``. With
+    ``x_transform`` the inputs become ``x_transform(x)`` ((batch, n, n, x_channels), made after the
+    symmetry, then standardised with ``x_stats``). A batch
     therefore does not depend on which thread reads it or in which order: reads can run in parallel
     and ahead of the model. Memory holds only the batches being read.
     """
 
     def __init__(self, paths, x_name: str, y_name: str, batch_size: int, x_stats=None, y_stats=None,
-                 augment: bool = False, shuffle: bool = False, seed: int = 0):
+                 augment: bool = False, shuffle: bool = False, seed: int = 0,
+                 x_transform: Callable[[np.ndarray], np.ndarray] | None = None, x_channels: int | None = None):
         import threading
 
         import h5py
@@ -110,6 +118,9 @@ class H5Batches:
         self.x_name, self.y_name = x_name, y_name
         self.x_stats, self.y_stats = x_stats, y_stats
         self.augment, self.shuffle, self.seed = augment, shuffle, int(seed)
+        if (x_transform is None) != (x_channels is None):
+            raise ValueError("x_transform and x_channels go together: the channels the transform makes")
+        self.x_transform = x_transform
         self.index: list[tuple[int, slice]] = []  # (file, samples) of each batch
         shapes = []
         for i, path in enumerate(self.files):
@@ -119,6 +130,8 @@ class H5Batches:
             self.index += [(i, sl) for sl in iter_chunks(n, batch_size)]
         add_channel = lambda shape: tuple(shape) + ((1,) if len(shape) == 2 else ())  # noqa: E731
         self.x_shape, self.y_shape = add_channel(shapes[0][0]), add_channel(shapes[0][1])
+        if x_transform is not None:
+            self.x_shape = self.x_shape[:-1] + (int(x_channels),)
         self._local = threading.local()  # one set of open files per reading thread
 
     def __len__(self) -> int:
@@ -142,10 +155,16 @@ class H5Batches:
         if self.shuffle:
             position = int(np.random.default_rng([self.seed, int(epoch)]).permutation(len(self))[position])
         i, sl = self.index[position]
-        x, y = self._read(i, self.x_name, sl, self.x_stats), self._read(i, self.y_name, sl, self.y_stats)
+        if self.x_transform is None:
+            x, y = self._read(i, self.x_name, sl, self.x_stats), self._read(i, self.y_name, sl, self.y_stats)
+            if self.augment:
+                x, y = augment_batch(x, y, np.random.default_rng([self.seed, int(epoch), int(step)]))
+            return x, y
+        # Derived channels are made after the rotation or flip, from the map the network sees.
+        x, y = self._read(i, self.x_name, sl, None), self._read(i, self.y_name, sl, self.y_stats)
         if self.augment:
             x, y = augment_batch(x, y, np.random.default_rng([self.seed, int(epoch), int(step)]))
-        return x, y
+        return standardise(self.x_transform(x), self.x_stats), y
 
 
 class ArrayBatches:

@@ -1,10 +1,20 @@
 """Lensing networks: the architecture registry (``lensing_net.architecture``) and its networks.
 
 Each architecture is one class registered in :data:`ARCHITECTURES`: ``Params`` (a pydantic model of its
-block ``lensing_net.<name>``: type, range and unit of each key, unknown keys refused) and ``build``,
-which returns an uncompiled Keras model from a standardised lensed T map ``(npix, npix, 1)`` to
-standardised kappa ``(npix, npix, 1)``. Keras is imported inside ``build`` only, so that checking
+block ``lensing_net.<name>``: type, range and unit of each key, unknown keys refused), ``inputs`` (the input
+channels, names of :data:`cmbml.lensing.inputs.CHANNELS`: the lensed T map, and for a physics-informed network
+what the quadratic estimator makes of it) and ``build``, which returns an uncompiled Keras model from
+standardised inputs ``(npix, npix, len(inputs))`` to standardised kappa ``(npix, npix, 1)``. Every layer is a
+Keras built-in, so the saved models load in safe mode. Keras is imported inside ``build`` only, so that checking
 parameters stays fast.
+
+- ``original``: the cnn_lensing network of each version, the record of the original project: same-padded
+  3 x 3 convolutions at full resolution, which see a few pixels of a map whose lensing is spread over all of it.
+- ``resunet``: a multi-scale residual encoder-decoder with skips (after ResUNet-CMB, Guzman & Meyers 2021) on
+  the periodically padded map: it sees the whole patch, from the lensed T alone.
+- ``resunet_qe``: the same network given also the Wiener-filtered quadratic estimate of kappa, which it may pass
+  straight to its output (a 1 x 1 convolution over the decoder's features and the inputs): it starts from the
+  classical answer and learns what it misses.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ class Original:
     """The cnn_lensing network of each version (v1-v8): same-padded ReLU convolutions, linear output."""
 
     name: ClassVar[str] = "original"
+    inputs: ClassVar[tuple[str, ...]] = ("T",)
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -86,3 +97,138 @@ class Original:
     def build(params: Params, npix: int | None, name: str = "lensing_cnn") -> keras.Model:
         return lensing_cnn(npix, params.conv_filters, params.conv_kernels, params.output_kernel,
                            params.kernel_initializer, name=name)
+
+
+def periodic_margin(npix: int, depth: int, min_margin: int) -> int:
+    """Pixels added on each side by periodic padding so that the padded side, ``npix + 2 margin``, halves
+    ``depth`` times exactly, with at least ``min_margin`` pixels of wrapped context."""
+    step = 2**depth
+    side = npix + 2 * min_margin
+    side = -(-side // step) * step
+    while (side - npix) % 2:
+        side += step
+    return (side - npix) // 2
+
+
+def periodic_pad(x, margin: int, npix: int, name: str):
+    """Pad (batch, npix, npix, c) maps periodically by ``margin`` pixels per side: the patches are periodic
+    (simulated by FFT), so a convolution at the edge sees the pixels across it. Built from ``Cropping2D`` and
+    ``Concatenate`` (Keras built-ins)."""
+    import keras
+
+    if margin == 0:
+        return x
+    if margin > npix:
+        raise ValueError(f"periodic margin {margin} exceeds the map side {npix}")
+    L = keras.layers
+    rest = npix - margin
+    left = L.Cropping2D(((0, 0), (rest, 0)), name=f"{name}_wrap_left")(x)  # the last columns, placed before
+    right = L.Cropping2D(((0, 0), (0, rest)), name=f"{name}_wrap_right")(x)
+    x = L.Concatenate(axis=2, name=f"{name}_wrap_x")([left, x, right])
+    top = L.Cropping2D(((rest, 0), (0, 0)), name=f"{name}_wrap_top")(x)
+    bottom = L.Cropping2D(((0, rest), (0, 0)), name=f"{name}_wrap_bottom")(x)
+    return L.Concatenate(axis=1, name=f"{name}_wrap_y")([top, x, bottom])
+
+
+def residual_block(x, filters: int, name: str, batch_norm: bool, initializer: str):
+    """``relu(x W + conv(relu(conv(x))))``: two 3 x 3 convolutions beside a 1 x 1 projection of the input."""
+    import keras
+
+    L = keras.layers
+    shortcut = x if x.shape[-1] == filters else L.Conv2D(filters, 1, kernel_initializer=initializer,
+                                                          name=f"{name}_project")(x)
+    y = x
+    for k in (1, 2):
+        y = L.Conv2D(filters, 3, padding="same", kernel_initializer=initializer, use_bias=not batch_norm,
+                     name=f"{name}_conv{k}")(y)
+        if batch_norm:
+            y = L.BatchNormalization(name=f"{name}_bn{k}")(y)
+        if k == 1:
+            y = L.Activation("relu", name=f"{name}_relu{k}")(y)
+    return L.Activation("relu", name=f"{name}_out")(L.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def resunet(npix: int, n_inputs: int, base_filters: int, depth: int, blocks_per_level: int, min_margin: int,
+            batch_norm: bool, kernel_initializer: str, pass_inputs: bool, name: str) -> keras.Model:
+    """A residual encoder-decoder with skips on periodically padded maps.
+
+    Input (npix, npix, n_inputs) standardised channels; output (npix, npix, 1) standardised kappa. Level ``k``
+    works at ``2^-k`` of the padded resolution with ``base_filters * 2^k`` filters; strided convolutions go
+    down, transposed convolutions up, each decoder level concatenates the encoder's features of its
+    resolution. With ``pass_inputs`` the linear output layer also sees the (cropped) inputs, so a channel that
+    already estimates kappa reaches the output through one weight.
+    """
+    import keras
+
+    L = keras.layers
+    margin = periodic_margin(npix, depth, min_margin)
+    inputs = keras.Input(shape=(npix, npix, n_inputs), name="inputs")
+    x = periodic_pad(inputs, margin, npix, "pad")
+    x = L.Conv2D(base_filters, 3, padding="same", kernel_initializer=kernel_initializer, name="stem")(x)
+    skips = []
+    for level in range(depth):
+        for b in range(blocks_per_level):
+            x = residual_block(x, base_filters * 2**level, f"down{level}_{b}", batch_norm, kernel_initializer)
+        skips.append(x)
+        x = L.Conv2D(base_filters * 2 ** (level + 1), 3, strides=2, padding="same",
+                     kernel_initializer=kernel_initializer, name=f"down{level}_stride")(x)
+    for b in range(blocks_per_level):
+        x = residual_block(x, base_filters * 2**depth, f"bottom_{b}", batch_norm, kernel_initializer)
+    for level in reversed(range(depth)):
+        x = L.Conv2DTranspose(base_filters * 2**level, 2, strides=2, kernel_initializer=kernel_initializer,
+                              name=f"up{level}_transpose")(x)
+        x = L.Concatenate(name=f"up{level}_skip")([x, skips[level]])
+        for b in range(blocks_per_level):
+            x = residual_block(x, base_filters * 2**level, f"up{level}_{b}", batch_norm, kernel_initializer)
+    x = L.Cropping2D(margin, name="crop")(x)
+    if pass_inputs:
+        x = L.Concatenate(name="features_and_inputs")([x, inputs])
+    outputs = L.Conv2D(1, 1, activation=None, dtype="float32", name="kappa_out")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+class _ResUNetParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base_filters: int = Field(16, ge=1, le=512, description="filters at full resolution, doubled at each level down")
+    depth: int = Field(3, ge=1, le=6, description="times the resolution halves")
+    blocks_per_level: int = Field(1, ge=1, le=8, description="residual blocks at each resolution")
+    min_margin_pixels: int = Field(4, ge=0, le=64, description=(
+        "least periodic padding per side, pixels (more is added so that the padded side halves depth times)"))
+    batch_norm: bool = Field(True, description="batch normalisation after each convolution of a residual block")
+    kernel_initializer: KernelInitializer = Field("he_normal", description=(
+        "Keras initializer of every kernel, one of " + ", ".join(KERNEL_INITIALIZERS)))
+
+
+@ARCHITECTURES.register
+class ResUNet:
+    """Multi-scale residual encoder-decoder on the periodically padded lensed T map (the data alone)."""
+
+    name: ClassVar[str] = "resunet"
+    inputs: ClassVar[tuple[str, ...]] = ("T",)
+    Params = _ResUNetParams
+
+    @classmethod
+    def build(cls, params: _ResUNetParams, npix: int | None, name: str = "lensing_resunet") -> keras.Model:
+        if npix is None:
+            raise ValueError(f"{cls.name} needs the map side (its periodic padding depends on it)")
+        return resunet(npix, len(cls.inputs), params.base_filters, params.depth, params.blocks_per_level,
+                       params.min_margin_pixels, params.batch_norm, params.kernel_initializer,
+                       pass_inputs=False, name=name)
+
+
+@ARCHITECTURES.register
+class ResUNetQE:
+    """The residual encoder-decoder given the lensed T map and the Wiener-filtered quadratic estimate of
+    kappa, which its linear output layer can pass through: physics in, the network learns the rest."""
+
+    name: ClassVar[str] = "resunet_qe"
+    inputs: ClassVar[tuple[str, ...]] = ("T", "kappa_qe")
+    Params = _ResUNetParams
+
+    @classmethod
+    def build(cls, params: _ResUNetParams, npix: int | None, name: str = "lensing_resunet_qe") -> keras.Model:
+        if npix is None:
+            raise ValueError(f"{cls.name} needs the map side (its periodic padding depends on it)")
+        return resunet(npix, len(cls.inputs), params.base_filters, params.depth, params.blocks_per_level,
+                       params.min_margin_pixels, params.batch_norm, params.kernel_initializer,
+                       pass_inputs=True, name=name)

@@ -119,25 +119,32 @@ def plot_kappa_power(ell: np.ndarray, measured: Mapping[str, np.ndarray], noise:
 
 
 def plot_rho_versions(records: Sequence[Mapping], path: str | Path) -> None:
-    """rho(L) of every lensing version on one log-L figure: CNN solid, QE dashed, the QE's Wiener limit dotted;
-    each version's kappa exaggeration factor (from its ``params``) in the legend."""
+    """rho(L) of every lensing version on one log-L figure: for each version its best network solid (the
+    architecture in the legend), the QE dashed, the QE's Wiener limit dotted; each version's kappa exaggeration
+    factor (from its ``params``) in the legend. ``records`` may hold several runs (architectures) per version."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, rec in enumerate(records):
+    best: dict[str, Mapping] = {}
+    for rec in records:
+        if rec["name"] not in best or rec["metrics"]["rho_cnn_mean"] > best[rec["name"]]["metrics"]["rho_cnn_mean"]:
+            best[rec["name"]] = rec
+    for k, rec in enumerate(best.values()):
         rows, colour = rec["rows"], colours[k % len(colours)]
         ell = [r["L"] for r in rows]
         # rho depends on the signal-to-noise ratio, so each version's kappa exaggeration is in its legend entry
-        factor = rec.get("params", {}).get("kappa_exaggeration_factor")
+        params = rec.get("params", {})
+        factor = params.get("kappa_exaggeration_factor")
         boost = rf" ($\kappa$ × {float(factor):g})" if factor is not None else ""
-        ax.plot(ell, [r["rho_cnn"] for r in rows], "-", color=colour, lw=1.6, label=f"{rec['name']} CNN{boost}")
+        arch = params.get("lensing_net.architecture", "original")
+        ax.plot(ell, [r["rho_cnn"] for r in rows], "-", color=colour, lw=1.6, label=f"{rec['name']} {arch}{boost}")
         ax.plot(ell, [r["rho_qe"] for r in rows], "--", color=colour, lw=1)
         ax.plot(ell, [r["rho_opt"] for r in rows], ":", color=colour, lw=1)
     ax.plot([], [], "k--", lw=1, label="quadratic estimator")
     ax.plot([], [], "k:", lw=1, label="QE Wiener limit")
     ax.set(xscale="log", xlabel=r"multipole $L$", ylabel=r"$\rho(L)$ of estimated and true $\kappa$ (dimensionless)",
            ylim=(-0.05, 1.02),
-           title="lensing v1-v8 at scale=default: CNN, quadratic estimator and its limit on the same test maps")
+           title="lensing v1-v8 at scale=default: best network, quadratic estimator and its limit on the same test maps")
     ax.axhline(0, color="k", lw=0.5)
     plain_log_ticks(ax.xaxis)
     ax.legend(fontsize=7, ncol=2)

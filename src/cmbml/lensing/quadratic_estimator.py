@@ -27,9 +27,12 @@ positively with the input kappa (tested); on maps lensed with the opposite sign 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 
-from cmbml.common.flatsky import FlatGrid, bin_power
+from cmbml.common.flatsky import FlatGrid, bin_power, power_2d
 from cmbml.common.units import ARCMIN
 
 
@@ -64,37 +67,101 @@ def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return unpad(m2 * np.fft.fft2(np.fft.ifft2(a2) * np.fft.ifft2(b2))).real
 
 
+def _inverse_total(cl_response: np.ndarray, cl_total: np.ndarray) -> np.ndarray:
+    """``1 / C^tot`` on the modes the estimator uses (response and total power both positive), 0 elsewhere."""
+    used = (cl_response > 0) & (cl_total > 0)
+    return np.where(used, 1.0 / np.where(used, cl_total, 1.0), 0.0)
+
+
+def pair_sum(grid: FlatGrid, cl_a: np.ndarray, cl_b: np.ndarray, inv_tot: np.ndarray) -> np.ndarray:
+    """``S_ab(L) = sum_{l1} f_a(l1, l2) f_b(l1, l2) / (2 C^tot_l1 C^tot_l2)`` on every grid mode ``L``, with
+    ``f_c(l1, l2) = c_l1 (L.l1) + c_l2 (L.l2)`` and ``l2 = L - l1`` a true vector (no wrap-around).
+
+    Expanded over the grid: ``sum_ij L_i L_j [(a b l_i l_j / C^tot) * (1 / C^tot) + (a l_i / C^tot) * (b l_j / C^tot)]``
+    (``*`` a convolution). ``cl_a``, ``cl_b`` and ``inv_tot`` are (npix, npix) arrays on the grid's modes.
+    """
+    lx, ly = grid.ell_xy
+    comps = (lx, ly)
+    total = np.zeros_like(grid.ell)
+    for i in range(2):
+        u_i = cl_a * comps[i] * inv_tot
+        for j in range(2):
+            g_ij = cl_a * cl_b * comps[i] * comps[j] * inv_tot
+            v_j = cl_b * comps[j] * inv_tot
+            total += comps[i] * comps[j] * (_convolve(g_ij, inv_tot) + _convolve(u_i, v_j))
+    return total
+
+
+def _n0_from_sums(grid: FlatGrid, s_ww: np.ndarray, s_wf: np.ndarray) -> np.ndarray:
+    """``N0^kk = L^4 / 4 Omega S_ww / S_wf^2``: the noise of the estimator with weights ``w`` normalised to unit
+    response ``f``; infinite at ``L = 0`` and wherever the estimator has no response."""
+    good = (s_wf != 0) & (grid.ell > 0)
+    n0 = np.full(grid.ell.shape, np.inf)
+    n0[good] = grid.ell[good] ** 4 / 4.0 * grid.area_sr * s_ww[good] / s_wf[good] ** 2
+    return n0
+
+
+def n0_kappa_grid(grid: FlatGrid, cl_weight: np.ndarray, cl_total: np.ndarray,
+                  cl_response: np.ndarray | None = None) -> np.ndarray:
+    """``N0^kk(L)`` on every grid mode of the estimator with weights ``F = f_w / (2 C^tot C^tot)`` normalised to
+    unit response to lensing, whose response function is ``f_c`` with ``c = cl_response`` (default: the weight
+    spectrum, the optimal case ``N0^phiphi = Omega / S_ww``). All spectra are (npix, npix) arrays on the grid's
+    modes, uK^2 sr; a mode with zero weight (above the T band limit) is not used. Infinite at ``L = 0``.
+    """
+    inv_tot = _inverse_total(cl_weight, cl_total)
+    w = np.where(inv_tot > 0, cl_weight, 0.0)
+    s_ww = pair_sum(grid, w, w, inv_tot)
+    s_wf = s_ww if cl_response is None else pair_sum(grid, w, np.where(inv_tot > 0, cl_response, 0.0), inv_tot)
+    return _n0_from_sums(grid, s_ww, s_wf)
+
+
+def reconstruct_kappa_grid(grid: FlatGrid, t_maps: np.ndarray, cl_weight: np.ndarray, cl_total: np.ndarray,
+                           norm_phi: np.ndarray) -> np.ndarray:
+    """Normalised TT quadratic-estimator kappa maps (see :func:`reconstruct_kappa`): weights from ``cl_weight``
+    and ``cl_total`` (npix, npix), normalised by ``norm_phi(L) = Omega / S_wf(L)`` (0 where unused)."""
+    inv_tot = _inverse_total(cl_weight, cl_total)
+    cl = np.where(inv_tot > 0, cl_weight, 0.0)
+    lx, ly = grid.ell_xy
+    t_l = grid.dx**2 * np.fft.fft2(t_maps)  # continuum convention T(l) = int d2x e^{-il.x} T(x)
+    # Real-space products on the 2N grid (pixels dx / 2): the product's modes L = l1 + l2 do not wrap.
+    dx2 = grid.dx / 2.0
+    a_x = np.fft.ifft2(zero_pad(t_l * inv_tot)) / dx2**2
+    integral = 0.0
+    for l_i in (lx, ly):
+        b_x = np.fft.ifft2(zero_pad(l_i * cl * inv_tot * t_l)) / dx2**2
+        integral = integral + l_i * dx2**2 * unpad(np.fft.fft2(b_x * a_x))
+    kappa_l = 0.5 * grid.ell**2 * norm_phi * integral
+    return (np.fft.ifft2(kappa_l) / grid.dx**2).real
+
+
+def _norm_phi(grid: FlatGrid, n0_kk: np.ndarray) -> np.ndarray:
+    """``N0^phiphi = 4 N0^kk / L^4`` where finite, else 0: the normalisation of the optimally weighted estimator."""
+    ell2 = grid.ell**2
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(n0_kk), 4.0 * n0_kk / np.where(ell2 > 0, ell2**2, 1.0), 0.0)
+
+
+def _spectra_from_camb(grid: FlatGrid, cl_tt_lensed: np.ndarray, noise_uk_arcmin: float, t_lmax: float | None):
+    cl = grid.cl_on_grid(cl_tt_lensed, t_lmax)
+    return cl, np.where(cl > 0, cl + (noise_uk_arcmin * ARCMIN) ** 2, 0.0)
+
+
 def n0_kappa(
     grid: FlatGrid,
     cl_tt_lensed: np.ndarray,
     noise_uk_arcmin: float = 0.0,
     t_lmax: float | None = None,
 ) -> np.ndarray:
-    """Reconstruction noise ``N0^kk(L)`` of the TT quadratic estimator on every grid mode.
+    """Reconstruction noise ``N0^kk(L)`` of the TT quadratic estimator on every grid mode, with one spectrum
+    ``cl_tt_lensed`` (indexed by ell, uK^2) both in the response and, plus white noise, in the filters.
 
     The maps have no beam; ``noise_uk_arcmin`` is white. Temperature modes above ``t_lmax``
     (or the grid) are excluded from the estimator. Returns an (npix, npix) array; the ``L = 0``
-    mode is set to infinity.
+    mode is set to infinity. For maps lensed by a band-limited kappa use :class:`QuadraticEstimator`,
+    whose spectra match the maps.
     """
-    cl = grid.cl_on_grid(cl_tt_lensed, t_lmax)
-    ell = grid.ell
-    noise = (noise_uk_arcmin * ARCMIN) ** 2
-    used = cl > 0
-    inv_tot = np.where(used, 1.0 / np.where(used, cl + noise, 1.0), 0.0)
-    lx, ly = grid.ell_xy
-    comps = (lx, ly)
-    total = np.zeros_like(ell)
-    for i in range(2):
-        u_i = cl * comps[i] * inv_tot
-        for j in range(2):
-            g_ij = cl**2 * comps[i] * comps[j] * inv_tot
-            u_j = cl * comps[j] * inv_tot
-            total += comps[i] * comps[j] * (_convolve(g_ij, inv_tot) + _convolve(u_i, u_j))
-    total[0, 0] = 1.0  # the L = 0 mode carries no lensing; replaced below
-    with np.errstate(divide="ignore"):
-        n0 = ell**4 / 4.0 * grid.area_sr / total
-    n0[0, 0] = np.inf
-    return n0
+    cl, total = _spectra_from_camb(grid, cl_tt_lensed, noise_uk_arcmin, t_lmax)
+    return n0_kappa_grid(grid, cl, total)
 
 
 def reconstruct_kappa(
@@ -108,29 +175,144 @@ def reconstruct_kappa(
     """Normalised TT quadratic-estimator kappa maps from lensed temperature maps.
 
     ``phi_hat(L) = N0^phiphi(L) sum_i L_i FT[b_i(x) a(x)](L)`` with ``a = T / C^tot`` and
-    ``b_i = l_i C~ T / C^tot`` (the two terms of ``f`` are equal after relabelling), then
+    ``b_i = l_i C^f T / C^tot`` (the two terms of ``f`` are equal after relabelling), then
     ``kappa_hat = L^2 / 2 phi_hat``. ``t_maps`` is (..., npix, npix) in uK; returns the same shape.
+    Here ``C^f = cl_tt_lensed`` and ``C^tot = C^f + noise`` (see :func:`n0_kappa`).
     """
-    cl = grid.cl_on_grid(cl_tt_lensed, t_lmax)
-    noise = (noise_uk_arcmin * ARCMIN) ** 2
-    used = cl > 0
-    inv_tot = np.where(used, 1.0 / np.where(used, cl + noise, 1.0), 0.0)
+    cl, total = _spectra_from_camb(grid, cl_tt_lensed, noise_uk_arcmin, t_lmax)
     if n0 is None:
-        n0 = n0_kappa(grid, cl_tt_lensed, noise_uk_arcmin, t_lmax)
-    lx, ly = grid.ell_xy
-    t_l = grid.dx**2 * np.fft.fft2(t_maps)  # continuum convention T(l) = int d2x e^{-il.x} T(x)
-    # Real-space products on the 2N grid (pixels dx / 2): the product's modes L = l1 + l2 do not wrap.
-    dx2 = grid.dx / 2.0
-    a_x = np.fft.ifft2(zero_pad(t_l * inv_tot)) / dx2**2
-    integral = 0.0
-    for l_i in (lx, ly):
-        b_x = np.fft.ifft2(zero_pad(l_i * cl * inv_tot * t_l)) / dx2**2
-        integral = integral + l_i * dx2**2 * unpad(np.fft.fft2(b_x * a_x))
-    ell2 = grid.ell**2
-    with np.errstate(invalid="ignore"):
-        n0_phi = np.where(np.isfinite(n0), 4.0 * n0 / np.where(ell2 > 0, ell2**2, 1.0), 0.0)
-    kappa_l = 0.5 * ell2 * n0_phi * integral
-    return (np.fft.ifft2(kappa_l) / grid.dx**2).real
+        n0 = n0_kappa_grid(grid, cl, total)
+    return reconstruct_kappa_grid(grid, t_maps, cl, total, _norm_phi(grid, n0))
+
+
+def shells(grid: FlatGrid) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's modes grouped by modulus: ``(n2, index)`` with ``n2`` the sorted distinct values of
+    ``nx^2 + ny^2`` (integer Fourier indices) and ``index`` (npix, npix) the shell of each mode. Every
+    isotropic spectrum on the grid is one value per shell."""
+    n = np.round(np.fft.fftfreq(grid.npix) * grid.npix).astype(int)
+    n2 = n[None, :] ** 2 + n[:, None] ** 2
+    unique, index = np.unique(n2, return_inverse=True)
+    return unique, index.reshape(n2.shape)
+
+
+def shell_average(grid: FlatGrid, power: np.ndarray) -> np.ndarray:
+    """``power`` (npix, npix) averaged over each shell of :func:`shells`, one value per shell."""
+    _, index = shells(grid)
+    counts = np.bincount(index.ravel())
+    return np.bincount(index.ravel(), weights=np.asarray(power, dtype=float).ravel()) / counts
+
+
+def mean_power(grid: FlatGrid, chunks) -> np.ndarray:
+    """Mean 2-d power (uK^2 sr, (npix, npix)) of maps given as an iterable of (n, npix, npix) stacks."""
+    total, count = 0.0, 0
+    for maps in chunks:
+        maps = np.asarray(maps, dtype=np.float64)
+        total = total + power_2d(grid, maps).sum(axis=0)
+        count += maps.shape[0]
+    if count == 0:
+        raise ValueError("no maps to measure the power of")
+    return total / count
+
+
+@dataclass(frozen=True, eq=False)
+class QuadraticEstimator:
+    """The TT quadratic estimator of one patch geometry with the spectra of the maps it is run on.
+
+    Three isotropic spectra, one value per shell of grid modes (:func:`shells`), uK^2 sr:
+
+    - ``cl_weight``, in the weights ``F = f_w / (2 C^tot C^tot)``: the unlensed spectrum, band-limited at
+      ``T_lmax`` (zero weight excludes a shell);
+    - ``cl_total``, in the filters: the total power of the maps (lensed T and noise);
+    - ``cl_response``, the response of the maps to lensing, ``f_c`` with which the estimate is normalised:
+      the lensed gradient spectrum ``C^{T grad T}`` of the maps' own sky (Lewis, Challinor & Hanson 2011),
+      which keeps the response at 1 beyond first order; equal to ``cl_weight`` at first order.
+
+    Consistency with the simulated sky. Maps lensed by a band-limited (or exaggerated) kappa do not have
+    CAMB's lensed power: on v5 (0.86' pixels, kappa at 503 < L < 5000) the simulated lensed power is 0.23
+    of CAMB's at ell 6-8k. :func:`cmbml.lensing.evaluation.sky_estimator` measures ``cl_total`` and
+    ``cl_response`` on simulations of the version's own sky; N0 and the limit ``rho_opt`` follow from the same
+    spectra. :meth:`from_spectra` (CAMB's lensed spectrum everywhere, plus white noise) is the original
+    project's estimator, kept for comparison.
+    """
+
+    grid: FlatGrid
+    cl_weight: np.ndarray
+    cl_total: np.ndarray
+    cl_response: np.ndarray
+
+    def __post_init__(self):
+        n = shells(self.grid)[0].size
+        for name in ("cl_weight", "cl_total", "cl_response"):
+            value = np.asarray(getattr(self, name), dtype=float)
+            if value.shape != (n,):
+                raise ValueError(f"{name}: {value.shape[0] if value.ndim == 1 else value.shape} values; the "
+                                 f"{self.grid.npix} x {self.grid.npix} grid has {n} shells of modes")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name}: every value must be finite")
+            if name != "cl_response" and np.any(value < 0):
+                raise ValueError(f"{name}: every value must be >= 0")
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_spectra(cls, grid: FlatGrid, cl_tt_lensed: np.ndarray, noise_uk_arcmin: float = 0.0,
+                     t_lmax: float | None = None) -> QuadraticEstimator:
+        """One spectrum (indexed by ell, uK^2) in the weights and the response and, plus white noise, in the
+        filters: with CAMB's full-sky lensed spectrum, the estimator of the original project."""
+        cl, total = _spectra_from_camb(grid, cl_tt_lensed, noise_uk_arcmin, t_lmax)
+        weight = shell_average(grid, cl)
+        return cls(grid, weight, shell_average(grid, total), weight)
+
+    def on_grid(self, per_shell: np.ndarray) -> np.ndarray:
+        """A per-shell spectrum as an (npix, npix) array on the grid's modes."""
+        return np.asarray(per_shell)[shells(self.grid)[1]]
+
+    @cached_property
+    def _sums(self) -> tuple[np.ndarray, np.ndarray]:
+        weight, total = self.on_grid(self.cl_weight), self.on_grid(self.cl_total)
+        inv_tot = _inverse_total(weight, total)
+        w = np.where(inv_tot > 0, weight, 0.0)
+        s_ww = pair_sum(self.grid, w, w, inv_tot)
+        if np.array_equal(self.cl_weight, self.cl_response):
+            return s_ww, s_ww
+        return s_ww, pair_sum(self.grid, w, np.where(inv_tot > 0, self.on_grid(self.cl_response), 0.0), inv_tot)
+
+    @cached_property
+    def n0(self) -> np.ndarray:
+        """``N0^kk`` of the unit-response estimate on every grid mode, (npix, npix); infinite at ``L = 0``."""
+        return _n0_from_sums(self.grid, *self._sums)
+
+    def reconstruct(self, t_maps: np.ndarray) -> np.ndarray:
+        """Normalised kappa estimates from lensed T maps (..., npix, npix) in uK."""
+        s_wf = self._sums[1]
+        good = (s_wf != 0) & (self.grid.ell > 0)
+        norm_phi = np.where(good, self.grid.area_sr / np.where(good, s_wf, 1.0), 0.0)
+        return reconstruct_kappa_grid(self.grid, np.asarray(t_maps, dtype=np.float64), self.on_grid(self.cl_weight),
+                                      self.on_grid(self.cl_total), norm_phi)
+
+    def wiener_filter(self, kappa_hat: np.ndarray, cl_kk_grid: np.ndarray) -> np.ndarray:
+        """``C / (C + N0)`` applied to estimates (..., npix, npix): the minimum-variance linear kappa map,
+        given the kappa power ``cl_kk_grid`` on the grid (band limit and exaggeration included)."""
+        finite = np.isfinite(self.n0)
+        total = cl_kk_grid + np.where(finite, self.n0, 0.0)
+        weight = np.where(finite & (total > 0), cl_kk_grid / np.where(total > 0, total, 1.0), 0.0)
+        return np.fft.ifft2(np.fft.fft2(kappa_hat) * weight).real
+
+    def wiener_rho(self, cl_kk_grid: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The estimator's limit in linear theory, ``sqrt(C / (C + N0))`` per bin: ``(ell_centres, rho)``."""
+        return binned_wiener_rho(self.grid, cl_kk_grid, self.n0, edges)
+
+    def to_dict(self) -> dict:
+        """Plain numbers (JSON) that rebuild the estimator with :meth:`from_dict`."""
+        return {"npix": self.grid.npix, "pixel_arcmin": self.grid.pixel_arcmin, "units": "uK^2 sr",
+                "shell_n2": shells(self.grid)[0].tolist(), "cl_weight": self.cl_weight.tolist(),
+                "cl_total": self.cl_total.tolist(), "cl_response": self.cl_response.tolist()}
+
+    @classmethod
+    def from_dict(cls, d) -> QuadraticEstimator:
+        grid = FlatGrid(int(d["npix"]), float(d["pixel_arcmin"]))
+        if list(d["shell_n2"]) != shells(grid)[0].tolist():
+            raise ValueError("the estimator's shells do not match its grid")
+        return cls(grid, *(np.asarray(d[k], dtype=float) for k in ("cl_weight", "cl_total", "cl_response")))
 
 
 def binned_n0(grid: FlatGrid, n0_kk: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -97,6 +97,43 @@ class LensingSetup:
         return self.sim.grid
 
     @property
+    def net_inputs(self) -> tuple[str, ...]:
+        """The input channels of the chosen architecture (names of :data:`cmbml.lensing.inputs.CHANNELS`)."""
+        from cmbml.lensing.networks import ARCHITECTURES
+
+        return tuple(ARCHITECTURES[self.net_architecture].inputs)
+
+    def simulator(self):
+        """The version's simulator (its maps' sky), from the CAMB table."""
+        from cmbml.common.spectra import read_spectra_csv
+        from cmbml.lensing.simulate import LensingSimulator
+
+        spectra = read_spectra_csv(self.paths.camb_cls)
+        return LensingSimulator(self.sim, spectra["cl_tt_unlensed"], spectra["cl_kk"], seed=self.seed)
+
+    def input_maker(self, channels: tuple[str, ...] | None = None, estimator=None):
+        """What makes the network's input channels (default: the chosen architecture's) from lensed T; the sky's
+        quadratic estimator is measured here when a channel needs it and none is given."""
+        from cmbml.lensing.evaluation import sky_estimator
+        from cmbml.lensing.inputs import InputMaker
+
+        channels = self.net_inputs if channels is None else tuple(channels)
+        if channels == ("T",):
+            return InputMaker(channels)
+        simulator = self.simulator()
+        estimator = estimator or sky_estimator(simulator)
+        return InputMaker.for_sky(channels, estimator, simulator.cl_kk_grid)
+
+    def model_card_for(self, maker) -> dict[str, Any]:
+        """:attr:`model_card` with the input channels the network takes and, for derived ones, what makes them."""
+        card = self.model_card
+        card["input"]["network_channels"] = list(maker.channels)
+        if maker.derived:
+            card["input"]["derived"] = maker.to_card()
+        card["architecture"] = self.net_architecture
+        return card
+
+    @property
     def model_card(self) -> dict[str, Any]:
         """What a user of the trained network must know to apply it (stored beside the model, in its
         MLflow metadata and read by ``cmbml predict``): geometry, channels and units of its input and output."""

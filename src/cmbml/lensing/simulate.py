@@ -102,7 +102,12 @@ class LensingSimulator:
 
     def sample(self, split: str, index: int) -> dict[str, np.ndarray]:
         """One sample: ``T_unlensed``, ``kappa`` and ``T_lensed`` (noise included), float64."""
-        rng = np.random.default_rng([self.seed, SPLIT_IDS[split], int(index)])
+        return self.sample_stream(SPLIT_IDS[split], index)
+
+    def sample_stream(self, stream: int, index: int) -> dict[str, np.ndarray]:
+        """Sample ``index`` of random stream ``stream`` (a role's, :data:`SPLIT_IDS`, or another, e.g. the
+        maps that measure the estimator's spectra)."""
+        rng = np.random.default_rng([self.seed, int(stream), int(index)])
         t_map = self._shared_t if self._shared_t is not None else gaussian_realisation(self.grid, self.cl_tt_grid, rng)
         kappa = gaussian_realisation(self.grid, self.cl_kk_grid, rng)
         t_lensed = lens_map(self.grid, t_map, kappa, method=self.config.remap, epsilon=self.config.remap_epsilon)
