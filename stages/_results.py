@@ -12,7 +12,8 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
     """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>``:
     ``{parameter_set: {"name", "params", "tags", "metrics" (split prefix removed), "rows" (the ``table`` artifact),
     "run_id"}}``. With ``group_by`` (run parameters, e.g. ``("foregrounds.model",)``) the newest per
-    ``(parameter_set, *values)``, a missing parameter read as ``missing`` (runs from before it existed)."""
+    ``(parameter_set, *values)``, a missing parameter read as ``missing`` (runs from before it existed).
+    A run that trained adds ``train_seconds`` to its metrics: from its start to the last epoch's loss."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -43,6 +44,10 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
             except (OSError, ValueError, MlflowException):
                 details = {}
         summary = {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
+        if "loss" in run.data.metrics:  # training time: from the run's start to its last epoch's loss
+            history = client.get_metric_history(run.info.run_id, "loss")
+            if history:
+                summary["train_seconds"] = (max(m.timestamp for m in history) - run.info.start_time) / 1e3
         found[key] = {"name": name, "run_id": run.info.run_id, "params": dict(run.data.params),
                       "tags": dict(run.data.tags), "rows": rows, "metrics": {**details, **summary}}
     return dict(sorted(found.items()))

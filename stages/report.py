@@ -64,7 +64,8 @@ def _rho_cell(rec: Mapping | None) -> str:
     m = rec["metrics"]
     flag = " **leak?**" if m.get("leak_suspected") else ""
     ratio = f" ({_fmt(m.get('cnn_over_qe'), 2)} +- {_fmt(m.get('cnn_over_qe_err'), 2)} of QE)" if "cnn_over_qe" in m else ""
-    return f"{_fmt(m['rho_cnn_mean'])} +- {_fmt(m.get('rho_cnn_mean_err'))}{ratio}{flag}"
+    cost = f", {m['train_seconds'] / 60:.0f} min" if "train_seconds" in m else ""
+    return f"{_fmt(m['rho_cnn_mean'])} +- {_fmt(m.get('rho_cnn_mean_err'))}{ratio}{flag}{cost}"
 
 
 KIND_HEADERS = {"original": "original network", "t_only": "best network from T alone",
@@ -76,7 +77,7 @@ def lensing_table(records: Sequence[Mapping]) -> str:
     spectra of the version's sky, its limit, and three networks on the same test maps (the original, the best
     given T alone, the physics-informed one; architecture named, ratio to the estimator with its paired error);
     then the same per L range (thirds of the bins). A leak flag marks a network above the estimator by more
-    than the scatter at physical kappa."""
+    than the scatter at physical kappa; a network's training time (``train_seconds``) is given in minutes."""
     columns = lensing_columns(records)
     head = ("| version | kappa x | test maps | QE | QE limit | " + " | ".join(KIND_HEADERS.values()) + " |")
     lines = [head, "|" + "---|" * (5 + len(KIND_HEADERS))]

@@ -225,3 +225,37 @@ def test_a_killed_training_process_leaves_no_run_running(smoke_experiment):
     finally:
         params_file.write_text(original)
         (root / "models/lensing/.best.weights.h5").unlink(missing_ok=True)
+
+
+def test_a_physics_informed_network_runs_as_an_experiment_and_is_served_from_t_alone(smoke_experiment, tmp_path):
+    """`dvc exp run -S lensing_net.architecture=resunet_qe`: the network given the Wiener-filtered quadratic
+    estimate beside T trains and is scored beside the estimator (rho with errors, the ratio to the estimator);
+    its model card says which channels it takes and carries the estimator's spectra, so `cmbml predict` makes the
+    kappa_qe channel from a T map alone and returns what the network gives on both channels."""
+    import h5py
+    import keras
+
+    from cmbml.lensing.inputs import InputMaker
+
+    root, env = smoke_experiment
+    sh(["dvc", "exp", "run", "-n", "smoke-qe", "-S", "scale=smoke", "-S", "lensing_net.architecture=resunet_qe"],
+       root, env)
+    metrics = json.loads((root / "metrics/lensing.json").read_text())
+    assert {"rho_cnn_mean_err", "rho_qe_mean_err", "cnn_over_qe", "cnn_over_qe_err", "qe_over_limit_max_z"} <= set(metrics)
+    assert "leak_suspected" not in metrics  # v2 exaggerates kappa x30: no bound applies, nothing to flag
+    card = json.loads((root / "models/lensing/model_card.json").read_text())
+    assert card["architecture"] == "resunet_qe" and card["input"]["channels"] == ["T"]
+    assert card["input"]["network_channels"] == ["T", "kappa_qe"] and "estimator" in card["input"]["derived"]
+    with h5py.File(root / "datasets/lensing/evaluation.h5") as h5:
+        maps = h5["T_lensed"][:4]
+    with h5py.File(tmp_path / "T.h5", "w") as out:
+        out["T_lensed"], out.attrs["pixel_arcmin"] = maps, card["input"]["pixel_arcmin"]
+    model = keras.models.load_model(root / "models/lensing/model.keras", safe_mode=True)
+    expected = model.predict(InputMaker.from_card(card["input"]["derived"])(maps), verbose=0)[..., 0]
+    sh(["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.h5"), "-o", str(tmp_path / "k.h5")],
+       root, {**env, "PYTHONPATH": "src:."})
+    with h5py.File(tmp_path / "k.h5") as h5:
+        assert np.allclose(h5["prediction"][:], expected, rtol=1e-5, atol=1e-7)
+    shown = subprocess.run(["dvc", "exp", "show", "--csv", "--keep", "lensing_net.architecture"], cwd=root, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert "resunet_qe" in shown

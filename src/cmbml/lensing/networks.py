@@ -102,6 +102,9 @@ class Original:
 def periodic_margin(npix: int, depth: int, min_margin: int) -> int:
     """Pixels added on each side by periodic padding so that the padded side, ``npix + 2 margin``, halves
     ``depth`` times exactly, with at least ``min_margin`` pixels of wrapped context."""
+    if npix % 2:
+        raise ValueError(f"npix = {npix}: a multi-scale network needs an even map side (a padded side of "
+                         f"npix + 2 margin must halve {depth} times)")
     step = 2**depth
     side = npix + 2 * min_margin
     side = -(-side // step) * step
@@ -190,7 +193,7 @@ def resunet(npix: int, n_inputs: int, base_filters: int, depth: int, blocks_per_
 
 
 class _ResUNetParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: "yes" is not a boolean, 1.5 not an integer
     base_filters: int = Field(16, ge=1, le=512, description="filters at full resolution, doubled at each level down")
     depth: int = Field(3, ge=1, le=6, description="times the resolution halves")
     blocks_per_level: int = Field(1, ge=1, le=8, description="residual blocks at each resolution")
@@ -207,6 +210,7 @@ class ResUNet:
 
     name: ClassVar[str] = "resunet"
     inputs: ClassVar[tuple[str, ...]] = ("T",)
+    even_npix: ClassVar[bool] = True  # its resolution halves
     Params = _ResUNetParams
 
     @classmethod
@@ -225,6 +229,7 @@ class ResUNetQE:
 
     name: ClassVar[str] = "resunet_qe"
     inputs: ClassVar[tuple[str, ...]] = ("T", "kappa_qe")
+    even_npix: ClassVar[bool] = True
     Params = _ResUNetParams
 
     @classmethod

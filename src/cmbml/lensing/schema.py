@@ -225,6 +225,13 @@ class LensingSection(Section):
             yield Problem.at(key, width, f"{{key}} = {width!r}: {err}")
 
     @rule
+    def _multi_scale_networks_need_an_even_side(self, context: Context) -> Iterator[Problem]:
+        arch = self.lensing_net.architecture
+        if getattr(ARCHITECTURES[arch], "even_npix", False) and self.npix % 2:
+            yield Problem.at("npix", self.npix, f"npix = {self.npix}: lensing_net.architecture = {arch} halves the "
+                             "map's resolution, so npix must be even")
+
+    @rule
     def _lensing_batch_fits_the_training_set(self, context: Context) -> Iterator[Problem]:
         batch, n_train = self.lensing_train.batch_size, self.scale.lensing.n_training
         if batch > n_train:

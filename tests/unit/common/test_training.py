@@ -185,3 +185,68 @@ def test_fit_needs_standardised_training_batches(tmp_path):
     core.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="standardisation statistics"):
         fit(core, ArrayBatches(x, x, 2), ArrayBatches(x, x, 2), epochs=1, patience=1)
+
+
+MASK = np.arange(16, dtype=np.float32).reshape(4, 4) + 1.0
+"""A pixel weight with no symmetry of the square: multiplying by it does not commute with rotations or flips."""
+
+
+def masked_and_shifted(x):
+    """Two derived channels from (N, 4, 4) or (N, 4, 4, 1) maps: the maps times MASK, and the maps plus 1."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[..., 0] if x.ndim == 4 else x
+    return np.stack([x * MASK, x + 1.0], axis=-1)
+
+
+def test_x_transform_makes_the_derived_channels_after_the_augmentation_then_standardises_them(files):
+    """With x_transform, x is (batch, n, n, x_channels): transform(augment(raw x)) standardised per channel with
+    x_stats, the augmentation drawn from (seed, epoch, step) as without a transform; y is as without it.
+    Transforming before the augmentation would give other inputs (MASK is not rotation-covariant)."""
+    from cmbml.common.training import augment_batch
+
+    x_stats = ([10.0, 9.0], [50.0, 5.0])
+    y_stats = (-8.0, 5.0)
+    batches = H5Batches(files, "x", "y", batch_size=4, x_stats=x_stats, y_stats=y_stats, augment=True,
+                        shuffle=True, seed=4, x_transform=masked_and_shifted, x_channels=2)
+    plain = H5Batches(files, "x", "y", batch_size=4, y_stats=y_stats, augment=True, shuffle=True, seed=4)
+    raw = H5Batches(files, "x", "y", batch_size=4, shuffle=True, seed=4)
+    assert batches.x_shape == (4, 4, 2) and batches.y_shape == plain.y_shape == (4, 4, 1)
+    mean, std = (np.asarray(s) for s in x_stats)
+    some_moved = False
+    for epoch, step in [(0, 0), (0, 3), (1, 1), (2, 4)]:
+        x, y = batches.batch(epoch, step)
+        raw_x, raw_y = raw.batch(epoch, step)
+        assert x.shape == (len(raw_x), 4, 4, 2) and x.dtype == np.float32
+        aug_x, aug_y = augment_batch(raw_x, raw_y, np.random.default_rng([4, epoch, step]))
+        expected = (masked_and_shifted(aug_x) - mean) / std
+        np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(y, plain.batch(epoch, step)[1])  # the same symmetry on y
+        transform_first = augment_batch(masked_and_shifted(raw_x), raw_y, np.random.default_rng([4, epoch, step]))[0]
+        some_moved |= not np.allclose(x, (transform_first - mean) / std, atol=1e-4)
+    assert some_moved  # the order matters for this transform, so the check above tells the two apart
+
+
+def test_x_transform_and_x_channels_go_together(files):
+    with pytest.raises(ValueError, match="x_transform and x_channels go together"):
+        H5Batches(files, "x", "y", batch_size=4, x_transform=masked_and_shifted)
+    with pytest.raises(ValueError, match="x_transform and x_channels go together"):
+        H5Batches(files, "x", "y", batch_size=4, x_channels=2)
+
+
+@pytest.mark.parametrize("max_samples, chunk", [(6, 4), (8, 3), (None, 256)])
+def test_streamed_statistics_of_a_transform_over_the_first_samples_of_each_file(files, max_samples, chunk):
+    """streamed_mean_std(per_channel, transform, max_samples) equals numpy's per-channel mean and std of
+    transform(first max_samples samples of each file) (all of a file shorter than that), whatever the chunk."""
+    from cmbml.common.training import streamed_mean_std
+
+    blocks = []
+    for path in files:
+        with h5py.File(path, "r") as h5:
+            blocks.append(masked_and_shifted(h5["x"][:max_samples]))
+    derived = np.concatenate(blocks)
+    assert len(derived) == (17 if max_samples is None else max_samples + min(max_samples, 7))
+    mean, std = streamed_mean_std(files, "x", per_channel=True, chunk=chunk, transform=masked_and_shifted,
+                                  max_samples=max_samples)
+    assert len(mean) == len(std) == 2
+    np.testing.assert_allclose(mean, derived.mean(axis=(0, 1, 2)), rtol=1e-10)
+    np.testing.assert_allclose(std, derived.std(axis=(0, 1, 2)), rtol=1e-9)
