@@ -77,6 +77,8 @@ def train_and_score(setup, simulator, estimator, architecture: str, net_params, 
     stopping = H5Batches(files["early_stopping"], "T_lensed", "kappa", batch, x_stats, y_stats, **derived)
     keras.utils.set_random_seed(setup.seed)
     core = arch.build(net_params, grid.npix, name=f"{architecture}_{setup.version}_{n}")
+    if hasattr(arch, "start"):
+        arch.start(core, x_stats, y_stats)
     schedule = keras.optimizers.schedules.CosineDecay(train.learning_rate, epochs * len(training))
     core.compile(optimizer=make_optimizer(train.optimizer, schedule, train.clipnorm), loss="mse")
     t0 = time.perf_counter()

@@ -39,8 +39,11 @@ def main() -> None:
     keras.utils.set_random_seed(setup.seed)
     # The version's network from the architecture registry; its variables mirrored on every replica.
     with strategy.scope(), dtype_policy(train.precision):
-        core = ARCHITECTURES[setup.net_architecture].build(setup.net_params, setup.grid.npix,
-                                                           name=f"lensing_{setup.net_architecture}_{setup.version}")
+        architecture = ARCHITECTURES[setup.net_architecture]
+        core = architecture.build(setup.net_params, setup.grid.npix,
+                                  name=f"lensing_{setup.net_architecture}_{setup.version}")
+        if hasattr(architecture, "start"):  # e.g. a physics-informed network starts at the estimator's map
+            architecture.start(core, x_stats, k_stats)
         learning_rate = train.learning_rate  # constant, or decaying to 0 over the epochs' steps
         if train.lr_schedule == "cosine":
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, train.epochs * len(training))

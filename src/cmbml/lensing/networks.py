@@ -4,7 +4,8 @@ Each architecture is one class registered in :data:`ARCHITECTURES`: ``Params`` (
 block ``lensing_net.<name>``: type, range and unit of each key, unknown keys refused), ``inputs`` (the input
 channels, names of :data:`cmbml.lensing.inputs.CHANNELS`: the lensed T map, and for a physics-informed network
 what the quadratic estimator makes of it) and ``build``, which returns an uncompiled Keras model from
-standardised inputs ``(npix, npix, len(inputs))`` to standardised kappa ``(npix, npix, 1)``. Every layer is a
+standardised inputs ``(npix, npix, len(inputs))`` to standardised kappa ``(npix, npix, 1)``; optionally
+``start(model, x_stats, y_stats)``, which sets the initial weights from the training statistics. Every layer is a
 Keras built-in, so the saved models load in safe mode. Keras is imported inside ``build`` only, so that checking
 parameters stays fast.
 
@@ -239,3 +240,21 @@ class ResUNetQE:
         return resunet(npix, len(cls.inputs), params.base_filters, params.depth, params.blocks_per_level,
                        params.min_margin_pixels, params.batch_norm, params.kernel_initializer,
                        pass_inputs=True, name=name)
+
+    @classmethod
+    def start(cls, model: keras.Model, x_stats, y_stats) -> None:
+        """Set the output layer so that the untrained network returns the kappa_qe channel: in standardised
+        units ``(q - m_q) / s_q * s_q / s_k + (m_q - m_k) / s_k = (q - m_k) / s_k``. Training thus starts from
+        the classical answer (rho of the quadratic estimator) instead of from zero, whatever the learning rate,
+        and the weight of the other features grows only where they add something."""
+        import numpy as np
+
+        layer = model.get_layer("kappa_out")
+        kernel, bias = (np.array(w) for w in layer.get_weights())
+        channel = kernel.shape[2] - len(cls.inputs) + cls.inputs.index("kappa_qe")
+        m_q, s_q = x_stats[0][cls.inputs.index("kappa_qe")], x_stats[1][cls.inputs.index("kappa_qe")]
+        m_k, s_k = (float(np.ravel(v)[0]) for v in y_stats)
+        kernel[:] = 0.0
+        kernel[0, 0, channel, 0] = s_q / s_k
+        bias[:] = (m_q - m_k) / s_k
+        layer.set_weights([kernel, bias])

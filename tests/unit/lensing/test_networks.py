@@ -167,3 +167,19 @@ def test_an_odd_map_side_is_refused_by_the_multi_scale_networks_before_any_compu
         periodic_margin(49, 2, 4)
     with pytest.raises(ParamError, match=r"npix = 49: lensing_net.architecture = resunet .* must be even"):
         LensingSetup.from_params(compose("lensing=v4", "npix=49", "lensing_net.architecture=resunet"), REPO / "conf")
+
+
+def test_the_physics_informed_network_starts_at_the_estimators_map_in_physical_units():
+    """ResUNetQE.start sets the output layer from the training statistics so that the untrained network, wrapped
+    with its standardisation, returns exactly the kappa_qe channel: training starts from the classical answer
+    whatever the learning rate (a learning rate of 1e-4 could not grow a zero pass-through weight in a short run)."""
+    from cmbml.common.networks import with_standardisation
+
+    arch = ARCHITECTURES["resunet_qe"]
+    core = arch.build(arch.Params(base_filters=2, depth=2), 16)
+    x_stats, y_stats = ([3.0, 0.01], [80.0, 0.002]), (0.005, 0.03)
+    arch.start(core, x_stats, y_stats)
+    model = with_standardisation(core, *x_stats, *y_stats)
+    rng = np.random.default_rng(0)
+    x = np.stack([80 * rng.standard_normal((4, 16, 16)), 0.002 * rng.standard_normal((4, 16, 16))], axis=-1)
+    np.testing.assert_allclose(model.predict(x.astype("f4"), verbose=0)[..., 0], x[..., 1], rtol=1e-4, atol=1e-7)
