@@ -32,8 +32,9 @@ def test_dvc_metrics_and_experiment_table(smoke_experiment):
     per_bin = json.loads((root / "plots/lensing/evaluate/rho_L.json").read_text())["rho_L"]
     assert np.allclose([row["L"] for row in per_bin], centres) and not [k for k in metrics if k.startswith("rho_L")]
     # the quadratic estimator on the pipeline's maps sees +kappa (the documented lensing sign) with
-    # x10 kappa: Wiener limit 0.746 in linear theory (science notes, v3), and never beats it by much
-    assert 0.70 < metrics["rho_opt_mean"] < 0.80 and 0.5 < metrics["rho_qe_mean"] < metrics["rho_opt_mean"] + 0.1
+    # x10 kappa: built from the maps' sky, its limit in linear theory is 0.81 (v3; 0.746 with CAMB's lensed
+    # spectrum, science notes), and it never beats it by much
+    assert 0.75 < metrics["rho_opt_mean"] < 0.85 and 0.5 < metrics["rho_qe_mean"] < metrics["rho_opt_mean"] + 0.1
     for row in per_bin:
         assert row["n0"] > 0 and row["noise_cnn"] > 0 and row["response_qe"] > 0.5
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], root, env).stdout)
