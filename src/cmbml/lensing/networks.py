@@ -212,34 +212,26 @@ class ResUNet:
     name: ClassVar[str] = "resunet"
     inputs: ClassVar[tuple[str, ...]] = ("T",)
     even_npix: ClassVar[bool] = True  # its resolution halves
+    pass_inputs: ClassVar[bool] = False  # whether the linear output layer also sees the inputs
     Params = _ResUNetParams
 
     @classmethod
-    def build(cls, params: _ResUNetParams, npix: int | None, name: str = "lensing_resunet") -> keras.Model:
+    def build(cls, params: _ResUNetParams, npix: int | None, name: str | None = None) -> keras.Model:
         if npix is None:
             raise ValueError(f"{cls.name} needs the map side (its periodic padding depends on it)")
         return resunet(npix, len(cls.inputs), params.base_filters, params.depth, params.blocks_per_level,
                        params.min_margin_pixels, params.batch_norm, params.kernel_initializer,
-                       pass_inputs=False, name=name)
+                       pass_inputs=cls.pass_inputs, name=name or f"lensing_{cls.name}")
 
 
 @ARCHITECTURES.register
-class ResUNetQE:
+class ResUNetQE(ResUNet):
     """The residual encoder-decoder given the lensed T map and the Wiener-filtered quadratic estimate of
     kappa, which its linear output layer can pass through: physics in, the network learns the rest."""
 
     name: ClassVar[str] = "resunet_qe"
     inputs: ClassVar[tuple[str, ...]] = ("T", "kappa_qe")
-    even_npix: ClassVar[bool] = True
-    Params = _ResUNetParams
-
-    @classmethod
-    def build(cls, params: _ResUNetParams, npix: int | None, name: str = "lensing_resunet_qe") -> keras.Model:
-        if npix is None:
-            raise ValueError(f"{cls.name} needs the map side (its periodic padding depends on it)")
-        return resunet(npix, len(cls.inputs), params.base_filters, params.depth, params.blocks_per_level,
-                       params.min_margin_pixels, params.batch_norm, params.kernel_initializer,
-                       pass_inputs=True, name=name)
+    pass_inputs: ClassVar[bool] = True
 
     @classmethod
     def start(cls, model: keras.Model, x_stats, y_stats) -> None:
