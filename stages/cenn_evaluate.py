@@ -1,7 +1,7 @@
 """Stage `cenn_evaluate`: CENN on the held-out evaluation patches (Validation files), gated, beside the classical answers on the
 same patches (every registered baseline, `cmbml.cenn.baselines.BASELINES`: Wiener filter, per-mode linear filter
-fitted on Train, harmonic and pixel ILC, and the own-sky Wiener oracle), all scored by the same code: map MSE,
-NaMaster spectra, transfer and residual per multipole; then the same on the evaluation patches of the unseen
+fitted on Train, harmonic and pixel ILC, and the oracles), all scored by the same code: map MSE with jackknife
+errors, NaMaster auto- and cross-spectra (response, correlation, uncorrelated and residual power per multipole); then the same on the evaluation patches of the unseen
 foreground sky (another model, the same CMB and noise), prefixed `unseen_`; metrics and plots to DVC and
 MLflow."""
 
@@ -47,9 +47,13 @@ def main() -> None:
     cl_theory = {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label}
 
     # The training sky's evaluation patches, then the unseen sky's (the network never saw that model).
-    metrics, rows = _evaluate_sky(setup, model, baselines, estimator, cl_theory, prefix="")
-    unseen_metrics, unseen_rows = _evaluate_sky(unseen, model, baselines, estimator, cl_theory, prefix=UNSEEN_PREFIX)
-    metrics.update(baselines.fit_metrics())  # the Wiener filter's predicted MSE
+    # The Wiener filter's own prediction for periodic Gaussian patches: what a network may reach without a leak.
+    fit_metrics = baselines.fit_metrics()
+    floor = fit_metrics.get(f"map_mse_{REFERENCE}_predicted_uK2")
+    metrics, rows = _evaluate_sky(setup, model, baselines, estimator, cl_theory, floor, prefix="")
+    unseen_metrics, unseen_rows = _evaluate_sky(unseen, model, baselines, estimator, cl_theory, None,
+                                                prefix=UNSEEN_PREFIX)
+    metrics.update(fit_metrics)
     metrics.update({UNSEEN_PREFIX + k: v for k, v in unseen_metrics.items()})
     for role in (TRAINING, EARLY_STOPPING):  # how much independent sky the network learned from and stopped on
         with h5py.File(paths.patch_file(role, components[0]), "r") as h5:
@@ -79,13 +83,14 @@ def main() -> None:
               "that means a leak (labels in the inputs, Train patches overlapping Validation)", file=sys.stderr)
 
 
-def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> tuple[dict, list]:
+def _evaluate_sky(sky, model, baselines, estimator, cl_theory, floor_uK2, prefix: str) -> tuple[dict, list]:
     """Scores and per-bin spectra of the network and every classical method on one sky's evaluation patches;
-    their outputs gated, example patches and spectra plotted (file names with ``prefix``)."""
+    their outputs gated, example patches and spectra plotted (file names with ``prefix``). ``floor_uK2``: the
+    MSE below which a network is suspected of a leak (:func:`cmbml.cenn.evaluation.cenn_metrics`)."""
     import h5py
 
-    from cmbml.cenn.evaluation import NETWORK, cenn_maps, cenn_metrics, method_labels, patch_spectra, \
-        spectra_map_names, spectra_rows
+    from cmbml.cenn.evaluation import NETWORK, cenn_maps, cenn_metrics, jackknife_groups, method_labels, \
+        patch_spectra, spectra_map_names, spectra_rows
     from cmbml.cenn.validation import gate_outputs
     from cmbml.common.prediction import predict_h5
     from cmbml.common.gate import data_docs_dir
@@ -94,12 +99,16 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
     from cmbml.common.spectra import cl_to_dl
 
     paths, geometry, components, measured = sky.paths, sky.geometry, sky.components, sky.spectra
+    # The network sees every component of a patch at once (Q and U together) and returns them all.
+    files = [paths.patch_file(EVALUATION, comp) for comp in components]
+    stacked = predict_h5(model, files, "M", batch=64)
     inputs, labels, outputs = {}, {}, {}
-    for comp in components:
-        outputs[comp] = predict_h5(model, paths.patch_file(EVALUATION, comp), "M", batch=64)
-        with h5py.File(paths.patch_file(EVALUATION, comp), "r") as h5:
+    for k, (comp, path) in enumerate(zip(components, files)):
+        outputs[comp] = stacked[..., k : k + 1]
+        with h5py.File(path, "r") as h5:
             inputs[comp], labels[comp] = h5["M"][:].astype("float64"), h5["M0"][:]
             n_independent = float(h5.attrs["n_independent_cmb"])
+            groups = jackknife_groups(h5["cmb_realisation"][:], h5["centre_lon_deg"][:], h5["centre_lat_deg"][:])
     # The outputs must have the labels' shape and be finite before NaMaster sees them.
     # Data Docs carry run times: kept outside the stage's outputs (as for cenn_validate).
     stage = f"cenn_evaluate{'_' + sky.foreground_sky if prefix else ''}"
@@ -120,9 +129,10 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
     # Theory binned as the estimator bins (its workspace exists once a spectrum has been measured).
     theory = estimator.binned_theory(cl_theory if sky.spin == 2 else {measured[0]: cl_theory[measured[0]]})
     theory_dl = {s: cl_to_dl(estimator.ell, theory[s]) for s in measured}
-    dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in names}
+    dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in cl}
     n_val = labels[components[0]].shape[0]
-    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent), "n_evaluation": n_val}
+    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent, groups, floor_uK2),
+               "n_evaluation": n_val}
 
     title = f"CENN {sky.variant}, {sky.foregrounds['model']} foregrounds ({sky.foreground_sky} sky)"
     comp0, n_ex = components[0], min(sky.n_example_patches, n_val)
@@ -130,7 +140,7 @@ def _evaluate_sky(sky, model, baselines, estimator, cl_theory, prefix: str) -> t
                       sky.instrument.freqs_ghz, geometry.patch.side_deg,
                       paths.evaluate_plots / f"{prefix}example_patches.png", f"{title}: evaluation patches ({comp0})")
     for s in measured:
-        plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in names}, theory_dl[s],
+        plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in dl}, theory_dl[s],
                           paths.evaluate_plots / f"{prefix}spectra_{s}.png", f"{title}: {s} on {n_val} evaluation patches",
                           method_labels())
-    return metrics, spectra_rows(estimator.ell, cl, theory_dl, n_independent)
+    return metrics, spectra_rows(estimator.ell, cl, theory_dl, n_independent, groups)

@@ -18,25 +18,27 @@ def main() -> None:
     from cmbml.cenn.networks import ARCHITECTURES
     from cmbml.common.networks import dtype_policy, make_optimizer
     from cmbml.common.roles import EARLY_STOPPING, TRAINING
-    from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std
+    from cmbml.common.training import H5Batches, distribution_strategy, stacked_mean_std
 
     train, paths = setup.train, setup.paths
     strategy = distribution_strategy(train.strategy)
     keras.utils.set_random_seed(setup.seed)
-    # One network for every component of the variant (E, B, or Q and U together), one input channel per
-    # frequency, from the architecture registry; its variables mirrored on every replica.
+    # One network sees every component of a patch at once (E, B, or Q and U together: one filter shared by Q
+    # and U cannot tell E from B), one input channel per component and frequency, one output per component;
+    # from the architecture registry, its variables mirrored on every replica.
     with strategy.scope(), dtype_policy(train.precision):
-        core = ARCHITECTURES[setup.net_architecture].build(setup.net_params, n_channels=len(setup.instrument.channels),
-                                                           l2=train.l2, name=f"cenn_{setup.variant}")
+        core = ARCHITECTURES[setup.net_architecture].build(
+            setup.net_params, n_channels=len(setup.components) * len(setup.instrument.channels), l2=train.l2,
+            name=f"cenn_{setup.variant}", n_outputs=len(setup.components))
         core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
     # Sky maps and target CMB standardised per channel with training-set statistics, which the saved model
     # carries; the early-stopping patches (Test files) stop training.
     train_files = [paths.patch_file(TRAINING, c) for c in setup.components]
     test_files = [paths.patch_file(EARLY_STOPPING, c) for c in setup.components]
-    x_stats = streamed_mean_std(train_files, "M", per_channel=True)
-    y_stats = streamed_mean_std(train_files, "M0", per_channel=True)
-    training = H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True, seed=setup.seed)
-    early_stopping = H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats)
+    x_stats, y_stats = stacked_mean_std(train_files, "M"), stacked_mean_std(train_files, "M0")
+    training = H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True, seed=setup.seed,
+                         stack_channels=True)
+    early_stopping = H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats, stack_channels=True)
     # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
     # saved beside its card and registered as cmbml-cenn-<variant>@<scale>.
     parameter_set = ParameterSet(setup.tracking, "cenn", setup.variant, setup.scale, setup.model_card)

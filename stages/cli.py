@@ -343,7 +343,7 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     from cmbml.common.config import resolve_tracking_uri
     from cmbml.common.params import load_params
     from cmbml.lensing.plots import plot_rho_versions
-    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_table, cenn_transfer_table,
+    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_table, cenn_response_table,
                               foreground_model_table, lensing_table, replace_between_markers)
     from stages._results import latest_evaluations
 
@@ -362,8 +362,10 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
                if name in ("E", "B") and "unseen_map_mse_network_uK2" in r["metrics"]]
     text = Path(readme).read_text()
     text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
-    cenn_md = cenn_table(cenn) + "\n\nTransfer (estimate power / label power) per multipole range:\n\n" + \
-        cenn_transfer_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
+    cenn_md = cenn_table(cenn) + ("\n\nResponse (cross-spectrum with the label / label power; error: sky-block "
+                                  "jackknife) and the power uncorrelated with the label (D_ell, uK^2), per multipole "
+                                  "range:\n\n") + \
+        cenn_response_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
     text = replace_between_markers(text, CENN_MARKER, cenn_md)
     text = replace_between_markers(text, FOREGROUND_MARKER,
                                    foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"]))

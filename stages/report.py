@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from cmbml.cenn.baselines import FOREGROUND_TABLE, METHODS_TABLE, RESIDUALS
-from cmbml.cenn.evaluation import NETWORK, REFERENCE, UNSEEN_PREFIX, method_labels, shown
+from cmbml.cenn.evaluation import NETWORK, REFERENCE, UNSEEN_PREFIX, method_labels, methods, shown
 
 LENSING_MARKER = "lensing-results"
 CENN_MARKER = "cenn-results"
@@ -119,7 +119,8 @@ def _ratio_header() -> str:
 def cenn_table(records: Sequence[Mapping]) -> str:
     """Markdown: per variant, map MSE +- error (uK^2, error from the independent patch count) of the network and
     each baseline of the methods table, the Wiener filter's predicted MSE, the network's MSE over the Wiener
-    filter's, and the independent patch areas of the Validation, Train and early-stopping (Test) patches."""
+    filter's (error from the independent patch areas, and from the jackknives over CMB realisations and sky
+    blocks), and the independent patch areas of the Validation, Train and early-stopping (Test) patches."""
     columns = shown(METHODS_TABLE)
     reference = method_labels(oracles=True).get(REFERENCE, REFERENCE)
     head = ("| variant | Validation patches (independent) | independent Train / Test | " +
@@ -130,27 +131,37 @@ def cenn_table(records: Sequence[Mapping]) -> str:
         cells = [rec["name"], f"{int(m['n_evaluation'])} ({m['n_independent_evaluation']:.0f})",
                  f"{_fmt(m.get('n_independent_training'), 0)} / {_fmt(m.get('n_independent_early_stopping'), 0)}"]
         for key, _ in columns:
-            cells.append(f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)} +- {_sig(m.get(f'map_mse_{key}_err_uK2'), 2)}")
+            cells.append(f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)}" + (
+                f" +- {_sig(m[f'map_mse_{key}_err_uK2'], 2)}" if f"map_mse_{key}_err_uK2" in m else ""))
         cells.append(_sig(m.get(f"map_mse_{REFERENCE}_predicted_uK2"), 4))
-        cells.append(f"{_fmt(m.get(f'mse_over_{REFERENCE}'))} +- {_fmt(m.get(f'mse_over_{REFERENCE}_err'))}")
+        ratio = f"mse_over_{REFERENCE}"
+        cells.append(f"{_fmt(m.get(ratio))} +- {_fmt(m.get(ratio + '_err'))}" + (
+            f" (jackknife: CMB {_fmt(m[ratio + '_err_jk_cmb'])}, sky {_fmt(m[ratio + '_err_jk_sky'])})"
+            if ratio + "_err_jk_sky" in m and ratio + "_err_jk_cmb" in m else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def cenn_transfer_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequence[float]]) -> str:
-    """Markdown: per variant, spectrum and multipole range, each method's transfer (estimate power / label power)."""
-    columns = shown(METHODS_TABLE)
-    head = "| variant | spectrum | ell range | " + " | ".join(n for _, n in columns) + " |"
-    lines = [head, "|" + "---|" * (len(columns) + 3)]
+def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequence[float]]) -> str:
+    """Markdown: per variant, spectrum and multipole range, each method's response (cross-spectrum with the label
+    over the label's power, with its sky-block jackknife error) and the power uncorrelated with the label
+    (D_ell, uK^2): what an auto-power "transfer" mixes together. Oracles are scored by their map MSE alone."""
+    columns = [(key, name) for key, name in shown(METHODS_TABLE) if key in methods()]
+    head = ("| variant | spectrum | ell range | " + " | ".join(f"{n} response" for _, n in columns) + " | "
+            + " | ".join(f"{n} uncorrelated D_ell" for _, n in columns) + " |")
+    lines = [head, "|" + "---|" * (2 * len(columns) + 3)]
     for rec in records:
         m = rec["metrics"]
         for spectrum in ("ee", "bb"):
             for lo, hi in ell_ranges:
                 tag = f"{spectrum}_ell{lo}_{hi}"
-                if f"{tag}_network_transfer" not in m:
+                if f"{tag}_network_response" not in m:
                     continue
                 cells = [rec["name"], spectrum.upper(), f"{lo}-{hi}"]
-                cells += [_fmt(m.get(f"{tag}_{key}_transfer"), 2) for key, _ in columns]
+                cells += [_fmt(m.get(f"{tag}_{key}_response"), 3)
+                          + (f" +- {_fmt(m[f'{tag}_{key}_response_err'], 3)}" if f"{tag}_{key}_response_err" in m
+                             else "") for key, _ in columns]
+                cells += [_sig(m.get(f"{tag}_{key}_uncorrelated_dl_uK2"), 3) for key, _ in columns]
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

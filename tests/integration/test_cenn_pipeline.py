@@ -34,7 +34,10 @@ def test_b_mode_datasets_metrics_and_reports(b_mode_experiment):
     # every baseline scored beside the network, errors from the independent patch areas
     for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):
         assert metrics[f"map_mse_{method}_uK2"] > 0 and metrics[f"map_mse_{method}_err_uK2"] > 0
-        assert f"bb_ell60_300_{method}_transfer" in metrics
+        assert f"bb_ell60_300_{method}_response" in metrics and f"bb_ell60_300_{method}_uncorrelated_dl_uK2" in metrics
+    # beside the independent-area errors, jackknives over the CMB realisations and over sky blocks
+    assert metrics["mse_over_wiener_err_jk_cmb"] > 0 and metrics["mse_over_wiener_err_jk_sky"] > 0
+    assert metrics["map_mse_wiener_per_patch_uK2"] > 0  # the oracle that knows each patch's foregrounds
     assert 1 <= metrics["n_independent_evaluation"] <= 32 and metrics["mse_over_wiener"] > 0
     assert 1 <= metrics["n_independent_early_stopping"] <= 32 and 1 <= metrics["n_independent_training"] <= 64
     assert json.loads((root / "reports/cenn/validation.json").read_text())["success"]
@@ -124,3 +127,39 @@ def test_a_changed_instrument_or_library_module_marks_its_stages_stale(b_mode_ex
         finally:
             path.write_text(code)
     assert stale_stages(root, env) == set()
+
+
+@pytest.fixture(scope="module")
+def qu_experiment(b_mode_experiment):
+    root, env = b_mode_experiment
+    sh(["dvc", "exp", "run", "-n", "smoke-cenn-QU", "-S", "scale=smoke", "-S", "cenn=QU"], root, env)
+    return root, env
+
+
+def test_the_qu_network_sees_q_and_u_together_and_is_served_so(qu_experiment, tmp_path):
+    """QU: one network takes the Q and U patches of all three channels at once (six inputs) and returns the CMB's Q
+    and U (two outputs), as its model card says; `cmbml predict` applies it to a six-channel stack and writes both
+    Stokes maps; EE and BB are scored with cross-spectra."""
+    import h5py
+    import keras
+    import numpy as np
+
+    root, env = qu_experiment
+    card = json.loads((root / "models/cenn/model_card.json").read_text())
+    assert card["input"]["channels"] == ["Q 100GHz", "Q 143GHz", "Q 217GHz", "U 100GHz", "U 143GHz", "U 217GHz"]
+    assert card["output"]["channels"] == ["CMB Q", "CMB U"]
+    with h5py.File(root / "datasets/cenn/patches/Validation_Q.h5", "r") as q, \
+            h5py.File(root / "datasets/cenn/patches/Validation_U.h5", "r") as u:
+        stack = np.concatenate([q["M"][:4], u["M"][:4]], axis=-1)
+    with h5py.File(tmp_path / "qu.h5", "w") as h5:
+        h5["M"] = stack
+    sh(["cmbml", "predict", "models/cenn/model.keras", str(tmp_path / "qu.h5"), "-o", str(tmp_path / "cmb.h5")],
+       root, env)
+    expected = keras.models.load_model(root / "models/cenn/model.keras").predict(stack, verbose=0)
+    with h5py.File(tmp_path / "cmb.h5", "r") as h5:
+        assert h5["prediction"].shape == (4, 32, 32, 2) and h5.attrs["channels"] == "CMB Q, CMB U"
+        assert np.allclose(h5["prediction"][:], expected, rtol=1e-5, atol=1e-6)
+    metrics = json.loads((root / "reports/cenn_outputs/scores.json").read_text())
+    for spectrum in ("ee", "bb"):
+        assert f"{spectrum}_ell60_300_network_response" in metrics
+        assert f"{spectrum}_ell60_300_network_uncorrelated_dl_uK2" in metrics

@@ -2,7 +2,9 @@
 
 Each architecture is one class registered in :data:`ARCHITECTURES`: ``Params`` (a pydantic model of its
 block ``cenn_net.<name>``) and ``build``, which returns an uncompiled Keras model from standardised
-patches ``(n, n, channels)`` to the standardised target-channel CMB ``(n, n, 1)``. Keras is imported
+patches ``(n, n, channels)`` to the standardised target-channel CMB ``(n, n, n_outputs)``: every component
+of a patch at once (E; B; or Q and U together, channels ``[Q at each frequency, U at each frequency]``, so that
+the network can tell E from B, which no filter shared by Q and U can). Keras is imported
 inside the functions only, so that checking parameters stays fast.
 """
 
@@ -37,13 +39,14 @@ def leaky_relu(x, negative_slope: float, name: str):
     return keras.layers.Maximum(name=f"{name}_leaky")([x, scaled])
 
 
-def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> keras.Model:
+def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn", n_outputs: int = 1) -> keras.Model:
     """CENN (Casas et al. 2022): a convolutional encoder-decoder with concatenated skips.
 
     Encoder: Conv2D 8/16/64/128 filters, kernels 9/9/7/7, stride 2, LeakyReLU(0.2). Decoder: four
     stride-2 transposed convolutions (64/16/8/1 filters, kernels 7/9/9/9), each but the last
     concatenated with the encoder output of the same size. L2 weight decay on every kernel.
-    The output layer is linear (the CMB is signed). About 1.0 M parameters; the patch side can
+    The output layer is linear (the CMB is signed), with ``n_outputs`` maps (2 for Q and U seen together, whose
+    inputs are then the ``n_channels`` = 2 x frequencies of both). About 1.0 M parameters; the patch side can
     be any multiple of 16 (the model is built without a fixed size).
 
     LeakyReLU(0.2) is built as ``max(x, 0.2 x)`` (:func:`leaky_relu`), not with ``keras.layers.LeakyReLU``:
@@ -72,7 +75,7 @@ def cenn_network(n_channels: int = 3, l2: float = 1e-6, name: str = "cenn") -> k
     d3 = leaky_relu(deconv(64, 7, "deconv3")(c4), 0.2, "deconv3")
     d4 = leaky_relu(deconv(16, 9, "deconv4")(keras.layers.Concatenate(name="skip3")([d3, c3])), 0.2, "deconv4")
     d5 = leaky_relu(deconv(8, 9, "deconv5")(keras.layers.Concatenate(name="skip2")([d4, c2])), 0.2, "deconv5")
-    outputs = deconv(1, 9, "deconv6", dtype="float32")(keras.layers.Concatenate(name="skip1")([d5, c1]))
+    outputs = deconv(n_outputs, 9, "deconv6", dtype="float32")(keras.layers.Concatenate(name="skip1")([d5, c1]))
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -88,5 +91,5 @@ class Original:
         model_config = ConfigDict(extra="forbid")
 
     @staticmethod
-    def build(params: Params, n_channels: int, l2: float, name: str = "cenn") -> keras.Model:
-        return cenn_network(n_channels=n_channels, l2=l2, name=name)
+    def build(params: Params, n_channels: int, l2: float, name: str = "cenn", n_outputs: int = 1) -> keras.Model:
+        return cenn_network(n_channels=n_channels, l2=l2, name=name, n_outputs=n_outputs)

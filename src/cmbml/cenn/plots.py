@@ -64,32 +64,40 @@ def plot_cenn_patches(inputs: np.ndarray, labels: np.ndarray, outputs: np.ndarra
 
 def plot_cenn_spectra(ell: np.ndarray, dl: Mapping[str, np.ndarray], theory_dl: np.ndarray, path: str | Path,
                       title: str, labels: Mapping[str, str]) -> None:
-    """Spectra of the label and of each method's estimate (left), each method's transfer, estimate power
-    over label power (middle), and the residual D_ell of each method (right); mean over patches, the
-    network's band is the scatter. ``dl[name]`` is (patches, bins) in µK^2; ``labels`` maps methods to
-    legend names. All axes are logarithmic: the ILCs' power is orders of magnitude above the network's,
-    and the theory is drawn last, on top."""
+    """Four panels, means over patches: the spectra of the label and of each method's estimate; each method's
+    response, its cross-spectrum with the label over the label's power (1: unbiased; the auto-power ratio would
+    count noise as signal); the power of each estimate that is uncorrelated with the label (noise, foreground
+    residuals, E leaking into B); and the residual power (estimate - label), the network's with its scatter.
+    ``dl[name]`` is (patches, bins) in µK^2 for ``"label"``, every method, ``"<method> residual"`` and
+    ``"<method> x label"``; ``labels`` maps methods to legend names. The ILCs' power is orders of magnitude above
+    the network's: power axes are logarithmic, the theory drawn last, on top."""
     plt = pyplot()
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 4.8), layout="constrained")
+    fig, (ax1, ax2, ax3, ax4) = plt.subplots(1, 4, figsize=(22, 4.8), layout="constrained")
     label_mean = dl["label"].mean(0)
     for method, name in labels.items():
         mean = dl[method].mean(0)
-        ax1.plot(ell, mean, "-", lw=1.8 if method == "network" else 1, label=name)
-        ax2.plot(ell, mean / label_mean, "o-", ms=3, label=name)
+        width = 1.8 if method == "network" else 1
+        ax1.plot(ell, mean, "-", lw=width, label=name)
+        cross = dl.get(f"{method} x label")
+        if cross is not None:
+            x = cross.mean(0)
+            ax2.plot(ell, x / label_mean, "o-", ms=3, lw=width, label=name)
+            ax3.plot(ell, np.maximum(mean - x**2 / label_mean, 1e-12), "o-", ms=3, lw=width, label=name)
         res = dl[f"{method} residual"]
         if method == "network":
-            ax3.fill_between(ell, res.mean(0) - res.std(0), res.mean(0) + res.std(0), alpha=0.2)
-        ax3.plot(ell, res.mean(0), "o-", ms=3, label=name)
+            ax4.fill_between(ell, res.mean(0) - res.std(0), res.mean(0) + res.std(0), alpha=0.2)
+        ax4.plot(ell, res.mean(0), "o-", ms=3, lw=width, label=name)
     ax1.plot(ell, label_mean, "o", mfc="none", mec="k", ms=5, zorder=9, label="label (mean of patches)")
     ax1.plot(ell, theory_dl, "--", color="0.15", lw=2.2, zorder=10, label="theory × beam × window")
     ax1.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$", ylabel=r"$D_\ell$ [µK$^2$]", title=title)
     ax2.axhline(1, color="k", lw=0.8, ls="--", zorder=10)
-    ax2.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$",
-            ylabel="estimate / label power (dimensionless)", title="transfer")
-    ax3.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$", ylabel=r"residual $D_\ell$ [µK$^2$]",
+    ax2.set(xscale="log", xlabel=r"multipole $\ell$", ylabel="cross(estimate, label) / label power",
+            title="response (1: unbiased)")
+    ax3.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$", ylabel=r"$D_\ell$ [µK$^2$]",
+            title="power uncorrelated with the label")
+    ax4.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$", ylabel=r"residual $D_\ell$ [µK$^2$]",
             title="residual (estimate - label) power")
-    for ax in (ax1, ax2, ax3):
+    for ax in (ax1, ax2, ax3, ax4):
         plain_log_ticks(ax.xaxis)
         ax.legend(fontsize=7)
     save_figure(fig, path)
-

@@ -231,13 +231,19 @@ class CennTrain(TrainBase):
         "epochs without a better Test loss before training stops"))
 
 
+MIN_BIN_FUNDAMENTALS = 2
+"""The narrowest NaMaster bin, in fundamentals 2 pi / L of the cropped patch: one fundamental holds a handful of
+modes, which the mask couples to the neighbours' (bandpowers anti-correlated by -0.1 to -0.3 on 6 deg patches)."""
+
+
 class CennEvaluate(Block):
     """The evaluation on the Validation patches of both skies (stage cenn_evaluate)."""
 
     apodization_deg: Number = Param(gt=0.0, unit="deg", description=(
         "C1 apodization scale of the cropped patch's mask, deg; at most a quarter of the cropped patch"))
     bin_width: Number = Param(gt=0.0, description=(
-        "NaMaster bin width in multipoles; at least the cropped patch's fundamental, two bins below lmax"))
+        "NaMaster bin width in multipoles; at least two fundamentals of the cropped patch (bins one fundamental "
+        "wide make neighbouring bandpowers anti-correlated), two bins below lmax"))
     residual_ell_ranges: list[EllRange] = Param(description=(
         "multipole ranges [lo, hi] of the mean |residual D_ell| metrics; each holds a bin centre"))
     n_example_patches: int = Param(ge=1, le=16, description="Validation patches drawn beside their prediction")
@@ -456,12 +462,13 @@ class CennSection(Section):
             yield Problem.out_of_range("cenn_evaluate.apodization_deg", ev.apodization_deg, 0.0, cropped.side_deg / 4,
                                        lo_open=True, why=f"a quarter of the cropped {cropped.side_deg:.2f} deg patch")
         key, width = "cenn_evaluate.bin_width", ev.bin_width
-        lo, hi = cropped.ell_fundamental, max(cropped.ell_fundamental, top / 2)
+        lo = MIN_BIN_FUNDAMENTALS * cropped.ell_fundamental
+        hi = max(lo, top / 2)
         if not lo <= width <= hi:
             yield Problem.out_of_range(key, width, lo, hi, why=(
-                f"NaMaster needs every bin to hold a Fourier mode: at least the fundamental 2 pi / L = "
-                f"{cropped.ell_fundamental:.1f} of the cropped {cropped.side_deg:.2f} deg patch, and two bins "
-                f"below lmax {top:.0f}"))
+                f"bins one fundamental 2 pi / L wide make neighbouring bandpowers anti-correlated: at least "
+                f"{MIN_BIN_FUNDAMENTALS} x {cropped.ell_fundamental:.1f} on the cropped {cropped.side_deg:.2f} deg "
+                f"patch, and two bins below lmax {top:.0f}"))
             return
         edges = geometry.bin_edges(width)
         try:  # the very edges NaMaster will get

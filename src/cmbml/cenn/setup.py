@@ -129,15 +129,25 @@ class CennSetup:
             "registered_model": self.tracking.registered_model, "params_digest": self.dataset_digest,
             "components": list(self.components),
             "input": {"quantity": f"sky maps ({'/'.join(self.components)}) per frequency channel",
-                      "channels": [f"{f:g}GHz" for f in self.instrument.freqs_ghz], "units": "uK_CMB",
+                      "channels": self.input_channels, "units": "uK_CMB",
                       "npix": patch.npix, "pixel_arcmin": patch.pixel_arcmin,
                       "fwhm_arcmin": [ch.fwhm_arcmin for ch in self.instrument.channels],
                       "layout": "[sample, y, x, channel]"},
-            "output": {"quantity": f"CMB at {target.freq_ghz:g} GHz (its beam)", "channels": ["CMB"],
+            "output": {"quantity": f"CMB at {target.freq_ghz:g} GHz (its beam)",
+                       "channels": [f"CMB {c}" for c in self.components],
                        "units": "uK_CMB", "target_GHz": target.freq_ghz, "fwhm_arcmin": target.fwhm_arcmin,
                        "npix": patch.npix, "pixel_arcmin": patch.pixel_arcmin},
             "conventions": CONVENTIONS["layout"],
         }
+
+    @property
+    def input_channels(self) -> list[str]:
+        """The network's input channels, every component at every frequency (``"Q 100GHz"``, ..., ``"U 217GHz"``;
+        ``"100GHz"``, ... for a single component), in the order of the patch files joined along channels."""
+        freqs = [f"{f:g}GHz" for f in self.instrument.freqs_ghz]
+        if len(self.components) == 1:
+            return freqs
+        return [f"{c} {f}" for c in self.components for f in freqs]
 
     @property
     def spin(self) -> int:

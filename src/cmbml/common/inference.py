@@ -179,10 +179,12 @@ FITS_KEYWORDS = {"kappa_exaggeration_factor": "KAPPAEXG", "target_GHz": "TARGGHZ
 
 def write_prediction(path: str | os.PathLike, prediction: np.ndarray, card: Mapping[str, Any], model_ref: str,
                      single: bool) -> None:
-    """Write ``prediction`` (``[sample, y, x, 1]``) as FITS or HDF5, atomically, with units and geometry.
+    """Write ``prediction`` (``[sample, y, x, channel]``) as FITS or HDF5, atomically, with units and geometry.
 
     FITS: the image ``[y, x]`` or ``[sample, y, x]`` with ``BUNIT``, ``CDELT1/2`` (degrees) and the model
-    in the header. HDF5: dataset ``prediction`` ``[sample, y, x]`` with the same facts as attributes.
+    in the header. HDF5: dataset ``prediction`` ``[sample, y, x]`` with the same facts as attributes. A network
+    with several outputs (Q and U) keeps the channel axis: ``[sample, y, x, channel]`` in HDF5, ``[channel,
+    sample, y, x]`` in FITS (its first axis last in NAXISn), the channels named by the model card (``CHANNELS``).
     """
     from cmbml.common.io import atomic_path, h5_attr_value, h5_create, h5_dataset
 
@@ -191,9 +193,13 @@ def write_prediction(path: str | os.PathLike, prediction: np.ndarray, card: Mapp
     if fmt == "numpy":
         raise MapError(f"{path}: NumPy files carry no units; allowed outputs FITS ({', '.join(FITS_SUFFIXES)}) "
                        f"or HDF5 ({', '.join(HDF5_SUFFIXES)})")
-    data = np.asarray(prediction[..., 0], dtype=np.float32)
+    multi = prediction.shape[-1] > 1
+    data = np.asarray(prediction if multi else prediction[..., 0], dtype=np.float32)
     data = data[0] if single else data
     attrs = output_attributes(card, model_ref)
+    if multi:
+        attrs["channels"] = ", ".join(card["output"].get("channels", []))
+        attrs["layout"] = "[y, x, channel]" if single else "[sample, y, x, channel]"
     with atomic_path(path) as tmp:
         if fmt == "fits":
             from astropy.io import fits
@@ -208,6 +214,9 @@ def write_prediction(path: str | os.PathLike, prediction: np.ndarray, card: Mapp
                 if key in attrs:
                     header[keyword] = attrs[key]
             header["MODEL"] = model_ref[:68]
+            if multi:
+                header["CHANNELS"] = attrs["channels"][:68]
+                data = np.moveaxis(data, -1, 0)  # the channel is the slowest FITS axis
             header["COMMENT"] = f"prediction of {attrs['quantity']}"
             fits.PrimaryHDU(data=data, header=header).writeto(tmp, overwrite=True)
         else:

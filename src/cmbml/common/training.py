@@ -48,6 +48,17 @@ def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int
     return float(mean), float(std)
 
 
+def stacked_mean_std(paths, dataset: str, chunk: int = 256) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of files joined along the channel axis (``H5Batches`` with
+    ``stack_channels``): each file's channels in turn, in file order."""
+    means, stds = [], []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        m, s = streamed_mean_std(path, dataset, per_channel=True, chunk=chunk)
+        means += m
+        stds += s
+    return means, stds
+
+
 Stats = tuple[float, float] | tuple[Sequence[float], Sequence[float]]
 """``(mean, std)``: scalars, or one value per channel."""
 
@@ -102,14 +113,17 @@ class H5Batches:
     ``shuffle`` the order of batches is a permutation drawn from ``(seed, epoch)``; with ``augment``
     each pair gets one of the 8 symmetries of the square drawn from ``(seed, epoch, step)``. With
     ``x_transform`` the inputs become ``x_transform(x)`` ((batch, n, n, x_channels), made after the
-    symmetry, then standardised with ``x_stats``). A batch
+    symmetry, then standardised with ``x_stats``). With ``stack_channels`` the files hold the same samples
+    (e.g. the Q and U patches of one sky) and a batch joins them along the channel axis, in file order, for
+    both ``x`` and ``y``; statistics are then per joined channel. A batch
     therefore does not depend on which thread reads it or in which order: reads can run in parallel
     and ahead of the model. Memory holds only the batches being read.
     """
 
     def __init__(self, paths, x_name: str, y_name: str, batch_size: int, x_stats=None, y_stats=None,
                  augment: bool = False, shuffle: bool = False, seed: int = 0,
-                 x_transform: Callable[[np.ndarray], np.ndarray] | None = None, x_channels: int | None = None):
+                 x_transform: Callable[[np.ndarray], np.ndarray] | None = None, x_channels: int | None = None,
+                 stack_channels: bool = False):
         import threading
 
         import h5py
@@ -121,15 +135,25 @@ class H5Batches:
         if (x_transform is None) != (x_channels is None):
             raise ValueError("x_transform and x_channels go together: the channels the transform makes")
         self.x_transform = x_transform
-        self.index: list[tuple[int, slice]] = []  # (file, samples) of each batch
-        shapes = []
+        self.stack_channels = bool(stack_channels)
+        self.index: list[tuple[int, slice]] = []  # (file, samples) of each batch; file -1: all files, stacked
+        shapes, counts = [], []
         for i, path in enumerate(self.files):
             with h5py.File(path, "r") as h5:
-                n = h5[x_name].shape[0]
+                counts.append(h5[x_name].shape[0])
                 shapes.append((h5[x_name].shape[1:], h5[y_name].shape[1:]))
-            self.index += [(i, sl) for sl in iter_chunks(n, batch_size)]
+            if not self.stack_channels:
+                self.index += [(i, sl) for sl in iter_chunks(counts[-1], batch_size)]
         add_channel = lambda shape: tuple(shape) + ((1,) if len(shape) == 2 else ())  # noqa: E731
         self.x_shape, self.y_shape = add_channel(shapes[0][0]), add_channel(shapes[0][1])
+        if self.stack_channels:
+            if len(set(counts)) != 1 or len(set(shapes)) != 1:
+                raise ValueError(f"{', '.join(map(str, self.files))}: stacked files must hold the same samples "
+                                 f"of the same shape (samples {counts})")
+            self.index = [(-1, sl) for sl in iter_chunks(counts[0], batch_size)]
+            k = len(self.files)
+            self.x_shape = self.x_shape[:-1] + (self.x_shape[-1] * k,)
+            self.y_shape = self.y_shape[:-1] + (self.y_shape[-1] * k,)
         if x_transform is not None:
             self.x_shape = self.x_shape[:-1] + (int(x_channels),)
         self._local = threading.local()  # one set of open files per reading thread
@@ -145,8 +169,12 @@ class H5Batches:
         import h5py
 
         handles = self._local.__dict__.setdefault("handles", {})
-        if i not in handles:
-            handles[i] = h5py.File(self.files[i], "r")
+        for j in range(len(self.files)) if i == -1 else (i,):
+            if j not in handles:
+                handles[j] = h5py.File(self.files[j], "r")
+        if i == -1:  # every file's samples joined along the channel axis
+            parts = [standardise(handles[j][name][sl], None) for j in range(len(self.files))]
+            return standardise(np.concatenate(parts, axis=-1), stats)
         return standardise(handles[i][name][sl], stats)
 
     def batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:

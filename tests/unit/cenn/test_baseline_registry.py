@@ -28,7 +28,7 @@ from cmbml.cenn.evaluation import (
 )
 from cmbml.cenn.fullsky import gauss_beam
 from cmbml.common.flatsky import FlatGrid
-from stages.report import cenn_table, cenn_transfer_table, foreground_model_table
+from stages.report import cenn_table, cenn_response_table, foreground_model_table
 
 GRID = FlatGrid(16, 12.0)
 LMAX = 2000
@@ -37,11 +37,12 @@ RESPONSE = np.stack([gauss_beam(f, LMAX) / gauss_beam(7.2, LMAX) for f in (9.7, 
 CL_LABEL = {"EE": 1.0 / (ELL + 50.0) ** 1.5, "BB": 0.1 / (ELL + 50.0) ** 1.5}
 RANGES = [[60, 300], [300, 900]]
 
-# metrics/cenn.json of the published evaluation: the summary names must not change.
+# metrics/cenn.json of the published evaluation and the per-patch oracle: the summary names must not change.
 PUBLISHED_SUMMARY = {
     "leak_suspected", "map_mse_harmonic_ilc_uK2", "map_mse_linear_uK2", "map_mse_network_uK2", "map_mse_pixel_ilc_uK2",
     "map_mse_wiener_uK2", "map_mse_zero_prediction_uK2", "mse_over_wiener", "mse_over_wiener_err",
     "n_independent_evaluation", "unseen_map_mse_harmonic_ilc_uK2", "unseen_map_mse_network_uK2",
+    "map_mse_wiener_per_patch_uK2", "unseen_map_mse_wiener_per_patch_uK2",
     "unseen_map_mse_wiener_own_sky_uK2", "unseen_map_mse_wiener_uK2", "unseen_mse_over_wiener",
     "unseen_mse_over_wiener_err"}
 
@@ -67,8 +68,11 @@ class MeanSquare:
 
     ell = np.array([100.0, 500.0])
 
-    def spectra(self, maps):
-        return {"EE": np.array([np.mean(maps[0] ** 2), np.mean(maps[-1] ** 2)])}
+    def field(self, maps):
+        return maps
+
+    def cross(self, a, b):
+        return {"EE": np.array([np.mean(a[0] * b[0]), np.mean(a[-1] * b[-1])])}
 
 
 def patches(n, seed, components=("Q", "U")):
@@ -122,10 +126,11 @@ def test_a_registered_baseline_is_fitted_scored_summarised_and_reported(dummy, t
     # scored by the same code as every method: map MSE with its error, transfer and residual per range, spectra rows
     expected = np.mean([np.mean((inputs[c].mean(axis=-1) - labels[c][..., 0]) ** 2) for c in inputs])
     assert metrics["map_mse_channel_mean_uK2"] == pytest.approx(expected, rel=1e-12)
-    for key in ("map_mse_channel_mean_err_uK2", "ee_ell60_300_channel_mean_transfer",
-                "ee_ell300_900_channel_mean_residual_dl_uK2"):
+    for key in ("map_mse_channel_mean_err_uK2", "ee_ell60_300_channel_mean_response",
+                "ee_ell60_300_channel_mean_uncorrelated_dl_uK2", "ee_ell300_900_channel_mean_residual_dl_uK2"):
         assert np.isfinite(metrics[key]), key
-    assert {"channel_mean_EE_dl", "channel_mean_EE_transfer", "channel_mean_EE_residual_dl_err"} <= set(rows[0])
+    assert {"channel_mean_EE_dl", "channel_mean_EE_response", "channel_mean_EE_correlation",
+            "channel_mean_EE_residual_dl_err"} <= set(rows[0])
     assert "channel_mean" in methods() and "channel_mean residual" in spectra_map_names()
     assert method_labels()["channel_mean"] == "channel mean"
     # in the summary metrics (DVC metrics file and MLflow) on the training sky, by default not on the unseen one
@@ -139,7 +144,7 @@ def test_a_registered_baseline_is_fitted_scored_summarised_and_reported(dummy, t
     assert "| channel mean |" in table[0] and table[1].count("---") == table[0].count("|") - 1
     value = f"{metrics['map_mse_channel_mean_uK2']:.4g} +- {metrics['map_mse_channel_mean_err_uK2']:.2g}"
     assert value in table[2]
-    assert "| channel mean |" in cenn_transfer_table([record], RANGES).splitlines()[0]
+    assert "| channel mean response |" in cenn_response_table([record], RANGES).splitlines()[0]
     assert "| channel mean MSE |" in foreground_model_table([record], RANGES).splitlines()[0]
 
 
@@ -163,11 +168,11 @@ def test_the_default_baselines_keep_the_published_metric_names_and_columns():
     assert names == PUBLISHED_SUMMARY
     assert methods() == ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc")
     head = cenn_table([]).splitlines()[0]
-    assert head.endswith("| CENN | Wiener | linear (Train fit) | harmonic ILC | pixel ILC | Wiener predicted | "
-                         "CENN / Wiener |")
+    assert head.endswith("| CENN | Wiener | Wiener per patch (oracle) | linear (Train fit) | harmonic ILC | pixel ILC "
+                         "| Wiener predicted | CENN / Wiener |")
     head = foreground_model_table([], [[60, 300]]).splitlines()[0]
     assert head == ("| variant | trained on | tested on | CENN MSE | Wiener MSE | Wiener, own-sky covariance MSE | "
-                    "harmonic ILC MSE | pixel ILC MSE | CENN / Wiener | residual D_ell 60-300: CENN / Wiener / "
+                    "Wiener per patch (oracle) MSE | harmonic ILC MSE | pixel ILC MSE | CENN / Wiener | residual D_ell 60-300: CENN / Wiener / "
                     "harmonic ILC |")
 
 

@@ -63,3 +63,33 @@ def test_namaster_on_pure_cmb_patches_recovers_the_input_ee(cmb_sky, camb_cls, s
     sel = est.ell > 120
     err = measured.std(0) / np.sqrt(measured.shape[0])
     assert np.all(np.abs(measured.mean(0) - theory)[sel] < 3 * err[sel]), (measured.mean(0) / theory)[sel]
+
+
+def _flat_cmb_ratio(camb_cls, pad_factor, n=150):
+    """Measured / binned-theory EE on 60 x 6' cuts of periodic flat Gaussian fields with the lensed EE spectrum
+    (acoustic peaks), bins two fundamentals wide; ratio and its standard error per bin."""
+    big, patch = FlatGrid(240, 6.0), FlatGrid(60, 6.0)
+    cl = np.asarray(camb_cls["cl_ee_lensed"], dtype=float)
+    amp = np.sqrt(big.cl_on_grid(cl) * big.npix**2 / big.dx**2)
+    rng = np.random.default_rng(7)
+    est = FlatSpectra(patch, np.arange(60.0, 1020.0, 120.0), spin=0, apodization_deg=1.0, spin0_name="EE",
+                      pad_factor=pad_factor)
+    measured = []
+    for _ in range(n):
+        field = np.fft.ifft2(amp * np.fft.fft2(rng.standard_normal((240, 240))) / 240).real
+        for corner in ((0, 0), (120, 0), (0, 120), (120, 120)):  # four disjoint cuts per field
+            measured.append(est.spectra([field[corner[0]:corner[0] + 60, corner[1]:corner[1] + 60]])["EE"])
+    ratio = np.array(measured) / est.binned_theory({"EE": cl})["EE"]
+    return ratio.mean(0), ratio.std(0) / np.sqrt(len(ratio))
+
+
+@pytest.mark.slow
+def test_zero_padding_makes_the_binned_theory_of_a_peaked_spectrum_exact(camb_cls):
+    """NaMaster's flat-sky coupling sums over the patch's own Fourier modes, one fundamental apart, about the width
+    of the mask's kernel: on the bare 6 deg patch the binned theory of EE (acoustic peaks) is too smooth and the
+    measured/theory ratio zig-zags by ~8 % from bin to bin. Padded four-fold (the default) it is 1 within 3.5
+    standard errors in every bin from ell 60 to 1020."""
+    bare, bare_err = _flat_cmb_ratio(camb_cls, pad_factor=1)
+    assert np.max(np.abs(bare - 1) / bare_err) > 5  # the defect the padding removes
+    padded, padded_err = _flat_cmb_ratio(camb_cls, pad_factor=4)
+    assert np.all(np.abs(padded - 1) < 3.5 * padded_err), (padded, padded_err)

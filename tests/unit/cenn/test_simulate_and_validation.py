@@ -23,7 +23,7 @@ SIZES = {"Train": 16, "Test": 8, "Validation": 8}
 
 @pytest.fixture(scope="module")
 def world(camb_cls):
-    """Smoke-scale skies (nside 128, 32 px x 12 arcmin) and the parameters that made them."""
+    """Smoke-scale skies (nside 256, 32 px x 12 arcmin) and the parameters that made them."""
     params = compose("scale=smoke")
     roles = {"Train": "training", "Test": "early_stopping", "Validation": "evaluation"}  # SPLIT_FILES
     params["scale"]["cenn"].update({f"n_{roles[s]}": n for s, n in SIZES.items()})

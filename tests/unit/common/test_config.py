@@ -31,7 +31,7 @@ def test_default_cenn_geometry():
     g = setup.geometry
     assert g.patch.side_deg == pytest.approx(6.4) and g.cropped.npix == 60
     assert g.cropped.ell_fundamental == pytest.approx(60.0) and g.spectra_lmax == 1535
-    assert setup.bin_edges[0] == pytest.approx(60.0) and np.allclose(np.diff(setup.bin_edges), 60.0)
+    assert setup.bin_edges[0] == pytest.approx(60.0) and np.allclose(np.diff(setup.bin_edges), 120.0)  # 2 fundamentals
     assert setup.bin_edges[-1] < 1535 and setup.spin == 0
     assert g.crop(np.zeros((2, 64, 64, 3))).shape == (2, 60, 60, 3)
     assert setup.instrument.target_channel.freq_ghz == 143.0
@@ -161,8 +161,8 @@ PINNED_DIGESTS = {
     (): {"lensing": "2b96229ff6e9b8074dc15d52", "training": "737434a01238695a1a5c6f4c",
          "unseen": "f7d55d2cd82f8aee809477bd"},
     ("lensing=v5", "cenn=QU", "scale=smoke"): {"lensing": "742b6fa45d643b625f68541d",
-                                               "training": "fb8d8d11f784a6187c9303e5",
-                                               "unseen": "ac3aeddbdd90ff24a9fb8a82"},
+                                               "training": "9bbc50025245777bdd4e4060",  # smoke nside 256
+                                               "unseen": "c04694b13af77218cab46aca"},
 }
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stages.report import cenn_table, cenn_transfer_table, foreground_model_table, lensing_table, \
+from stages.report import cenn_table, cenn_response_table, foreground_model_table, lensing_table, \
     replace_between_markers
 
 
@@ -39,13 +39,18 @@ def test_lensing_table_shows_per_version_the_estimator_its_limit_and_three_kinds
 def test_cenn_tables_show_every_method_with_errors_and_the_ratio_to_wiener():
     metrics = {"n_evaluation": 300, "n_independent_evaluation": 120.4, "mse_over_wiener": 1.05,
                "mse_over_wiener_err": 0.01, "map_mse_wiener_predicted_uK2": 10.5,
-               "ee_ell60_300_network_transfer": 0.4, "ee_ell60_300_wiener_transfer": 0.5}
+               "mse_over_wiener_err_jk_cmb": 0.02, "mse_over_wiener_err_jk_sky": 0.015,
+               "ee_ell60_300_network_response": 0.4, "ee_ell60_300_network_response_err": 0.01,
+               "ee_ell60_300_wiener_response": 0.5, "ee_ell60_300_network_uncorrelated_dl_uK2": 2.5}
     for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):
         metrics[f"map_mse_{method}_uK2"], metrics[f"map_mse_{method}_err_uK2"] = 10.0, 0.5
     row = cenn_table([{"name": "E", "metrics": metrics}]).splitlines()[2]
-    assert row.startswith("| E | 300 (120) | - / - | 10 +- 0.5 |") and row.endswith("| 10.5 | 1.050 +- 0.010 |")
-    transfer = cenn_transfer_table([{"name": "E", "metrics": metrics}], [[60, 300], [300, 900]]).splitlines()
-    assert transfer[2].startswith("| E | EE | 60-300 | 0.40 | 0.50 |") and len(transfer) == 3
+    assert row.startswith("| E | 300 (120) | - / - | 10 +- 0.5 |")
+    assert row.endswith("| 10.5 | 1.050 +- 0.010 (jackknife: CMB 0.020, sky 0.015) |")
+    # the response (cross-spectrum / label power) with its error, then the uncorrelated power; oracles have neither
+    response = cenn_response_table([{"name": "E", "metrics": metrics}], [[60, 300], [300, 900]]).splitlines()
+    assert response[2].startswith("| E | EE | 60-300 | 0.400 +- 0.010 | 0.500 | ") and len(response) == 3
+    assert "| 2.5 |" in response[2] and "oracle" not in response[0]
 
 
 def test_replace_between_markers_keeps_the_rest_and_refuses_a_missing_block():
@@ -61,7 +66,7 @@ def test_foreground_model_table_has_a_row_per_test_sky_with_every_method_and_the
     D_ell (network / Wiener / harmonic ILC) of the variant's spectrum per multipole range."""
     metrics = {}
     for prefix, scale in (("", 1.0), ("unseen_", 2.0)):
-        for method in ("network", "wiener", "wiener_own_sky", "harmonic_ilc", "pixel_ilc"):
+        for method in ("network", "wiener", "wiener_own_sky", "wiener_per_patch", "harmonic_ilc", "pixel_ilc"):
             metrics[f"{prefix}map_mse_{method}_uK2"] = 10.0 * scale
         metrics[f"{prefix}map_mse_network_err_uK2"] = 0.5
         metrics[f"{prefix}mse_over_wiener"], metrics[f"{prefix}mse_over_wiener_err"] = 0.9 * scale, 0.01
@@ -71,6 +76,6 @@ def test_foreground_model_table_has_a_row_per_test_sky_with_every_method_and_the
               "unseen_model": "gaussian", "metrics": metrics}
     lines = foreground_model_table([record], [[60, 300], [300, 900]]).splitlines()
     assert len(lines) == 4 and "residual D_ell 60-300: CENN / Wiener / harmonic ILC" in lines[0]
-    assert lines[2].startswith("| B | nongaussian | nongaussian | 10 +- 0.5 | 10 | 10 | 10 | 10 | 0.900 +- 0.010 |")
+    assert lines[2].startswith("| B | nongaussian | nongaussian | 10 +- 0.5 | 10 | 10 | 10 | 10 | 10 | 0.900 +- 0.010 |")
     assert lines[2].endswith("| 0.125 / 0.125 / 0.125 | - / - / - |")
     assert lines[3].startswith("| B | nongaussian | gaussian | 20 +- 0.5 |") and "1.800 +- 0.010" in lines[3]
