@@ -16,13 +16,23 @@ def main() -> None:
     import keras
 
     from cmbml.cenn.networks import ARCHITECTURES
-    from cmbml.common.networks import dtype_policy, make_optimizer
+    from cmbml.common.networks import dtype_policy, learning_rate, make_optimizer
     from cmbml.common.roles import EARLY_STOPPING, TRAINING
     from cmbml.common.training import H5Batches, distribution_strategy, stacked_mean_std
 
     train, paths = setup.train, setup.paths
     strategy = distribution_strategy(train.strategy)
     keras.utils.set_random_seed(setup.seed)
+    # Sky maps and target CMB standardised per channel with training-set statistics, which the saved model
+    # carries; the early-stopping patches (Test files) stop training.
+    train_files = [paths.patch_file(TRAINING, c) for c in setup.components]
+    test_files = [paths.patch_file(EARLY_STOPPING, c) for c in setup.components]
+    x_stats, y_stats = stacked_mean_std(train_files, "M"), stacked_mean_std(train_files, "M0")
+    # Rotated and flipped copies of each patch (the sky has no preferred direction), Q and U turned as spin-2.
+    stokes = ([c for c in setup.components for _ in setup.instrument.channels], list(setup.components))
+    training = H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True, seed=setup.seed,
+                         stack_channels=True, augment=train.augment, stokes=stokes)
+    early_stopping = H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats, stack_channels=True)
     # One network sees every component of a patch at once (E, B, or Q and U together: one filter shared by Q
     # and U cannot tell E from B), one input channel per component and frequency, one output per component;
     # from the architecture registry, its variables mirrored on every replica.
@@ -30,15 +40,8 @@ def main() -> None:
         core = ARCHITECTURES[setup.net_architecture].build(
             setup.net_params, n_channels=len(setup.components) * len(setup.instrument.channels), l2=train.l2,
             name=f"cenn_{setup.variant}", n_outputs=len(setup.components))
-        core.compile(optimizer=make_optimizer(train.optimizer, train.learning_rate), loss="mse")
-    # Sky maps and target CMB standardised per channel with training-set statistics, which the saved model
-    # carries; the early-stopping patches (Test files) stop training.
-    train_files = [paths.patch_file(TRAINING, c) for c in setup.components]
-    test_files = [paths.patch_file(EARLY_STOPPING, c) for c in setup.components]
-    x_stats, y_stats = stacked_mean_std(train_files, "M"), stacked_mean_std(train_files, "M0")
-    training = H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True, seed=setup.seed,
-                         stack_channels=True)
-    early_stopping = H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats, stack_channels=True)
+        rate = learning_rate(train.learning_rate, train.lr_schedule, train.epochs * len(training))
+        core.compile(optimizer=make_optimizer(train.optimizer, rate), loss="mse")
     # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
     # saved beside its card and registered as cmbml-cenn-<variant>@<scale>.
     parameter_set = ParameterSet(setup.tracking, "cenn", setup.variant, setup.scale, setup.model_card)

@@ -16,7 +16,7 @@ def main() -> None:
 
     import keras
 
-    from cmbml.common.networks import dtype_policy, make_optimizer
+    from cmbml.common.networks import dtype_policy, learning_rate, make_optimizer
     from cmbml.common.training import H5Batches, distribution_strategy, streamed_mean_std
     from cmbml.lensing.networks import ARCHITECTURES
 
@@ -44,10 +44,8 @@ def main() -> None:
                                   name=f"lensing_{setup.net_architecture}_{setup.version}")
         if hasattr(architecture, "start"):  # e.g. a physics-informed network starts at the estimator's map
             architecture.start(core, x_stats, k_stats)
-        learning_rate = train.learning_rate  # constant, or decaying to 0 over the epochs' steps
-        if train.lr_schedule == "cosine":
-            learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, train.epochs * len(training))
-        core.compile(optimizer=make_optimizer(train.optimizer, learning_rate, train.clipnorm), loss="mse")
+        rate = learning_rate(train.learning_rate, train.lr_schedule, train.epochs * len(training))
+        core.compile(optimizer=make_optimizer(train.optimizer, rate, train.clipnorm), loss="mse")
     # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
     # saved beside its card and registered as cmbml-lensing-<version>@<scale>.
     parameter_set = ParameterSet(setup.tracking, "lensing", setup.version, setup.scale, setup.model_card_for(maker))

@@ -153,6 +153,7 @@ def test_the_qu_network_sees_q_and_u_together_and_is_served_so(qu_experiment, tm
         stack = np.concatenate([q["M"][:4], u["M"][:4]], axis=-1)
     with h5py.File(tmp_path / "qu.h5", "w") as h5:
         h5["M"] = stack
+        h5["M"].attrs["pixel_arcmin"] = 12.0
     sh(["cmbml", "predict", "models/cenn/model.keras", str(tmp_path / "qu.h5"), "-o", str(tmp_path / "cmb.h5")],
        root, env)
     expected = keras.models.load_model(root / "models/cenn/model.keras").predict(stack, verbose=0)

@@ -51,6 +51,16 @@ def make_optimizer(name: str, learning_rate: float, clipnorm: float | None = Non
     return classes[name](**kwargs)
 
 
+def learning_rate(initial: float, schedule: str, total_steps: int):
+    """The optimizer's learning rate: ``initial`` throughout (``"constant"``), or decaying from it to 0 along a
+    half cosine over ``total_steps`` (``"cosine"``: the scale's epochs times the batches per epoch)."""
+    if schedule == "constant":
+        return initial
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(initial, max(int(total_steps), 1))
+    raise ValueError(f"lr_schedule {schedule!r}: allowed constant or cosine")
+
+
 def count_parameters(model: keras.Model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 

@@ -658,6 +658,10 @@ class TrainBase(Block):
 
     optimizer: Literal[OPTIMIZERS] = Param(description="Keras optimizer")
     learning_rate: Number = Param(gt=0.0, le=10.0, description="the optimizer's learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Param(description=(
+        "learning rate over training: constant, or cosine (from learning_rate to 0 over the scale's epochs)"))
+    augment: bool = Param(description=(
+        "random 8-fold rotations and flips of each (input, label) pair; Stokes Q and U turn as spin-2 fields"))
     batch_size: int = Param(ge=1, description=(
         "global batch (all replicas together), samples; at most the training set"))
     precision: Literal[PRECISIONS] = Param(description=(

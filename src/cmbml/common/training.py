@@ -95,12 +95,32 @@ def dihedral(arrays: list[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
     return out
 
 
-def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Each (x, y) pair gets one of the 8 symmetries of the square, drawn independently."""
+def stokes_signs(stokes, k: int, flip: bool) -> np.ndarray | None:
+    """Per-channel signs that keep Stokes Q and U right after :func:`dihedral` (``k`` quarter turns, ``flip``).
+
+    Q + iU turns by twice the frame's angle: a quarter turn multiplies Q and U by -1; a mirror (about either
+    axis) reverses the polarization angle, U -> -U. Channels named other than ``"Q"``/``"U"`` (T, E, B, kappa) keep
+    their sign. ``stokes`` None: no sign changes.
+    """
+    if stokes is None:
+        return None
+    turn = -1.0 if k % 2 else 1.0
+    return np.array([turn * (-1.0 if (flip and c == "U") else 1.0) if c in ("Q", "U") else 1.0 for c in stokes],
+                    dtype=np.float32)
+
+
+def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                  stokes: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each (x, y) pair gets one of the 8 symmetries of the square, drawn independently. ``stokes`` =
+    (names of x's channels, names of y's): Q and U channels change sign as spin-2 fields (:func:`stokes_signs`)."""
     x_out, y_out = np.empty_like(x), np.empty_like(y)
     ops = rng.integers(0, 8, size=x.shape[0])
     for i, op in enumerate(ops):
-        x_out[i], y_out[i] = dihedral([x[i], y[i]], int(op) % 4, bool(op // 4))
+        k, flip = int(op) % 4, bool(op // 4)
+        x_out[i], y_out[i] = dihedral([x[i], y[i]], k, flip)
+        if stokes is not None:
+            x_out[i] *= stokes_signs(stokes[0], k, flip)
+            y_out[i] *= stokes_signs(stokes[1], k, flip)
     return x_out, y_out
 
 
@@ -115,7 +135,9 @@ class H5Batches:
     ``x_transform`` the inputs become ``x_transform(x)`` ((batch, n, n, x_channels), made after the
     symmetry, then standardised with ``x_stats``). With ``stack_channels`` the files hold the same samples
     (e.g. the Q and U patches of one sky) and a batch joins them along the channel axis, in file order, for
-    both ``x`` and ``y``; statistics are then per joined channel. A batch
+    both ``x`` and ``y``; statistics are then per joined channel. ``stokes`` names the channels of ``x`` and ``y``
+    (``"Q"``, ``"U"``, or anything else for a scalar) so that the augmentation turns Q and U as spin-2 fields.
+    A batch
     therefore does not depend on which thread reads it or in which order: reads can run in parallel
     and ahead of the model. Memory holds only the batches being read.
     """
@@ -123,7 +145,7 @@ class H5Batches:
     def __init__(self, paths, x_name: str, y_name: str, batch_size: int, x_stats=None, y_stats=None,
                  augment: bool = False, shuffle: bool = False, seed: int = 0,
                  x_transform: Callable[[np.ndarray], np.ndarray] | None = None, x_channels: int | None = None,
-                 stack_channels: bool = False):
+                 stack_channels: bool = False, stokes: tuple | None = None):
         import threading
 
         import h5py
@@ -136,6 +158,7 @@ class H5Batches:
             raise ValueError("x_transform and x_channels go together: the channels the transform makes")
         self.x_transform = x_transform
         self.stack_channels = bool(stack_channels)
+        self.stokes = stokes  # (x channel names, y channel names): Q and U turn as spin-2 fields when augmented
         self.index: list[tuple[int, slice]] = []  # (file, samples) of each batch; file -1: all files, stacked
         shapes, counts = [], []
         for i, path in enumerate(self.files):
@@ -183,11 +206,16 @@ class H5Batches:
         if self.shuffle:
             position = int(np.random.default_rng([self.seed, int(epoch)]).permutation(len(self))[position])
         i, sl = self.index[position]
-        if self.x_transform is None:
+        if self.x_transform is None and self.stokes is None:  # scalar maps: a turn commutes with standardising
             x, y = self._read(i, self.x_name, sl, self.x_stats), self._read(i, self.y_name, sl, self.y_stats)
             if self.augment:
                 x, y = augment_batch(x, y, np.random.default_rng([self.seed, int(epoch), int(step)]))
             return x, y
+        if self.x_transform is None:  # Q and U change sign when turned: turned in physical units, then standardised
+            x, y = self._read(i, self.x_name, sl, None), self._read(i, self.y_name, sl, None)
+            if self.augment:
+                x, y = augment_batch(x, y, np.random.default_rng([self.seed, int(epoch), int(step)]), self.stokes)
+            return standardise(x, self.x_stats), standardise(y, self.y_stats)
         # Derived channels are made after the rotation or flip, from the map the network sees.
         x, y = self._read(i, self.x_name, sl, None), self._read(i, self.y_name, sl, self.y_stats)
         if self.augment:

@@ -56,9 +56,6 @@ class LensingTrain(TrainBase):
     """Training of the lensing network (epochs and patience come with the scale)."""
 
     clipnorm: Number | None = Param(gt=0.0, le=1e6, description="gradient norm clipping; null: none")
-    augment: bool = Param(description="random 8-fold rotations and flips of the (T, kappa) pairs")
-    lr_schedule: Literal["constant", "cosine"] = Param(description=(
-        "learning rate over training: constant, or cosine (from learning_rate to 0 over the scale's epochs)"))
 
 
 class LensingValidate(Block):

@@ -250,3 +250,47 @@ def test_streamed_statistics_of_a_transform_over_the_first_samples_of_each_file(
     assert len(mean) == len(std) == 2
     np.testing.assert_allclose(mean, derived.mean(axis=(0, 1, 2)), rtol=1e-10)
     np.testing.assert_allclose(std, derived.std(axis=(0, 1, 2)), rtol=1e-9)
+
+
+@pytest.mark.parametrize("op", range(8))
+def test_turned_q_and_u_are_the_turned_e_map_when_they_change_sign_as_spin_2_fields(op):
+    """Q and U made from an E map alone, turned by a quarter turn or mirrored with the spin-2 signs (Q + iU turns by
+    twice the angle; a mirror reverses the polarization angle), are the Q and U of the turned E map, with no B; turned
+    as if they were scalars, they are not (a quarter turn gives -E, a mirror puts E into B)."""
+    from cmbml.cenn.baselines import harmonic_modes, maps_from_modes
+    from cmbml.common.flatsky import FlatGrid
+    from cmbml.common.training import dihedral, stokes_signs
+
+    grid = FlatGrid(32, 12.0)
+    rng = np.random.default_rng(op)
+    e = np.fft.fft2(rng.standard_normal((1, 32, 32)), axes=(1, 2))
+    e[:, 16, :] = e[:, :, 16] = 0  # the Nyquist row and column have no -l partner: no pure E there
+    e[:, 0, 0] = 0  # nor has the mean a direction: no E or B
+    qu = maps_from_modes({"E": e, "B": np.zeros_like(e)}, grid)
+    k, flip = op % 4, bool(op // 4)
+    turned_e = dihedral([np.fft.ifft2(e, axes=(1, 2)).real[0][..., None]], k, flip)[0][None, ..., 0]
+    turned = np.stack([dihedral([qu[c][0][..., None]], k, flip)[0][..., 0] for c in "QU"], axis=-1)
+    for signs, right in ((stokes_signs(["Q", "U"], k, flip), True), (np.ones(2), op in (0, 2))):
+        q, u = (turned * signs)[None, ..., 0], (turned * signs)[None, ..., 1]
+        modes = harmonic_modes({"Q": q, "U": u}, grid)
+        matches = np.allclose(modes["E"], np.fft.fft2(turned_e, axes=(1, 2)), atol=1e-9)
+        assert matches == right, (signs, op)
+        if right:
+            assert np.abs(modes["B"]).max() < 1e-9
+
+
+def test_q_and_u_are_turned_in_physical_units_then_standardised(tmp_path):
+    """With Stokes channels the augmentation acts before standardisation, so a sign change of Q does not move it by
+    twice its mean."""
+    path = tmp_path / "qu.h5"
+    rng = np.random.default_rng(3)
+    with h5py.File(path, "w") as h5:
+        h5["M"] = (5.0 + rng.standard_normal((8, 8, 8, 2))).astype(np.float32)
+        h5["M0"] = (5.0 + rng.standard_normal((8, 8, 8, 2))).astype(np.float32)
+    stats = ([5.0, 5.0], [1.0, 1.0])
+    batches = H5Batches(path, "M", "M0", 8, stats, stats, augment=True, seed=1, stokes=(["Q", "U"], ["Q", "U"]))
+    x, _ = batches.batch(0, 0)
+    with h5py.File(path, "r") as h5:
+        raw = h5["M"][:]
+    # every standardised value is (+-raw - 5) / 1 for some pixel: the signed maps, then the mean subtracted
+    assert np.allclose(np.sort(np.abs(x + 5.0).ravel()), np.sort(np.abs(raw).ravel()), atol=1e-4)
