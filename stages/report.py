@@ -169,33 +169,51 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
 FOREGROUND_MARKER = "cenn-foreground-models"
 
 
+def instrument_name(table: str | None) -> str:
+    """The instrument of a run, from its table's file name (``data/instrument_so_sat_baseline.csv`` ->
+    ``so_sat_baseline``); runs from before the instrument group used the Planck table."""
+    from pathlib import PurePosixPath
+
+    stem = PurePosixPath(table or "data/instrument_planck_hfi_pol.csv").stem
+    return stem.removeprefix("instrument_")
+
+
+ORACLE = "wiener_per_patch"
+"""The per-patch Wiener oracle: its gap to the global Wiener filter is the room an adaptive estimator has."""
+
+
 def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequence[float]]) -> str:
-    """Markdown: per variant and training foreground model, the scores on the training model's Validation
+    """Markdown: per variant, instrument and training foreground model, the scores on the training model's Validation
     patches and on the unseen model's (metrics prefixed ``unseen_``): map MSE +- error (uK^2) of the network
     and the baselines of the foreground table, the network over the Wiener filter (fitted on Train, as the
-    network), and the mean residual D_ell (uK^2, estimate - label) in each multipole range for the network and
-    the baselines shown with residuals (Wiener filter, harmonic ILC). ``records`` carry ``params`` with
-    ``foregrounds.model`` and ``unseen_model``."""
-    spectrum = {"E": "ee", "B": "bb"}
+    network), the room the per-patch Wiener oracle shows (``1 - oracle / Wiener``: the fraction of the global
+    filter's MSE that knowing each patch's own foregrounds removes) and the mean residual D_ell (uK^2, estimate -
+    label) in each multipole range for the network and the baselines shown with residuals (Wiener filter,
+    harmonic ILC; of EE for QU). ``records`` carry ``params`` with ``foregrounds.model``, ``instrument.table`` and
+    ``unseen_model``."""
+    spectrum = {"E": "ee", "B": "bb", "QU": "ee"}
     columns, residuals = shown(FOREGROUND_TABLE), shown(RESIDUALS)
-    head = ("| variant | trained on | tested on | " + " | ".join(f"{n} MSE" for _, n in columns)
-            + f" | {_ratio_header()} | "
+    head = ("| variant | instrument | trained on | tested on | " + " | ".join(f"{n} MSE" for _, n in columns)
+            + f" | {_ratio_header()} | room: 1 - oracle / Wiener | "
             + " | ".join(f"residual D_ell {lo}-{hi}: " + " / ".join(n for _, n in residuals) for lo, hi in ell_ranges)
             + " |")
-    lines = [head, "|" + "---|" * (4 + len(columns) + len(ell_ranges))]
+    lines = [head, "|" + "---|" * (6 + len(columns) + len(ell_ranges))]
     for rec in records:
         m, trained = rec["metrics"], rec["params"].get("foregrounds.model", "gaussian")
+        variant = rec["params"].get("cenn.variant", rec["name"])
         for prefix, tested in (("", trained), (UNSEEN_PREFIX, rec.get("unseen_model"))):
             if f"{prefix}map_mse_{NETWORK}_uK2" not in m:
                 continue
-            cells = [rec["params"].get("cenn.variant", rec["name"]), trained, tested or "-"]
+            cells = [variant, instrument_name(rec["params"].get("instrument.table")), trained, tested or "-"]
             for key, _ in columns:
                 cells.append(f"{_sig(m.get(f'{prefix}map_mse_{key}_uK2'), 4)}"
                              + (f" +- {_sig(m.get(f'{prefix}map_mse_{key}_err_uK2'), 2)}"
                                 if f"{prefix}map_mse_{key}_err_uK2" in m else ""))
             cells.append(f"{_fmt(m.get(f'{prefix}mse_over_{REFERENCE}'))} +- "
                          f"{_fmt(m.get(f'{prefix}mse_over_{REFERENCE}_err'))}")
-            s = spectrum.get(rec["params"].get("cenn.variant", ""), "ee")
+            oracle, wiener = m.get(f"{prefix}map_mse_{ORACLE}_uK2"), m.get(f"{prefix}map_mse_{REFERENCE}_uK2")
+            cells.append("-" if oracle is None or not wiener else _fmt(1.0 - oracle / wiener))
+            s = spectrum.get(variant, "ee")
             for lo, hi in ell_ranges:
                 cells.append(" / ".join(_sig(m.get(f"{prefix}{s}_ell{lo}_{hi}_{key}_residual_dl_uK2"), 3)
                                         for key, _ in residuals))
