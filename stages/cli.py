@@ -352,16 +352,16 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "evaluation", scale, "rho_L.json",
                                       "rho_opt_mean", group_by=("lensing_net.architecture",),
                                       missing="original").values())
-    planck = "data/instrument_planck_hfi_pol.csv"  # runs from before the instrument group logged no other
+    default_instrument = params["instrument"]["table"]
     by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
                                   "mse_over_wiener", group_by=("foregrounds.model", "instrument.table"))
-    # The per-variant tables: networks trained on the default (Gaussian) sky seen by the default instrument; the
+    # The per-variant tables: networks trained on the Gaussian sky seen by params.yaml's instrument; the
     # separation table: every variant on each instrument, trained on each model, scored on it and the unseen one.
-    cenn = [r for (name, model, table), r in by_model.items() if model == "gaussian" and table == planck]
+    cenn = [r for (name, model, table), r in by_model.items() if model == "gaussian" and table == default_instrument]
     order = {"E": 0, "B": 1, "QU": 2}
     swapped = [{**r, "unseen_model": r["tags"].get("unseen_foregrounds.model")}
-               for key, r in sorted(by_model.items(), key=lambda kv: (kv[0][2] != planck, order.get(kv[0][0], 9),
-                                                                      kv[0]))
+               for key, r in sorted(by_model.items(), key=lambda kv: (kv[0][2] != default_instrument,
+                                                                      order.get(kv[0][0], 9), kv[0]))
                if "unseen_map_mse_network_uK2" in r["metrics"]]
     text = Path(readme).read_text()
     text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))

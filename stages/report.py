@@ -171,11 +171,10 @@ FOREGROUND_MARKER = "cenn-foreground-models"
 
 def instrument_name(table: str | None) -> str:
     """The instrument of a run, from its table's file name (``data/instrument_so_sat_baseline.csv`` ->
-    ``so_sat_baseline``); runs from before the instrument group used the Planck table."""
+    ``so_sat_baseline``); ``-`` for a run that logged none."""
     from pathlib import PurePosixPath
 
-    stem = PurePosixPath(table or "data/instrument_planck_hfi_pol.csv").stem
-    return stem.removeprefix("instrument_")
+    return "-" if not table else PurePosixPath(table).stem.removeprefix("instrument_")
 
 
 ORACLE = "wiener_per_patch"
