@@ -76,16 +76,20 @@ def lensing_table(records: Sequence[Mapping]) -> str:
     """Markdown: per version, rho averaged over the L bins (+- jackknife error) of the quadratic estimator with the
     spectra of the version's sky, its limit, and three networks on the same test maps (the original, the best
     given T alone, the physics-informed one; architecture named, ratio to the estimator with its paired error);
-    then the same per L range (thirds of the bins). A leak flag marks a network above the estimator by more
-    than the scatter at physical kappa; a network's training time (``train_seconds``) is given in minutes."""
+    then the same per L range (thirds of the bins). At physical kappa "leak bound" is what an optimal estimator
+    could reach (the limit with N0 reduced by ``lensing_evaluate.optimal_n0_gain``); a leak flag marks a network
+    above both it and the estimator by more than the scatter; a network's training time (``train_seconds``) is
+    given in minutes."""
     columns = lensing_columns(records)
-    head = ("| version | kappa x | test maps | QE | QE limit | " + " | ".join(KIND_HEADERS.values()) + " |")
-    lines = [head, "|" + "---|" * (5 + len(KIND_HEADERS))]
+    head = ("| version | kappa x | test maps | QE | QE limit | leak bound | " + " | ".join(KIND_HEADERS.values())
+            + " |")
+    lines = [head, "|" + "---|" * (6 + len(KIND_HEADERS))]
     for v in columns:
         m = v["qe"]["metrics"]
         factor = v["qe"].get("params", {}).get("kappa_exaggeration_factor", "-")
         cells = [v["name"], str(factor), str(int(m["n_evaluation"])),
-                 f"{_fmt(m['rho_qe_mean'])} +- {_fmt(m.get('rho_qe_mean_err'))}", _fmt(m["rho_opt_mean"])]
+                 f"{_fmt(m['rho_qe_mean'])} +- {_fmt(m.get('rho_qe_mean_err'))}", _fmt(m["rho_opt_mean"]),
+                 _fmt(m["rho_leak_bound_mean"]) if "rho_leak_bound_mean" in m else "-"]
         for kind in KIND_HEADERS:
             rec = v.get(kind)
             cells.append("-" if rec is None else f"{rec['architecture']}: {_rho_cell(rec)}")

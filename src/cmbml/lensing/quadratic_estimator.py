@@ -67,9 +67,30 @@ def _convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return unpad(m2 * np.fft.fft2(np.fft.ifft2(a2) * np.fft.ifft2(b2))).real
 
 
-def _inverse_total(cl_response: np.ndarray, cl_total: np.ndarray) -> np.ndarray:
-    """``1 / C^tot`` on the modes the estimator uses (response and total power both positive), 0 elsewhere."""
-    used = (cl_response > 0) & (cl_total > 0)
+def off_nyquist(grid: FlatGrid) -> np.ndarray:
+    """True on the grid's modes that are not on the Nyquist row or column, (npix, npix).
+
+    On an even grid the index ``-N/2`` stands for both ``+N/2`` and ``-N/2``: its wavevector, hence the sign of
+    ``L.l`` and of a gradient, is ambiguous. The estimator leaves those T modes out and gives the Nyquist index a
+    zero derivative factor (:func:`gradient_factors`), so that it is exactly covariant under quarter turns and
+    flips of the map (tested) whether or not T reaches the Nyquist multipole."""
+    n = np.round(np.fft.fftfreq(grid.npix) * grid.npix).astype(int)
+    inside = 2 * np.abs(n) < grid.npix
+    return inside[:, None] & inside[None, :]
+
+
+def gradient_factors(grid: FlatGrid) -> tuple[np.ndarray, np.ndarray]:
+    """``(l_x, l_y)`` of the grid's modes with 0 at the Nyquist index (see :func:`off_nyquist`), (npix, npix)."""
+    n = np.round(np.fft.fftfreq(grid.npix) * grid.npix).astype(int)
+    lx, ly = grid.ell_xy
+    nyquist = 2 * np.abs(n) == grid.npix
+    return np.where(nyquist[None, :], 0.0, lx), np.where(nyquist[:, None], 0.0, ly)
+
+
+def _inverse_total(grid: FlatGrid, cl_response: np.ndarray, cl_total: np.ndarray) -> np.ndarray:
+    """``1 / C^tot`` on the modes the estimator uses (response and total power both positive, off the Nyquist
+    row and column), 0 elsewhere."""
+    used = (cl_response > 0) & (cl_total > 0) & off_nyquist(grid)
     return np.where(used, 1.0 / np.where(used, cl_total, 1.0), 0.0)
 
 
@@ -80,7 +101,7 @@ def pair_sum(grid: FlatGrid, cl_a: np.ndarray, cl_b: np.ndarray, inv_tot: np.nda
     Expanded over the grid: ``sum_ij L_i L_j [(a b l_i l_j / C^tot) * (1 / C^tot) + (a l_i / C^tot) * (b l_j / C^tot)]``
     (``*`` a convolution). ``cl_a``, ``cl_b`` and ``inv_tot`` are (npix, npix) arrays on the grid's modes.
     """
-    lx, ly = grid.ell_xy
+    lx, ly = gradient_factors(grid)
     comps = (lx, ly)
     total = np.zeros_like(grid.ell)
     for i in range(2):
@@ -108,7 +129,7 @@ def n0_kappa_grid(grid: FlatGrid, cl_weight: np.ndarray, cl_total: np.ndarray,
     spectrum, the optimal case ``N0^phiphi = Omega / S_ww``). All spectra are (npix, npix) arrays on the grid's
     modes, uK^2 sr; a mode with zero weight (above the T band limit) is not used. Infinite at ``L = 0``.
     """
-    inv_tot = _inverse_total(cl_weight, cl_total)
+    inv_tot = _inverse_total(grid, cl_weight, cl_total)
     w = np.where(inv_tot > 0, cl_weight, 0.0)
     s_ww = pair_sum(grid, w, w, inv_tot)
     s_wf = s_ww if cl_response is None else pair_sum(grid, w, np.where(inv_tot > 0, cl_response, 0.0), inv_tot)
@@ -119,9 +140,9 @@ def reconstruct_kappa_grid(grid: FlatGrid, t_maps: np.ndarray, cl_weight: np.nda
                            norm_phi: np.ndarray) -> np.ndarray:
     """Normalised TT quadratic-estimator kappa maps (see :func:`reconstruct_kappa`): weights from ``cl_weight``
     and ``cl_total`` (npix, npix), normalised by ``norm_phi(L) = Omega / S_wf(L)`` (0 where unused)."""
-    inv_tot = _inverse_total(cl_weight, cl_total)
+    inv_tot = _inverse_total(grid, cl_weight, cl_total)
     cl = np.where(inv_tot > 0, cl_weight, 0.0)
-    lx, ly = grid.ell_xy
+    lx, ly = gradient_factors(grid)
     t_l = grid.dx**2 * np.fft.fft2(t_maps)  # continuum convention T(l) = int d2x e^{-il.x} T(x)
     # Real-space products on the 2N grid (pixels dx / 2): the product's modes L = l1 + l2 do not wrap.
     dx2 = grid.dx / 2.0
@@ -269,7 +290,7 @@ class QuadraticEstimator:
     @cached_property
     def _sums(self) -> tuple[np.ndarray, np.ndarray]:
         weight, total = self.on_grid(self.cl_weight), self.on_grid(self.cl_total)
-        inv_tot = _inverse_total(weight, total)
+        inv_tot = _inverse_total(self.grid, weight, total)
         w = np.where(inv_tot > 0, weight, 0.0)
         s_ww = pair_sum(self.grid, w, w, inv_tot)
         if np.array_equal(self.cl_weight, self.cl_response):

@@ -72,6 +72,11 @@ class LensingEvaluate(Block):
         "width of the rho(L) bins in units of the patch's fundamental 2 pi / L; the bins stop at the kappa band "
         "limit"), why="a bin needs at least one fundamental mode of the patch")
     n_example_maps: int = Param(ge=1, le=16, description="test maps drawn beside their prediction")
+    optimal_n0_gain: Number = Param(ge=0.0, lt=1.0, description=(
+        "the largest fraction of the quadratic estimator's noise N0 that an optimal estimator removes on the "
+        "version's maps (Hirata & Seljak 2003: about 0.01 at Planck-like noise, 0.1-0.2 at low noise); the leak "
+        "guard flags a network above the estimator's limit with N0 reduced by it"), why=(
+        "1 would remove all reconstruction noise, a bound that bounds nothing"))
 
 
 class LensingDefault(Block):

@@ -54,6 +54,7 @@ class LensingSetup:
     train: Any  # lensing_train and the scale's epochs and patience (cmbml.common.schema.Merged)
     rho_bin_width_in_fundamentals: float
     n_example_maps: int
+    optimal_n0_gain: float  # the leak guard's allowance beyond the quadratic estimator (cmbml.lensing.evaluation)
     tracking: Tracking
     paths: Any  # paths.lensing, camb_cls and data_docs (cmbml.common.schema.Merged)
     dataset_digest: str  # of DATASET_KEYS: every split file carries it, the gate compares
@@ -85,6 +86,7 @@ class LensingSetup:
             train=Merged(m.lensing_train, scale),
             rho_bin_width_in_fundamentals=float(m.lensing_evaluate.rho_bin_width_in_fundamentals),
             n_example_maps=m.lensing_evaluate.n_example_maps,
+            optimal_n0_gain=float(m.lensing_evaluate.optimal_n0_gain),
             tracking=tracking_from_params(params, m.mlflow.lensing_experiment,
                                           f"{m.mlflow.lensing_registered_model_prefix}-{m.lensing_version}",
                                           cls.KEYS, cls.EVALUATION_KEYS, DESCRIPTION),

@@ -131,9 +131,10 @@ def test_jackknife_error_of_rho_matches_the_gaussian_formula():
 
 def test_leak_guard_flags_a_network_that_sees_the_truth_and_not_one_that_matches_the_estimator(camb_cls):
     """A planted leak: a "network" whose output is the true kappa plus noise, with rho above the quadratic
-    estimator's by far more than the scatter, is flagged at physical kappa (v4); the estimator's own map is
-    not; an exaggerated version (no bound applies) gets no flag at all."""
-    from cmbml.lensing.evaluation import compare, sky_estimator
+    estimator's and above what an optimal estimator could reach (its limit with 20 % less noise) by far more
+    than the scatter, is flagged at physical kappa (v4); the estimator's own map is not; an exaggerated version
+    (no bound applies) gets no flag at all."""
+    from cmbml.lensing.evaluation import compare, leak_bound, sky_estimator
     from cmbml.lensing.metrics import correlation_spectra
 
     setup, simulator, test = _version("v4", camb_cls, 500)
@@ -143,12 +144,45 @@ def test_leak_guard_flags_a_network_that_sees_the_truth_and_not_one_that_matches
     kappa_qe = estimator.reconstruct(test["T_lensed"])
     qe = correlation_spectra(grid, kappa_qe, kappa, edges)
     _, rho_opt = estimator.wiener_rho(simulator.cl_kk_grid, edges)
+    bound = leak_bound(estimator, simulator.cl_kk_grid, edges, 0.2)
+    assert np.all(bound > rho_opt)
     leaked = kappa + 3 * kappa.std() * np.random.default_rng(0).standard_normal(kappa.shape)
     leak = correlation_spectra(grid, leaked, kappa, edges)
-    _, flagged = compare(leak, qe, rho_opt, physical=True)
-    assert flagged["rho_cnn_mean"] > 0.2 > flagged["rho_qe_mean"] and flagged["leak_suspected"] == 1
-    _, honest = compare(correlation_spectra(grid, 2 * kappa_qe, kappa, edges), qe, rho_opt, physical=True)
+    _, flagged = compare(leak, qe, rho_opt, physical=True, rho_bound=bound)
+    assert flagged["rho_cnn_mean"] > 0.2 > flagged["rho_leak_bound_mean"] > flagged["rho_qe_mean"]
+    assert flagged["leak_suspected"] == 1 and flagged["leak_z"] > 3
+    _, honest = compare(correlation_spectra(grid, 2 * kappa_qe, kappa, edges), qe, rho_opt, physical=True,
+                        rho_bound=bound)
     assert honest["leak_suspected"] == 0 and honest["cnn_over_qe"] == pytest.approx(1.0)
     assert honest["cnn_over_qe_err"] < 1e-9  # the same map: the paired error vanishes
-    _, exaggerated = compare(leak, qe, rho_opt, physical=False)
+    _, exaggerated = compare(leak, qe, rho_opt, physical=False, rho_bound=bound)
     assert "leak_suspected" not in exaggerated
+
+
+def test_leak_guard_lets_a_network_beat_the_estimator_where_the_estimator_is_not_optimal(camb_cls_13000):
+    """On noise-free 0.86' maps (v5) the quadratic estimator is well below its own Gaussian limit (higher-order
+    noise), so the optimum lies above it: a "network" with rho 0.78 in every bin (the truth plus an independent
+    kappa map of the same spectrum) beats the estimator by far more than the scatter yet stays below the
+    optimum's bound, and is not flagged; one with rho 0.95 exceeds the bound and is. Compared with the estimator
+    alone (no bound), as a guard for noise-dominated maps does, the first would be flagged too."""
+    from cmbml.lensing.evaluation import compare, leak_bound, sky_estimator
+    from cmbml.lensing.metrics import correlation_spectra
+
+    setup, simulator, test = _version("v5", camb_cls_13000, 400)
+    edges, grid = setup.rho_bin_edges, setup.grid
+    kappa = test["kappa"].astype(np.float64)
+    estimator = sky_estimator(simulator, 300)
+    qe = correlation_spectra(grid, estimator.reconstruct(test["T_lensed"]), kappa, edges)
+    _, rho_opt = estimator.wiener_rho(simulator.cl_kk_grid, edges)
+    bound = leak_bound(estimator, simulator.cl_kk_grid, edges, 0.2)
+    other = np.roll(kappa, 1, axis=0)  # another map's kappa: independent, same spectrum
+
+    def network(rho):
+        return correlation_spectra(grid, kappa + np.sqrt(1 / rho**2 - 1) * other, kappa, edges)
+
+    _, beyond_qe = compare(network(0.78), qe, rho_opt, physical=True, rho_bound=bound)
+    assert beyond_qe["cnn_over_qe"] > 1.03 and beyond_qe["leak_suspected"] == 0
+    _, against_qe_alone = compare(network(0.78), qe, rho_opt, physical=True)
+    assert against_qe_alone["leak_suspected"] == 1
+    _, beyond_optimum = compare(network(0.95), qe, rho_opt, physical=True, rho_bound=bound)
+    assert beyond_optimum["leak_suspected"] == 1
