@@ -1,7 +1,7 @@
 """A flagged lensing network, checked on maps nothing has seen (on demand, not part of the tests).
 
-The leak guard flags a network whose rho exceeds the quadratic estimator's by more than the scatter at physical
-kappa. This script scores a registered model on test maps simulated from another master seed (so no training,
+The leak guard flags a network whose rho exceeds, by more than the scatter at physical kappa, both the quadratic
+estimator's and what an optimal estimator could reach. This script scores a registered model on test maps simulated from another master seed (so no training,
 early-stopping or evaluation map, nor any map of the estimator's calibration, can be among them) beside the same
 estimator, per L bin and averaged, and on mismatched pairs (each prediction against another map's kappa, which
 must give rho ~ 0). A network that keeps its rho on fresh maps has learned physics, not the test set.
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench.lensing_learning_curve import setup_for
     from cmbml.common.spectra import camb_spectra
-    from cmbml.lensing.evaluation import compare, sky_estimator
+    from cmbml.lensing.evaluation import compare, leak_bound, sky_estimator
     from cmbml.lensing.inputs import InputMaker
     from cmbml.lensing.metrics import correlation_spectra
     from cmbml.lensing.simulate import LensingSimulator
@@ -58,15 +58,17 @@ def main(argv: list[str] | None = None) -> None:
     qe = correlation_spectra(grid, estimator.reconstruct(test["T_lensed"]), kappa, edges)
     network = correlation_spectra(grid, pred, kappa, edges)
     _, rho_opt = estimator.wiener_rho(simulator.cl_kk_grid, edges)
-    _, m = compare(network, qe, rho_opt, physical=setup.sim.kappa_exaggeration_factor == 1)
+    bound = leak_bound(estimator, simulator.cl_kk_grid, edges, setup.optimal_n0_gain)
+    _, m = compare(network, qe, rho_opt, physical=setup.sim.kappa_exaggeration_factor == 1, rho_bound=bound)
     shuffled = correlation_spectra(grid, pred, np.roll(kappa, 1, axis=0), edges)
     print(f"{args.model} ({card.get('architecture', 'original')}) on {args.n_maps} fresh {args.version} maps "
           f"(seed {args.seed}): network rho {m['rho_cnn_mean']:.3f} +- {m['rho_cnn_mean_err']:.3f}, QE "
           f"{m['rho_qe_mean']:.3f} +- {m['rho_qe_mean_err']:.3f}, QE limit {m['rho_opt_mean']:.3f}; network / QE "
-          f"{m['cnn_over_qe']:.3f} +- {m['cnn_over_qe_err']:.3f}; mismatched pairs rho {np.mean(shuffled.rho):.4f}")
-    print("L      network  QE     limit")
+          f"{m['cnn_over_qe']:.3f} +- {m['cnn_over_qe_err']:.3f}; mismatched pairs rho {np.mean(shuffled.rho):.4f}"
+          + (f"; leak bound {m['rho_leak_bound_mean']:.3f}, excess {m['leak_z']:.1f} errors" if "leak_z" in m else ""))
+    print("L      network  QE     limit  leak bound")
     for i, ell in enumerate(network.ell):
-        print(f"{ell:6.0f} {network.rho[i]:.3f}    {qe.rho[i]:.3f}  {rho_opt[i]:.3f}")
+        print(f"{ell:6.0f} {network.rho[i]:.3f}    {qe.rho[i]:.3f}  {rho_opt[i]:.3f}  {bound[i]:.3f}")
 
 
 if __name__ == "__main__":

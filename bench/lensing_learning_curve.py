@@ -53,7 +53,7 @@ def train_and_score(setup, simulator, estimator, architecture: str, net_params, 
     from cmbml.common.fit import fit
     from cmbml.common.networks import make_optimizer
     from cmbml.common.training import H5Batches, streamed_mean_std
-    from cmbml.lensing.evaluation import compare
+    from cmbml.lensing.evaluation import compare, leak_bound
     from cmbml.lensing.inputs import InputMaker
     from cmbml.lensing.metrics import correlation_spectra
     from cmbml.lensing.networks import ARCHITECTURES
@@ -87,7 +87,9 @@ def train_and_score(setup, simulator, estimator, architecture: str, net_params, 
     inputs = maker(test["T_lensed"]) if maker.derived else test["T_lensed"][..., None]
     pred = fitted.model.predict(inputs, batch_size=256, verbose=0)[..., 0].astype(np.float64)
     network = correlation_spectra(grid, pred, test["kappa"].astype(np.float64), setup.rho_bin_edges)
-    rows, m = compare(network, qe_spectra, rho_opt, physical=setup.sim.kappa_exaggeration_factor == 1)
+    bound = leak_bound(estimator, simulator.cl_kk_grid, setup.rho_bin_edges, setup.optimal_n0_gain)
+    rows, m = compare(network, qe_spectra, rho_opt, physical=setup.sim.kappa_exaggeration_factor == 1,
+                      rho_bound=bound)
     return {"version": setup.version, "architecture": architecture, "n_training": n, "epochs_run": fitted.epochs_run,
             "train_seconds": seconds, "ratio": m["cnn_over_qe"], "ratio_err": m["cnn_over_qe_err"],
             "rho_network": m["rho_cnn_mean"], "rho_qe": m["rho_qe_mean"], "leak_suspected": m.get("leak_suspected", 0),
