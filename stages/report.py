@@ -68,6 +68,15 @@ def _rho_cell(rec: Mapping | None) -> str:
     return f"{_fmt(m['rho_cnn_mean'])} +- {_fmt(m.get('rho_cnn_mean_err'))}{ratio}{flag}{cost}"
 
 
+def _qe_against_limit(rows: Sequence[Mapping]) -> str:
+    """``max z (k/n)``: the largest excess of the estimator's measured rho over its limit, in errors, and how many of
+    the ``n`` bins lie more than 2 errors above (by chance about 2 % of them would)."""
+    if not rows or any("rho_qe_err" not in r for r in rows):
+        return "-"
+    z = np.array([(r["rho_qe"] - r["rho_opt"]) / max(r["rho_qe_err"], 1e-12) for r in rows])
+    return f"{z.max():.1f} ({int((z > 2).sum())}/{len(z)})"
+
+
 KIND_HEADERS = {"original": "original network", "t_only": "best network from T alone",
                 "physics": "physics-informed network"}
 
@@ -76,19 +85,21 @@ def lensing_table(records: Sequence[Mapping]) -> str:
     """Markdown: per version, rho averaged over the L bins (+- jackknife error) of the quadratic estimator with the
     spectra of the version's sky, its limit, and three networks on the same test maps (the original, the best
     given T alone, the physics-informed one; architecture named, ratio to the estimator with its paired error);
-    then the same per L range (thirds of the bins). At physical kappa "leak bound" is what an optimal estimator
+    then the same per L range (thirds of the bins). "QE - limit" is the largest excess of the estimator over its
+    limit in errors, with the number of bins more than 2 errors above. At physical kappa "leak bound" is what an optimal estimator
     could reach (the limit with N0 reduced by ``lensing_evaluate.optimal_n0_gain``); a leak flag marks a network
     above both it and the estimator by more than the scatter; a network's training time (``train_seconds``) is
     given in minutes."""
     columns = lensing_columns(records)
-    head = ("| version | kappa x | test maps | QE | QE limit | leak bound | " + " | ".join(KIND_HEADERS.values())
-            + " |")
-    lines = [head, "|" + "---|" * (6 + len(KIND_HEADERS))]
+    head = ("| version | kappa x | test maps | QE | QE limit | QE - limit, max z (bins > 2) | leak bound | "
+            + " | ".join(KIND_HEADERS.values()) + " |")
+    lines = [head, "|" + "---|" * (7 + len(KIND_HEADERS))]
     for v in columns:
         m = v["qe"]["metrics"]
         factor = v["qe"].get("params", {}).get("kappa_exaggeration_factor", "-")
         cells = [v["name"], str(factor), str(int(m["n_evaluation"])),
                  f"{_fmt(m['rho_qe_mean'])} +- {_fmt(m.get('rho_qe_mean_err'))}", _fmt(m["rho_opt_mean"]),
+                 _qe_against_limit(v["qe"]["rows"]),
                  _fmt(m["rho_leak_bound_mean"]) if "rho_leak_bound_mean" in m else "-"]
         for kind in KIND_HEADERS:
             rec = v.get(kind)

@@ -7,7 +7,9 @@ from stages.report import cenn_table, cenn_response_table, foreground_model_tabl
 
 
 def lensing_record(name, rho_cnn, architecture="original", leak=None, bound=None):
-    rows = [{"L": float(L), "rho_cnn": rho_cnn, "rho_qe": 0.5, "rho_opt": 0.6} for L in range(10, 70, 10)]
+    rows = [{"L": float(L), "rho_cnn": rho_cnn, "rho_qe": 0.5, "rho_qe_err": 0.01, "rho_opt": 0.6}
+            for L in range(10, 70, 10)]
+    rows[0]["rho_qe"] = 0.63  # one bin 3 errors above the limit
     metrics = {"n_evaluation": 1000, "rho_cnn_mean": rho_cnn, "rho_cnn_mean_err": 0.01, "rho_qe_mean": 0.5,
                "rho_qe_mean_err": 0.004, "rho_opt_mean": 0.6, "cnn_over_qe": rho_cnn / 0.5, "cnn_over_qe_err": 0.02}
     if leak is not None:
@@ -24,8 +26,9 @@ def test_lensing_table_shows_per_version_the_estimator_its_limit_and_three_kinds
     records = [lensing_record("v4", 0.1, bound=0.65), lensing_record("v4", 0.3, "resunet"), lensing_record("v4", 0.49, "resunet_qe"),
                lensing_record("v8", 0.2), lensing_record("v8", 0.6, "resunet_qe", leak=1.0)]
     table = lensing_table(records).splitlines()
-    assert table[0].startswith("| version | kappa x | test maps | QE | QE limit | leak bound | original network |")
-    assert table[2] == ("| v4 | 1 | 1000 | 0.500 +- 0.004 | 0.600 | 0.650 | original: 0.100 +- 0.010 (0.20 +- 0.02 of QE) | "
+    assert table[0].startswith("| version | kappa x | test maps | QE | QE limit | QE - limit, max z (bins > 2) | "
+                               "leak bound | original network |")
+    assert table[2] == ("| v4 | 1 | 1000 | 0.500 +- 0.004 | 0.600 | 3.0 (1/6) | 0.650 | original: 0.100 +- 0.010 (0.20 +- 0.02 of QE) | "
                         "resunet: 0.300 +- 0.010 (0.60 +- 0.02 of QE) | resunet_qe: 0.490 +- 0.010 (0.98 +- 0.02 of QE) |")
     # v8 has no network from T alone but the original, and its physics-informed network is flagged
     assert "| original: 0.200 +- 0.010 (0.40 +- 0.02 of QE) | original: 0.200" in table[3]
@@ -35,7 +38,7 @@ def test_lensing_table_shows_per_version_the_estimator_its_limit_and_three_kinds
     assert "original: 0.400 +- 0.010 (0.80 +- 0.02 of QE), 6 min |" in lensing_table([timed])
     by_range = table[table.index("| version | L range | QE / limit | original network | best network from T alone | "
                                  "physics-informed network |") + 2:]
-    assert by_range[0] == "| v4 | 10-20 | 0.500 / 0.600 | 0.100 | 0.300 | 0.490 |" and len(by_range) == 6
+    assert by_range[0] == "| v4 | 10-20 | 0.565 / 0.600 | 0.100 | 0.300 | 0.490 |" and len(by_range) == 6
 
 
 def test_cenn_tables_show_every_method_with_errors_and_the_ratio_to_wiener():
