@@ -55,7 +55,8 @@ def main() -> None:
     physical = sim.kappa_exaggeration_factor == 1 and not sim.same_T_realisation
     bound = leak_bound(estimator, cl_kk_grid, edges, setup.optimal_n0_gain)
     per_bin, scores = compare(network, qe, rho_opt, physical, rho_bound=bound)
-    first_order = first_order_response(estimator, t_unlensed, kappa_true[:300], edges, sim.remap, sim.remap_epsilon)
+    first_order = first_order_response(estimator, t_unlensed, kappa_true[:300], edges, sim.remap, sim.remap_epsilon,
+                                       oversampling=sim.oversampling)
     n0_binned = binned_n0(grid, estimator.n0, edges)
     for i, row in enumerate(per_bin):
         row.update({"response_qe_first_order": float(first_order[i]), "n0": float(n0_binned[i])})

@@ -15,7 +15,7 @@ import numpy as np
 
 from cmbml.common.flatsky import FlatGrid
 from cmbml.lensing.metrics import CorrelationSpectra, correlation_spectra, jackknife
-from cmbml.lensing.physics import deflection_from_kappa, remap_bicubic, remap_fourier
+from cmbml.lensing.physics import deflection_from_kappa, lens_map, remap_bicubic, remap_fourier
 from cmbml.lensing.quadratic_estimator import QuadraticEstimator, binned_wiener_rho, shell_average
 from cmbml.lensing.simulate import LensingSimulator
 
@@ -31,9 +31,12 @@ FIRST_ORDER_EPSILON = 0.05
 """Scale of the kappa used to measure the estimator's first-order response (second order cancels exactly)."""
 
 
-def _lens(grid: FlatGrid, maps: Sequence[np.ndarray], kappa: np.ndarray, remap: str, epsilon: float) -> list:
-    d_x, d_y = deflection_from_kappa(grid, np.asarray(kappa, dtype=np.float64))
+def _lens(grid: FlatGrid, maps: Sequence[np.ndarray], kappa: np.ndarray, remap: str, epsilon: float,
+          oversampling: int = 1) -> list:
     maps = [np.asarray(m, dtype=np.float64) for m in maps]  # the NUFFT's accuracy needs double precision
+    if oversampling != 1:  # as the simulator lenses (band-limited)
+        return [lens_map(grid, m, np.asarray(kappa, dtype=np.float64), remap, epsilon, oversampling) for m in maps]
+    d_x, d_y = deflection_from_kappa(grid, np.asarray(kappa, dtype=np.float64))
     if remap == "fourier":
         return [remap_fourier(grid, m, d_x, d_y, epsilon) for m in maps]
     return [remap_bicubic(grid, m, d_x, d_y) for m in maps]
@@ -55,7 +58,8 @@ def sky_spectra(simulator: LensingSimulator, n_maps: int = N_CALIBRATION_MAPS) -
         s = simulator.sample_stream(CALIBRATION_STREAM, i)
         t_l = np.fft.fft2(s["T_unlensed"])
         grad = [np.fft.ifft2(1j * l_i * t_l).real for l_i in (lx, ly)]
-        g_x, g_y = (np.fft.fft2(g) for g in _lens(grid, grad, s["kappa"], config.remap, config.remap_epsilon))
+        g_x, g_y = (np.fft.fft2(g) for g in _lens(grid, grad, s["kappa"], config.remap, config.remap_epsilon,
+                                                   config.oversampling))
         lensed = np.fft.fft2(s["T_lensed"])
         total = total + np.abs(lensed) ** 2
         # noise is independent of the gradient, so it averages out of the cross-spectrum
@@ -73,15 +77,15 @@ def sky_estimator(simulator: LensingSimulator, n_maps: int = N_CALIBRATION_MAPS)
 
 def first_order_response(estimator: QuadraticEstimator, t_unlensed: np.ndarray, kappa: np.ndarray,
                          edges: np.ndarray, remap: str = "fourier", remap_epsilon: float = 1e-10,
-                         eps: float = FIRST_ORDER_EPSILON) -> np.ndarray:
+                         eps: float = FIRST_ORDER_EPSILON, oversampling: int = 1) -> np.ndarray:
     """The estimator's response to lensing at first order, per bin: ``<k_hat_1 kappa> / <kappa kappa>`` with
     ``k_hat_1 = [QE(T lensed by eps kappa) - QE(T lensed by -eps kappa)] / (2 eps)``; 1 when the estimate is
     normalised right. ``t_unlensed`` and ``kappa`` are (N, npix, npix) maps; no noise is added (it would cancel)."""
     grid = estimator.grid
     plus, minus = [], []
     for t, k in zip(t_unlensed, kappa):
-        plus += _lens(grid, [t], eps * k, remap, remap_epsilon)
-        minus += _lens(grid, [t], -eps * k, remap, remap_epsilon)
+        plus += _lens(grid, [t], eps * k, remap, remap_epsilon, oversampling)
+        minus += _lens(grid, [t], -eps * k, remap, remap_epsilon, oversampling)
     k_hat = (estimator.reconstruct(np.stack(plus)) - estimator.reconstruct(np.stack(minus))) / (2 * eps)
     return correlation_spectra(grid, k_hat, np.asarray(kappa, dtype=np.float64), edges).response
 

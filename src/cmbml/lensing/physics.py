@@ -73,7 +73,8 @@ def remap_fourier(grid: FlatGrid, t_map: np.ndarray, d_x: np.ndarray, d_y: np.nd
     t_map : numpy.ndarray
         Unlensed map (npix, npix), laid out ``[y, x]``.
     d_x, d_y : numpy.ndarray
-        Deflection components (npix, npix), radians.
+        Deflection components (m, m), radians, at the points of an ``m x m`` grid over the same patch
+        (``m = npix``: the map's own pixels; a multiple of it: a finer grid, see :func:`lens_band_limited`).
     epsilon : float
         Requested relative accuracy, ``2e-13 <= epsilon < 1`` (double precision).
     nthreads : int
@@ -82,19 +83,77 @@ def remap_fourier(grid: FlatGrid, t_map: np.ndarray, d_x: np.ndarray, d_y: np.nd
     Returns
     -------
     numpy.ndarray
-        ``T(x + d)`` (npix, npix), float64.
+        ``T(x + d)`` (m, m), float64.
     """
     import ducc0
 
-    n = grid.npix
-    coords = np.arange(n) * grid.dx
-    points = np.empty((n * n, 2))
+    n, m = grid.npix, np.shape(d_x)[0]
+    coords = np.arange(m) * (n * grid.dx / m)
+    points = np.empty((m * m, 2))
     points[:, 0] = (coords[:, None] + d_y).ravel()  # the series is t_k[ky, kx]: y first
     points[:, 1] = (coords[None, :] + d_x).ravel()
     t_k = np.fft.fft2(t_map) / n**2
     values = ducc0.nufft.u2nu(grid=t_k, coord=points, forward=False, epsilon=float(epsilon), nthreads=nthreads,
                               periodicity=n * grid.dx, fft_order=True)
-    return values.real.reshape(n, n)
+    return values.real.reshape(m, m)
+
+
+def fourier_upsample(a: np.ndarray, factor: int) -> np.ndarray:
+    """The band-limited interpolant of a periodic map (npix, npix) on a ``factor`` times finer grid of the same
+    patch, (factor npix, factor npix): the same Fourier modes, sampled at more points (the real part keeps the
+    Nyquist mode a cosine)."""
+    n, f = a.shape[-1], int(factor)
+    idx = np.round(np.fft.fftfreq(n) * n).astype(int) % (f * n)
+    k = np.zeros((f * n, f * n), dtype=complex)
+    k[idx[:, None], idx[None, :]] = np.fft.fft2(a)
+    return np.fft.ifft2(k).real * f**2
+
+
+def band_limit_and_sample(fine: np.ndarray, npix: int) -> np.ndarray:
+    """A map on a finer grid (f npix, f npix) seen at the ``npix x npix`` pixels of the same patch by an instrument
+    band-limited to the patch's Fourier box ``|n_x|, |n_y| <= npix / 2``: the modes outside the box are removed
+    before sampling, so none of them folds back onto the grid."""
+    m = fine.shape[-1]
+    f = m // npix
+    k = np.round(np.fft.fftfreq(m) * m)
+    inside = 2 * np.abs(k) <= npix
+    low = np.fft.ifft2(np.fft.fft2(fine) * (inside[:, None] & inside[None, :])).real
+    return low[::f, ::f]
+
+
+def lens_band_limited(grid: FlatGrid, t_map: np.ndarray, kappa: np.ndarray, oversampling: int = 2,
+                      epsilon: float = DEFAULT_REMAP_EPSILON) -> np.ndarray:
+    """``T(x + grad phi)`` as a band-limited instrument sees it at the patch's pixels.
+
+    Lensing moves power from ``l`` to ``l + L``. Evaluated at the pixels alone, the lensed series puts the modes it
+    pushes beyond the grid's Nyquist multipole back onto the grid (aliasing): power correlated with kappa that no
+    band-limited observation has and that the quadratic estimator does not model, and that a network can learn
+    (on lensing v7 a network from T alone scored 1.19 of the estimator on such maps and 0.46 on band-limited
+    ones). Here the lensed series is evaluated on an ``oversampling`` times finer grid (kappa interpolated
+    exactly, :func:`fourier_upsample`), the modes outside the patch's Fourier box are removed, and the result is
+    sampled at the pixels (:func:`band_limit_and_sample`). With T reaching the grid's corner and kappa its
+    Nyquist multipole the first-order modes reach 2.4 times the Nyquist multipole, which fold back into the box
+    only beyond 3 times it: an oversampling of 2 removes them; 1 is the plain remap (:func:`lens_map`).
+
+    Parameters
+    ----------
+    grid : FlatGrid
+        Geometry of both maps.
+    t_map, kappa : numpy.ndarray
+        Unlensed temperature (uK) and convergence, (npix, npix), periodic and band-limited to the grid.
+    oversampling : int
+        Fine grid points per pixel side (>= 1).
+    epsilon : float
+        Relative accuracy of the Fourier remap.
+    """
+    f = int(oversampling)
+    if f < 1:
+        raise ValueError(f"oversampling = {oversampling!r}: must be a positive integer")
+    if f == 1:
+        return lens_map(grid, t_map, kappa, "fourier", epsilon)
+    fine = FlatGrid(f * grid.npix, grid.pixel_arcmin / f)
+    d_x, d_y = deflection_from_kappa(fine, fourier_upsample(np.asarray(kappa, dtype=np.float64), f))
+    return band_limit_and_sample(remap_fourier(grid, t_map, d_x, d_y, epsilon), grid.npix)
 
 
 def remap_bicubic(grid: FlatGrid, t_map: np.ndarray, d_x: np.ndarray, d_y: np.ndarray) -> np.ndarray:
@@ -106,7 +165,7 @@ def remap_bicubic(grid: FlatGrid, t_map: np.ndarray, d_x: np.ndarray, d_y: np.nd
 
 
 def lens_map(grid: FlatGrid, t_map: np.ndarray, kappa: np.ndarray, method: str = "fourier",
-             epsilon: float = DEFAULT_REMAP_EPSILON) -> np.ndarray:
+             epsilon: float = DEFAULT_REMAP_EPSILON, oversampling: int = 1) -> np.ndarray:
     """Lens a temperature map by a convergence map: ``T_lensed(x) = T(x + grad phi)``.
 
     Parameters
@@ -121,7 +180,14 @@ def lens_map(grid: FlatGrid, t_map: np.ndarray, kappa: np.ndarray, method: str =
         Fourier-series remapping (a NUFFT, exact to ``epsilon``) or periodic bicubic interpolation.
     epsilon : float
         Relative accuracy of the Fourier remap.
+    oversampling : int
+        1: the lensed series evaluated at the pixels; more: band-limited first (:func:`lens_band_limited`,
+        ``fourier`` only).
     """
+    if oversampling != 1:
+        if method != "fourier":
+            raise ValueError(f"oversampling = {oversampling!r} needs method 'fourier', not {method!r}")
+        return lens_band_limited(grid, t_map, kappa, oversampling, epsilon)
     d_x, d_y = deflection_from_kappa(grid, kappa)
     if method == "fourier":
         return remap_fourier(grid, t_map, d_x, d_y, epsilon)

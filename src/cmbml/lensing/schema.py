@@ -47,6 +47,10 @@ class LensingSimulate(Block):
     remap_epsilon: Number = Param(ge=2e-13, le=1e-6, dataset=EXPERIMENT, description=(
         "relative accuracy of the fourier remap"), why=(
         "below 2e-13 double precision cannot deliver it; above 1e-6 the remap is no longer exact"))
+    oversampling: int = Param(ge=1, le=8, dataset=EXPERIMENT, description=(
+        "fine-grid points per pixel side where the lensed map is made before it is band-limited to the patch's "
+        "Fourier box and sampled (1: lensed at the pixels, where the modes lensing pushes beyond the Nyquist "
+        "multipole fold back onto the grid)"))
     chunk_samples: int = Param(ge=1, le=100_000, description="samples generated and written per HDF5 chunk")
     workers: int = Param(ge=1, le=256, description=(
         "local processes simulating chunks (executor.kind = local); the files do not depend on it"))
@@ -225,6 +229,13 @@ class LensingSection(Section):
             rho_bin_edges(grid, width, kappa_lmax)
         except ValueError as err:
             yield Problem.at(key, width, f"{{key}} = {width!r}: {err}")
+
+    @rule
+    def _band_limited_lensing_needs_the_fourier_remap(self, context: Context) -> Iterator[Problem]:
+        f = self.lensing_simulate.oversampling
+        if f != 1 and self.lensing_simulate.remap != "fourier":
+            yield Problem.at("lensing_simulate.oversampling", f, f"lensing_simulate.oversampling = {f}: band-limited "
+                             "lensing evaluates the Fourier series; with remap = bicubic set it to 1")
 
     @rule
     def _multi_scale_networks_need_an_even_side(self, context: Context) -> Iterator[Problem]:

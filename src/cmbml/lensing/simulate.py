@@ -42,6 +42,7 @@ class LensingSimConfig:
     noise_uK_arcmin: float
     remap: str = "fourier"
     remap_epsilon: float = 1e-10
+    oversampling: int = 1  # fine-grid points per pixel side of the lensing (1: lensed at the pixels, aliased)
 
     @property
     def grid(self) -> FlatGrid:
@@ -110,7 +111,8 @@ class LensingSimulator:
         rng = np.random.default_rng([self.seed, int(stream), int(index)])
         t_map = self._shared_t if self._shared_t is not None else gaussian_realisation(self.grid, self.cl_tt_grid, rng)
         kappa = gaussian_realisation(self.grid, self.cl_kk_grid, rng)
-        t_lensed = lens_map(self.grid, t_map, kappa, method=self.config.remap, epsilon=self.config.remap_epsilon)
+        t_lensed = lens_map(self.grid, t_map, kappa, method=self.config.remap, epsilon=self.config.remap_epsilon,
+                            oversampling=self.config.oversampling)
         if self.sigma_noise > 0:
             t_lensed = t_lensed + self.sigma_noise * rng.standard_normal(t_lensed.shape)
         return {"T_unlensed": t_map, "kappa": kappa, "T_lensed": t_lensed}

@@ -158,9 +158,9 @@ def test_the_unseen_sky_setup_differs_from_the_training_one_only_in_its_foregrou
 # metadata) with the same values give the same digest, so that datasets already made stay valid. A change here
 # (a key renamed, a key added to a dataset's parameters) makes every dataset stale: change it knowingly.
 PINNED_DIGESTS = {
-    (): {"lensing": "2b96229ff6e9b8074dc15d52", "training": "737434a01238695a1a5c6f4c",
-         "unseen": "f7d55d2cd82f8aee809477bd"},
-    ("lensing=v5", "cenn=QU", "scale=smoke"): {"lensing": "742b6fa45d643b625f68541d",
+    (): {"lensing": "6016f1c66c08b71b8951aa0a",  # lensing_simulate.oversampling added
+         "training": "737434a01238695a1a5c6f4c", "unseen": "f7d55d2cd82f8aee809477bd"},
+    ("lensing=v5", "cenn=QU", "scale=smoke"): {"lensing": "a93c6c1e0a8f34dda3442559",
                                                "training": "9bbc50025245777bdd4e4060",  # smoke nside 256
                                                "unseen": "c04694b13af77218cab46aca"},
 }
@@ -181,7 +181,8 @@ def test_the_keys_of_each_experiment_are_read_from_the_schema():
     assert set(LensingSetup.DATASET_KEYS) == {
         "seed", "cosmology", "lensing_version", "npix", "pixel_arcmin", "T_lmax", "kappa_lmax",
         "kappa_exaggeration_factor", "same_T_realisation", "noise_uK_arcmin", "lensing_simulate.remap",
-        "lensing_simulate.remap_epsilon", "scale.lensing.n_training", "scale.lensing.n_early_stopping", "scale.lensing.n_evaluation"}
+        "lensing_simulate.remap_epsilon", "lensing_simulate.oversampling",
+        "scale.lensing.n_training", "scale.lensing.n_early_stopping", "scale.lensing.n_evaluation"}
     assert set(CennSetup.DATASET_KEYS) == {
         "seed", "cosmology", "instrument", "cmb_maps.n_realisations", "foregrounds", "cenn.variant",
         "cenn.components", "cenn_simulate.b_min_deg", "cenn_simulate.holdout_lon_deg",
