@@ -8,11 +8,13 @@ from pathlib import Path
 
 
 def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: str, table: str,
-                       required_metric: str, group_by: tuple[str, ...] = (), missing: str = "gaussian") -> dict:
+                       required_metric: str, group_by: tuple[str, ...] = (),
+                       missing: str | dict[str, str] = "gaussian") -> dict:
     """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>``:
     ``{parameter_set: {"name", "params", "tags", "metrics" (split prefix removed), "rows" (the ``table`` artifact),
     "run_id"}}``. With ``group_by`` (run parameters, e.g. ``("foregrounds.model",)``) the newest per
-    ``(parameter_set, *values)``, a missing parameter read as ``missing`` (runs from before it existed).
+    ``(parameter_set, *values)``, a missing parameter read as ``missing`` (runs from before it existed; one value
+    for every parameter, or one per parameter).
     A run that trained adds ``train_seconds`` to its metrics: from its start to the last epoch's loss."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
@@ -26,9 +28,13 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
                               order_by=["attributes.start_time DESC"], max_results=5000)
     found: dict[str, dict] = {}
     prefix = f"{split}_"
+
+    def default(param: str) -> str:
+        return missing.get(param, "") if isinstance(missing, dict) else missing
+
     for run in runs:
         name = run.data.tags.get("parameter_set")
-        key = (name, *(run.data.params.get(p, missing) for p in group_by)) if group_by else name
+        key = (name, *(run.data.params.get(p, default(p)) for p in group_by)) if group_by else name
         if key in found or f"{prefix}{required_metric}" not in run.data.metrics:
             continue
         rows, details = [], {}

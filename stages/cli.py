@@ -349,9 +349,14 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
 
     params = load_params("params.yaml")
     uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
-    lensing = list(latest_evaluations(uri, params["mlflow"]["lensing_experiment"], "evaluation", scale, "rho_L.json",
-                                      "rho_opt_mean", group_by=("lensing_net.architecture",),
-                                      missing="original").values())
+    # Lensing runs on maps made as params.yaml makes them (runs from before lensing_simulate.oversampling existed
+    # were lensed at the pixels: 1).
+    oversampling = str(params["lensing_simulate"]["oversampling"])
+    lensing = [r for (_, _, made), r in latest_evaluations(
+        uri, params["mlflow"]["lensing_experiment"], "evaluation", scale, "rho_L.json", "rho_opt_mean",
+        group_by=("lensing_net.architecture", "lensing_simulate.oversampling"),
+        missing={"lensing_net.architecture": "original", "lensing_simulate.oversampling": "1"}).items()
+        if made == oversampling]
     default_instrument = params["instrument"]["table"]
     by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
                                   "mse_over_wiener", group_by=("foregrounds.model", "instrument.table"))
