@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,32 +27,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench.lensing_fresh_maps import load_for_fresh_maps, model_arguments
+
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", help="models:/cmbml-lensing-<v>@<scale>, runs:/<id>/model or a .keras file with its card")
-    ap.add_argument("--version", required=True, help="the parameter set the model was trained on (v1..v8)")
-    ap.add_argument("--seed", type=int, default=4242, help="master seed of the maps (params.yaml's is another)")
-    ap.add_argument("--n-maps", type=int, default=1000)
+    model_arguments(ap, seed=4242)
     args = ap.parse_args(argv)
 
     from dataclasses import replace
 
-    from bench.lensing_learning_curve import setup_for
-    from cmbml.common.spectra import camb_spectra
     from cmbml.lensing.evaluation import compare, leak_bound, sky_estimator
-    from cmbml.lensing.inputs import InputMaker
     from cmbml.lensing.metrics import correlation_spectra
     from cmbml.lensing.simulate import LensingSimulator
-    from stages.model_registry import load_model
 
-    with tempfile.TemporaryDirectory() as tmp:
-        setup, params = setup_for(args.version, Path(tmp))
-    if args.seed == setup.seed:
-        raise SystemExit(f"--seed {args.seed} is the pipeline's own seed: pick another for maps nothing has seen")
-    net, card = load_model(args.model)
-    maker = InputMaker.from_card(card["input"]["derived"]) if "derived" in card["input"] else InputMaker(("T",))
-    camb = camb_spectra(params["cosmology"], params["spectra"]["lmax"])
+    setup, net, _, maker, camb = load_for_fresh_maps(args)
     grid, edges, sim = setup.grid, setup.rho_bin_edges, setup.sim
     for oversampling in (1, 2):
         config = replace(sim, oversampling=oversampling)

@@ -25,33 +25,45 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_arguments(ap: argparse.ArgumentParser, seed: int) -> None:
+    """The arguments of a bench that scores a registered lensing model on maps of another seed."""
     ap.add_argument("model", help="models:/cmbml-lensing-<v>@<scale>, runs:/<id>/model or a .keras file with its card")
     ap.add_argument("--version", required=True, help="the parameter set the model was trained on (v1..v8)")
-    ap.add_argument("--seed", type=int, default=12345, help="master seed of the fresh maps (params.yaml's is another)")
+    ap.add_argument("--seed", type=int, default=seed, help="master seed of the maps (params.yaml's is another)")
     ap.add_argument("--n-maps", type=int, default=1000)
-    args = ap.parse_args(argv)
+
+
+def load_for_fresh_maps(args):
+    """``(setup, net, card, maker, camb)``: the version's setup, the model, its card, the input maker its card
+    names and the CAMB spectra; refuses the pipeline's own seed."""
+    import tempfile
 
     from bench.lensing_learning_curve import setup_for
     from cmbml.common.spectra import camb_spectra
-    from cmbml.lensing.evaluation import compare, leak_bound, sky_estimator
     from cmbml.lensing.inputs import InputMaker
-    from cmbml.lensing.metrics import correlation_spectra
-    from cmbml.lensing.simulate import LensingSimulator
     from stages.model_registry import load_model
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         setup, params = setup_for(args.version, Path(tmp))
     if args.seed == setup.seed:
         raise SystemExit(f"--seed {args.seed} is the pipeline's own seed: pick another for maps nothing has seen")
     net, card = load_model(args.model)
-    camb = camb_spectra(params["cosmology"], params["spectra"]["lmax"])
+    maker = InputMaker.from_card(card["input"]["derived"]) if "derived" in card["input"] else InputMaker(("T",))
+    return setup, net, card, maker, camb_spectra(params["cosmology"], params["spectra"]["lmax"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    model_arguments(ap, seed=12345)
+    args = ap.parse_args(argv)
+
+    from cmbml.lensing.evaluation import compare, leak_bound, sky_estimator
+    from cmbml.lensing.metrics import correlation_spectra
+    from cmbml.lensing.simulate import LensingSimulator
+
+    setup, net, card, maker, camb = load_for_fresh_maps(args)
     simulator = LensingSimulator(setup.sim, camb["cl_tt_unlensed"], camb["cl_kk"], seed=args.seed)
     test = simulator.chunk("evaluation", slice(0, args.n_maps))
-    maker = InputMaker.from_card(card["input"]["derived"]) if "derived" in card["input"] else InputMaker(("T",))
     pred = net.predict(maker(test["T_lensed"]), batch_size=256, verbose=0)[..., 0].astype(np.float64)
     kappa, edges, grid = test["kappa"].astype(np.float64), setup.rho_bin_edges, setup.grid
     estimator = sky_estimator(simulator)
