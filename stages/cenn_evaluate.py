@@ -24,24 +24,19 @@ def main() -> None:
     import h5py
     import keras
 
-    from cmbml.cenn.baselines import BaselineSetup
     from cmbml.cenn.evaluation import REFERENCE, UNSEEN_PREFIX, ClassicalBaselines, method_labels, methods, \
         summary_metrics
     from cmbml.common.io import write_json
     from cmbml.cenn.namaster_flat import FlatSpectra
-    from cmbml.common.spectra import read_spectra_csv
 
     paths, geometry, components, measured = setup.paths, setup.geometry, setup.components, setup.spectra
     model = keras.models.load_model(paths.model)
 
-    # Theory: lensed CMB through the label's beam and interpolation window.
-    camb = read_spectra_csv(paths.camb_cls)
-    lmax = int(geometry.sky_lmax)
-    cl_label = {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * setup.label_transfer**2 for s in ("EE", "BB")}
-    # The classical answers fitted on the same Train patches the network saw, once for both skies.
-    baselines = ClassicalBaselines.fit({c: paths.patch_file(TRAINING, c) for c in components},
-                                       BaselineSetup(geometry.patch, setup.channel_response, cl_label,
-                                                     setup.bin_width, tuple(components)))
+    # The classical answers fitted on the same Train patches the network saw, once for both skies; the theory
+    # is the lensed CMB through the label's beam and interpolation window.
+    baseline_setup = setup.baseline_setup()
+    cl_label = baseline_setup.cl_label
+    baselines = ClassicalBaselines.fit({c: paths.patch_file(TRAINING, c) for c in components}, baseline_setup)
     estimator = FlatSpectra(geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
                             spin0_name=measured[0])
     cl_theory = {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label}

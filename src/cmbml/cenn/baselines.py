@@ -158,6 +158,24 @@ class WienerFilter:
         d = harmonic_modes(inputs, self.grid)
         return maps_from_modes({s: np.einsum("aijc,ijc->aij", d[s], self.weights[s]) for s in d}, self.grid)
 
+    def mode_matrix(self) -> np.ndarray:
+        """The filter as one real matrix per Fourier mode from the input maps to the label's, (n, n, K_in, K_out),
+        for :func:`cmbml.cenn.fourier_layers.fourier_filter`: channels of E or B to the label; or
+        ``[Q at each channel, U at each channel]`` to ``[Q, U]``, the E and B weights turned by ``2 phi``
+        (the Nyquist row and column as :func:`cmbml.cenn.fourier_layers.spin_rotation`)."""
+        if set(self.weights) != {"E", "B"}:
+            (w,) = self.weights.values()
+            return w[..., None]
+        from cmbml.cenn.fourier_layers import spin_rotation
+
+        c, s = (r[..., None] for r in spin_rotation(self.grid.npix))
+        w_e, w_b = self.weights["E"], self.weights["B"]
+        # Q = c E - s B and U = s E + c B of E = sum w_E (c Q + s U), B = sum w_B (-s Q + c U).
+        q_from_q, u_from_u = c * c * w_e + s * s * w_b, s * s * w_e + c * c * w_b
+        q_from_u = u_from_q = c * s * (w_e - w_b)
+        return np.stack([np.concatenate([q_from_q, q_from_u], axis=-1),
+                         np.concatenate([u_from_q, u_from_u], axis=-1)], axis=-1)
+
 
 @dataclass(frozen=True)
 class PerModeLinearFilter:
@@ -312,6 +330,11 @@ class Baseline:
         """Scores known from the fit alone (named in full), logged beside the Validation scores."""
         return {}
 
+    def mode_matrix(self) -> np.ndarray:
+        """A linear baseline as one real matrix per Fourier mode, (n, n, K_in, K_out), for a network that starts
+        from it (:func:`cmbml.cenn.fourier_layers.fourier_filter`)."""
+        raise NotImplementedError(f"{self.name} is not a fixed linear filter per Fourier mode")
+
 
 BASELINES: Registry = Registry("cenn_evaluate baseline")
 """The classical answers scored beside the network, in the order of columns and legends."""
@@ -336,6 +359,9 @@ class WienerBaseline(Baseline):
 
     def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.wiener.apply(inputs)
+
+    def mode_matrix(self) -> np.ndarray:
+        return self.wiener.mode_matrix()
 
     def fit_metrics(self) -> dict[str, float]:
         """``map_mse_<name>_predicted_uK2``: the map MSE predicted from its covariances (valid on the Train sky)."""
@@ -441,6 +467,9 @@ class WienerPerPatchBaseline(Baseline):
 
     def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.wiener.apply(inputs)
+
+    def mode_matrix(self) -> np.ndarray:
+        return self.wiener.mode_matrix()
 
 
 @BASELINES.register

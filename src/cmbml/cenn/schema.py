@@ -229,6 +229,10 @@ class CennTrain(TrainBase):
     l2: Number = Param(ge=0.0, le=1.0, description="L2 weight decay of every kernel")
     early_stopping_patience: int = Param(ge=1, le=100_000, description=(
         "epochs without a better Test loss before training stops"))
+    b_mode_weight: Number = Param(ge=0.0, le=1.0e4, description=(
+        "QU only: weight of the B-mode power of the Q, U error (tapered at the patch edges, standardised units, "
+        "per pixel as the MSE) added to the MSE; 0 is the MSE alone. It moves no optimum (the posterior mean "
+        "minimises every positive quadratic loss), only where a finite network puts its errors"))
 
 
 MIN_BIN_FUNDAMENTALS = 2
@@ -399,6 +403,22 @@ class CennSection(Section):
         if batch > n_train:
             yield Problem.out_of_range("cenn_train.batch_size", batch, 1, n_train,
                                        why="at most scale.cenn.n_training, the training set")
+
+    @rule
+    def _the_network_takes_the_variant(self, context: Context) -> Iterator[Problem]:
+        """An architecture that declares its ``components`` (e.g. one that works in E and B) takes only those."""
+        name = self.cenn_net.architecture
+        wanted = getattr(ARCHITECTURES[name], "components", None) if name in ARCHITECTURES else None
+        if wanted is not None and tuple(self.cenn.components) != tuple(wanted):
+            yield Problem.at("cenn_net.architecture", name, f"{{key}} = {name!r}: allowed only for the variant with "
+                             f"components {list(wanted)} (cenn.components = {list(self.cenn.components)})")
+
+    @rule
+    def _a_b_mode_loss_needs_q_and_u(self, context: Context) -> Iterator[Problem]:
+        weight = self.cenn_train.b_mode_weight
+        if weight > 0 and tuple(self.cenn.components) != ("Q", "U"):
+            yield Problem.at("cenn_train.b_mode_weight", weight, f"{{key}} = {weight}: allowed only 0 for the "
+                             f"variant with components {list(self.cenn.components)} (a B-mode loss needs Q and U)")
 
     @rule
     def _the_unseen_sky_keeps_the_instrument(self, context: Context) -> Iterator[Problem]:

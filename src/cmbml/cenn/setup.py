@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from cmbml.common.integrity import params_digest
 from cmbml.common.params import ParamError, load_params
 from cmbml.common.roles import EVALUATION, ROLES
 from cmbml.common.schema import Merged, SchemaKeys, validate_params
+
+if TYPE_CHECKING:
+    from cmbml.cenn.baselines import BaselineSetup
 
 __all__ = ["FOREGROUND_SKIES", "ROLES", "SPLIT_FILES", "CennGeometry", "CennSetup", "load"]
 
@@ -177,6 +180,21 @@ class CennSetup:
     def channel_response(self) -> np.ndarray:
         """Each channel's response to the label, ``B_c / B_target`` per multipole, (channels, sky_lmax + 1)."""
         return np.stack(self.beams) / self.beams[self.instrument.target]
+
+    def label_spectra(self) -> dict[str, np.ndarray]:
+        """The label's theory ``{"EE", "BB"}``: CAMB's lensed C_ell (uK^2, ell = 0 .. sky_lmax, read from
+        ``paths.camb_cls``) through the label's transfer."""
+        from cmbml.common.spectra import read_spectra_csv
+
+        camb, lmax = read_spectra_csv(self.paths.camb_cls), int(self.geometry.sky_lmax)
+        return {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * self.label_transfer**2 for s in ("EE", "BB")}
+
+    def baseline_setup(self) -> BaselineSetup:
+        """What the classical baselines use beside the patches (:class:`cmbml.cenn.baselines.BaselineSetup`)."""
+        from cmbml.cenn.baselines import BaselineSetup
+
+        return BaselineSetup(self.geometry.patch, self.channel_response, self.label_spectra(), self.bin_width,
+                             tuple(self.components))
 
     @cached_property
     def bin_edges(self) -> np.ndarray:
