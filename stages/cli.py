@@ -345,6 +345,7 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     from cmbml.lensing.plots import plot_rho_versions
     from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_table, cenn_response_table,
                               foreground_model_table, lensing_table, replace_between_markers)
+    from cmbml.cenn.networks import ARCHITECTURES as CENN_ARCHITECTURES
     from stages._results import latest_evaluations
 
     params = load_params("params.yaml")
@@ -359,15 +360,19 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
         if made == oversampling]
     default_instrument = params["instrument"]["table"]
     by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
-                                  "mse_over_wiener", group_by=("foregrounds.model", "instrument.table"))
+                                  "mse_over_wiener",
+                                  group_by=("foregrounds.model", "instrument.table", "cenn_net.architecture"),
+                                  missing={"cenn_net.architecture": "original"})
     # The per-variant tables: networks trained on the Gaussian sky seen by params.yaml's instrument; the
     # separation table: every variant on each instrument, trained on each model, scored on it and the unseen one.
-    cenn = [r for (name, model, table), r in by_model.items() if model == "gaussian" and table == default_instrument]
-    order = {"E": 0, "B": 1, "QU": 2}
-    swapped = [{**r, "unseen_model": r["tags"].get("unseen_foregrounds.model")}
-               for key, r in sorted(by_model.items(), key=lambda kv: (kv[0][2] != default_instrument,
-                                                                      order.get(kv[0][0], 9), kv[0]))
-               if "unseen_map_mse_network_uK2" in r["metrics"]]
+    # Rows in the order variant, then the registry's order of architectures.
+    order, arch_order = {"E": 0, "B": 1, "QU": 2}, {a: i for i, a in enumerate(CENN_ARCHITECTURES)}
+    rows = sorted(by_model.items(), key=lambda kv: (kv[0][2] != default_instrument, order.get(kv[0][0], 9),
+                                                    kv[0][1], arch_order.get(kv[0][3], 99), kv[0]))
+    cenn = [{**r, "architecture": arch} for (name, model, table, arch), r in rows
+            if model == "gaussian" and table == default_instrument]
+    swapped = [{**r, "architecture": key[3], "unseen_model": r["tags"].get("unseen_foregrounds.model")}
+               for key, r in rows if "unseen_map_mse_network_uK2" in r["metrics"]]
     text = Path(readme).read_text()
     text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
     cenn_md = cenn_table(cenn) + ("\n\nResponse (cross-spectrum with the label / label power; error: sky-block "

@@ -138,12 +138,13 @@ def cenn_table(records: Sequence[Mapping]) -> str:
     blocks), and the independent patch areas of the Validation, Train and early-stopping (Test) patches."""
     columns = shown(METHODS_TABLE)
     reference = method_labels(oracles=True).get(REFERENCE, REFERENCE)
-    head = ("| variant | Validation patches (independent) | independent Train / Test | " +
+    head = ("| variant | network | Validation patches (independent) | independent Train / Test | " +
             " | ".join(n for _, n in columns) + f" | {reference} predicted | {_ratio_header()} |")
-    lines = [head, "|" + "---|" * (len(columns) + 5)]
+    lines = [head, "|" + "---|" * (len(columns) + 6)]
     for rec in records:
         m = rec["metrics"]
-        cells = [rec["name"], f"{int(m['n_evaluation'])} ({m['n_independent_evaluation']:.0f})",
+        cells = [rec["name"], rec.get("architecture", "original"),
+                 f"{int(m['n_evaluation'])} ({m['n_independent_evaluation']:.0f})",
                  f"{_fmt(m.get('n_independent_training'), 0)} / {_fmt(m.get('n_independent_early_stopping'), 0)}"]
         for key, _ in columns:
             cells.append(f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)}" + (
@@ -162,9 +163,9 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
     over the label's power, with its sky-block jackknife error) and the power uncorrelated with the label
     (D_ell, uK^2): what an auto-power "transfer" mixes together. Oracles are scored by their map MSE alone."""
     columns = [(key, name) for key, name in shown(METHODS_TABLE) if key in methods()]
-    head = ("| variant | spectrum | ell range | " + " | ".join(f"{n} response" for _, n in columns) + " | "
-            + " | ".join(f"{n} uncorrelated D_ell" for _, n in columns) + " |")
-    lines = [head, "|" + "---|" * (2 * len(columns) + 3)]
+    head = ("| variant | network | spectrum | ell range | " + " | ".join(f"{n} response" for _, n in columns)
+            + " | " + " | ".join(f"{n} uncorrelated D_ell" for _, n in columns) + " |")
+    lines = [head, "|" + "---|" * (2 * len(columns) + 4)]
     for rec in records:
         m = rec["metrics"]
         for spectrum in ("ee", "bb"):
@@ -172,7 +173,7 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
                 tag = f"{spectrum}_ell{lo}_{hi}"
                 if f"{tag}_network_response" not in m:
                     continue
-                cells = [rec["name"], spectrum.upper(), f"{lo}-{hi}"]
+                cells = [rec["name"], rec.get("architecture", "original"), spectrum.upper(), f"{lo}-{hi}"]
                 cells += [_fmt(m.get(f"{tag}_{key}_response"), 3)
                           + (f" +- {_fmt(m[f'{tag}_{key}_response_err'], 3)}" if f"{tag}_{key}_response_err" in m
                              else "") for key, _ in columns]
@@ -207,18 +208,20 @@ def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequ
     ``unseen_model``."""
     spectrum = {"E": "ee", "B": "bb", "QU": "ee"}
     columns, residuals = shown(FOREGROUND_TABLE), shown(RESIDUALS)
-    head = ("| variant | instrument | trained on | tested on | " + " | ".join(f"{n} MSE" for _, n in columns)
+    head = ("| variant | network | instrument | trained on | tested on | "
+            + " | ".join(f"{n} MSE" for _, n in columns)
             + f" | {_ratio_header()} | room: 1 - oracle / Wiener | "
             + " | ".join(f"residual D_ell {lo}-{hi}: " + " / ".join(n for _, n in residuals) for lo, hi in ell_ranges)
             + " |")
-    lines = [head, "|" + "---|" * (6 + len(columns) + len(ell_ranges))]
+    lines = [head, "|" + "---|" * (7 + len(columns) + len(ell_ranges))]
     for rec in records:
         m, trained = rec["metrics"], rec["params"].get("foregrounds.model", "gaussian")
         variant = rec["params"].get("cenn.variant", rec["name"])
         for prefix, tested in (("", trained), (UNSEEN_PREFIX, rec.get("unseen_model"))):
             if f"{prefix}map_mse_{NETWORK}_uK2" not in m:
                 continue
-            cells = [variant, instrument_name(rec["params"].get("instrument.table")), trained, tested or "-"]
+            cells = [variant, rec.get("architecture", "original"), instrument_name(rec["params"].get("instrument.table")),
+                     trained, tested or "-"]
             for key, _ in columns:
                 cells.append(f"{_sig(m.get(f'{prefix}map_mse_{key}_uK2'), 4)}"
                              + (f" +- {_sig(m.get(f'{prefix}map_mse_{key}_err_uK2'), 2)}"

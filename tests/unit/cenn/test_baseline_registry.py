@@ -171,7 +171,7 @@ def test_the_default_baselines_keep_the_published_metric_names_and_columns():
     assert head.endswith("| CENN | Wiener | Wiener per patch (oracle) | linear (Train fit) | harmonic ILC | pixel ILC "
                          "| Wiener predicted | CENN / Wiener |")
     head = foreground_model_table([], [[60, 300]]).splitlines()[0]
-    assert head == ("| variant | instrument | trained on | tested on | CENN MSE | Wiener MSE | "
+    assert head == ("| variant | network | instrument | trained on | tested on | CENN MSE | Wiener MSE | "
                     "Wiener, own-sky covariance MSE | Wiener per patch (oracle) MSE | harmonic ILC MSE | pixel ILC MSE | "
                     "CENN / Wiener | room: 1 - oracle / Wiener | residual D_ell 60-300: CENN / Wiener / harmonic ILC |")
 

@@ -49,12 +49,12 @@ def test_cenn_tables_show_every_method_with_errors_and_the_ratio_to_wiener():
                "ee_ell60_300_wiener_response": 0.5, "ee_ell60_300_network_uncorrelated_dl_uK2": 2.5}
     for method in ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc"):
         metrics[f"map_mse_{method}_uK2"], metrics[f"map_mse_{method}_err_uK2"] = 10.0, 0.5
-    row = cenn_table([{"name": "E", "metrics": metrics}]).splitlines()[2]
-    assert row.startswith("| E | 300 (120) | - / - | 10 +- 0.5 |")
+    row = cenn_table([{"name": "E", "architecture": "eb", "metrics": metrics}]).splitlines()[2]
+    assert row.startswith("| E | eb | 300 (120) | - / - | 10 +- 0.5 |")
     assert row.endswith("| 10.5 | 1.050 +- 0.010 (jackknife: CMB 0.020, sky 0.015) |")
     # the response (cross-spectrum / label power) with its error, then the uncorrelated power; oracles have neither
     response = cenn_response_table([{"name": "E", "metrics": metrics}], [[60, 300], [300, 900]]).splitlines()
-    assert response[2].startswith("| E | EE | 60-300 | 0.400 +- 0.010 | 0.500 | ") and len(response) == 3
+    assert response[2].startswith("| E | original | EE | 60-300 | 0.400 +- 0.010 | 0.500 | ") and len(response) == 3
     assert "| 2.5 |" in response[2] and "oracle" not in response[0]
 
 
@@ -83,7 +83,7 @@ def test_foreground_model_table_has_a_row_per_test_sky_with_every_method_and_the
               "unseen_model": "gaussian", "metrics": metrics}
     lines = foreground_model_table([record], [[60, 300], [300, 900]]).splitlines()
     assert len(lines) == 4 and "residual D_ell 60-300: CENN / Wiener / harmonic ILC" in lines[0]
-    assert lines[2].startswith("| B | so_sat_baseline | nongaussian | nongaussian | 10 +- 0.5 | 10 | 10 | 9 | 10 | 10 | "
+    assert lines[2].startswith("| B | original | so_sat_baseline | nongaussian | nongaussian | 10 +- 0.5 | 10 | 10 | 9 | 10 | 10 | "
                                "0.900 +- 0.010 | 0.100 |")
     assert lines[2].endswith("| 0.125 / 0.125 / 0.125 | - / - / - |")
-    assert lines[3].startswith("| B | so_sat_baseline | nongaussian | gaussian | 20 +- 0.5 |") and "1.800 +- 0.010" in lines[3]
+    assert lines[3].startswith("| B | original | so_sat_baseline | nongaussian | gaussian | 20 +- 0.5 |") and "1.800 +- 0.010" in lines[3]
