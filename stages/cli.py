@@ -335,18 +335,28 @@ def params_compose(overrides: list[str] = typer.Argument(None), output: str = "p
 
 @app.command()
 @_one_line_when_files_are_missing
-def report(readme: str = "README.md", figures: str = "docs/figures", scale: str = "default") -> None:
+def report(readme: str = "README.md", figures: str = "docs/figures", scale: str = "default",
+           only: list[str] = typer.Option(None, "--only", help=(
+               "rewrite only these blocks of the README (lensing-results, cenn-results, cenn-foreground-models), "
+               "leaving the others as they are: for a store that holds the runs of some tables only"))) -> None:
     """Write the results tables (lensing v1-v8, CENN E/B/QU) into the README between its markers and plot
-    rho(L) of every lensing version, from the newest finished evaluation per parameter set in the MLflow store."""
+    rho(L) of every lensing version, from the newest finished evaluation per parameter set in the MLflow store.
+    CENN runs count apart per foreground model, instrument, network architecture and B-mode loss weight."""
     from pathlib import Path
 
     from cmbml.common.config import resolve_tracking_uri
     from cmbml.common.params import load_params
     from cmbml.lensing.plots import plot_rho_versions
-    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_table, cenn_response_table,
-                              foreground_model_table, lensing_table, replace_between_markers)
+    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_network_name, cenn_table,
+                              cenn_response_table, foreground_model_table, lensing_table, replace_between_markers)
     from cmbml.cenn.networks import ARCHITECTURES as CENN_ARCHITECTURES
     from stages._results import latest_evaluations
+
+    blocks = (LENSING_MARKER, CENN_MARKER, FOREGROUND_MARKER)
+    unknown = sorted(set(only or ()) - set(blocks))
+    if unknown:
+        raise typer.BadParameter(f"no README block {unknown[0]!r}: choose from {', '.join(blocks)}", param_hint="--only")
+    written = set(only or blocks)
 
     params = load_params("params.yaml")
     uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
@@ -361,34 +371,39 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     default_instrument = params["instrument"]["table"]
     by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
                                   "mse_over_wiener",
-                                  group_by=("foregrounds.model", "instrument.table", "cenn_net.architecture"),
-                                  missing={"cenn_net.architecture": "original"})
+                                  group_by=("foregrounds.model", "instrument.table", "cenn_net.architecture",
+                                            "cenn_train.b_mode_weight"),
+                                  missing={"cenn_net.architecture": "original", "cenn_train.b_mode_weight": "0.0"})
     # The per-variant tables: networks trained on the Gaussian sky seen by params.yaml's instrument; the
     # separation table: every variant on each instrument, trained on each model, scored on it and the unseen one.
     # Rows in the order variant, then the registry's order of architectures.
     order, arch_order = {"E": 0, "B": 1, "QU": 2}, {a: i for i, a in enumerate(CENN_ARCHITECTURES)}
     rows = sorted(by_model.items(), key=lambda kv: (kv[0][2] != default_instrument, order.get(kv[0][0], 9),
-                                                    kv[0][1], arch_order.get(kv[0][3], 99), kv[0]))
-    cenn = [{**r, "architecture": arch} for (name, model, table, arch), r in rows
+                                                    kv[0][1], arch_order.get(kv[0][3], 99), float(kv[0][4]), kv[0]))
+    cenn = [{**r, "architecture": cenn_network_name(arch, weight)} for (name, model, table, arch, weight), r in rows
             if model == "gaussian" and table == default_instrument]
-    swapped = [{**r, "architecture": key[3], "unseen_model": r["tags"].get("unseen_foregrounds.model")}
+    swapped = [{**r, "architecture": cenn_network_name(*key[3:]),
+                "unseen_model": r["tags"].get("unseen_foregrounds.model")}
                for key, r in rows if "unseen_map_mse_network_uK2" in r["metrics"]]
     text = Path(readme).read_text()
-    text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
+    if LENSING_MARKER in written:
+        text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
     cenn_md = cenn_table(cenn) + ("\n\nResponse (cross-spectrum with the label / label power; error: sky-block "
                                   "jackknife) and the power uncorrelated with the label (D_ell, uK^2), per multipole "
                                   "range:\n\n") + \
         cenn_response_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
-    text = replace_between_markers(text, CENN_MARKER, cenn_md)
-    text = replace_between_markers(text, FOREGROUND_MARKER,
-                                   foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"]))
+    if CENN_MARKER in written:
+        text = replace_between_markers(text, CENN_MARKER, cenn_md)
+    if FOREGROUND_MARKER in written:
+        text = replace_between_markers(text, FOREGROUND_MARKER,
+                                       foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"]))
     Path(readme).write_text(text)
-    if lensing:
+    if lensing and LENSING_MARKER in written:
         plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
     versions = sorted({r["name"] for r in lensing})
     typer.echo(f"report: {len(lensing)} lensing runs of {len(versions)} versions ({', '.join(versions)}), "
                f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}), "
-               f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme}")
+               f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme} ({', '.join(b for b in blocks if b in written)})")
 
 
 @app.command()

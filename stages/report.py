@@ -185,6 +185,13 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
 FOREGROUND_MARKER = "cenn-foreground-models"
 
 
+def cenn_network_name(architecture: str, b_mode_weight: str | float = 0.0) -> str:
+    """A CENN run's network as the tables name it: the architecture, and the B-mode loss weight where it has one
+    (``cenn_train.b_mode_weight``; runs from before it existed had none)."""
+    weight = float(b_mode_weight or 0.0)
+    return architecture if weight == 0 else f"{architecture}, B-mode loss {weight:g}"
+
+
 def instrument_name(table: str | None) -> str:
     """The instrument of a run, from its table's file name (``data/instrument_so_sat_baseline.csv`` ->
     ``so_sat_baseline``); ``-`` for a run that logged none."""

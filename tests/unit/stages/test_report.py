@@ -87,3 +87,44 @@ def test_foreground_model_table_has_a_row_per_test_sky_with_every_method_and_the
                                "0.900 +- 0.010 | 0.100 |")
     assert lines[2].endswith("| 0.125 / 0.125 / 0.125 | - / - / - |")
     assert lines[3].startswith("| B | original | so_sat_baseline | nongaussian | gaussian | 20 +- 0.5 |") and "1.800 +- 0.010" in lines[3]
+
+
+def test_a_cenn_network_is_named_by_its_architecture_and_its_b_mode_loss():
+    """Runs that differ only in the B-mode loss weight are different networks and get different names; a run from
+    before the weight existed (no value) or with weight 0 is the architecture alone."""
+    from stages.report import cenn_network_name
+
+    assert cenn_network_name("eb", "0.0") == cenn_network_name("eb", "") == "eb"
+    assert cenn_network_name("eb", "1000.0") == "eb, B-mode loss 1000"
+
+
+def test_report_only_rewrites_the_named_blocks_and_refuses_an_unknown_one(tmp_path, monkeypatch):
+    """`cmbml report --only cenn-results` on a store that holds no lensing run leaves the lensing table as it was
+    (it is not emptied); a misspelt block name fails in one line naming it, before the README is touched."""
+    import shutil
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    root = Path(__file__).resolve().parents[3]
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    readme = tmp_path / "README.md"
+    original = ("intro\n<!-- lensing-results -->\nLENSING TABLE\n<!-- /lensing-results -->\n"
+                "<!-- cenn-results -->\nOLD CENN\n<!-- /cenn-results -->\n"
+                "<!-- cenn-foreground-models -->\nOLD MODELS\n<!-- /cenn-foreground-models -->\n")
+    readme.write_text(original)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runner = CliRunner()
+
+    bad = runner.invoke(app, ["report", "--only", "cenn-result", "--figures", str(tmp_path / "figures")])
+    assert bad.exit_code != 0 and "cenn-result" in bad.output
+    assert readme.read_text() == original
+
+    ok = runner.invoke(app, ["report", "--only", "cenn-results", "--figures", str(tmp_path / "figures")])
+    assert ok.exit_code == 0, ok.output
+    text = readme.read_text()
+    assert "LENSING TABLE" in text and "OLD MODELS" in text  # untouched blocks
+    assert "OLD CENN" not in text and "| variant |" in text  # the named block rewritten from the (empty) store
