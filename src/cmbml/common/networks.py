@@ -31,13 +31,19 @@ def with_standardisation(core: keras.Model, x_mean, x_std, y_mean, y_std, name: 
 
     The statistics live in non-trainable ``Normalization`` layers, so they are saved with
     the model: ``x -> (x - x_mean) / x_std -> core -> y * y_std + y_mean``. Statistics may be
-    scalars or per-channel sequences.
+    scalars or per-channel sequences. The wrapped network is a predictor: a view of ``core``'s layers (the same
+    weights) without its loss or optimizer, so that a model trained on a loss written in Python still loads in
+    safe mode, with no custom objects.
     """
     norm_in = keras.layers.Normalization(mean=x_mean, variance=np.square(x_std), name="standardise_input")
     norm_out = keras.layers.Normalization(mean=y_mean, variance=np.square(y_std), invert=True,
                                           name="unstandardise_output")
     inputs = keras.Input(shape=core.input_shape[1:], name=core.input_names[0] if hasattr(core, "input_names") else "input")
-    outputs = norm_out(core(norm_in(inputs)))
+    try:  # an uncompiled view of the same layers: no training configuration
+        predictor = keras.Model(core.input, core.output, name=core.name)
+    except AttributeError:  # never called on an Input (a Sequential built by fit): no graph to view, kept as it is
+        predictor = core
+    outputs = norm_out(predictor(norm_in(inputs)))
     return keras.Model(inputs, outputs, name=name or f"{core.name}_physical")
 
 

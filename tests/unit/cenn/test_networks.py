@@ -195,3 +195,22 @@ def test_the_qu_loss_is_the_mse_plus_the_weighted_b_mode_power_of_the_error():
         got = float(loss(np.zeros_like(error), error.astype(np.float32))[0])
         assert got == pytest.approx(np.mean(error**2) + 10 * b_terms[which], rel=1e-3)
     assert b_terms["E"] < 0.15 * b_terms["B"]
+
+
+def test_a_network_trained_on_the_b_mode_loss_is_saved_as_a_predictor_that_loads_in_safe_mode(tmp_path):
+    """The loss is Python code, which safe mode never loads: the saved physical-units model carries the trained
+    layers and no training configuration, so it loads with no custom objects and predicts as the trained one."""
+    import keras
+
+    from cmbml.cenn.networks import qu_loss
+    from cmbml.common.io import write_keras_model
+    from cmbml.common.networks import with_standardisation
+
+    core = ARCHITECTURES["eb"].build(ARCHITECTURES["eb"].Params(), n_channels=6, l2=1e-6, n_outputs=2, npix=NPIX)
+    core.compile(optimizer="adam", loss=qu_loss(100.0, NPIX))
+    x = np.random.default_rng(3).normal(size=(4, NPIX, NPIX, 6)).astype(np.float32)
+    core.fit(x, x[..., :2], epochs=1, verbose=0)
+    model = with_standardisation(core, [0.0] * 6, [1.0] * 6, [0.0] * 2, [2.0] * 2)
+    write_keras_model(model, tmp_path / "b_loss.keras")
+    loaded = keras.models.load_model(tmp_path / "b_loss.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), 2 * core.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
