@@ -468,9 +468,6 @@ class WienerPerPatchBaseline(Baseline):
     def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.wiener.apply(inputs)
 
-    def mode_matrix(self) -> np.ndarray:
-        return self.wiener.mode_matrix()
-
 
 @BASELINES.register
 @dataclass(frozen=True)

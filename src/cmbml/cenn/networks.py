@@ -188,7 +188,6 @@ def spin2_statistics(means: list[float], stds: list[float], components: tuple[st
     return [0.0] * (2 * f), np.concatenate([rms, rms]).tolist()
 
 
-
 def edge_taper(npix: int, width_pixels: int) -> np.ndarray:
     """A window (npix, npix) that rises as sin^2 from 0 at the patch edge to 1 at ``width_pixels`` from it."""
     ramp = np.ones(npix)
