@@ -10,10 +10,10 @@ inside the functions only, so that checking parameters stays fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from cmbml.common.registry import Registry
 
@@ -109,13 +109,19 @@ class EB:
     (:func:`cmbml.cenn.fourier_layers.spin_fourier`), the CENN layers map those to the target's E and B, and the
     inverse layers return Q and U. Its B output is a channel of its own, so noise need not leak into B. For the QU
     variant only (Q and U inputs and outputs, standardised with one scale per frequency for Q and U, see
-    :func:`spin2_statistics`); built for one patch size."""
+    :func:`spin2_statistics`); built for one patch size.
+
+    ``b_modes = "zero"`` returns an E-only estimate (its B output is zero): where the B signal per mode is far
+    below the noise, as at Planck depth, the optimal B gain is close to zero, and B errors are too small a
+    share of the MSE for a network to learn that gain from it."""
 
     name: ClassVar[str] = "eb"
     components: ClassVar[tuple[str, ...]] = ("Q", "U")  # the variants it takes (checked with the parameters)
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
+        b_modes: Literal["learned", "zero"] = Field("learned", description=(
+            "the B output: learned by the network, or zero (an E-only estimate of Q and U)"))
 
     @staticmethod
     def build(params: Params, n_channels: int, l2: float, name: str = "cenn", n_outputs: int = 2,
@@ -129,8 +135,12 @@ class EB:
                              f"{n_channels} channels in, {n_outputs} out, npix {npix}): use it with cenn=QU")
         inputs = keras.Input(shape=(npix, npix, n_channels), name="M")
         e_and_b = spin_fourier(inputs, npix, n_channels // 2, name="eb_in")
-        return keras.Model(inputs, spin_fourier(cenn_core(e_and_b, l2, 2), npix, 1, inverse=True, name="eb_out"),
-                           name=name)
+        if params.b_modes == "zero":  # the network's E beside a B made zero by built-in layers (safe-mode loadable)
+            e = cenn_core(e_and_b, l2, 1)
+            e_and_b_out = keras.layers.Concatenate(name="e_and_zero_b")([e, keras.layers.Rescaling(0.0, name="zero_b")(e)])
+        else:
+            e_and_b_out = cenn_core(e_and_b, l2, 2)
+        return keras.Model(inputs, spin_fourier(e_and_b_out, npix, 1, inverse=True, name="eb_out"), name=name)
 
 
 @ARCHITECTURES.register

@@ -83,6 +83,23 @@ def test_the_eb_network_learns_only_its_cenn_layers_and_loads_in_safe_mode(tmp_p
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+def test_the_e_only_eb_network_returns_pure_e_and_loads_in_safe_mode(tmp_path):
+    """With ``b_modes = zero`` the output's B maps vanish (off the Nyquist row and column, where a real map's
+    wavevector has no spin-2 angle) whatever the input, and the model loads in safe mode."""
+    eb = ARCHITECTURES["eb"]
+    model = eb.build(eb.Params(b_modes="zero"), n_channels=2 * PAIRS, l2=1e-6, n_outputs=2, npix=NPIX)
+    x = np.random.default_rng(5).normal(size=(2, NPIX, NPIX, 2 * PAIRS)).astype(np.float32)
+    model.get_layer("deconv6").set_weights([w + 0.1 for w in model.get_layer("deconv6").get_weights()])
+    q_u = model.predict(x, verbose=0)
+    modes = harmonic_modes({"Q": q_u[..., :1].astype(float), "U": q_u[..., 1:].astype(float)}, FlatGrid(NPIX, 6.0))
+    keep = _off_nyquist()
+    assert np.abs(modes["E"][:, keep]).max() > 0
+    assert np.abs(modes["B"][:, keep]).max() < 1e-5 * np.abs(modes["E"][:, keep]).max()
+    path = tmp_path / "eb_e_only.keras"
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path, safe_mode=True).predict(x, verbose=0), q_u, atol=1e-6)
+
+
 def test_the_eb_network_refuses_what_is_not_q_and_u():
     eb = ARCHITECTURES["eb"]
     with pytest.raises(ValueError, match="use it with cenn=QU"):
