@@ -9,8 +9,9 @@ from pathlib import Path
 
 def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: str, table: str,
                        required_metric: str, group_by: tuple[str, ...] = (),
-                       missing: str | dict[str, str] = "gaussian") -> dict:
-    """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>``:
+                       missing: str | dict[str, str] = "gaussian", required_any: tuple[str, ...] = ()) -> dict:
+    """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>`` (or any of
+    ``required_any``):
     ``{parameter_set: {"name", "params", "tags", "metrics" (split prefix removed), "rows" (the ``table`` artifact),
     "run_id"}}``. With ``group_by`` (run parameters, e.g. ``("foregrounds.model",)``) the newest per
     ``(parameter_set, *values)``, a missing parameter read as ``missing`` (runs from before it existed; one value
@@ -35,7 +36,7 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
     for run in runs:
         name = run.data.tags.get("parameter_set")
         key = (name, *(run.data.params.get(p, default(p)) for p in group_by)) if group_by else name
-        if key in found or f"{prefix}{required_metric}" not in run.data.metrics:
+        if key in found or not any(f"{prefix}{m}" in run.data.metrics for m in (required_metric, *required_any)):
             continue
         rows, details = [], {}
         with tempfile.TemporaryDirectory() as tmp:

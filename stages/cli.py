@@ -347,8 +347,9 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     from cmbml.common.config import resolve_tracking_uri
     from cmbml.common.params import load_params
     from cmbml.lensing.plots import plot_rho_versions
-    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_network_name, cenn_table,
-                              cenn_response_table, foreground_model_table, lensing_table, replace_between_markers)
+    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_network_name, cenn_pixel_table,
+                              cenn_table, cenn_response_table, foreground_model_table, lensing_pixel_table,
+                              lensing_table, replace_between_markers)
     from cmbml.cenn.networks import ARCHITECTURES as CENN_ARCHITECTURES
     from stages._results import latest_evaluations
 
@@ -363,35 +364,46 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     # Lensing runs on maps made as params.yaml makes them (runs from before lensing_simulate.oversampling existed
     # were lensed at the pixels: 1).
     oversampling = str(params["lensing_simulate"]["oversampling"])
-    lensing = [r for (_, _, made), r in latest_evaluations(
+    lensing = [r for (_, _, made, _), r in latest_evaluations(
         uri, params["mlflow"]["lensing_experiment"], "evaluation", scale, "rho_L.json", "rho_opt_mean",
-        group_by=("lensing_net.architecture", "lensing_simulate.oversampling"),
-        missing={"lensing_net.architecture": "original", "lensing_simulate.oversampling": "1"}).items()
+        group_by=("lensing_net.architecture", "lensing_simulate.oversampling", "method"),
+        missing={"lensing_net.architecture": "original", "lensing_simulate.oversampling": "1", "method": ""}).items()
         if made == oversampling]
     default_instrument = params["instrument"]["table"]
     by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
                                   "mse_over_wiener",
                                   group_by=("foregrounds.model", "instrument.table", "cenn_net.architecture",
-                                            "cenn_train.b_mode_weight"),
-                                  missing={"cenn_net.architecture": "original", "cenn_train.b_mode_weight": "0.0"})
+                                            "cenn_train.b_mode_weight", "method", "cenn_net.eb.b_modes", "scored_sky"),
+                                  missing={"cenn_net.architecture": "original", "cenn_train.b_mode_weight": "0.0",
+                                           "method": "", "cenn_net.eb.b_modes": "learned", "scored_sky": "both"},
+                                  required_any=("unseen_mse_over_wiener",))
     # The per-variant tables: networks trained on the Gaussian sky seen by params.yaml's instrument; the
     # separation table: every variant on each instrument, trained on each model, scored on it and the unseen one.
     # Rows in the order variant, then the registry's order of architectures.
     order, arch_order = {"E": 0, "B": 1, "QU": 2}, {a: i for i, a in enumerate(CENN_ARCHITECTURES)}
+    # Rows in the order variant, networks (the registry's order), then the methods entered with `cmbml score`.
     rows = sorted(by_model.items(), key=lambda kv: (kv[0][2] != default_instrument, order.get(kv[0][0], 9),
-                                                    kv[0][1], arch_order.get(kv[0][3], 99), float(kv[0][4]), kv[0]))
-    cenn = [{**r, "architecture": cenn_network_name(arch, weight)} for (name, model, table, arch, weight), r in rows
-            if model == "gaussian" and table == default_instrument]
-    swapped = [{**r, "architecture": cenn_network_name(*key[3:]),
+                                                    kv[0][1], kv[0][5], arch_order.get(kv[0][3], 99), float(kv[0][4]),
+                                                    kv[0]))
+    cenn = [{**r, "architecture": cenn_network_name(*key[3:7])} for key, r in rows
+            if key[1] == "gaussian" and key[2] == default_instrument and "map_mse_network_uK2" in r["metrics"]]
+    swapped = [{**r, "architecture": cenn_network_name(*key[3:7]),
                 "unseen_model": r["tags"].get("unseen_foregrounds.model")}
                for key, r in rows if "unseen_map_mse_network_uK2" in r["metrics"]]
     text = Path(readme).read_text()
+    pixel_note = ("\n\nPixel metrics (mean over {} +- error; RMSE in {}, R^2 the fraction of each {}'s variance "
+                  "explained), for the runs that logged them:\n\n")
+    lensing_md = lensing_table(lensing)
+    if lensing_pixel_table(lensing):
+        lensing_md += pixel_note.format("maps", "units of kappa x the exaggeration", "map") + lensing_pixel_table(lensing)
     if LENSING_MARKER in written:
-        text = replace_between_markers(text, LENSING_MARKER, lensing_table(lensing))
+        text = replace_between_markers(text, LENSING_MARKER, lensing_md)
     cenn_md = cenn_table(cenn) + ("\n\nResponse (cross-spectrum with the label / label power; error: sky-block "
                                   "jackknife) and the power uncorrelated with the label (D_ell, uK^2), per multipole "
                                   "range:\n\n") + \
         cenn_response_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
+    if cenn_pixel_table(cenn):
+        cenn_md += pixel_note.format("patches", "uK", "patch") + cenn_pixel_table(cenn)
     if CENN_MARKER in written:
         text = replace_between_markers(text, CENN_MARKER, cenn_md)
     if FOREGROUND_MARKER in written:
@@ -438,6 +450,57 @@ def predict(
     n = stack.maps.shape[0]
     typer.echo(f"predict: {n} map{'s' if n > 1 else ''} -> {output} ({card['output']['quantity']}, "
                f"{card['output']['units']})")
+
+
+@app.command()
+@_one_line_when_files_are_missing
+def score(
+    experiment: str = typer.Argument(..., help="lensing or cenn"),
+    estimates: str = typer.Argument(..., help="FITS, NumPy (.npy) or HDF5: one estimate per sample of the evaluation "
+                                              "split (lensing: kappa; cenn: the CMB components), in the split's order"),
+    method: str = typer.Option(..., "--method", help="the method's name: the MLflow run's and the tables' row"),
+    sky: str = typer.Option("training", "--sky", help="cenn: the foreground sky scored, training or unseen"),
+    dataset: str = typer.Option(None, help="HDF5 dataset to read (default: prediction, or the only one)"),
+    out: str = typer.Option(None, "-o", "--out", help="folder for the scores and plots (default "
+                                                      "scores/<experiment>/<method>[-unseen])"),
+) -> None:
+    """Score any method's estimates of the evaluation split with the yardsticks that score the networks: the same
+    code, the same classical answers beside it; logged to MLflow as an evaluation run named after the method, which
+    `cmbml report` shows beside the networks."""
+    from pathlib import Path
+
+    from cmbml.common.gate import GateNotPassed
+    from cmbml.common.inference import MapError
+    from cmbml.common.params import ParamError
+    from stages.score import check_method_name, score_cenn, score_lensing
+
+    if experiment not in ("lensing", "cenn"):
+        raise typer.BadParameter(f"{experiment!r}: allowed lensing or cenn", param_hint="EXPERIMENT")
+    try:
+        check_method_name(method)
+        if experiment == "lensing" and sky != "training":
+            raise ValueError(f"--sky {sky!r}: the lensing maps have one sky; --sky is for cenn")
+        _check_every_parameter(experiment)
+        folder = Path(out) if out else Path("scores") / experiment / (method + ("" if sky == "training" else f"-{sky}"))
+        if experiment == "lensing":
+            from stages.lensing_evaluate import summary_line
+
+            metrics, run_id = score_lensing(estimates, method, folder, dataset)
+            typer.echo(f"score: {method} {summary_line(metrics)}; -> {folder}, MLflow run {run_id}")
+        else:
+            from cmbml.cenn.evaluation import REFERENCE, UNSEEN_PREFIX
+
+            summary, run_id = score_cenn(estimates, method, sky, folder, dataset)
+            p = "" if sky == "training" else UNSEEN_PREFIX
+            typer.echo(f"score: {method} on the {sky} sky: map MSE {summary[p + 'map_mse_network_uK2']:.4g} uK^2, / "
+                       f"{REFERENCE} {summary[p + 'mse_over_' + REFERENCE]:.3f} +- "
+                       f"{summary[p + 'mse_over_' + REFERENCE + '_err']:.3f}; -> {folder}, MLflow run {run_id}")
+    except (MapError, ValueError, ParamError) as err:
+        typer.secho(f"cmbml score: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    except GateNotPassed as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -44,10 +44,16 @@ def lensing_kind(architecture: str) -> str:
 
 def lensing_columns(records: Sequence[Mapping]) -> list[dict]:
     """Per version (in order of first appearance), the three networks shown: ``{"name", "qe" (a record for the
-    estimator and its limit: any of the version's), "original", "t_only", "physics"}``, each network the record of
-    highest mean rho of its kind (the best network not given the estimator's inputs may be the original)."""
+    estimator and its limit: any of the version's), "original", "t_only", "physics", "entered"}``, each network the
+    record of highest mean rho of its kind (the best network not given the estimator's inputs may be the original);
+    ``entered`` lists the methods scored with ``cmbml score`` (run parameter ``method``)."""
     versions: dict[str, dict] = {}
     for rec in records:
+        method = rec.get("params", {}).get("method", "")
+        if method:
+            entry = versions.setdefault(rec["name"], {"name": rec["name"], "qe": rec})
+            entry.setdefault("entered", []).append({**rec, "architecture": method})
+            continue
         arch = rec.get("params", {}).get(ARCHITECTURE_PARAM, "original")
         rec = {**rec, "architecture": arch}
         entry = versions.setdefault(rec["name"], {"name": rec["name"], "qe": rec})
@@ -89,11 +95,11 @@ def lensing_table(records: Sequence[Mapping]) -> str:
     limit in errors, with the number of bins more than 2 errors above. At physical kappa "leak bound" is what an optimal estimator
     could reach (the limit with N0 reduced by ``lensing_evaluate.optimal_n0_gain``); a leak flag marks a network
     above both it and the estimator by more than the scatter; a network's training time (``train_seconds``) is
-    given in minutes."""
+    given in minutes. Methods entered with ``cmbml score`` follow in a column of their own."""
     columns = lensing_columns(records)
     head = ("| version | kappa x | test maps | QE | QE limit | QE - limit, max z (bins > 2) | leak bound | "
-            + " | ".join(KIND_HEADERS.values()) + " |")
-    lines = [head, "|" + "---|" * (7 + len(KIND_HEADERS))]
+            + " | ".join(KIND_HEADERS.values()) + " | methods entered with `cmbml score` |")
+    lines = [head, "|" + "---|" * (8 + len(KIND_HEADERS))]
     for v in columns:
         m = v["qe"]["metrics"]
         factor = v["qe"].get("params", {}).get("kappa_exaggeration_factor", "-")
@@ -104,6 +110,7 @@ def lensing_table(records: Sequence[Mapping]) -> str:
         for kind in KIND_HEADERS:
             rec = v.get(kind)
             cells.append("-" if rec is None else f"{rec['architecture']}: {_rho_cell(rec)}")
+        cells.append("; ".join(f"{rec['architecture']}: {_rho_cell(rec)}" for rec in v.get("entered", [])) or "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "By L range (thirds of the bins; rho averaged over each range's bins):", "",
               "| version | L range | QE / limit | " + " | ".join(KIND_HEADERS.values()) + " |",
@@ -123,6 +130,46 @@ def lensing_table(records: Sequence[Mapping]) -> str:
                 cells.append(_fmt(np.mean([r["rho_cnn"] for r in net_rows])) if net_rows else "-")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def lensing_pixel_table(records: Sequence[Mapping]) -> str:
+    """Markdown: per version and estimate (the networks and the entered methods of :func:`lensing_columns`), pixel RMSE
+    and R^2 (mean over maps +- error) of the estimate and of the Wiener-filtered quadratic estimator on the same
+    maps; only runs that logged them."""
+    lines = ["| version | estimate | RMSE | R^2 | QE, Wiener-filtered: RMSE | R^2 |", "|---|---|---|---|---|---|"]
+    for v in lensing_columns(records):
+        shown_recs = [v[k] for k in KIND_HEADERS if k in v] + v.get("entered", [])
+        seen = set()
+        for rec in shown_recs:
+            m = rec["metrics"]
+            if "pixel_rmse_cnn" not in m or id(rec) in seen:
+                continue
+            seen.add(id(rec))
+            lines.append("| " + " | ".join([v["name"], rec["architecture"]] + [
+                f"{_sig(m.get(f'pixel_{k}_{who}'), 4)} +- {_sig(m.get(f'pixel_{k}_{who}_err'), 2)}"
+                for who in ("cnn", "qe_wiener") for k in ("rmse", "r2")]) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def cenn_pixel_table(records: Sequence[Mapping]) -> str:
+    """Markdown: per variant and network (or entered method), the pixel RMSE (uK) and R^2 (mean over patches +- error
+    from the independent patch areas) of the network and each baseline of the methods table; only runs that
+    logged them."""
+    columns = [(key, name) for key, name in shown(METHODS_TABLE)]
+    lines = ["| variant | network | " + " | ".join(f"{n} RMSE / R^2" for _, n in columns) + " |",
+             "|" + "---|" * (2 + len(columns))]
+    for rec in records:
+        m = rec["metrics"]
+        if f"pixel_rmse_{NETWORK}_uK" not in m:
+            continue
+        cells = [rec["name"], rec.get("architecture", "original")]
+        for key, _ in columns:
+            rmse, r2 = m.get(f"pixel_rmse_{key}_uK"), m.get(f"pixel_r2_{key}")
+            cells.append("-" if rmse is None else
+                         f"{_sig(rmse, 4)} +- {_sig(m.get(f'pixel_rmse_{key}_err_uK'), 2)} / "
+                         f"{_fmt(r2)} +- {_fmt(m.get(f'pixel_r2_{key}_err'))}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def _ratio_header() -> str:
@@ -185,11 +232,16 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
 FOREGROUND_MARKER = "cenn-foreground-models"
 
 
-def cenn_network_name(architecture: str, b_mode_weight: str | float = 0.0) -> str:
-    """A CENN run's network as the tables name it: the architecture, and the B-mode loss weight where it has one
-    (``cenn_train.b_mode_weight``; runs from before it existed had none)."""
+def cenn_network_name(architecture: str, b_mode_weight: str | float = 0.0, method: str = "",
+                      b_modes: str = "learned") -> str:
+    """A CENN run's estimate as the tables name it: a method entered with ``cmbml score`` by its name; a network by
+    its architecture, its B-mode loss weight where it has one (``cenn_train.b_mode_weight``; runs from before it
+    existed had none) and an E-only B output (``cenn_net.eb.b_modes = zero``)."""
+    if method:
+        return f"{method} (entered)"
     weight = float(b_mode_weight or 0.0)
-    return architecture if weight == 0 else f"{architecture}, B-mode loss {weight:g}"
+    name = architecture if weight == 0 else f"{architecture}, B-mode loss {weight:g}"
+    return name + (", B = 0" if architecture == "eb" and b_modes == "zero" else "")
 
 
 def instrument_name(table: str | None) -> str:

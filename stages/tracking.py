@@ -109,19 +109,22 @@ def file_md5(path: Path) -> str:
 def log_datasets(mlflow, files: dict[str, list[Path]]) -> None:
     """Each HDF5 dataset as an MLflow input of the run: ``{context: [files]}`` (training, early_stopping, evaluation),
     named by its repository path, its digest the file's DVC hash."""
+    for context, paths in files.items():
+        for path in paths:
+            mlflow.log_input(file_dataset(path), context=context)
+
+
+def file_dataset(path: Path):
+    """An HDF5 file as an MLflow dataset: named by its repository path, its digest the file's DVC hash."""
     from mlflow.data.dataset_source_registry import get_registered_sources
     from mlflow.data.meta_dataset import MetaDataset
 
     # The local-file source, named directly: MLflow registers it twice and warns when it resolves a path.
     local_source = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
-
     root = repository_root()
-    for context, paths in files.items():
-        for path in paths:
-            path = Path(path).resolve()
-            name = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
-            dataset = MetaDataset(local_source(str(path)), name=name, digest=file_md5(path)[:20])
-            mlflow.log_input(dataset, context=context)
+    path = Path(path).resolve()
+    name = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+    return MetaDataset(local_source(str(path)), name=name, digest=file_md5(path)[:20])
 
 
 class Terminated(BaseException):
@@ -290,6 +293,10 @@ class TrainingRun:
             self.mlflow.log_artifact(str(path))
 
 
+SYSTEM_METRICS_INTERVAL_S = 2
+"""Seconds between samples of a training run's system metrics (``system/cpu_utilization_percentage``, ...)."""
+
+
 @contextlib.contextmanager
 def training_run(parameter_set: ParameterSet, stage: str) -> Iterator[TrainingRun]:
     """Open the MLflow run of one training of ``parameter_set``, with its parameters logged.
@@ -303,8 +310,11 @@ def training_run(parameter_set: ParameterSet, stage: str) -> Iterator[TrainingRu
     overrides = overridden_params(dict(tracking.params), parameter_set.choices)
     tags = run_tags(parameter_set.name, parameter_set.scale, overrides, parameter_set.model_card["params_digest"],
                     stage)
+    # CPU, memory, disk (and GPU where one is present) sampled while the network trains: what sizing a run needs.
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    mlflow.set_system_metrics_samples_before_logging(1)
     with closing_run(mlflow, stage, run_name=run_name(parameter_set.name, parameter_set.scale, overrides),
-                     tags=tags) as run:
+                     tags=tags, log_system_metrics=True) as run:
         mlflow.log_params({k: str(v) for k, v in tracking.params.items()})
         yield TrainingRun(mlflow, run, parameter_set, tags)
 
@@ -323,11 +333,15 @@ def run_that_trained(mlflow, tracking: Tracking, model_file: Path):
 
 def log_evaluation(tracking: Tracking, model_file: Path, split: str, metrics: dict[str, float],
                    artifacts: list[Path], tables: dict[str, list[dict]] | None = None, stage: str = "evaluate",
-                   datasets: list[Path] = (), details: dict[str, float] | None = None) -> str:
+                   datasets: list[Path] = (), details: dict[str, float] | None = None,
+                   scored_on: Mapping[str, Path] | None = None) -> str:
     """Add the summary metrics measured on ``split`` (as ``<split>_<name>``), the plots, the per-bin tables
     (``{artifact_file: rows}``, shown as tables in the MLflow UI), the detailed scores (``details``, one JSON
     artifact) and the evaluated datasets to the run that trained ``model_file``; a model no run of the store
-    trained gets a run of its own. Returns the run id."""
+    trained gets a run of its own. The metrics are tied to the run's logged model (its page, and the registered
+    version's, show them) and to the dataset they were measured on: ``scored_on`` maps a metric-name prefix
+    (``""``, ``"unseen_"``) to that dataset's file, the longest matching prefix wins (default: the first of
+    ``datasets``). Returns the run id."""
     import pandas as pd
 
     mlflow = start_mlflow(tracking)
@@ -344,7 +358,56 @@ def log_evaluation(tracking: Tracking, model_file: Path, split: str, metrics: di
         if details:
             mlflow.log_dict(dict(sorted(details.items())), f"{split}_scores.json")
         log_datasets(mlflow, {"evaluation": list(datasets)})
-        mlflow.log_metrics({f"{split}_{k}": float(v) for k, v in metrics.items()})
+        scored_on = dict(scored_on or ({"": datasets[0]} if datasets else {}))
+        model_id = logged_model_id(mlflow, run.info.run_id)
+        for prefix, part in _by_prefix(metrics, scored_on).items():
+            mlflow.log_metrics({f"{split}_{k}": float(v) for k, v in part.items()}, model_id=model_id,
+                               dataset=file_dataset(scored_on[prefix]) if prefix in scored_on else None)
         for path in artifacts:  # plots at the root, where the compare view looks
+            mlflow.log_artifact(str(path), artifact_path=None if path.suffix == ".png" else "metrics")
+        return run.info.run_id
+
+
+def _by_prefix(metrics: Mapping[str, float], prefixes: Mapping[str, Path]) -> dict[str, dict[str, float]]:
+    """``metrics`` split by the longest of ``prefixes`` each name starts with (``""`` for none)."""
+    ordered = sorted(prefixes, key=len, reverse=True)
+    parts: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        prefix = next((p for p in ordered if key.startswith(p)), "")
+        parts.setdefault(prefix, {})[key] = value
+    return parts
+
+
+def logged_model_id(mlflow, run_id: str) -> str | None:
+    """The id of the model the run logged (MLflow 3's logged model), or None for a run that logged none."""
+    run = mlflow.tracking.MlflowClient().get_run(run_id)
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    return models[0].model_id if models else None
+
+
+def log_method_scores(tracking: Tracking, parameter_set: str, scale: str, method: str, split: str,
+                      metrics: dict[str, float], artifacts: list[Path], tables: dict[str, list[dict]],
+                      dataset_files: list[Path], scored_on: Path, details: dict[str, float] | None = None,
+                      extra_tags: Mapping[str, str] | None = None, extra_params: Mapping[str, str] | None = None
+                      ) -> str:
+    """An MLflow evaluation run for a method scored from its estimates (``cmbml score``), named after it: the
+    parameters of the data it was scored on and ``method`` as run parameters (so the results tables show it as a
+    row of its own) with ``extra_params``, its summary metrics as ``<split>_<name>`` tied to the dataset ``scored_on``, the per-bin
+    tables, every score as ``<split>_scores.json``, the plots. Returns the run id."""
+    import pandas as pd
+
+    mlflow = start_mlflow(tracking)
+    tags = {**run_tags(parameter_set, scale, stage="cmbml score"), "cmbml.method": method, **(extra_tags or {})}
+    with closing_run(mlflow, "cmbml score", run_name=f"{method} on {parameter_set}-{scale}", tags=tags) as run:
+        mlflow.log_params({**{k: str(v) for k, v in tracking.params.items()}, "method": method, **(extra_params or {})})
+        mlflow.set_tags({k: str(v) for k, v in tracking.evaluation_params.items()})
+        for name, rows in tables.items():
+            mlflow.log_table(data=pd.DataFrame(rows), artifact_file=name)
+        if details:
+            mlflow.log_dict(dict(sorted(details.items())), f"{split}_scores.json")
+        log_datasets(mlflow, {"evaluation": list(dataset_files)})
+        mlflow.log_metrics({f"{split}_{k}": float(v) for k, v in metrics.items()}, dataset=file_dataset(scored_on))
+        for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path=None if path.suffix == ".png" else "metrics")
         return run.info.run_id

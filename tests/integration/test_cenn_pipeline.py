@@ -1,6 +1,7 @@
 """The real CENN pipeline under `dvc exp run -S scale=smoke -S cenn=B`, read back through DVC and MLflow."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,9 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     for key in ("loss", "val_loss", "evaluation_map_mse_network_uK2", "evaluation_mse_over_wiener"):
         assert key in run.data.metrics
     assert "evaluation_unseen_mse_over_wiener" in run.data.metrics
-    assert len(run.data.metrics) <= 24  # the runs table stays readable: per-range scores are an artifact
+    # the runs table stays readable: per-range scores are an artifact (beside the system metrics of the training)
+    assert len([k for k in run.data.metrics if not k.startswith("system/")]) <= 24
+    assert "system/cpu_utilization_percentage" in run.data.metrics
     scores = client.download_artifacts(run.info.run_id, "evaluation_scores.json")
     assert "bb_ell60_300_network_residual_dl_uK2" in json.loads(Path(scores).read_text())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -88,6 +91,10 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     versions = client.search_model_versions("name='cmbml-cenn-B'")
     assert [v.run_id for v in versions] == [run.info.run_id]
     assert client.get_model_version_by_alias("cmbml-cenn-B", "smoke").run_id == run.info.run_id
+    # the version's model shows its scores on each sky's evaluation patches
+    tied = {(m.key, m.dataset_name) for m in client.get_logged_model(versions[0].source.removeprefix("models:/")).metrics}
+    assert {("evaluation_mse_over_wiener", "datasets/cenn/patches/Validation_B.h5"),
+            ("evaluation_unseen_mse_over_wiener", "datasets/cenn/patches_unseen/Validation_B.h5")} <= tied
 
 
 def stale_stages(root, env) -> set[str]:
@@ -164,3 +171,57 @@ def test_the_qu_network_sees_q_and_u_together_and_is_served_so(qu_experiment, tm
     for spectrum in ("ee", "bb"):
         assert f"{spectrum}_ell60_300_network_response" in metrics
         assert f"{spectrum}_ell60_300_network_uncorrelated_dl_uK2" in metrics
+
+
+def test_any_method_is_scored_from_a_file_and_entered_in_the_report(qu_experiment, tmp_path):
+    """The benchmark from the outside: the QU network's own estimates (`cmbml predict` on the six-channel evaluation
+    stack) scored by `cmbml score` reproduce the stage's map MSE to 1e-4, on both skies; a method that is no Keras
+    model (the per-mode linear filter fitted on Train, its estimate written by a script as NumPy) scores exactly what
+    the stage reports for the built-in baseline; `cmbml report` shows it as a row beside the network."""
+    import h5py
+    import numpy as np
+
+    root, env = qu_experiment
+    env = {**env, "PYTHONPATH": "src:."}
+    stage = json.loads((root / "reports/cenn_outputs/scores.json").read_text())
+    for sky, folder, prefix in (("training", "patches", ""), ("unseen", "patches_unseen", "unseen_")):
+        with h5py.File(root / f"datasets/cenn/{folder}/Validation_Q.h5", "r") as q, \
+                h5py.File(root / f"datasets/cenn/{folder}/Validation_U.h5", "r") as u:
+            stack = np.concatenate([q["M"][:], u["M"][:]], axis=-1)
+        with h5py.File(tmp_path / f"{sky}.h5", "w") as h5:
+            h5["M"] = stack
+            h5["M"].attrs["pixel_arcmin"] = 12.0
+        sh(["cmbml", "predict", "models/cenn/model.keras", str(tmp_path / f"{sky}.h5"), "-o",
+            str(tmp_path / f"cmb_{sky}.h5")], root, env)
+        sh(["cmbml", "score", "cenn", str(tmp_path / f"cmb_{sky}.h5"), "--method", "qu-network", "--sky", sky], root, env)
+        scored = json.loads((root / f"scores/cenn/qu-network{'' if sky == 'training' else '-unseen'}/scores.json")
+                            .read_text())
+        for key in ("map_mse_network_uK2", "mse_over_wiener", "map_mse_wiener_uK2", "pixel_rmse_network_uK"):
+            assert scored[prefix + key] == pytest.approx(stage[prefix + key], rel=1e-4), (sky, key)
+    # a method outside the project: the per-mode linear filter's estimate, written as a user would
+    script = ("import h5py, numpy as np\n"
+              "from cmbml.cenn.setup import load\n"
+              "from cmbml.common.roles import EVALUATION\n"
+              "from stages.cenn_evaluate import Yardsticks\n"
+              "setup = load()\n"
+              "inputs = {c: h5py.File(setup.paths.patch_file(EVALUATION, c), 'r')['M'][:].astype(float) "
+              "for c in setup.components}\n"
+              "estimate = Yardsticks.fit(setup).baselines.estimates(inputs)['linear']\n"
+              f"np.save('{tmp_path / 'linear.npy'}', np.stack([estimate[c] for c in setup.components], axis=-1))\n")
+    sh([sys.executable, "-c", script], root, env)
+    sh(["cmbml", "score", "cenn", str(tmp_path / "linear.npy"), "--method", "per-mode-linear"], root, env)
+    scored = json.loads((root / "scores/cenn/per-mode-linear/scores.json").read_text())
+    for key in ("map_mse_{}_uK2", "map_mse_{}_err_uK2", "pixel_mae_{}_uK", "pixel_rmse_{}_err_uK", "pixel_r2_{}"):
+        assert scored[key.format("network")] == pytest.approx(stage[key.format("linear")], rel=1e-6), key
+    assert scored["ee_ell60_300_network_response"] == pytest.approx(stage["ee_ell60_300_linear_response"], rel=1e-6)
+    # the README's recipe: a pixel ILC in NumPy alone, from examples/
+    sh([sys.executable, "examples/pixel_ilc.py", "datasets/cenn/patches/Validation_Q.h5",
+        "datasets/cenn/patches/Validation_U.h5", "-o", str(tmp_path / "ilc.npy")], root, env)
+    sh(["cmbml", "score", "cenn", str(tmp_path / "ilc.npy"), "--method", "my-pixel-ilc"], root, env)
+    ilc = json.loads((root / "scores/cenn/my-pixel-ilc/scores.json").read_text())
+    assert ilc["map_mse_network_uK2"] > stage["map_mse_wiener_uK2"]  # no Wiener filter: more noise
+    sh(["cmbml", "report", "--scale", "smoke", "--only", "cenn-results"], root, env)
+    table = (root / "README.md").read_text()
+    for row in ("| QU | original |", "| QU | per-mode-linear (entered) |", "| QU | qu-network (entered) |",
+                "| QU | my-pixel-ilc (entered) |"):
+        assert row in table, row

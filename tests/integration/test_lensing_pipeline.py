@@ -78,6 +78,13 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     # one registered model per version, the scale's alias on the newest, with the card as metadata
     version = client.get_model_version_by_alias("cmbml-lensing-v2", "smoke")
     assert version.run_id == run.info.run_id and version.tags["dvc_exp_name"] == "smoke-x10"
+    # the registered version's model carries its evaluation scores, each tied to the dataset it was measured on
+    model_id = version.source.removeprefix("models:/")  # the logged model the version was registered from
+    tied = {(m.key, m.dataset_name, m.dataset_digest) for m in client.get_logged_model(model_id).metrics}
+    assert ("evaluation_rho_cnn_mean", "datasets/lensing/evaluation.h5",
+            file_md5(root / "datasets/lensing/evaluation.h5")) in tied
+    # CPU, memory and disk sampled while the network trained
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
     assert "kappa" in client.get_registered_model("cmbml-lensing-v2").description
     mlflow.set_tracking_uri(uri)
     card = mlflow.models.get_model_info("models:/cmbml-lensing-v2@smoke").metadata
@@ -260,3 +267,42 @@ def test_a_physics_informed_network_runs_as_an_experiment_and_is_served_from_t_a
     shown = subprocess.run(["dvc", "exp", "show", "--csv", "--keep", "lensing_net.architecture"], cwd=root, env=env,
                            capture_output=True, text=True, check=True).stdout
     assert "resunet_qe" in shown
+
+
+def test_cmbml_score_reproduces_the_stage_and_refuses_estimates_of_another_split(smoke_experiment, tmp_path):
+    """`cmbml predict` on the evaluation maps, then `cmbml score`: the network's own estimates scored from a file
+    give the stage's figures (mean rho, the estimator's, the ratio, the MSE, the pixel metrics) to 1e-4; the run is
+    an MLflow evaluation run named after the method, tied to the split's file and its MD5; estimates of the
+    first 10 maps are refused in one line naming what differs."""
+    root, env = smoke_experiment
+    env = {**env, "PYTHONPATH": "src:."}
+    sh(["cmbml", "predict", "models/lensing/model.keras", "datasets/lensing/evaluation.h5", "-o",
+        str(tmp_path / "kappa.h5")], root, env)
+    sh(["cmbml", "score", "lensing", str(tmp_path / "kappa.h5"), "--method", "network-again"], root, env)
+    stage = json.loads((root / "metrics/lensing.json").read_text())
+    scored = json.loads((root / "scores/lensing/network-again/metrics.json").read_text())
+    for key in ("rho_cnn_mean", "rho_qe_mean", "rho_opt_mean", "cnn_over_qe", "pixel_r2_cnn", "pixel_r2_qe_wiener"):
+        assert abs(scored[key] - stage[key]) < 1e-4, key
+    assert scored["mse_kappa"] == pytest.approx(stage["mse_kappa"], rel=1e-4)
+    assert scored["pixel_rmse_cnn"] == pytest.approx(stage["pixel_rmse_cnn"], rel=1e-4)
+    every = json.loads((root / "scores/lensing/network-again/scores.json").read_text())
+    assert {"pixel_mae_cnn_err", "pixel_nrmse_qe_wiener", "pixel_psnr_db_cnn"} <= set(every)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("lensing").experiment_id],
+                                filter_string="params.method = 'network-again'")
+    assert run.info.run_name == "network-again on v2-smoke" and run.data.tags["cmbml.method"] == "network-again"
+    assert run.data.tags["cmbml.split_md5"] == f"datasets/lensing/evaluation.h5:" \
+        f"{__import__('hashlib').md5((root / 'datasets/lensing/evaluation.h5').read_bytes()).hexdigest()}"
+    assert run.data.metrics["evaluation_rho_cnn_mean"] == pytest.approx(scored["rho_cnn_mean"])
+    import h5py
+
+    with h5py.File(tmp_path / "kappa.h5") as h5, h5py.File(tmp_path / "short.h5", "w") as short:
+        short["prediction"] = h5["prediction"][:10]
+        for key, value in h5.attrs.items():
+            short.attrs[key] = value
+    out = subprocess.run(["cmbml", "score", "lensing", str(tmp_path / "short.h5"), "--method", "short"], cwd=root,
+                         env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "10 estimate(s); expected 48 estimates of kappa on 50 x 50 pixels" in out.stderr

@@ -17,6 +17,7 @@ import numpy as np
 
 from cmbml.cenn.baselines import BASELINES, SUMMARY, UNSEEN_SUMMARY, Baseline, BaselineSetup
 from cmbml.common.io import iter_chunks
+from cmbml.common.pixel_metrics import pixel_metric_name, pixel_scores
 
 NETWORK = "network"
 """The network's key among the methods (``map_mse_network_uK2``)."""
@@ -214,6 +215,7 @@ def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
     - ``map_mse_<method>_uK2`` (the network's also as ``map_mse_uK2``) with ``_err`` = scatter over patches
       / sqrt(n_independent) and ``_err_jk_cmb``, ``_err_jk_sky``; uncleaned input and zero prediction for scale.
       Oracle baselines present in ``maps`` get their ``map_mse_<name>_uK2`` alone.
+    - pixel metrics of every method (:mod:`cmbml.common.pixel_metrics`), named by :func:`cmbml.common.pixel_metrics.pixel_metric_name`.
     - ``mse_over_wiener``: network MSE / Wiener MSE, with the error of the paired per-patch difference (and its
       jackknife errors). ``leak_suspected`` is 1 when the network's MSE lies more than ``LEAK_Z`` paired errors
       below the floor ``min(Wiener MSE, reference_floor_uK2)``: the Wiener filter assumes periodic, stationary,
@@ -252,6 +254,11 @@ def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
         metrics["leak_suspected"] = float(net.mean() < floor - LEAK_Z * err)
     for m in oracles:  # over all pixels at once: the same number, with no per-patch scatter to report
         metrics[f"map_mse_{m}_uK2"] = float(np.mean([np.mean(maps[k][f"{m} residual"] ** 2) for k in maps]))
+    # Pixel metrics of every method, per patch over all its components, errors as for the map MSE.
+    truth = np.stack([maps[k]["label"] for k in maps], axis=-1)
+    for m in (*scored, *oracles):
+        for key, value in pixel_scores(np.stack([maps[k][m] for k in maps], axis=-1), truth, n_independent).items():
+            metrics[pixel_metric_name(key, m, "uK")] = value
     metrics["n_independent_evaluation"] = float(n_independent)
     factor = ell * (ell + 1) / (2 * np.pi)
     dl = {name: {s: c * factor for s, c in by_s.items()} for name, by_s in cl.items()}

@@ -105,6 +105,8 @@ def read_maps(path: str | os.PathLike, n_channels: int, dataset: str | None = No
                     raise MapError(f"{path}: pixels of {dx:g} x {dy:g} arcmin; allowed square pixels")
                 pixel_arcmin = dx
             units = header.get("BUNIT")
+            if arr.ndim == 4 and "CHANNELS" in header:  # a stack as write_prediction writes it: [channel, sample, y, x]
+                arr = np.moveaxis(arr, 0, 1)
         maps, single = _channels_last(arr, n_channels, str(path), channels_first=True)
     elif fmt == "numpy":
         maps, single = _channels_last(np.load(path, allow_pickle=False), n_channels, str(path), channels_first=False)

@@ -116,3 +116,14 @@ def test_the_stderr_filter_drops_only_the_notices(capfd):
     with _stderr_without(re.compile(r"^I0000 .*notice")):
         os.write(2, b"I0000 00:00 port.cc:153] notice\nE0000 a real error\nI0000 another notice\nlast line\n")
     assert capfd.readouterr().err == "E0000 a real error\nlast line\n"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["score", "planck", "x.npy", "--method", "m"], "'planck': allowed lensing or cenn"),
+    (["score", "cenn", "x.npy", "--method", "../up"], "--method '../up': allowed letters, digits"),
+    (["score", "lensing", "x.npy", "--method", "m", "--sky", "unseen"], "--sky is for cenn"),
+    (["score", "cenn", "x.npy", "--method", "m", "--sky", "other"], "--sky 'other': allowed training, unseen"),
+])
+def test_score_refuses_a_bad_experiment_method_or_sky_in_one_line_before_reading_anything(args, says):
+    out = run(*args)
+    assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -29,16 +29,27 @@ def test_lensing_table_shows_per_version_the_estimator_its_limit_and_three_kinds
     assert table[0].startswith("| version | kappa x | test maps | QE | QE limit | QE - limit, max z (bins > 2) | "
                                "leak bound | original network |")
     assert table[2] == ("| v4 | 1 | 1000 | 0.500 +- 0.004 | 0.600 | 3.0 (1/6) | 0.650 | original: 0.100 +- 0.010 (0.20 +- 0.02 of QE) | "
-                        "resunet: 0.300 +- 0.010 (0.60 +- 0.02 of QE) | resunet_qe: 0.490 +- 0.010 (0.98 +- 0.02 of QE) |")
+                        "resunet: 0.300 +- 0.010 (0.60 +- 0.02 of QE) | resunet_qe: 0.490 +- 0.010 (0.98 +- 0.02 of QE) | - |")
     # v8 has no network from T alone but the original, and its physics-informed network is flagged
     assert "| original: 0.200 +- 0.010 (0.40 +- 0.02 of QE) | original: 0.200" in table[3]
-    assert table[3].endswith("(1.20 +- 0.02 of QE) **leak?** |")
+    assert table[3].endswith("(1.20 +- 0.02 of QE) **leak?** | - |")
     timed = lensing_record("v5", 0.4)
     timed["metrics"]["train_seconds"] = 330.0
     assert "original: 0.400 +- 0.010 (0.80 +- 0.02 of QE), 6 min |" in lensing_table([timed])
     by_range = table[table.index("| version | L range | QE / limit | original network | best network from T alone | "
                                  "physics-informed network |") + 2:]
     assert by_range[0] == "| v4 | 10-20 | 0.565 / 0.600 | 0.100 | 0.300 | 0.490 |" and len(by_range) == 6
+
+
+def test_a_method_entered_with_cmbml_score_has_a_column_of_its_own():
+    """A run with the parameter ``method`` (from ``cmbml score``) is listed by name beside the networks and never
+    counted as one of them."""
+    entered = lensing_record("v4", 0.45, "original")
+    entered["params"]["method"] = "my-qe"
+    table = lensing_table([lensing_record("v4", 0.1), entered]).splitlines()
+    assert table[0].endswith("| methods entered with `cmbml score` |")
+    assert table[2].startswith("| v4 | 1 | 1000 | 0.500 +- 0.004 | 0.600 | 3.0 (1/6) | - | original: 0.100 +- 0.010")
+    assert table[2].endswith("| my-qe: 0.450 +- 0.010 (0.90 +- 0.02 of QE) |")
 
 
 def test_cenn_tables_show_every_method_with_errors_and_the_ratio_to_wiener():
@@ -128,3 +139,22 @@ def test_report_only_rewrites_the_named_blocks_and_refuses_an_unknown_one(tmp_pa
     text = readme.read_text()
     assert "LENSING TABLE" in text and "OLD MODELS" in text  # untouched blocks
     assert "OLD CENN" not in text and "| variant |" in text  # the named block rewritten from the (empty) store
+
+
+def test_pixel_tables_show_rmse_and_r2_of_every_method_for_runs_that_logged_them():
+    from stages.report import cenn_pixel_table, lensing_pixel_table
+
+    old = lensing_record("v4", 0.1)
+    new = lensing_record("v4", 0.3, "resunet")
+    new["metrics"].update({"pixel_rmse_cnn": 0.012, "pixel_rmse_cnn_err": 0.0001, "pixel_r2_cnn": 0.05,
+                           "pixel_r2_cnn_err": 0.002, "pixel_rmse_qe_wiener": 0.0118, "pixel_rmse_qe_wiener_err": 0.0001,
+                           "pixel_r2_qe_wiener": 0.08, "pixel_r2_qe_wiener_err": 0.002})
+    rows = lensing_pixel_table([old, new]).splitlines()
+    assert rows[2:] == ["| v4 | resunet | 0.012 +- 0.0001 | 0.05 +- 0.002 | 0.0118 +- 0.0001 | 0.08 +- 0.002 |"]
+    assert lensing_pixel_table([old]) == ""  # a store from before the pixel metrics: no table
+    metrics = {"pixel_rmse_network_uK": 3.2, "pixel_rmse_network_err_uK": 0.01, "pixel_r2_network": 0.9,
+               "pixel_r2_network_err": 0.001, "pixel_rmse_wiener_uK": 3.3, "pixel_rmse_wiener_err_uK": 0.01,
+               "pixel_r2_wiener": 0.89, "pixel_r2_wiener_err": 0.001}
+    table = cenn_pixel_table([{"name": "E", "architecture": "original", "metrics": metrics}]).splitlines()
+    assert table[0].startswith("| variant | network | CENN RMSE / R^2 | Wiener RMSE / R^2 |")
+    assert table[2].startswith("| E | original | 3.2 +- 0.01 / 0.900 +- 0.001 | 3.3 +- 0.01 / 0.890 +- 0.001 |")
