@@ -311,6 +311,9 @@ def training_run(parameter_set: ParameterSet, stage: str) -> Iterator[TrainingRu
     tags = run_tags(parameter_set.name, parameter_set.scale, overrides, parameter_set.model_card["params_digest"],
                     stage)
     # CPU, memory, disk (and GPU where one is present) sampled while the network trains: what sizing a run needs.
+    import logging
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start and stop notices
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     mlflow.set_system_metrics_samples_before_logging(1)
     with closing_run(mlflow, stage, run_name=run_name(parameter_set.name, parameter_set.scale, overrides),
