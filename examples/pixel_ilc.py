@@ -18,10 +18,10 @@ import numpy as np
 
 def pixel_ilc(maps: np.ndarray) -> np.ndarray:
     """(n, y, x, channels) -> (n, y, x): per patch, the unit-response combination of the channels of least
-    variance, w = C^-1 1 / (1^T C^-1 1), C the channels' pixel covariance in that patch."""
+    power, w = C^-1 1 / (1^T C^-1 1), C the channels' pixel second moments in that patch (not mean-subtracted:
+    a foreground offset over the patch is part of what the weights must remove)."""
     n, ny, nx, nc = maps.shape
     flat = maps.reshape(n, -1, nc)
-    flat = flat - flat.mean(axis=1, keepdims=True)
     cov = np.einsum("npi,npj->nij", flat, flat) / flat.shape[1]
     w = np.linalg.solve(cov, np.ones((n, nc, 1)))[..., 0]
     w /= w.sum(axis=1, keepdims=True)
