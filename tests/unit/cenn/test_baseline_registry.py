@@ -178,7 +178,7 @@ def test_the_default_baselines_keep_the_published_metric_names_and_columns():
 
 def test_the_oracle_is_fitted_on_the_patches_it_cleans_and_scored_by_its_map_mse(train_files):
     """The own-sky Wiener filter needs the cleaned patches' labels: without them it is not estimated; with them it
-    is the Wiener filter built from those very patches, scored by its map MSE alone."""
+    is the Wiener filter built from those very patches, scored by its map MSE (and pixel metrics) alone."""
     from cmbml.cenn.baselines import WienerFilter
 
     baselines, inputs, labels, estimates, metrics, rows = evaluate(train_files)
@@ -188,6 +188,9 @@ def test_the_oracle_is_fitted_on_the_patches_it_cleans_and_scored_by_its_map_mse
     np.testing.assert_array_equal(estimates["wiener_own_sky"]["U"], own["U"])
     expected = np.mean([np.mean((own[c] - labels[c][..., 0]) ** 2) for c in inputs])
     assert metrics["map_mse_wiener_own_sky_uK2"] == expected
-    assert not [k for k in metrics if "wiener_own_sky" in k and k != "map_mse_wiener_own_sky_uK2"]
+    # no per-patch errors or spectra: its map MSE and its pixel metrics (as every method's) alone
+    assert not [k for k in metrics if "wiener_own_sky" in k and k != "map_mse_wiener_own_sky_uK2"
+                and not k.startswith("pixel_")]
+    assert metrics["pixel_rmse_wiener_own_sky_uK"] > 0
     assert "wiener_own_sky residual" not in spectra_map_names() and "wiener_own_sky_EE_dl" not in rows[0]
     assert baselines.fit_metrics() == {"map_mse_wiener_predicted_uK2": baselines.fitted["wiener"].wiener.predicted_mse}
