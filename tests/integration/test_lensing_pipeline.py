@@ -306,3 +306,31 @@ def test_cmbml_score_reproduces_the_stage_and_refuses_estimates_of_another_split
                          env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert "10 estimate(s); expected 48 estimates of kappa on 50 x 50 pixels" in out.stderr
+
+
+def test_experiments_travel_to_a_colleague_through_a_git_and_a_dvc_remote(smoke_experiment, tmp_path):
+    """The README's "Sharing experiments": `dvc exp push` sends an experiment's commit to a git remote (here a local
+    bare repository) and its outputs to a DVC remote (a folder); a colleague's fresh clone lists it after `dvc exp
+    pull`, and `dvc exp apply` gives the experiment's metrics, parameters and model, which `dvc params diff`
+    compares with the base."""
+    root, env = smoke_experiment
+    bare, shared, colleague = tmp_path / "origin.git", tmp_path / "dvc-share", tmp_path / "colleague"
+    sh(["git", "init", "-q", "--bare", "-b", "main", str(bare)], tmp_path, env)
+    sh(["git", "remote", "add", "origin", str(bare)], root, env)
+    sh(["git", "push", "-q", "origin", "HEAD:main"], root, env)
+    sh(["dvc", "remote", "add", "--local", "share", str(shared)], root, env)
+    sh(["dvc", "exp", "push", "--remote", "share", "origin", "smoke-x10"], root, env)
+    ref = next(r for r in sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).stdout.split()
+               if r.endswith("/smoke-x10"))
+    expected = json.loads(sh(["git", "show", f"{ref}:metrics/lensing.json"], root, env).stdout)
+
+    sh(["git", "clone", "-q", str(bare), str(colleague)], tmp_path, env)
+    sh(["dvc", "remote", "add", "--local", "share", str(shared)], colleague, env)
+    sh(["dvc", "exp", "pull", "--remote", "share", "origin", "smoke-x10"], colleague, env)
+    assert "smoke-x10" in sh(["dvc", "exp", "list", "--all-commits"], colleague, env).stdout
+    sh(["dvc", "exp", "apply", "smoke-x10"], colleague, env)
+    assert json.loads((colleague / "metrics/lensing.json").read_text()) == expected
+    assert (colleague / "models/lensing/model.keras").stat().st_size > 1000  # the outputs came through the DVC remote
+    diff = json.loads(sh(["dvc", "params", "diff", "HEAD", "--json"], colleague, env).stdout)
+    change = diff["params.yaml"]["kappa_exaggeration_factor"]
+    assert (change["old"], change["new"]) == (30, 10)
