@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     camb = read_spectra_csv(setup.paths.camb_cls)
     lmax = int(geometry.sky_lmax)
     cl_label = {s: camb[f"cl_{s.lower()}_lensed"][: lmax + 1] * setup.label_transfer**2 for s in ("EE", "BB")}
-    baselines = ClassicalBaselines.fit({c: setup.paths.patch_file(TRAINING, c) for c in components},
-                                       BaselineSetup(geometry.patch, setup.channel_response, cl_label,
-                                                     setup.bin_width, tuple(components)))
+    baselines = ClassicalBaselines.fit(
+        {c: setup.paths.patch_file(TRAINING, c) for c in components},
+        BaselineSetup(geometry.patch, setup.channel_response, cl_label, setup.bin_width, tuple(components)),
+    )
     files = [setup.paths.patch_file(EVALUATION, c) for c in components]
     network = predict_h5(keras.models.load_model(setup.paths.model), files, "M", batch=64)
     inputs, labels = {}, {}
@@ -64,16 +65,22 @@ def main(argv: list[str] | None = None) -> None:
     wiener = baselines.fitted["wiener"].apply(inputs)
     rings = ring_index(geometry.patch.npix)
     edges = [int(e) for e in args.rings.split(",")]
-    print(f"CENN {setup.variant}, {setup.foregrounds['model']} sky, {len(labels[components[0]])} Validation patches "
-          f"of {geometry.patch.npix}^2 x {geometry.patch.pixel_arcmin}'; map MSE (uK^2) by distance from the edge")
+    print(
+        f"CENN {setup.variant}, {setup.foregrounds['model']} sky, {len(labels[components[0]])} Validation patches "
+        f"of {geometry.patch.npix}^2 x {geometry.patch.pixel_arcmin}'; map MSE (uK^2) by distance from the edge"
+    )
     print(f"{'pixels from edge':>18} {'pixels':>7} {'network':>9} {'Wiener':>9} {'ratio':>7}")
     for lo, hi in zip(edges[:-1], edges[1:]):
         ring = (rings >= lo) & (rings < hi)
         net = np.mean([np.mean((network[..., k][:, ring] - labels[c][:, ring]) ** 2) for k, c in enumerate(components)])
         wf = np.mean([np.mean((wiener[c][:, ring] - labels[c][:, ring]) ** 2) for c in components])
-        print(f"{f'{lo}-{min(hi, geometry.patch.npix // 2)}':>18} {int(ring.sum()):>7} {net:>9.3f} {wf:>9.3f} "
-              f"{net / wf:>7.3f}")
-    print(f"Wiener filter's own prediction for a periodic patch: {baselines.fit_metrics()['map_mse_wiener_predicted_uK2']:.3f}")
+        print(
+            f"{f'{lo}-{min(hi, geometry.patch.npix // 2)}':>18} {int(ring.sum()):>7} {net:>9.3f} {wf:>9.3f} "
+            f"{net / wf:>7.3f}"
+        )
+    print(
+        f"Wiener filter's own prediction for a periodic patch: {baselines.fit_metrics()['map_mse_wiener_predicted_uK2']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,8 +39,10 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> None:
 
 def _peak_gib_of(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
     """(peak RSS of the largest child process in GiB, wall seconds) of one command run in a fresh child."""
-    code = ("import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:]); "
-            "print(json.dumps([r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    code = (
+        "import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:]); "
+        "print(json.dumps([r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+    )
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *cmd], cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -59,8 +60,9 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": "src:.", "TF_CPP_MIN_LOG_LEVEL": "2", "GX_ANALYTICS_ENABLED": "False"}
     env = {k: v for k, v in env.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    commit = subprocess.run(["git", "rev-parse", "--short", args.ref], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.ref], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     rows = []
     with tempfile.TemporaryDirectory(prefix="cmbml-simulate-memory-") as tmp:
         work = Path(tmp) / "repo"
@@ -73,21 +75,34 @@ def main() -> None:
             _run(["cmbml", *(["spectra"] if stage == "spectra" else ["cenn", stage])], work, env)
         for variant in ("E", "QU"):
             for realisations in (1, 6):
-                _run(["cmbml", "params", "compose", *base, f"cenn={variant}",
-                      f"cmb_maps.n_realisations={realisations}"], work, env)
+                _run(
+                    ["cmbml", "params", "compose", *base, f"cenn={variant}", f"cmb_maps.n_realisations={realisations}"],
+                    work,
+                    env,
+                )
                 peak, wall = _peak_gib_of(["cmbml", "cenn", "simulate"], work, env)
                 rows.append((variant, realisations, peak, wall))
-                print(f"cenn_simulate {variant}, {realisations} realisation(s): peak {peak:.2f} GiB, {wall:.0f} s",
-                      flush=True)
-    lines = [f"# cenn_simulate memory against CMB realisations (nside {args.nside}, 256^2 x 1.5' patches)", "",
-             f"`python bench/cenn_simulate_memory.py --ref {args.ref}` (commit {commit}, "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); peak RSS of the largest process.", "",
-             "| variant | realisations | peak GiB | wall s |", "|---|---|---|---|",
-             *(f"| {v} | {r} | {p:.2f} | {w:.0f} |" for v, r, p, w in rows), ""]
+                print(
+                    f"cenn_simulate {variant}, {realisations} realisation(s): peak {peak:.2f} GiB, {wall:.0f} s",
+                    flush=True,
+                )
+    lines = [
+        f"# cenn_simulate memory against CMB realisations (nside {args.nside}, 256^2 x 1.5' patches)",
+        "",
+        f"`python bench/cenn_simulate_memory.py --ref {args.ref}` (commit {commit}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); peak RSS of the largest process.",
+        "",
+        "| variant | realisations | peak GiB | wall s |",
+        "|---|---|---|---|",
+        *(f"| {v} | {r} | {p:.2f} | {w:.0f} |" for v, r, p, w in rows),
+        "",
+    ]
     for variant in ("E", "QU"):
         one, six = (p for v, r, p, _ in rows if v == variant)
-        lines.append(f"- {variant}: +{(six - one) / 5 * 1024:.0f} MiB per further realisation at nside {args.nside}, "
-                     f"about {(six - one) / 5 * (2048 / args.nside) ** 2:.2f} GiB at nside 2048.")
+        lines.append(
+            f"- {variant}: +{(six - one) / 5 * 1024:.0f} MiB per further realisation at nside {args.nside}, "
+            f"about {(six - one) / 5 * (2048 / args.nside) ** 2:.2f} GiB at nside 2048."
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -59,10 +59,12 @@ def main(argv: list[str] | None = None) -> None:
         network = correlation_spectra(grid, pred, kappa, edges)
         _, m = compare(network, qe, rho_opt, physical=sim.kappa_exaggeration_factor == 1, rho_bound=bound)
         label = "lensed at the pixels (aliased)" if oversampling == 1 else "band-limited (oversampling 2)"
-        print(f"{args.version}, {args.n_maps} maps {label}: network {m['rho_cnn_mean']:.4f} +- "
-              f"{m['rho_cnn_mean_err']:.4f}, QE {m['rho_qe_mean']:.4f} +- {m['rho_qe_mean_err']:.4f}, limit "
-              f"{m['rho_opt_mean']:.4f}; network / QE {m['cnn_over_qe']:.3f} +- {m['cnn_over_qe_err']:.3f}"
-              + (f"; leak bound {m['rho_leak_bound_mean']:.4f}, excess {m['leak_z']:.1f} errors" if "leak_z" in m else ""))
+        print(
+            f"{args.version}, {args.n_maps} maps {label}: network {m['rho_cnn_mean']:.4f} +- "
+            f"{m['rho_cnn_mean_err']:.4f}, QE {m['rho_qe_mean']:.4f} +- {m['rho_qe_mean_err']:.4f}, limit "
+            f"{m['rho_opt_mean']:.4f}; network / QE {m['cnn_over_qe']:.3f} +- {m['cnn_over_qe_err']:.3f}"
+            + (f"; leak bound {m['rho_leak_bound_mean']:.4f}, excess {m['leak_z']:.1f} errors" if "leak_z" in m else "")
+        )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def main() -> None:
             totals[architecture] += seconds
             rows.append((path.stem, architecture, ms, size["n_training"], size["epochs"], seconds))
     reference = next((r[2] for r in rows if r[0] == "v2" and r[1] == "original"), rows[0][2])
-    print(f"{'version':8} {'architecture':12} {'ms/sample-epoch':>16} {'vs v2':>6} {'n_train':>8} {'epochs':>6} "
-          f"{'train s':>8}")
+    print(
+        f"{'version':8} {'architecture':12} {'ms/sample-epoch':>16} {'vs v2':>6} {'n_train':>8} {'epochs':>6} "
+        f"{'train s':>8}"
+    )
     for version, architecture, ms, n_train, epochs, seconds in rows:
         print(f"{version:8} {architecture:12} {ms:16.1f} {ms / reference:6.2f} {n_train:8d} {epochs:6d} {seconds:8.0f}")
     for architecture, total in totals.items():

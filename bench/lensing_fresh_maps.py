@@ -73,11 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     bound = leak_bound(estimator, simulator.cl_kk_grid, edges, setup.optimal_n0_gain)
     _, m = compare(network, qe, rho_opt, physical=setup.sim.kappa_exaggeration_factor == 1, rho_bound=bound)
     shuffled = correlation_spectra(grid, pred, np.roll(kappa, 1, axis=0), edges)
-    print(f"{args.model} ({card.get('architecture', 'original')}) on {args.n_maps} fresh {args.version} maps "
-          f"(seed {args.seed}): network rho {m['rho_cnn_mean']:.3f} +- {m['rho_cnn_mean_err']:.3f}, QE "
-          f"{m['rho_qe_mean']:.3f} +- {m['rho_qe_mean_err']:.3f}, QE limit {m['rho_opt_mean']:.3f}; network / QE "
-          f"{m['cnn_over_qe']:.3f} +- {m['cnn_over_qe_err']:.3f}; mismatched pairs rho {np.mean(shuffled.rho):.4f}"
-          + (f"; leak bound {m['rho_leak_bound_mean']:.3f}, excess {m['leak_z']:.1f} errors" if "leak_z" in m else ""))
+    print(
+        f"{args.model} ({card.get('architecture', 'original')}) on {args.n_maps} fresh {args.version} maps "
+        f"(seed {args.seed}): network rho {m['rho_cnn_mean']:.3f} +- {m['rho_cnn_mean_err']:.3f}, QE "
+        f"{m['rho_qe_mean']:.3f} +- {m['rho_qe_mean_err']:.3f}, QE limit {m['rho_opt_mean']:.3f}; network / QE "
+        f"{m['cnn_over_qe']:.3f} +- {m['cnn_over_qe_err']:.3f}; mismatched pairs rho {np.mean(shuffled.rho):.4f}"
+        + (f"; leak bound {m['rho_leak_bound_mean']:.3f}, excess {m['leak_z']:.1f} errors" if "leak_z" in m else "")
+    )
     print("L      network  QE     limit  leak bound")
     for i, ell in enumerate(network.ell):
         print(f"{ell:6.0f} {network.rho[i]:.3f}    {qe.rho[i]:.3f}  {rho_opt[i]:.3f}  {bound[i]:.3f}")

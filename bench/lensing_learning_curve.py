@@ -40,14 +40,30 @@ def setup_for(version: str, tmp: Path):
     from cmbml.lensing.setup import LensingSetup
 
     out = tmp / f"params.{version}.yaml"
-    subprocess.run([sys.executable, "-m", "stages.cli", "params", "compose", "--output", str(out), f"lensing={version}"],
-                   cwd=ROOT, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"})
+    subprocess.run(
+        [sys.executable, "-m", "stages.cli", "params", "compose", "--output", str(out), f"lensing={version}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"},
+    )
     params = load_params(out)
     return LensingSetup.from_params(params, ROOT / "conf", source=str(out)), params
 
 
-def train_and_score(setup, simulator, estimator, architecture: str, net_params, n: int, epochs: int, tmp: Path,
-                    test: dict, qe_spectra, rho_opt) -> dict:
+def train_and_score(
+    setup,
+    simulator,
+    estimator,
+    architecture: str,
+    net_params,
+    n: int,
+    epochs: int,
+    tmp: Path,
+    test: dict,
+    qe_spectra,
+    rho_opt,
+) -> dict:
     import keras
 
     from cmbml.common.fit import fit
@@ -68,12 +84,25 @@ def train_and_score(setup, simulator, estimator, architecture: str, net_params, 
     arch = ARCHITECTURES[architecture]
     maker = InputMaker.for_sky(arch.inputs, estimator, simulator.cl_kk_grid)
     derived = {"x_transform": maker, "x_channels": len(maker.channels)} if maker.derived else {}
-    x_stats = (streamed_mean_std(files["training"], "T_lensed", per_channel=True, transform=maker, max_samples=2000)
-               if maker.derived else streamed_mean_std(files["training"], "T_lensed"))
+    x_stats = (
+        streamed_mean_std(files["training"], "T_lensed", per_channel=True, transform=maker, max_samples=2000)
+        if maker.derived
+        else streamed_mean_std(files["training"], "T_lensed")
+    )
     y_stats = streamed_mean_std(files["training"], "kappa")
     batch = min(train.batch_size, n)
-    training = H5Batches(files["training"], "T_lensed", "kappa", batch, x_stats, y_stats, augment=True, shuffle=True,
-                         seed=setup.seed, **derived)
+    training = H5Batches(
+        files["training"],
+        "T_lensed",
+        "kappa",
+        batch,
+        x_stats,
+        y_stats,
+        augment=True,
+        shuffle=True,
+        seed=setup.seed,
+        **derived,
+    )
     stopping = H5Batches(files["early_stopping"], "T_lensed", "kappa", batch, x_stats, y_stats, **derived)
     keras.utils.set_random_seed(setup.seed)
     core = arch.build(net_params, grid.npix, name=f"{architecture}_{setup.version}_{n}")
@@ -88,12 +117,20 @@ def train_and_score(setup, simulator, estimator, architecture: str, net_params, 
     pred = fitted.model.predict(inputs, batch_size=256, verbose=0)[..., 0].astype(np.float64)
     network = correlation_spectra(grid, pred, test["kappa"].astype(np.float64), setup.rho_bin_edges)
     bound = leak_bound(estimator, simulator.cl_kk_grid, setup.rho_bin_edges, setup.optimal_n0_gain)
-    rows, m = compare(network, qe_spectra, rho_opt, physical=setup.sim.kappa_exaggeration_factor == 1,
-                      rho_bound=bound)
-    return {"version": setup.version, "architecture": architecture, "n_training": n, "epochs_run": fitted.epochs_run,
-            "train_seconds": seconds, "ratio": m["cnn_over_qe"], "ratio_err": m["cnn_over_qe_err"],
-            "rho_network": m["rho_cnn_mean"], "rho_qe": m["rho_qe_mean"], "leak_suspected": m.get("leak_suspected", 0),
-            "per_bin": [{"L": r["L"], "ratio": r["rho_cnn"] / r["rho_qe"]} for r in rows]}
+    rows, m = compare(network, qe_spectra, rho_opt, physical=setup.sim.kappa_exaggeration_factor == 1, rho_bound=bound)
+    return {
+        "version": setup.version,
+        "architecture": architecture,
+        "n_training": n,
+        "epochs_run": fitted.epochs_run,
+        "train_seconds": seconds,
+        "ratio": m["cnn_over_qe"],
+        "ratio_err": m["cnn_over_qe_err"],
+        "rho_network": m["rho_cnn_mean"],
+        "rho_qe": m["rho_qe_mean"],
+        "leak_suspected": m.get("leak_suspected", 0),
+        "per_bin": [{"L": r["L"], "ratio": r["rho_cnn"] / r["rho_qe"]} for r in rows],
+    }
 
 
 def extrapolate(points: list[dict], target: float) -> float | None:
@@ -118,12 +155,18 @@ def write_outputs(results: list[dict], header: dict, out: Path) -> None:
     curves: dict[tuple[str, str], list[dict]] = {}
     for r in results:
         curves.setdefault((r["version"], r["architecture"]), []).append(r)
-    lines = [f"Machine: {header['machine']}; {header['epochs']} epochs at most, early stopping after 2.", "",
-             "| version | architecture | training maps | network / QE (mean rho) | train s |", "|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {header['machine']}; {header['epochs']} epochs at most, early stopping after 2.",
+        "",
+        "| version | architecture | training maps | network / QE (mean rho) | train s |",
+        "|---|---|---|---|---|",
+    ]
     for (v, a), pts in curves.items():
         for p in sorted(pts, key=lambda p: p["n_training"]):
-            lines.append(f"| {v} | {a} | {p['n_training']} | {p['ratio']:.3f} +- {p['ratio_err']:.3f} | "
-                         f"{p['train_seconds']:.0f} |")
+            lines.append(
+                f"| {v} | {a} | {p['n_training']} | {p['ratio']:.3f} +- {p['ratio_err']:.3f} | "
+                f"{p['train_seconds']:.0f} |"
+            )
     lines += ["", "| version | architecture | maps to reach 0.9 of QE | maps to reach 1.0 of QE |", "|---|---|---|---|"]
     for (v, a), pts in curves.items():
         fmt = lambda n: "-" if n is None else f"{n:.2g}"  # noqa: E731
@@ -133,12 +176,22 @@ def write_outputs(results: list[dict], header: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
     for (v, a), pts in curves.items():
         pts = sorted(pts, key=lambda p: p["n_training"])
-        ax.errorbar([p["n_training"] for p in pts], [p["ratio"] for p in pts], yerr=[p["ratio_err"] for p in pts],
-                    fmt="o-", capsize=3, label=f"{v} {a}")
+        ax.errorbar(
+            [p["n_training"] for p in pts],
+            [p["ratio"] for p in pts],
+            yerr=[p["ratio_err"] for p in pts],
+            fmt="o-",
+            capsize=3,
+            label=f"{v} {a}",
+        )
     for level in (0.9, 1.0):
         ax.axhline(level, color="k", lw=0.6, ls=":")
-    ax.set(xscale="log", xlabel="training maps", ylabel=r"$\bar\rho_{\rm network} / \bar\rho_{\rm QE}$",
-           title="lensing: network over the quadratic estimator on 1000 test maps")
+    ax.set(
+        xscale="log",
+        xlabel="training maps",
+        ylabel=r"$\bar\rho_{\rm network} / \bar\rho_{\rm QE}$",
+        title="lensing: network over the quadratic estimator on 1000 test maps",
+    )
     ax.legend(fontsize=7)
     save_figure(fig, out.with_suffix(".png"))
 
@@ -159,8 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     from cmbml.lensing.networks import ARCHITECTURES
     from cmbml.lensing.simulate import LensingSimulator
 
-    header = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-              "epochs": args.epochs, "command": " ".join(sys.argv)}
+    header = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "epochs": args.epochs,
+        "command": " ".join(sys.argv),
+    }
     results, camb = [], None
     with tempfile.TemporaryDirectory(prefix="cmbml-learning-curve-") as tmp:
         tmp = Path(tmp)
@@ -176,13 +232,19 @@ def main(argv: list[str] | None = None) -> None:
             _, rho_opt = estimator.wiener_rho(simulator.cl_kk_grid, setup.rho_bin_edges)
             for architecture in args.architectures:
                 # the architecture as the version's conf sets it (lensing_net.<architecture>)
-                net_params = ARCHITECTURES[architecture].Params.model_validate(params["lensing_net"].get(architecture) or {})
+                net_params = ARCHITECTURES[architecture].Params.model_validate(
+                    params["lensing_net"].get(architecture) or {}
+                )
                 for n in sorted(args.n_training):
-                    r = train_and_score(setup, simulator, estimator, architecture, net_params, n, args.epochs, tmp,
-                                        test, qe, rho_opt)
+                    r = train_and_score(
+                        setup, simulator, estimator, architecture, net_params, n, args.epochs, tmp, test, qe, rho_opt
+                    )
                     results.append(r)
-                    print(f"{version} {architecture} n={n}: network/QE {r['ratio']:.3f} +- {r['ratio_err']:.3f} "
-                          f"({r['train_seconds']:.0f} s)", flush=True)
+                    print(
+                        f"{version} {architecture} n={n}: network/QE {r['ratio']:.3f} +- {r['ratio_err']:.3f} "
+                        f"({r['train_seconds']:.0f} s)",
+                        flush=True,
+                    )
                     write_outputs(results, header, args.out)
     print(f"wrote {args.out.with_suffix('.md')}, .json, .png")
 

@@ -14,10 +14,10 @@ import tempfile
 import h5py
 import numpy as np
 
+from cmbml.common.spectra import read_spectra_csv
 from cmbml.lensing.setup import LensingSetup
 from cmbml.lensing.simulate import LensingSimulator, write_split
 from cmbml.lensing.validation import qe_alignment_rows
-from cmbml.common.spectra import read_spectra_csv
 from tests.conftest import compose
 
 
@@ -32,11 +32,20 @@ def main(versions: list[str], n_maps: int = 256) -> None:
         write_split(aligned, sim, "train", n_maps, 64, {})
         with h5py.File(aligned) as src, h5py.File(rolled, "w") as dst:
             dst["T_lensed"], dst["kappa"] = src["T_lensed"][:], np.roll(src["kappa"][:], 1, axis=0)
-        rows = qe_alignment_rows({"aligned": aligned, "rolled": rolled}, setup.grid, camb["cl_tt_lensed"],
-                                 sim.cl_kk_grid, setup.sim.noise_uK_arcmin, setup.sim.T_lmax)
+        rows = qe_alignment_rows(
+            {"aligned": aligned, "rolled": rolled},
+            setup.grid,
+            camb["cl_tt_lensed"],
+            sim.cl_kk_grid,
+            setup.sim.noise_uK_arcmin,
+            setup.sim.T_lmax,
+        )
         a, r = rows
-        print(f"{version:7s}  {a['response']:8.3f} +- {a['response_err']:.3f}  {a['detection_sigma']:6.1f}   "
-              f"{r['response']:8.3f} +- {r['response_err']:.3f}  {r['detection_sigma']:6.1f}", flush=True)
+        print(
+            f"{version:7s}  {a['response']:8.3f} +- {a['response_err']:.3f}  {a['detection_sigma']:6.1f}   "
+            f"{r['response']:8.3f} +- {r['response_err']:.3f}  {r['detection_sigma']:6.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,12 @@ class GpuSampler:
     def _run(self):
         while not self._stop.is_set():
             try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-                                      "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                )
                 u, m = out.stdout.strip().splitlines()[0].split(",")
                 self.util.append(float(u))
                 self.mem.append(float(m))
@@ -63,17 +67,20 @@ class GpuSampler:
 
     @property
     def summary(self) -> dict:
-        return {"gpu_util_mean_pct": float(np.mean(self.util)) if self.util else None,
-                "gpu_mem_peak_MiB": float(np.max(self.mem)) if self.mem else None, "gpu_samples": len(self.util)}
+        return {
+            "gpu_util_mean_pct": float(np.mean(self.util)) if self.util else None,
+            "gpu_mem_peak_MiB": float(np.max(self.mem)) if self.mem else None,
+            "gpu_samples": len(self.util),
+        }
 
 
 def simulate_lensing(params_file: Path, cls_file: Path, out_dir: Path, n_train: int, n_val: int, workers: int):
     """Paper-count training and validation maps for one version, written by the project's simulator."""
     from cmbml.common.executors import ForkExecutor
-    from cmbml.lensing.setup import LensingSetup
-    from cmbml.lensing.simulate import LensingSimulator, write_split
     from cmbml.common.params import load_params
     from cmbml.common.spectra import read_spectra_csv
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.simulate import LensingSimulator, write_split
 
     setup = LensingSetup.from_params(load_params(params_file), REPO / "conf")
     spectra = read_spectra_csv(cls_file)
@@ -150,13 +157,24 @@ def measure(build, train_batches, val_batches, epochs: int, paper_n_train: int, 
     val = keras_feed(val_batches, workers=workers) if val_batches is not None else None
     model.fit(keras_feed(train_batches, workers=workers), epochs=1, verbose=0)  # compile and warm up
     with GpuSampler() as gpu:
-        model.fit(keras_feed(train_batches, workers=workers), validation_data=val, epochs=epochs, verbose=0,
-                  callbacks=[Timer()])
+        model.fit(
+            keras_feed(train_batches, workers=workers),
+            validation_data=val,
+            epochs=epochs,
+            verbose=0,
+            callbacks=[Timer()],
+        )
     rate = train_batches.n_samples / float(np.median(times))
-    return {"input_single_thread_samples_per_s": input_single, "input_threaded_samples_per_s": input_threaded,
-            "model_step_samples_per_s": step_rate, "streamed_samples_per_s": rate,
-            "streamed_over_step": rate / step_rate, "epoch_s_at_paper_count": paper_n_train / rate,
-            "val_loss_per_epoch": val_losses, **gpu.summary}
+    return {
+        "input_single_thread_samples_per_s": input_single,
+        "input_threaded_samples_per_s": input_threaded,
+        "model_step_samples_per_s": step_rate,
+        "streamed_samples_per_s": rate,
+        "streamed_over_step": rate / step_rate,
+        "epoch_s_at_paper_count": paper_n_train / rate,
+        "val_loss_per_epoch": val_losses,
+        **gpu.summary,
+    }
 
 
 def main() -> None:
@@ -178,22 +196,31 @@ def main() -> None:
 
     from cmbml.cenn.networks import cenn_network
     from cmbml.common.networks import dtype_policy, make_optimizer
-    from cmbml.lensing.networks import lensing_cnn
     from cmbml.common.training import H5Batches, streamed_mean_std
+    from cmbml.lensing.networks import lensing_cnn
 
     try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True).stdout.strip()
+        gpu = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except OSError:
         gpu = "none (CPU)"
-    results = {"gpu": gpu, "backend": keras.backend.backend(), "keras": keras.__version__,
-               "cpu_cores": os.cpu_count(), "python": platform.python_version(), "epochs_timed": args.epochs,
-               "runs": []}
+    results = {
+        "gpu": gpu,
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "cpu_cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "epochs_timed": args.epochs,
+        "runs": [],
+    }
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}), flush=True)
     for name in args.only.split(","):
         if name == "cenn":
             path = synthetic_cenn(data_dir, args.cenn_n)
-            paper_n, val_path = 10000, None
+            paper_n = 10000
             xs, ys = streamed_mean_std(path, "M", per_channel=True), streamed_mean_std(path, "M0", per_channel=True)
             make = lambda: H5Batches(path, "M", "M0", 32, xs, ys, shuffle=True, seed=0)  # noqa: E731
             make_val = lambda: None  # noqa: E731
@@ -206,53 +233,88 @@ def main() -> None:
                         core = cenn_network(3)
                     core.compile(optimizer=make_optimizer("adagrad", 0.005), loss="mse")
                     return core
+
                 return build
+
             geometry = "256 x 256 x 3 (1.5')"
         else:
-            from cmbml.lensing.setup import LensingSetup
             from cmbml.common.params import load_params
+            from cmbml.lensing.setup import LensingSetup
 
             setup = LensingSetup.from_params(load_params(args.params_dir / f"params_{name}.yaml"), REPO / "conf")
-            setup, files, sim_rate = simulate_lensing(args.params_dir / f"params_{name}.yaml",
-                                                      args.params_dir / "camb_cls.csv", data_dir,
-                                                      args.n_train or setup.n_samples["training"], setup.n_samples["early_stopping"],
-                                                      os.cpu_count() or 1)
+            setup, files, sim_rate = simulate_lensing(
+                args.params_dir / f"params_{name}.yaml",
+                args.params_dir / "camb_cls.csv",
+                data_dir,
+                args.n_train or setup.n_samples["training"],
+                setup.n_samples["early_stopping"],
+                os.cpu_count() or 1,
+            )
             paper_n = setup.n_samples["training"]
             ts, ks = streamed_mean_std(files["training"], "T_lensed"), streamed_mean_std(files["training"], "kappa")
             tr = setup.train
-            make = lambda: H5Batches(files["training"], "T_lensed", "kappa", tr.batch_size, ts, ks,  # noqa: E731
-                                     augment=tr.augment, shuffle=True, seed=setup.seed)
+
+            def make():
+                return H5Batches(
+                    files["training"],
+                    "T_lensed",
+                    "kappa",
+                    tr.batch_size,
+                    ts,
+                    ks,
+                    augment=tr.augment,
+                    shuffle=True,
+                    seed=setup.seed,
+                )
+
             make_val = lambda: H5Batches(files["early_stopping"], "T_lensed", "kappa", tr.batch_size, ts, ks)  # noqa: E731
 
             def builder(precision, setup=setup, tr=tr):
                 def build():
                     keras.utils.set_random_seed(0)
                     with dtype_policy(precision):
-                        core = lensing_cnn(setup.grid.npix, setup.net_params.conv_filters, setup.net_params.conv_kernels,
-                                           setup.net_params.output_kernel, setup.net_params.kernel_initializer)
+                        core = lensing_cnn(
+                            setup.grid.npix,
+                            setup.net_params.conv_filters,
+                            setup.net_params.conv_kernels,
+                            setup.net_params.output_kernel,
+                            setup.net_params.kernel_initializer,
+                        )
                     core.compile(optimizer=make_optimizer(tr.optimizer, tr.learning_rate, tr.clipnorm), loss="mse")
                     return core
+
                 return build
+
             geometry = f"{setup.grid.npix} x {setup.grid.npix} ({setup.grid.pixel_arcmin:g}'), batch {tr.batch_size}"
         for precision in args.precisions.split(","):
-            run = {"network": name, "geometry": geometry, "precision": precision, "paper_n_train": paper_n,
-                   "simulated_maps_per_s": sim_rate,
-                   **measure(builder(precision), make(), make_val(), args.epochs, paper_n, args.workers)}
+            run = {
+                "network": name,
+                "geometry": geometry,
+                "precision": precision,
+                "paper_n_train": paper_n,
+                "simulated_maps_per_s": sim_rate,
+                **measure(builder(precision), make(), make_val(), args.epochs, paper_n, args.workers),
+            }
             results["runs"].append(run)
             print(json.dumps(run), flush=True)
             (args.out / "training_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"GPU: {results['gpu']}; Keras {results['keras']} on {results['backend']}; {results['cpu_cores']} CPU "
-             f"cores. Command: `KERAS_BACKEND={results['backend']} python bench/training_throughput.py --params-dir DIR "
-             f"--out OUT --epochs {args.epochs}`.", "",
-             "| network | geometry | precision | input alone samples/s | model step alone samples/s | streamed "
-             "samples/s | streamed / step | epoch at paper count s | GPU util % | val loss per epoch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"GPU: {results['gpu']}; Keras {results['keras']} on {results['backend']}; {results['cpu_cores']} CPU "
+        f"cores. Command: `KERAS_BACKEND={results['backend']} python bench/training_throughput.py --params-dir DIR "
+        f"--out OUT --epochs {args.epochs}`.",
+        "",
+        "| network | geometry | precision | input alone samples/s | model step alone samples/s | streamed "
+        "samples/s | streamed / step | epoch at paper count s | GPU util % | val loss per epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["runs"]:
         util = "n/a" if r["gpu_util_mean_pct"] is None else f"{r['gpu_util_mean_pct']:.0f}"
         losses = ", ".join(f"{v:.4f}" for v in r["val_loss_per_epoch"]) or "n/a (synthetic)"
-        lines.append(f"| {r['network']} | {r['geometry']} | {r['precision']} | {r['input_threaded_samples_per_s']:.0f} "
-                     f"| {r['model_step_samples_per_s']:.0f} | {r['streamed_samples_per_s']:.0f} | "
-                     f"{r['streamed_over_step']:.2f} | {r['epoch_s_at_paper_count']:.1f} | {util} | {losses} |")
+        lines.append(
+            f"| {r['network']} | {r['geometry']} | {r['precision']} | {r['input_threaded_samples_per_s']:.0f} "
+            f"| {r['model_step_samples_per_s']:.0f} | {r['streamed_samples_per_s']:.0f} | "
+            f"{r['streamed_over_step']:.2f} | {r['epoch_s_at_paper_count']:.1f} | {util} | {losses} |"
+        )
     (args.out / "training_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

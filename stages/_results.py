@@ -7,9 +7,17 @@ import tempfile
 from pathlib import Path
 
 
-def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: str, table: str,
-                       required_metric: str, group_by: tuple[str, ...] = (),
-                       missing: str | dict[str, str] = "gaussian", required_any: tuple[str, ...] = ()) -> dict:
+def latest_evaluations(
+    tracking_uri: str,
+    experiment: str,
+    split: str,
+    scale: str,
+    table: str,
+    required_metric: str,
+    group_by: tuple[str, ...] = (),
+    missing: str | dict[str, str] = "gaussian",
+    required_any: tuple[str, ...] = (),
+) -> dict:
     """Per parameter set, the newest finished run of ``scale`` that logged ``<split>_<required_metric>`` (or any of
     ``required_any``):
     ``{parameter_set: {"name", "params", "tags", "metrics" (split prefix removed), "rows" (the ``table`` artifact),
@@ -25,8 +33,12 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return {}
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.scale = '{scale}' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=5000)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.scale = '{scale}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=5000,
+    )
     found: dict[str, dict] = {}
     prefix = f"{split}_"
 
@@ -46,15 +58,22 @@ def latest_evaluations(tracking_uri: str, experiment: str, split: str, scale: st
             except (OSError, ValueError, MlflowException):
                 rows = []  # a run without the table still has its summary metrics
             try:  # every score, beside the handful logged as metrics
-                details = json.loads(Path(client.download_artifacts(run.info.run_id, f"{split}_scores.json", tmp))
-                                     .read_text())
+                details = json.loads(
+                    Path(client.download_artifacts(run.info.run_id, f"{split}_scores.json", tmp)).read_text()
+                )
             except (OSError, ValueError, MlflowException):
                 details = {}
-        summary = {k[len(prefix):]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
+        summary = {k[len(prefix) :]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
         if "loss" in run.data.metrics:  # training time: from the run's start to its last epoch's loss
             history = client.get_metric_history(run.info.run_id, "loss")
             if history:
                 summary["train_seconds"] = (max(m.timestamp for m in history) - run.info.start_time) / 1e3
-        found[key] = {"name": name, "run_id": run.info.run_id, "params": dict(run.data.params),
-                      "tags": dict(run.data.tags), "rows": rows, "metrics": {**details, **summary}}
+        found[key] = {
+            "name": name,
+            "run_id": run.info.run_id,
+            "params": dict(run.data.params),
+            "tags": dict(run.data.tags),
+            "rows": rows,
+            "metrics": {**details, **summary},
+        }
     return dict(sorted(found.items()))

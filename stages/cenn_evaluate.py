@@ -50,24 +50,37 @@ def main() -> None:
     write_json(paths.output_report / "scores.json", metrics)
     write_json(paths.spectra, {"spectra": rows})
     write_json(paths.evaluate_plots / f"{UNSEEN_PREFIX}spectra.json", {"spectra": unseen_rows})
-    log_evaluation(setup.tracking, paths.model, EVALUATION, summary,
-                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics],
-                   tables={"spectra.json": rows, f"{UNSEEN_PREFIX}spectra.json": unseen_rows},
-                   stage="cenn_evaluate", details=metrics,
-                   datasets=[s.paths.patch_file(EVALUATION, c) for s in (setup, unseen) for c in components],
-                   scored_on={"": paths.patch_file(EVALUATION, components[0]),
-                              UNSEEN_PREFIX: unseen.paths.patch_file(EVALUATION, components[0])})
+    log_evaluation(
+        setup.tracking,
+        paths.model,
+        EVALUATION,
+        summary,
+        [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics],
+        tables={"spectra.json": rows, f"{UNSEEN_PREFIX}spectra.json": unseen_rows},
+        stage="cenn_evaluate",
+        details=metrics,
+        datasets=[s.paths.patch_file(EVALUATION, c) for s in (setup, unseen) for c in components],
+        scored_on={
+            "": paths.patch_file(EVALUATION, components[0]),
+            UNSEEN_PREFIX: unseen.paths.patch_file(EVALUATION, components[0]),
+        },
+    )
     m = metrics  # both skies' scores, the unseen sky's under UNSEEN_PREFIX
     for sky, prefix in ((setup, ""), (unseen, UNSEEN_PREFIX)):
-        print(f"cenn_evaluate: {setup.variant} trained on {setup.foregrounds['model']} foregrounds, on "
-              f"{int(m[prefix + 'n_evaluation'])} evaluation patches of the {sky.foreground_sky} {sky.foregrounds['model']} "
-              f"sky ({m[prefix + 'n_independent_evaluation']:.0f} independent), map MSE (uK^2): "
-              + ", ".join(f"{k} {m[f'{prefix}map_mse_{k}_uK2']:.3f}" for k in methods(oracles=True))
-              + f"; network / {method_labels(oracles=True)[REFERENCE]} {m[f'{prefix}mse_over_{REFERENCE}']:.3f} "
-              + f"+- {m[f'{prefix}mse_over_{REFERENCE}_err']:.3f}")
+        print(
+            f"cenn_evaluate: {setup.variant} trained on {setup.foregrounds['model']} foregrounds, on "
+            f"{int(m[prefix + 'n_evaluation'])} evaluation patches of the {sky.foreground_sky} {sky.foregrounds['model']} "
+            f"sky ({m[prefix + 'n_independent_evaluation']:.0f} independent), map MSE (uK^2): "
+            + ", ".join(f"{k} {m[f'{prefix}map_mse_{k}_uK2']:.3f}" for k in methods(oracles=True))
+            + f"; network / {method_labels(oracles=True)[REFERENCE]} {m[f'{prefix}mse_over_{REFERENCE}']:.3f} "
+            + f"+- {m[f'{prefix}mse_over_{REFERENCE}_err']:.3f}"
+        )
     if metrics["leak_suspected"] and setup.foregrounds["model"] == "gaussian":
-        print("cenn_evaluate: WARNING the network beats the Wiener filter beyond the scatter; on a Gaussian sky "
-              "that means a leak (labels in the inputs, Train patches overlapping Validation)", file=sys.stderr)
+        print(
+            "cenn_evaluate: WARNING the network beats the Wiener filter beyond the scatter; on a Gaussian sky "
+            "that means a leak (labels in the inputs, Train patches overlapping Validation)",
+            file=sys.stderr,
+        )
 
 
 @dataclass(frozen=True)
@@ -90,11 +103,16 @@ class Yardsticks:
         paths, geometry = setup.paths, setup.geometry
         baseline_setup = setup.baseline_setup()
         baselines = ClassicalBaselines.fit({c: paths.patch_file(TRAINING, c) for c in setup.components}, baseline_setup)
-        estimator = FlatSpectra(geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
-                                spin0_name=setup.spectra[0])
+        estimator = FlatSpectra(
+            geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg, spin0_name=setup.spectra[0]
+        )
         cl_label = baseline_setup.cl_label
-        return cls(baselines, estimator, {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label},
-                   baselines.fit_metrics().get(f"map_mse_{REFERENCE}_predicted_uK2"))
+        return cls(
+            baselines,
+            estimator,
+            {s: cl_label[s][: int(geometry.spectra_lmax) + 1] for s in cl_label},
+            baselines.fit_metrics().get(f"map_mse_{REFERENCE}_predicted_uK2"),
+        )
 
 
 def predict_patches(sky, model) -> dict:
@@ -107,20 +125,29 @@ def predict_patches(sky, model) -> dict:
     return {comp: stacked[..., k : k + 1] for k, comp in enumerate(components)}
 
 
-def score_sky(sky, outputs: dict, yardsticks: Yardsticks, prefix: str, label: str | None = None,
-              plots: Path | None = None) -> tuple[dict, list]:
+def score_sky(
+    sky, outputs: dict, yardsticks: Yardsticks, prefix: str, label: str | None = None, plots: Path | None = None
+) -> tuple[dict, list]:
     """Scores and per-bin spectra of an estimate ``outputs`` (``{component: (N, n, n, 1)}``, the sky's evaluation
     patches in their order: the network's or any other method's, in the network's place) and of every classical
     method on the same patches; the outputs gated; example patches and spectra plotted into ``plots`` (default the
     stage's plots folder; file names with ``prefix``), the estimate named ``label`` (default: the network's)."""
     import h5py
 
-    from cmbml.cenn.evaluation import NETWORK, cenn_maps, cenn_metrics, jackknife_groups, method_labels, \
-        patch_spectra, spectra_map_names, spectra_rows
+    from cmbml.cenn.evaluation import (
+        NETWORK,
+        cenn_maps,
+        cenn_metrics,
+        jackknife_groups,
+        method_labels,
+        patch_spectra,
+        spectra_map_names,
+        spectra_rows,
+    )
+    from cmbml.cenn.plots import plot_cenn_patches, plot_cenn_spectra
     from cmbml.cenn.validation import gate_outputs
     from cmbml.common.gate import data_docs_dir
     from cmbml.common.io import write_json
-    from cmbml.cenn.plots import plot_cenn_patches, plot_cenn_spectra
     from cmbml.common.spectra import cl_to_dl
 
     paths, geometry, components, measured = sky.paths, sky.geometry, sky.components, sky.spectra
@@ -137,8 +164,9 @@ def score_sky(sky, outputs: dict, yardsticks: Yardsticks, prefix: str, label: st
     # The outputs must have the labels' shape and be finite before NaMaster sees them.
     # Data Docs carry run times: kept outside the stage's outputs (as for cenn_validate).
     stage = f"cenn_evaluate{'_' + sky.foreground_sky if prefix else ''}"
-    result = gate_outputs(outputs, labels, data_docs_dir(paths.data_docs, stage),
-                          run_name=f"{stage}-{sky.variant}-{sky.scale}")
+    result = gate_outputs(
+        outputs, labels, data_docs_dir(paths.data_docs, stage), run_name=f"{stage}-{sky.variant}-{sky.scale}"
+    )
     write_json((sky.paths.output_report if label is None else plots) / f"{prefix}validation.json", result.as_dict())
     if not result.success:
         sys.exit(f"{stage}: {label or 'network'} outputs FAILED validation:\n  - " + "\n  - ".join(result.failures))
@@ -146,9 +174,15 @@ def score_sky(sky, outputs: dict, yardsticks: Yardsticks, prefix: str, label: st
     # Every registered baseline, the oracles fitted on these very patches and their labels.
     estimates = {NETWORK: {c: outputs[c][..., 0] for c in components}, **baselines.estimates(inputs, labels)}
     # Crop the patch edges, where the convolutions see padding, before comparing maps and spectra.
-    maps = {comp: cenn_maps(geometry.crop(inputs[comp]), geometry.crop(labels[comp]),
-                            {m: geometry.crop(estimates[m][comp]) for m in estimates}, sky.instrument.target)
-            for comp in components}
+    maps = {
+        comp: cenn_maps(
+            geometry.crop(inputs[comp]),
+            geometry.crop(labels[comp]),
+            {m: geometry.crop(estimates[m][comp]) for m in estimates},
+            sky.instrument.target,
+        )
+        for comp in components
+    }
     names = spectra_map_names()
     cl = patch_spectra(estimator, maps, components, measured, names)
     # Theory binned as the estimator bins (its workspace exists once a spectrum has been measured).
@@ -156,16 +190,29 @@ def score_sky(sky, outputs: dict, yardsticks: Yardsticks, prefix: str, label: st
     theory_dl = {s: cl_to_dl(estimator.ell, theory[s]) for s in measured}
     dl = {name: {s: cl_to_dl(estimator.ell, cl[name][s]) for s in measured} for name in cl}
     n_val = labels[components[0]].shape[0]
-    metrics = {**cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent, groups, floor_uK2),
-               "n_evaluation": n_val}
+    metrics = {
+        **cenn_metrics(maps, estimator.ell, cl, sky.residual_ell_ranges, n_independent, groups, floor_uK2),
+        "n_evaluation": n_val,
+    }
 
     title = f"{label or 'CENN'} {sky.variant}, {sky.foregrounds['model']} foregrounds ({sky.foreground_sky} sky)"
     comp0, n_ex = components[0], min(sky.n_example_patches, n_val)
-    plot_cenn_patches(inputs[comp0][:n_ex], labels[comp0][:n_ex, ..., 0], outputs[comp0][:n_ex, ..., 0],
-                      sky.instrument.freqs_ghz, geometry.patch.side_deg,
-                      plots / f"{prefix}example_patches.png", f"{title}: evaluation patches ({comp0})")
+    plot_cenn_patches(
+        inputs[comp0][:n_ex],
+        labels[comp0][:n_ex, ..., 0],
+        outputs[comp0][:n_ex, ..., 0],
+        sky.instrument.freqs_ghz,
+        geometry.patch.side_deg,
+        plots / f"{prefix}example_patches.png",
+        f"{title}: evaluation patches ({comp0})",
+    )
     for s in measured:
-        plot_cenn_spectra(estimator.ell, {name: dl[name][s] for name in dl}, theory_dl[s],
-                            plots / f"{prefix}spectra_{s}.png", f"{title}: {s} on {n_val} evaluation patches",
-                          labels_shown)
+        plot_cenn_spectra(
+            estimator.ell,
+            {name: dl[name][s] for name in dl},
+            theory_dl[s],
+            plots / f"{prefix}spectra_{s}.png",
+            f"{title}: {s} on {n_val} evaluation patches",
+            labels_shown,
+        )
     return metrics, spectra_rows(estimator.ell, cl, theory_dl, n_independent, groups)

@@ -35,8 +35,19 @@ def main() -> None:
     y_stats = spin2_statistics(*stacked_mean_std(train_files, "M0"), setup.components)
     # Rotated and flipped copies of each patch (the sky has no preferred direction), Q and U turned as spin-2.
     stokes = ([c for c in setup.components for _ in setup.instrument.channels], list(setup.components))
-    training = H5Batches(train_files, "M", "M0", train.batch_size, x_stats, y_stats, shuffle=True, seed=setup.seed,
-                         stack_channels=True, augment=train.augment, stokes=stokes)
+    training = H5Batches(
+        train_files,
+        "M",
+        "M0",
+        train.batch_size,
+        x_stats,
+        y_stats,
+        shuffle=True,
+        seed=setup.seed,
+        stack_channels=True,
+        augment=train.augment,
+        stokes=stokes,
+    )
     early_stopping = H5Batches(test_files, "M", "M0", train.batch_size, x_stats, y_stats, stack_channels=True)
     # One network sees every component of a patch at once (E, B, or Q and U together: one filter shared by Q
     # and U cannot tell E from B), one input channel per component and frequency, one output per component;
@@ -50,14 +61,32 @@ def main() -> None:
         informed["linear_filter"] = standardised_filter(baseline.mode_matrix(), x_stats, y_stats)
     with strategy.scope(), dtype_policy(train.precision):
         core = architecture.build(
-            setup.net_params, n_channels=len(setup.components) * len(setup.instrument.channels), l2=train.l2,
-            name=f"cenn_{setup.variant}", n_outputs=len(setup.components), npix=training.x_shape[0], **informed)
+            setup.net_params,
+            n_channels=len(setup.components) * len(setup.instrument.channels),
+            l2=train.l2,
+            name=f"cenn_{setup.variant}",
+            n_outputs=len(setup.components),
+            npix=training.x_shape[0],
+            **informed,
+        )
         rate = learning_rate(train.learning_rate, train.lr_schedule, train.epochs * len(training))
-        core.compile(optimizer=make_optimizer(train.optimizer, rate), loss=qu_loss(train.b_mode_weight, training.x_shape[0]))
+        core.compile(
+            optimizer=make_optimizer(train.optimizer, rate), loss=qu_loss(train.b_mode_weight, training.x_shape[0])
+        )
     # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
     # saved beside its card and registered as cmbml-cenn-<variant>@<scale>.
     parameter_set = ParameterSet(setup.tracking, "cenn", setup.variant, setup.scale, setup.model_card)
-    fitted, run_id, registered = train_log_and_register(parameter_set, "cenn_train", core, training, early_stopping,
-                                                         train, paths, title=f"CENN {setup.variant}: training")
-    print(f"cenn_train: {setup.variant}, best val_loss {fitted.best_val_loss:.4f} at epoch "
-          f"{fitted.best_epoch}; MLflow run {run_id}, {registered}")
+    fitted, run_id, registered = train_log_and_register(
+        parameter_set,
+        "cenn_train",
+        core,
+        training,
+        early_stopping,
+        train,
+        paths,
+        title=f"CENN {setup.variant}: training",
+    )
+    print(
+        f"cenn_train: {setup.variant}, best val_loss {fitted.best_val_loss:.4f} at epoch "
+        f"{fitted.best_epoch}; MLflow run {run_id}, {registered}"
+    )

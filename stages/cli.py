@@ -24,10 +24,12 @@ logging.getLogger("absl").setLevel(logging.ERROR)  # absl's Python warnings from
 
 # Written by TensorFlow's libraries while they load, before absl logging is initialised, so that
 # TF_CPP_MIN_LOG_LEVEL does not reach them; once per library, hence twice. oneDNN itself stays on.
-TF_START_UP_NOTICES = re.compile(r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-                                 r"|port\.cc:\d+\] oneDNN custom operations are on"
-                                 r"|cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized"
-                                 r"|^To enable the following instructions: .*rebuild TensorFlow")
+TF_START_UP_NOTICES = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|port\.cc:\d+\] oneDNN custom operations are on"
+    r"|cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized"
+    r"|^To enable the following instructions: .*rebuild TensorFlow"
+)
 
 
 @contextlib.contextmanager
@@ -75,11 +77,16 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
     sys.meta_path.insert(0, _QuietTensorFlowImport())
 
-app = typer.Typer(help="Reproducible neural-network experiments on simulated CMB skies.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Reproducible neural-network experiments on simulated CMB skies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 lensing_app = typer.Typer(help="Lensing experiment: CNN estimation of kappa from lensed T maps.", no_args_is_help=True)
-cenn_app = typer.Typer(help="Component separation: CENN recovers the 143 GHz CMB from three channels.",
-                       no_args_is_help=True)
+cenn_app = typer.Typer(
+    help="Component separation: CENN recovers the 143 GHz CMB from three channels.", no_args_is_help=True
+)
 params_app = typer.Typer(help="Inspect and check params.yaml.", no_args_is_help=True)
 app.add_typer(lensing_app, name="lensing")
 app.add_typer(cenn_app, name="cenn")
@@ -95,8 +102,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                          help="Show the installed version and exit.")) -> None:
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the installed version and exit."
+    ),
+) -> None:
     pass
 
 
@@ -128,16 +138,23 @@ def _pipeline_files() -> dict[str, dict[str, list[Path]]]:
                 yield name, stage
                 return
             for key, item in stage["foreach"].items():
+
                 def fill(entry, key=key, item=item):
                     text = entry if isinstance(entry, str) else next(iter(entry))
                     text = text.replace("${key}", key)
                     return re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)]), text)
+
                 yield f"{name}@{key}", {k: [fill(e) for e in v] for k, v in stage["do"].items() if isinstance(v, list)}
 
         code = ("src/", "stages/")
-        return {name: {"deps": [resolve(d) for d in stage.get("deps", []) if not str(d).startswith(code)],
-                       "outs": [resolve(o) for key in ("outs", "plots", "metrics") for o in stage.get(key, [])]}
-                for group, definition in stages.items() for name, stage in expand(group, definition)}
+        return {
+            name: {
+                "deps": [resolve(d) for d in stage.get("deps", []) if not str(d).startswith(code)],
+                "outs": [resolve(o) for key in ("outs", "plots", "metrics") for o in stage.get(key, [])],
+            }
+            for group, definition in stages.items()
+            for name, stage in expand(group, definition)
+        }
     except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         return {}
 
@@ -163,8 +180,10 @@ def _missing_file_message(err: FileNotFoundError) -> tuple[str, int]:
         found = re.search(r"name = '([^']+)'|^(\S+) not found\.?$", str(err))
         name = next(g for g in found.groups() if g) if found else str(err)
     if not (Path("dvc.yaml").is_file() and Path("params.yaml").is_file()):
-        return (f"cmbml: no {name} here: {Path.cwd()} is not the cmbml repository (no dvc.yaml and "
-                "params.yaml); run cmbml from the repository root"), 2
+        return (
+            f"cmbml: no {name} here: {Path.cwd()} is not the cmbml repository (no dvc.yaml and "
+            "params.yaml); run cmbml from the repository root"
+        ), 2
     return _missing_input_message(Path(name), _pipeline_files()), 1
 
 
@@ -266,9 +285,12 @@ def cmb_maps() -> None:
     _run_stage("cmb_maps")
 
 
-FOREGROUNDS_OPTION = typer.Option("training", "--foregrounds",
-                                  help="which foreground sky: training (the `foregrounds` model, every split) or "
-                                       "unseen (the `unseen_foregrounds` model, Validation only, never used in training)")
+FOREGROUNDS_OPTION = typer.Option(
+    "training",
+    "--foregrounds",
+    help="which foreground sky: training (the `foregrounds` model, every split) or "
+    "unseen (the `unseen_foregrounds` model, Validation only, never used in training)",
+)
 
 
 def _run_foreground_stage(module: str, foregrounds: str) -> None:
@@ -311,8 +333,8 @@ def cenn_evaluate() -> None:
 @_one_line_when_files_are_missing
 def params_check(path: str = typer.Argument("params.yaml")) -> None:
     """Check every parameter of both experiments against its allowed range."""
-    from stages.experiments import check_all
     from cmbml.common.params import ParamError, load_params
+    from stages.experiments import check_all
 
     try:
         check_all(load_params(path), source=path)
@@ -325,9 +347,9 @@ def params_check(path: str = typer.Argument("params.yaml")) -> None:
 @params_app.command("compose")
 def params_compose(overrides: list[str] = typer.Argument(None), output: str = "params.yaml") -> None:
     """Write params.yaml from conf/ exactly as `dvc exp run -S ...` would (e.g. `lensing=v3 scale=smoke`)."""
-    from dvc.utils.hydra import compose_and_dump
-
     from pathlib import Path
+
+    from dvc.utils.hydra import compose_and_dump
 
     compose_and_dump(Path(output), str(Path("conf").resolve()), None, "config", Path.cwd(), overrides or [])
     typer.echo(f"wrote {output}")
@@ -335,28 +357,49 @@ def params_compose(overrides: list[str] = typer.Argument(None), output: str = "p
 
 @app.command()
 @_one_line_when_files_are_missing
-def report(readme: str = "README.md", figures: str = "docs/figures", scale: str = "default",
-           only: list[str] = typer.Option(None, "--only", help=(
-               "rewrite only these blocks of the README (lensing-results, cenn-results, cenn-foreground-models), "
-               "leaving the others as they are: for a store that holds the runs of some tables only"))) -> None:
+def report(
+    readme: str = "README.md",
+    figures: str = "docs/figures",
+    scale: str = "default",
+    only: list[str] = typer.Option(
+        None,
+        "--only",
+        help=(
+            "rewrite only these blocks of the README (lensing-results, cenn-results, cenn-foreground-models), "
+            "leaving the others as they are: for a store that holds the runs of some tables only"
+        ),
+    ),
+) -> None:
     """Write the results tables (lensing v1-v8, CENN E/B/QU) into the README between its markers and plot
     rho(L) of every lensing version, from the newest finished evaluation per parameter set in the MLflow store.
     CENN runs count apart per foreground model, instrument, network architecture and B-mode loss weight."""
     from pathlib import Path
 
+    from cmbml.cenn.networks import ARCHITECTURES as CENN_ARCHITECTURES
     from cmbml.common.config import resolve_tracking_uri
     from cmbml.common.params import load_params
     from cmbml.lensing.plots import plot_rho_versions
-    from stages.report import (CENN_MARKER, FOREGROUND_MARKER, LENSING_MARKER, cenn_network_name, cenn_pixel_table,
-                              cenn_table, cenn_response_table, foreground_model_table, lensing_pixel_table,
-                              lensing_table, replace_between_markers)
-    from cmbml.cenn.networks import ARCHITECTURES as CENN_ARCHITECTURES
     from stages._results import latest_evaluations
+    from stages.report import (
+        CENN_MARKER,
+        FOREGROUND_MARKER,
+        LENSING_MARKER,
+        cenn_network_name,
+        cenn_pixel_table,
+        cenn_response_table,
+        cenn_table,
+        foreground_model_table,
+        lensing_pixel_table,
+        lensing_table,
+        replace_between_markers,
+    )
 
     blocks = (LENSING_MARKER, CENN_MARKER, FOREGROUND_MARKER)
     unknown = sorted(set(only or ()) - set(blocks))
     if unknown:
-        raise typer.BadParameter(f"no README block {unknown[0]!r}: choose from {', '.join(blocks)}", param_hint="--only")
+        raise typer.BadParameter(
+            f"no README block {unknown[0]!r}: choose from {', '.join(blocks)}", param_hint="--only"
+        )
     written = set(only or blocks)
 
     params = load_params("params.yaml")
@@ -364,64 +407,120 @@ def report(readme: str = "README.md", figures: str = "docs/figures", scale: str 
     # Lensing runs on maps made as params.yaml makes them (runs from before lensing_simulate.oversampling existed
     # were lensed at the pixels: 1).
     oversampling = str(params["lensing_simulate"]["oversampling"])
-    lensing = [r for (_, _, made, _), r in latest_evaluations(
-        uri, params["mlflow"]["lensing_experiment"], "evaluation", scale, "rho_L.json", "rho_opt_mean",
-        group_by=("lensing_net.architecture", "lensing_simulate.oversampling", "method"),
-        missing={"lensing_net.architecture": "original", "lensing_simulate.oversampling": "1", "method": ""}).items()
-        if made == oversampling]
+    lensing = [
+        r
+        for (_, _, made, _), r in latest_evaluations(
+            uri,
+            params["mlflow"]["lensing_experiment"],
+            "evaluation",
+            scale,
+            "rho_L.json",
+            "rho_opt_mean",
+            group_by=("lensing_net.architecture", "lensing_simulate.oversampling", "method"),
+            missing={"lensing_net.architecture": "original", "lensing_simulate.oversampling": "1", "method": ""},
+        ).items()
+        if made == oversampling
+    ]
     default_instrument = params["instrument"]["table"]
-    by_model = latest_evaluations(uri, params["mlflow"]["cenn_experiment"], "evaluation", scale, "spectra.json",
-                                  "mse_over_wiener",
-                                  group_by=("foregrounds.model", "instrument.table", "cenn_net.architecture",
-                                            "cenn_train.b_mode_weight", "method", "cenn_net.eb.b_modes", "scored_sky"),
-                                  missing={"cenn_net.architecture": "original", "cenn_train.b_mode_weight": "0.0",
-                                           "method": "", "cenn_net.eb.b_modes": "learned", "scored_sky": "both"},
-                                  required_any=("unseen_mse_over_wiener",))
+    by_model = latest_evaluations(
+        uri,
+        params["mlflow"]["cenn_experiment"],
+        "evaluation",
+        scale,
+        "spectra.json",
+        "mse_over_wiener",
+        group_by=(
+            "foregrounds.model",
+            "instrument.table",
+            "cenn_net.architecture",
+            "cenn_train.b_mode_weight",
+            "method",
+            "cenn_net.eb.b_modes",
+            "scored_sky",
+        ),
+        missing={
+            "cenn_net.architecture": "original",
+            "cenn_train.b_mode_weight": "0.0",
+            "method": "",
+            "cenn_net.eb.b_modes": "learned",
+            "scored_sky": "both",
+        },
+        required_any=("unseen_mse_over_wiener",),
+    )
     # The per-variant tables: networks trained on the Gaussian sky seen by params.yaml's instrument; the
     # separation table: every variant on each instrument, trained on each model, scored on it and the unseen one.
     # Rows in the order variant, then the registry's order of architectures.
     order, arch_order = {"E": 0, "B": 1, "QU": 2}, {a: i for i, a in enumerate(CENN_ARCHITECTURES)}
     # Rows in the order variant, networks (the registry's order), then the methods entered with `cmbml score`.
-    rows = sorted(by_model.items(), key=lambda kv: (kv[0][2] != default_instrument, order.get(kv[0][0], 9),
-                                                    kv[0][1], kv[0][5], arch_order.get(kv[0][3], 99), float(kv[0][4]),
-                                                    kv[0]))
-    cenn = [{**r, "architecture": cenn_network_name(*key[3:7])} for key, r in rows
-            if key[1] == "gaussian" and key[2] == default_instrument and "map_mse_network_uK2" in r["metrics"]]
-    swapped = [{**r, "architecture": cenn_network_name(*key[3:7]),
-                "unseen_model": r["tags"].get("unseen_foregrounds.model")}
-               for key, r in rows if "unseen_map_mse_network_uK2" in r["metrics"]]
+    rows = sorted(
+        by_model.items(),
+        key=lambda kv: (
+            kv[0][2] != default_instrument,
+            order.get(kv[0][0], 9),
+            kv[0][1],
+            kv[0][5],
+            arch_order.get(kv[0][3], 99),
+            float(kv[0][4]),
+            kv[0],
+        ),
+    )
+    cenn = [
+        {**r, "architecture": cenn_network_name(*key[3:7])}
+        for key, r in rows
+        if key[1] == "gaussian" and key[2] == default_instrument and "map_mse_network_uK2" in r["metrics"]
+    ]
+    swapped = [
+        {**r, "architecture": cenn_network_name(*key[3:7]), "unseen_model": r["tags"].get("unseen_foregrounds.model")}
+        for key, r in rows
+        if "unseen_map_mse_network_uK2" in r["metrics"]
+    ]
     text = Path(readme).read_text()
-    pixel_note = ("\n\nPixel metrics (mean over {} +- error; RMSE in {}, R^2 the fraction of each {}'s variance "
-                  "explained), for the runs that logged them:\n\n")
+    pixel_note = (
+        "\n\nPixel metrics (mean over {} +- error; RMSE in {}, R^2 the fraction of each {}'s variance "
+        "explained), for the runs that logged them:\n\n"
+    )
     lensing_md = lensing_table(lensing)
     if lensing_pixel_table(lensing):
-        lensing_md += pixel_note.format("maps", "units of kappa x the exaggeration", "map") + lensing_pixel_table(lensing)
+        lensing_md += pixel_note.format("maps", "units of kappa x the exaggeration", "map") + lensing_pixel_table(
+            lensing
+        )
     if LENSING_MARKER in written:
         text = replace_between_markers(text, LENSING_MARKER, lensing_md)
-    cenn_md = cenn_table(cenn) + ("\n\nResponse (cross-spectrum with the label / label power; error: sky-block "
-                                  "jackknife) and the power uncorrelated with the label (D_ell, uK^2), per multipole "
-                                  "range:\n\n") + \
-        cenn_response_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
+    cenn_md = (
+        cenn_table(cenn)
+        + (
+            "\n\nResponse (cross-spectrum with the label / label power; error: sky-block "
+            "jackknife) and the power uncorrelated with the label (D_ell, uK^2), per multipole "
+            "range:\n\n"
+        )
+        + cenn_response_table(cenn, params["cenn_evaluate"]["residual_ell_ranges"])
+    )
     if cenn_pixel_table(cenn):
         cenn_md += pixel_note.format("patches", "uK", "patch") + cenn_pixel_table(cenn)
     if CENN_MARKER in written:
         text = replace_between_markers(text, CENN_MARKER, cenn_md)
     if FOREGROUND_MARKER in written:
-        text = replace_between_markers(text, FOREGROUND_MARKER,
-                                       foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"]))
+        text = replace_between_markers(
+            text, FOREGROUND_MARKER, foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"])
+        )
     Path(readme).write_text(text)
     if lensing and LENSING_MARKER in written:
         plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
     versions = sorted({r["name"] for r in lensing})
-    typer.echo(f"report: {len(lensing)} lensing runs of {len(versions)} versions ({', '.join(versions)}), "
-               f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}), "
-               f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme} ({', '.join(b for b in blocks if b in written)})")
+    typer.echo(
+        f"report: {len(lensing)} lensing runs of {len(versions)} versions ({', '.join(versions)}), "
+        f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}), "
+        f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme} ({', '.join(b for b in blocks if b in written)})"
+    )
 
 
 @app.command()
 def predict(
-    model: str = typer.Argument(..., help="models:/cmbml-lensing-v2@default, runs:/<id>/model, an MLflow model "
-                                          "folder, or models/lensing/model.keras (model_card.json beside it)"),
+    model: str = typer.Argument(
+        ...,
+        help="models:/cmbml-lensing-v2@default, runs:/<id>/model, an MLflow model "
+        "folder, or models/lensing/model.keras (model_card.json beside it)",
+    ),
     input: str = typer.Argument(..., help="maps: FITS, NumPy (.npy) or HDF5; one map or a stack"),
     output: str = typer.Option(..., "-o", "--output", help="FITS or HDF5 file for the prediction (with units)"),
     dataset: str = typer.Option(None, help="HDF5 dataset to read (default: the only one, or T_lensed / M)"),
@@ -435,8 +534,9 @@ def predict(
     try:
         net, card = registry.load_model(model)
         if "input" not in card:
-            raise MapError(f"{model}: the model carries no model card (geometry and units); retrain it with this "
-                           "version of cmbml")
+            raise MapError(
+                f"{model}: the model carries no model card (geometry and units); retrain it with this version of cmbml"
+            )
         stack = read_maps(input, len(card["input"]["channels"]), dataset)
         check_against_card(stack, card, input, pixel_arcmin)
         if "derived" in card["input"]:  # channels the network takes beside T, made from T as its card says
@@ -448,21 +548,26 @@ def predict(
         typer.secho(f"cmbml predict: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
     n = stack.maps.shape[0]
-    typer.echo(f"predict: {n} map{'s' if n > 1 else ''} -> {output} ({card['output']['quantity']}, "
-               f"{card['output']['units']})")
+    typer.echo(
+        f"predict: {n} map{'s' if n > 1 else ''} -> {output} ({card['output']['quantity']}, {card['output']['units']})"
+    )
 
 
 @app.command()
 @_one_line_when_files_are_missing
 def score(
     experiment: str = typer.Argument(..., help="lensing or cenn"),
-    estimates: str = typer.Argument(..., help="FITS, NumPy (.npy) or HDF5: one estimate per sample of the evaluation "
-                                              "split (lensing: kappa; cenn: the CMB components), in the split's order"),
+    estimates: str = typer.Argument(
+        ...,
+        help="FITS, NumPy (.npy) or HDF5: one estimate per sample of the evaluation "
+        "split (lensing: kappa; cenn: the CMB components), in the split's order",
+    ),
     method: str = typer.Option(..., "--method", help="the method's name: the MLflow run's and the tables' row"),
     sky: str = typer.Option("training", "--sky", help="cenn: the foreground sky scored, training or unseen"),
     dataset: str = typer.Option(None, help="HDF5 dataset to read (default: prediction, or the only one)"),
-    out: str = typer.Option(None, "-o", "--out", help="folder for the scores and plots (default "
-                                                      "scores/<experiment>/<method>[-unseen])"),
+    out: str = typer.Option(
+        None, "-o", "--out", help="folder for the scores and plots (default scores/<experiment>/<method>[-unseen])"
+    ),
 ) -> None:
     """Score any method's estimates of the evaluation split with the yardsticks that score the networks: the same
     code, the same classical answers beside it; logged to MLflow as an evaluation run named after the method, which
@@ -492,9 +597,11 @@ def score(
 
             summary, run_id = score_cenn(estimates, method, sky, folder, dataset)
             p = "" if sky == "training" else UNSEEN_PREFIX
-            typer.echo(f"score: {method} on the {sky} sky: map MSE {summary[p + 'map_mse_network_uK2']:.4g} uK^2, / "
-                       f"{REFERENCE} {summary[p + 'mse_over_' + REFERENCE]:.3f} +- "
-                       f"{summary[p + 'mse_over_' + REFERENCE + '_err']:.3f}; -> {folder}, MLflow run {run_id}")
+            typer.echo(
+                f"score: {method} on the {sky} sky: map MSE {summary[p + 'map_mse_network_uK2']:.4g} uK^2, / "
+                f"{REFERENCE} {summary[p + 'mse_over_' + REFERENCE]:.3f} +- "
+                f"{summary[p + 'mse_over_' + REFERENCE + '_err']:.3f}; -> {folder}, MLflow run {run_id}"
+            )
     except (MapError, ValueError, ParamError) as err:
         typer.secho(f"cmbml score: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -512,8 +619,10 @@ def ui(port: int = 5000) -> None:
     from cmbml.common.params import load_params
 
     uri = resolve_tracking_uri(load_params("params.yaml")["mlflow"]["tracking_uri"])
-    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                               "--host", "127.0.0.1", "--port", str(port)])
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+    )
 
 
 if __name__ == "__main__":

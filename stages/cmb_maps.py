@@ -6,12 +6,12 @@ from __future__ import annotations
 def main() -> None:
     import numpy as np
 
+    from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
+    from cmbml.cenn.plots import plot_full_sky_check
     from cmbml.cenn.setup import load
     from cmbml.common.fits import write_healpix
-    from cmbml.cenn.plots import plot_full_sky_check
     from cmbml.common.progress import progress
     from cmbml.common.sht import tqu_spectra
-    from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
     from cmbml.common.spectra import read_spectra_csv
 
     setup = load()

@@ -17,8 +17,9 @@ import cmbml.lensing.schema  # noqa: F401  (registers the lensing section)
 from cmbml.common.schema import validate_params
 
 
-def check_all(params: Mapping[str, Any], conf_dir: str | Path = "conf", source: str = "params.yaml",
-              files_of: str | None = None) -> None:
+def check_all(
+    params: Mapping[str, Any], conf_dir: str | Path = "conf", source: str = "params.yaml", files_of: str | None = None
+) -> None:
     """Check every key of the file against the schema of every experiment; raise
     :class:`~cmbml.common.params.ParamError` listing all problems.
 

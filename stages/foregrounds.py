@@ -8,13 +8,18 @@ from __future__ import annotations
 def main(foreground_sky: str = "training") -> None:
     import numpy as np
 
+    from cmbml.cenn.foregrounds import (
+        channel_parts,
+        load_source_counts,
+        load_templates,
+        polarization_spectra,
+        write_foreground_spectra,
+    )
+    from cmbml.cenn.foregrounds import foreground_sky as draw_foreground_sky
+    from cmbml.cenn.plots import plot_foreground_channels
     from cmbml.cenn.setup import load
     from cmbml.common.fits import write_healpix
-    from cmbml.cenn.foregrounds import channel_parts, load_source_counts, load_templates, \
-        polarization_spectra, write_foreground_spectra
-    from cmbml.cenn.foregrounds import foreground_sky as draw_foreground_sky
     from cmbml.common.io import write_json
-    from cmbml.cenn.plots import plot_foreground_channels
     from cmbml.common.progress import progress
 
     setup = load(foreground_sky=foreground_sky)
@@ -23,8 +28,9 @@ def main(foreground_sky: str = "training") -> None:
     # One sky for every channel: diffuse components at their reference frequencies (Gaussian or
     # non-Gaussian, foregrounds.model), their spectral parameters across the sky, and source catalogues
     # drawn from published counts (tables in data/); each component on its own random stream.
-    foreground = draw_foreground_sky(fg, nside, setup.seed, load_source_counts(fg, paths.data_dir),
-                                     load_templates(fg, nside, paths.data_dir))
+    foreground = draw_foreground_sky(
+        fg, nside, setup.seed, load_source_counts(fg, paths.data_dir), load_templates(fg, nside, paths.data_dir)
+    )
     levels, spectra, q_maps = {}, {}, {}
     with progress(f"foreground channels at nside {nside}", len(freqs)) as advance:
         for freq in freqs:
@@ -41,10 +47,18 @@ def main(foreground_sky: str = "training") -> None:
             q_maps[freq] = total[0].astype(np.float32)
             del total
             advance()
-    write_json(paths.foregrounds / "levels.json", {
-        "units": "uK_CMB rms of Q and U per pixel, unsmoothed, whole sky", **levels,
-        "model": fg["model"], "n_sources": {k: int(v["flux_jy"].size) for k, v in foreground.catalogues.items()}})
+    write_json(
+        paths.foregrounds / "levels.json",
+        {
+            "units": "uK_CMB rms of Q and U per pixel, unsmoothed, whole sky",
+            **levels,
+            "model": fg["model"],
+            "n_sources": {k: int(v["flux_jy"].size) for k, v in foreground.catalogues.items()},
+        },
+    )
     write_foreground_spectra(paths.foreground_cls, spectra)
     plot_foreground_channels(q_maps, nside, paths.foreground_plots / "foregrounds_Q.png")
-    print(f"foregrounds ({setup.foreground_sky} sky, {fg['model']}): {len(freqs)} channels at nside {nside}; "
-          + ", ".join(f"{k} dust rms {v['dust']:.2f} uK" for k, v in levels.items()))
+    print(
+        f"foregrounds ({setup.foreground_sky} sky, {fg['model']}): {len(freqs)} channels at nside {nside}; "
+        + ", ".join(f"{k} dust rms {v['dust']:.2f} uK" for k, v in levels.items())
+    )

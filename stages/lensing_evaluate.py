@@ -28,27 +28,46 @@ def main() -> None:
     model = keras.models.load_model(paths.model, safe_mode=True)
     card = json.loads(paths.model_card.read_text())
     maker = InputMaker.from_card(card["input"]["derived"]) if "derived" in card["input"] else InputMaker(("T",))
-    kappa_pred = predict_h5(model, paths.evaluation, "T_lensed", batch=256, add_channel_axis=True,
-                            transform=maker if maker.derived else None)
-    metrics, per_bin, details = score_kappa(setup, kappa_pred, paths.evaluate_plots, f"lensing {setup.version}, "
-                                            f"{setup.net_architecture}", "network")
+    kappa_pred = predict_h5(
+        model,
+        paths.evaluation,
+        "T_lensed",
+        batch=256,
+        add_channel_axis=True,
+        transform=maker if maker.derived else None,
+    )
+    metrics, per_bin, details = score_kappa(
+        setup, kappa_pred, paths.evaluate_plots, f"lensing {setup.version}, {setup.net_architecture}", "network"
+    )
     write_json(paths.metrics, metrics)
     write_json(paths.rho, {"rho_L": per_bin, "architecture": setup.net_architecture})
-    log_evaluation(setup.tracking, paths.model, EVALUATION, metrics,
-                   [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics],
-                   tables={"rho_L.json": per_bin}, stage="lensing_evaluate", datasets=[paths.evaluation],
-                   details=details)
+    log_evaluation(
+        setup.tracking,
+        paths.model,
+        EVALUATION,
+        metrics,
+        [*sorted(paths.evaluate_plots.glob("*.png")), paths.metrics],
+        tables={"rho_L.json": per_bin},
+        stage="lensing_evaluate",
+        datasets=[paths.evaluation],
+        details=details,
+    )
     print(f"lensing_evaluate: {setup.version} ({setup.net_architecture}) {summary_line(metrics)}")
 
 
 def summary_line(metrics: dict) -> str:
     """rho of the scored method and of the quadratic estimator, the limit, their ratio, the leak flag."""
-    leak = " LEAK SUSPECTED: it beats what an optimal estimator could reach at physical kappa" \
-        if metrics.get("leak_suspected") else ""
-    return (f"rho: {metrics['rho_cnn_mean']:.3f} +- {metrics['rho_cnn_mean_err']:.3f}, QE {metrics['rho_qe_mean']:.3f} "
-            f"+- {metrics['rho_qe_mean_err']:.3f}, QE limit {metrics['rho_opt_mean']:.3f}; / QE "
-            f"{metrics['cnn_over_qe']:.3f} +- {metrics['cnn_over_qe_err']:.3f}; MSE/var = "
-            f"{metrics['mse_kappa_over_var']:.3f} on {metrics['n_evaluation']} evaluation maps{leak}")
+    leak = (
+        " LEAK SUSPECTED: it beats what an optimal estimator could reach at physical kappa"
+        if metrics.get("leak_suspected")
+        else ""
+    )
+    return (
+        f"rho: {metrics['rho_cnn_mean']:.3f} +- {metrics['rho_cnn_mean_err']:.3f}, QE {metrics['rho_qe_mean']:.3f} "
+        f"+- {metrics['rho_qe_mean_err']:.3f}, QE limit {metrics['rho_opt_mean']:.3f}; / QE "
+        f"{metrics['cnn_over_qe']:.3f} +- {metrics['cnn_over_qe_err']:.3f}; MSE/var = "
+        f"{metrics['mse_kappa_over_var']:.3f} on {metrics['n_evaluation']} evaluation maps{leak}"
+    )
 
 
 def score_kappa(setup, kappa_pred, plots, title: str, label: str) -> tuple[dict, list[dict], dict]:
@@ -88,17 +107,22 @@ def score_kappa(setup, kappa_pred, plots, title: str, label: str) -> tuple[dict,
     physical = sim.kappa_exaggeration_factor == 1 and not sim.same_T_realisation
     bound = leak_bound(estimator, cl_kk_grid, edges, setup.optimal_n0_gain)
     per_bin, scores = compare(network, qe, rho_opt, physical, rho_bound=bound)
-    first_order = first_order_response(estimator, t_unlensed, kappa_true[:300], edges, sim.remap, sim.remap_epsilon,
-                                       oversampling=sim.oversampling)
+    first_order = first_order_response(
+        estimator, t_unlensed, kappa_true[:300], edges, sim.remap, sim.remap_epsilon, oversampling=sim.oversampling
+    )
     n0_binned = binned_n0(grid, estimator.n0, edges)
     for i, row in enumerate(per_bin):
         row.update({"response_qe_first_order": float(first_order[i]), "n0": float(n0_binned[i])})
     n_maps = kappa_true.shape[0]  # independent maps
     # Pixel metrics of the estimate and of the classical minimum-variance map (the Wiener-filtered estimator).
-    pixels = {pixel_metric_name(key, method): value for method, values in (
-        ("cnn", pixel_scores(kappa_pred, kappa_true, n_maps)),
-        ("qe_wiener", pixel_scores(estimator.wiener_filter(kappa_qe, cl_kk_grid), kappa_true, n_maps)))
-        for key, value in values.items()}
+    pixels = {
+        pixel_metric_name(key, method): value
+        for method, values in (
+            ("cnn", pixel_scores(kappa_pred, kappa_true, n_maps)),
+            ("qe_wiener", pixel_scores(estimator.wiener_filter(kappa_qe, cl_kk_grid), kappa_true, n_maps)),
+        )
+        for key, value in values.items()
+    }
     metrics = {
         "mse_kappa": mse(kappa_pred, kappa_true),
         "mse_kappa_over_var": mse(kappa_pred, kappa_true) / float(np.var(kappa_true)),
@@ -110,18 +134,38 @@ def score_kappa(setup, kappa_pred, plots, title: str, label: str) -> tuple[dict,
     }
 
     n_ex = setup.n_example_maps
-    plot_map_columns({"lensed T": t_lensed[:n_ex], "true kappa": kappa_true[:n_ex],
-                      f"{label} kappa": kappa_pred[:n_ex], "residual": (kappa_pred - kappa_true)[:n_ex]},
-                     plots / "example_maps.png", grid.side_deg, kappa_units(sim.kappa_exaggeration_factor),
-                     f"{title}: test maps", same_scale_as={f"{label} kappa": "true kappa", "residual": "true kappa"},
-                     column_units={"lensed T": "T [µK]"})
-    plot_rho(network.ell, network.rho, plots / "rho_L.png", f"{title}: {label} vs true kappa",
-             references=[(network.ell, qe.rho, "TT quadratic estimator on the test maps")],
-             limits=[(network.ell, rho_opt, "TT quadratic estimator, Wiener limit (linear theory)")],
-             n_modes=network.n_modes * n_maps, exaggeration=sim.kappa_exaggeration_factor)
-    plot_kappa_power(network.ell, {"true kappa": network.cl_true, f"{label} kappa": network.cl_pred},
-                     {f"{label} effective noise": network.effective_noise, "QE noise N0": n0_binned},
-                     network.n_modes * n_maps, plots / "kappa_power.png",
-                     f"{title}: kappa power and noise", cl_kk=read_spectra_csv(paths.camb_cls)["cl_kk"],
-                     exaggeration=sim.kappa_exaggeration_factor)
+    plot_map_columns(
+        {
+            "lensed T": t_lensed[:n_ex],
+            "true kappa": kappa_true[:n_ex],
+            f"{label} kappa": kappa_pred[:n_ex],
+            "residual": (kappa_pred - kappa_true)[:n_ex],
+        },
+        plots / "example_maps.png",
+        grid.side_deg,
+        kappa_units(sim.kappa_exaggeration_factor),
+        f"{title}: test maps",
+        same_scale_as={f"{label} kappa": "true kappa", "residual": "true kappa"},
+        column_units={"lensed T": "T [µK]"},
+    )
+    plot_rho(
+        network.ell,
+        network.rho,
+        plots / "rho_L.png",
+        f"{title}: {label} vs true kappa",
+        references=[(network.ell, qe.rho, "TT quadratic estimator on the test maps")],
+        limits=[(network.ell, rho_opt, "TT quadratic estimator, Wiener limit (linear theory)")],
+        n_modes=network.n_modes * n_maps,
+        exaggeration=sim.kappa_exaggeration_factor,
+    )
+    plot_kappa_power(
+        network.ell,
+        {"true kappa": network.cl_true, f"{label} kappa": network.cl_pred},
+        {f"{label} effective noise": network.effective_noise, "QE noise N0": n0_binned},
+        network.n_modes * n_maps,
+        plots / "kappa_power.png",
+        f"{title}: kappa power and noise",
+        cl_kk=read_spectra_csv(paths.camb_cls)["cl_kk"],
+        exaggeration=sim.kappa_exaggeration_factor,
+    )
     return metrics, per_bin, {**metrics, **pixels}

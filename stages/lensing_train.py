@@ -31,17 +31,27 @@ def main() -> None:
         x_stats = streamed_mean_std(paths.training, "T_lensed", per_channel=True, transform=maker, max_samples=2000)
     else:
         x_stats = streamed_mean_std(paths.training, "T_lensed")
-    training = H5Batches(paths.training, "T_lensed", "kappa", train.batch_size, x_stats, k_stats,
-                         augment=train.augment, shuffle=True, seed=setup.seed, **derived)
-    early_stopping = H5Batches(paths.early_stopping, "T_lensed", "kappa", train.batch_size, x_stats, k_stats,
-                               **derived)
+    training = H5Batches(
+        paths.training,
+        "T_lensed",
+        "kappa",
+        train.batch_size,
+        x_stats,
+        k_stats,
+        augment=train.augment,
+        shuffle=True,
+        seed=setup.seed,
+        **derived,
+    )
+    early_stopping = H5Batches(paths.early_stopping, "T_lensed", "kappa", train.batch_size, x_stats, k_stats, **derived)
     strategy = distribution_strategy(train.strategy)
     keras.utils.set_random_seed(setup.seed)
     # The version's network from the architecture registry; its variables mirrored on every replica.
     with strategy.scope(), dtype_policy(train.precision):
         architecture = ARCHITECTURES[setup.net_architecture]
-        core = architecture.build(setup.net_params, setup.grid.npix,
-                                  name=f"lensing_{setup.net_architecture}_{setup.version}")
+        core = architecture.build(
+            setup.net_params, setup.grid.npix, name=f"lensing_{setup.net_architecture}_{setup.version}"
+        )
         if hasattr(architecture, "start"):  # e.g. a physics-informed network starts at the estimator's map
             architecture.start(core, x_stats, k_stats)
         rate = learning_rate(train.learning_rate, train.lr_schedule, train.epochs * len(training))
@@ -49,7 +59,17 @@ def main() -> None:
     # Fit until val_loss stops improving and keep the best epoch; each epoch is logged to MLflow, the model
     # saved beside its card and registered as cmbml-lensing-<version>@<scale>.
     parameter_set = ParameterSet(setup.tracking, "lensing", setup.version, setup.scale, setup.model_card_for(maker))
-    fitted, run_id, registered = train_log_and_register(parameter_set, "lensing_train", core, training, early_stopping,
-                                                         train, paths, title=f"lensing {setup.version}: training")
-    print(f"lensing_train: {setup.version}, best val_loss {fitted.best_val_loss:.4f} at epoch "
-          f"{fitted.best_epoch}; MLflow run {run_id}, {registered}")
+    fitted, run_id, registered = train_log_and_register(
+        parameter_set,
+        "lensing_train",
+        core,
+        training,
+        early_stopping,
+        train,
+        paths,
+        title=f"lensing {setup.version}: training",
+    )
+    print(
+        f"lensing_train: {setup.version}, best val_loss {fitted.best_val_loss:.4f} at epoch "
+        f"{fitted.best_epoch}; MLflow run {run_id}, {registered}"
+    )

@@ -51,22 +51,30 @@ def input_example(batches: BatchSource, n: int = 2):
     return physical.astype(np.float32)
 
 
-def register(mlflow, tracking: Tracking, model_uri: str, scale: str, tags: Mapping[str, str],
-             card: Mapping[str, Any]):
+def register(mlflow, tracking: Tracking, model_uri: str, scale: str, tags: Mapping[str, str], card: Mapping[str, Any]):
     """Register the logged model as a new version of the parameter set's model (``cmbml-lensing-v2``), move the
     scale's alias (``@smoke``, ``@default``, ``@paper``) to it, tag it and describe both from the model card.
     Returns the model version."""
     client = mlflow.tracking.MlflowClient()
     version = mlflow.register_model(model_uri, tracking.registered_model, tags=tags)
     inp, out = card["input"], card["output"]
-    client.update_registered_model(tracking.registered_model, description=(
-        f"{card['experiment']} network of parameter set {card['parameter_set']}: {inp['quantity']} "
-        f"({', '.join(inp['channels'])}; {inp['units']}; {inp['npix']}x{inp['npix']} pixels of {inp['pixel_arcmin']:g} "
-        f"arcmin) -> {out['quantity']} ({out['units']}). Aliases name the newest version trained at each scale "
-        "(@smoke, @default, @paper); the model's metadata holds its geometry and units (`cmbml predict` checks them)."))
-    client.update_model_version(tracking.registered_model, version.version, description=(
-        f"Trained at scale={scale} in DVC experiment {tags.get('dvc_exp_name')} from commit "
-        f"{tags.get('git_commit', '')[:10]}; overrides {tags.get('overrides', '{}')}."))
+    client.update_registered_model(
+        tracking.registered_model,
+        description=(
+            f"{card['experiment']} network of parameter set {card['parameter_set']}: {inp['quantity']} "
+            f"({', '.join(inp['channels'])}; {inp['units']}; {inp['npix']}x{inp['npix']} pixels of {inp['pixel_arcmin']:g} "
+            f"arcmin) -> {out['quantity']} ({out['units']}). Aliases name the newest version trained at each scale "
+            "(@smoke, @default, @paper); the model's metadata holds its geometry and units (`cmbml predict` checks them)."
+        ),
+    )
+    client.update_model_version(
+        tracking.registered_model,
+        version.version,
+        description=(
+            f"Trained at scale={scale} in DVC experiment {tags.get('dvc_exp_name')} from commit "
+            f"{tags.get('git_commit', '')[:10]}; overrides {tags.get('overrides', '{}')}."
+        ),
+    )
     move_alias(client, tracking.registered_model, scale, int(version.version))
     return version
 
@@ -129,16 +137,36 @@ def log_and_register(run: TrainingRun, model, example) -> Registered:
 
     parameter_set = run.parameter_set
     signature = infer_signature(example, model.predict(example, verbose=0))
-    info = run.mlflow.keras.log_model(model, name="model", signature=signature, metadata=dict(parameter_set.model_card),
-                                      pip_requirements=pinned_requirements())
-    version = register(run.mlflow, parameter_set.tracking, info.model_uri, parameter_set.scale,
-                       {k: v for k, v in run.tags.items() if not k.startswith("mlflow.")}, parameter_set.model_card)
-    return Registered(parameter_set.tracking.registered_model, parameter_set.scale, str(version.version),
-                      info.model_uri)
+    info = run.mlflow.keras.log_model(
+        model,
+        name="model",
+        signature=signature,
+        metadata=dict(parameter_set.model_card),
+        pip_requirements=pinned_requirements(),
+    )
+    version = register(
+        run.mlflow,
+        parameter_set.tracking,
+        info.model_uri,
+        parameter_set.scale,
+        {k: v for k, v in run.tags.items() if not k.startswith("mlflow.")},
+        parameter_set.model_card,
+    )
+    return Registered(
+        parameter_set.tracking.registered_model, parameter_set.scale, str(version.version), info.model_uri
+    )
 
 
-def train_log_and_register(parameter_set: ParameterSet, stage: str, core, training: BatchSource,
-                           early_stopping: BatchSource, train, paths, title: str) -> tuple[Any, str, Registered]:
+def train_log_and_register(
+    parameter_set: ParameterSet,
+    stage: str,
+    core,
+    training: BatchSource,
+    early_stopping: BatchSource,
+    train,
+    paths,
+    title: str,
+) -> tuple[Any, str, Registered]:
     """What every training stage does after building its network: fit until ``val_loss`` stops improving and
     keep the best epoch (:func:`cmbml.common.fit.fit`), every epoch logged to the stage's MLflow run; write the
     model, its history, training curve and model card; log them and register the model as
@@ -171,8 +199,15 @@ def train_log_and_register(parameter_set: ParameterSet, stage: str, core, traini
 
     with training_run(parameter_set, stage=stage) as run:
         run.log_inputs(core, training, early_stopping)
-        fitted = fit(core, training, early_stopping, train.epochs, train.early_stopping_patience,
-                     on_epoch_end=run.log_epoch, scratch=paths.model.parent)
+        fitted = fit(
+            core,
+            training,
+            early_stopping,
+            train.epochs,
+            train.early_stopping_patience,
+            on_epoch_end=run.log_epoch,
+            scratch=paths.model.parent,
+        )
         curve = paths.train_plots / "training_curve.png"
         write_fit(fitted, paths.model, paths.history, curve, title=title)
         write_json(paths.model_card, parameter_set.model_card)
@@ -197,8 +232,9 @@ def load_model(ref: str):
         if "MLFLOW_TRACKING_URI" not in os.environ:
             params_file = repository_root() / "params.yaml"
             if not params_file.is_file():
-                raise FileNotFoundError(f"{ref}: no MLflow store to look in (run inside the repository, "
-                                        "or set MLFLOW_TRACKING_URI)")
+                raise FileNotFoundError(
+                    f"{ref}: no MLflow store to look in (run inside the repository, or set MLFLOW_TRACKING_URI)"
+                )
             mlflow.set_tracking_uri(resolve_tracking_uri(load_params(params_file)["mlflow"]["tracking_uri"]))
         from mlflow.exceptions import MlflowException
 
@@ -222,5 +258,7 @@ def load_model(ref: str):
         import keras
 
         return keras.models.load_model(path, **SAFE), json.loads(card_file.read_text())
-    raise FileNotFoundError(f"{ref}: not a model; allowed models:/<name>@<alias>, runs:/<id>/model, an MLflow model "
-                            "folder or a .keras file with model_card.json beside it")
+    raise FileNotFoundError(
+        f"{ref}: not a model; allowed models:/<name>@<alias>, runs:/<id>/model, an MLflow model "
+        "folder or a .keras file with model_card.json beside it"
+    )

@@ -69,7 +69,9 @@ def _rho_cell(rec: Mapping | None) -> str:
         return "-"
     m = rec["metrics"]
     flag = " **leak?**" if m.get("leak_suspected") else ""
-    ratio = f" ({_fmt(m.get('cnn_over_qe'), 2)} +- {_fmt(m.get('cnn_over_qe_err'), 2)} of QE)" if "cnn_over_qe" in m else ""
+    ratio = (
+        f" ({_fmt(m.get('cnn_over_qe'), 2)} +- {_fmt(m.get('cnn_over_qe_err'), 2)} of QE)" if "cnn_over_qe" in m else ""
+    )
     cost = f", {m['train_seconds'] / 60:.0f} min" if "train_seconds" in m else ""
     return f"{_fmt(m['rho_cnn_mean'])} +- {_fmt(m.get('rho_cnn_mean_err'))}{ratio}{flag}{cost}"
 
@@ -83,8 +85,11 @@ def _qe_against_limit(rows: Sequence[Mapping]) -> str:
     return f"{z.max():.1f} ({int((z > 2).sum())}/{len(z)})"
 
 
-KIND_HEADERS = {"original": "original network", "t_only": "best network from T alone",
-                "physics": "physics-informed network"}
+KIND_HEADERS = {
+    "original": "original network",
+    "t_only": "best network from T alone",
+    "physics": "physics-informed network",
+}
 
 
 def lensing_table(records: Sequence[Mapping]) -> str:
@@ -97,24 +102,36 @@ def lensing_table(records: Sequence[Mapping]) -> str:
     above both it and the estimator by more than the scatter; a network's training time (``train_seconds``) is
     given in minutes. Methods entered with ``cmbml score`` follow in a column of their own."""
     columns = lensing_columns(records)
-    head = ("| version | kappa x | test maps | QE | QE limit | QE - limit, max z (bins > 2) | leak bound | "
-            + " | ".join(KIND_HEADERS.values()) + " | methods entered with `cmbml score` |")
+    head = (
+        "| version | kappa x | test maps | QE | QE limit | QE - limit, max z (bins > 2) | leak bound | "
+        + " | ".join(KIND_HEADERS.values())
+        + " | methods entered with `cmbml score` |"
+    )
     lines = [head, "|" + "---|" * (8 + len(KIND_HEADERS))]
     for v in columns:
         m = v["qe"]["metrics"]
         factor = v["qe"].get("params", {}).get("kappa_exaggeration_factor", "-")
-        cells = [v["name"], str(factor), str(int(m["n_evaluation"])),
-                 f"{_fmt(m['rho_qe_mean'])} +- {_fmt(m.get('rho_qe_mean_err'))}", _fmt(m["rho_opt_mean"]),
-                 _qe_against_limit(v["qe"]["rows"]),
-                 _fmt(m["rho_leak_bound_mean"]) if "rho_leak_bound_mean" in m else "-"]
+        cells = [
+            v["name"],
+            str(factor),
+            str(int(m["n_evaluation"])),
+            f"{_fmt(m['rho_qe_mean'])} +- {_fmt(m.get('rho_qe_mean_err'))}",
+            _fmt(m["rho_opt_mean"]),
+            _qe_against_limit(v["qe"]["rows"]),
+            _fmt(m["rho_leak_bound_mean"]) if "rho_leak_bound_mean" in m else "-",
+        ]
         for kind in KIND_HEADERS:
             rec = v.get(kind)
             cells.append("-" if rec is None else f"{rec['architecture']}: {_rho_cell(rec)}")
         cells.append("; ".join(f"{rec['architecture']}: {_rho_cell(rec)}" for rec in v.get("entered", [])) or "-")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "By L range (thirds of the bins; rho averaged over each range's bins):", "",
-              "| version | L range | QE / limit | " + " | ".join(KIND_HEADERS.values()) + " |",
-              "|" + "---|" * (3 + len(KIND_HEADERS))]
+    lines += [
+        "",
+        "By L range (thirds of the bins; rho averaged over each range's bins):",
+        "",
+        "| version | L range | QE / limit | " + " | ".join(KIND_HEADERS.values()) + " |",
+        "|" + "---|" * (3 + len(KIND_HEADERS)),
+    ]
     for v in columns:
         rows = v["qe"]["rows"]
         for part in np.array_split(np.arange(len(rows)), N_L_RANGES):
@@ -122,8 +139,11 @@ def lensing_table(records: Sequence[Mapping]) -> str:
                 continue
             sel = [rows[i] for i in part]
             span = f"{sel[0]['L']:.0f}" + (f"-{sel[-1]['L']:.0f}" if len(sel) > 1 else "")
-            cells = [v["name"], span, f"{_fmt(np.mean([r['rho_qe'] for r in sel]))} / "
-                                      f"{_fmt(np.mean([r['rho_opt'] for r in sel]))}"]
+            cells = [
+                v["name"],
+                span,
+                f"{_fmt(np.mean([r['rho_qe'] for r in sel]))} / {_fmt(np.mean([r['rho_opt'] for r in sel]))}",
+            ]
             for kind in KIND_HEADERS:
                 rec = v.get(kind)
                 net_rows = [] if rec is None else [rec["rows"][i] for i in part if i < len(rec["rows"])]
@@ -145,9 +165,18 @@ def lensing_pixel_table(records: Sequence[Mapping]) -> str:
             if "pixel_rmse_cnn" not in m or id(rec) in seen:
                 continue
             seen.add(id(rec))
-            lines.append("| " + " | ".join([v["name"], rec["architecture"]] + [
-                f"{_sig(m.get(f'pixel_{k}_{who}'), 4)} +- {_sig(m.get(f'pixel_{k}_{who}_err'), 2)}"
-                for who in ("cnn", "qe_wiener") for k in ("rmse", "r2")]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [v["name"], rec["architecture"]]
+                    + [
+                        f"{_sig(m.get(f'pixel_{k}_{who}'), 4)} +- {_sig(m.get(f'pixel_{k}_{who}_err'), 2)}"
+                        for who in ("cnn", "qe_wiener")
+                        for k in ("rmse", "r2")
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -156,8 +185,10 @@ def cenn_pixel_table(records: Sequence[Mapping]) -> str:
     from the independent patch areas) of the network and each baseline of the methods table; only runs that
     logged them."""
     columns = [(key, name) for key, name in shown(METHODS_TABLE)]
-    lines = ["| variant | network | " + " | ".join(f"{n} RMSE / R^2" for _, n in columns) + " |",
-             "|" + "---|" * (2 + len(columns))]
+    lines = [
+        "| variant | network | " + " | ".join(f"{n} RMSE / R^2" for _, n in columns) + " |",
+        "|" + "---|" * (2 + len(columns)),
+    ]
     for rec in records:
         m = rec["metrics"]
         if f"pixel_rmse_{NETWORK}_uK" not in m:
@@ -165,9 +196,12 @@ def cenn_pixel_table(records: Sequence[Mapping]) -> str:
         cells = [rec["name"], rec.get("architecture", "original")]
         for key, _ in columns:
             rmse, r2 = m.get(f"pixel_rmse_{key}_uK"), m.get(f"pixel_r2_{key}")
-            cells.append("-" if rmse is None else
-                         f"{_sig(rmse, 4)} +- {_sig(m.get(f'pixel_rmse_{key}_err_uK'), 2)} / "
-                         f"{_fmt(r2)} +- {_fmt(m.get(f'pixel_r2_{key}_err'))}")
+            cells.append(
+                "-"
+                if rmse is None
+                else f"{_sig(rmse, 4)} +- {_sig(m.get(f'pixel_rmse_{key}_err_uK'), 2)} / "
+                f"{_fmt(r2)} +- {_fmt(m.get(f'pixel_r2_{key}_err'))}"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -185,22 +219,35 @@ def cenn_table(records: Sequence[Mapping]) -> str:
     blocks), and the independent patch areas of the Validation, Train and early-stopping (Test) patches."""
     columns = shown(METHODS_TABLE)
     reference = method_labels(oracles=True).get(REFERENCE, REFERENCE)
-    head = ("| variant | network | Validation patches (independent) | independent Train / Test | " +
-            " | ".join(n for _, n in columns) + f" | {reference} predicted | {_ratio_header()} |")
+    head = (
+        "| variant | network | Validation patches (independent) | independent Train / Test | "
+        + " | ".join(n for _, n in columns)
+        + f" | {reference} predicted | {_ratio_header()} |"
+    )
     lines = [head, "|" + "---|" * (len(columns) + 6)]
     for rec in records:
         m = rec["metrics"]
-        cells = [rec["name"], rec.get("architecture", "original"),
-                 f"{int(m['n_evaluation'])} ({m['n_independent_evaluation']:.0f})",
-                 f"{_fmt(m.get('n_independent_training'), 0)} / {_fmt(m.get('n_independent_early_stopping'), 0)}"]
+        cells = [
+            rec["name"],
+            rec.get("architecture", "original"),
+            f"{int(m['n_evaluation'])} ({m['n_independent_evaluation']:.0f})",
+            f"{_fmt(m.get('n_independent_training'), 0)} / {_fmt(m.get('n_independent_early_stopping'), 0)}",
+        ]
         for key, _ in columns:
-            cells.append(f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)}" + (
-                f" +- {_sig(m[f'map_mse_{key}_err_uK2'], 2)}" if f"map_mse_{key}_err_uK2" in m else ""))
+            cells.append(
+                f"{_sig(m.get(f'map_mse_{key}_uK2'), 4)}"
+                + (f" +- {_sig(m[f'map_mse_{key}_err_uK2'], 2)}" if f"map_mse_{key}_err_uK2" in m else "")
+            )
         cells.append(_sig(m.get(f"map_mse_{REFERENCE}_predicted_uK2"), 4))
         ratio = f"mse_over_{REFERENCE}"
-        cells.append(f"{_fmt(m.get(ratio))} +- {_fmt(m.get(ratio + '_err'))}" + (
-            f" (jackknife: CMB {_fmt(m[ratio + '_err_jk_cmb'])}, sky {_fmt(m[ratio + '_err_jk_sky'])})"
-            if ratio + "_err_jk_sky" in m and ratio + "_err_jk_cmb" in m else ""))
+        cells.append(
+            f"{_fmt(m.get(ratio))} +- {_fmt(m.get(ratio + '_err'))}"
+            + (
+                f" (jackknife: CMB {_fmt(m[ratio + '_err_jk_cmb'])}, sky {_fmt(m[ratio + '_err_jk_sky'])})"
+                if ratio + "_err_jk_sky" in m and ratio + "_err_jk_cmb" in m
+                else ""
+            )
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -210,8 +257,13 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
     over the label's power, with its sky-block jackknife error) and the power uncorrelated with the label
     (D_ell, uK^2): what an auto-power "transfer" mixes together. Oracles are scored by their map MSE alone."""
     columns = [(key, name) for key, name in shown(METHODS_TABLE) if key in methods()]
-    head = ("| variant | network | spectrum | ell range | " + " | ".join(f"{n} response" for _, n in columns)
-            + " | " + " | ".join(f"{n} uncorrelated D_ell" for _, n in columns) + " |")
+    head = (
+        "| variant | network | spectrum | ell range | "
+        + " | ".join(f"{n} response" for _, n in columns)
+        + " | "
+        + " | ".join(f"{n} uncorrelated D_ell" for _, n in columns)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (2 * len(columns) + 4)]
     for rec in records:
         m = rec["metrics"]
@@ -221,9 +273,11 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
                 if f"{tag}_network_response" not in m:
                     continue
                 cells = [rec["name"], rec.get("architecture", "original"), spectrum.upper(), f"{lo}-{hi}"]
-                cells += [_fmt(m.get(f"{tag}_{key}_response"), 3)
-                          + (f" +- {_fmt(m[f'{tag}_{key}_response_err'], 3)}" if f"{tag}_{key}_response_err" in m
-                             else "") for key, _ in columns]
+                cells += [
+                    _fmt(m.get(f"{tag}_{key}_response"), 3)
+                    + (f" +- {_fmt(m[f'{tag}_{key}_response_err'], 3)}" if f"{tag}_{key}_response_err" in m else "")
+                    for key, _ in columns
+                ]
                 cells += [_sig(m.get(f"{tag}_{key}_uncorrelated_dl_uK2"), 3) for key, _ in columns]
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -232,8 +286,9 @@ def cenn_response_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequenc
 FOREGROUND_MARKER = "cenn-foreground-models"
 
 
-def cenn_network_name(architecture: str, b_mode_weight: str | float = 0.0, method: str = "",
-                      b_modes: str = "learned") -> str:
+def cenn_network_name(
+    architecture: str, b_mode_weight: str | float = 0.0, method: str = "", b_modes: str = "learned"
+) -> str:
     """A CENN run's estimate as the tables name it: a method entered with ``cmbml score`` by its name; a network by
     its architecture, its B-mode loss weight where it has one (``cenn_train.b_mode_weight``; runs from before it
     existed had none) and an E-only B output (``cenn_net.eb.b_modes = zero``)."""
@@ -267,11 +322,13 @@ def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequ
     ``unseen_model``."""
     spectrum = {"E": "ee", "B": "bb", "QU": "ee"}
     columns, residuals = shown(FOREGROUND_TABLE), shown(RESIDUALS)
-    head = ("| variant | network | instrument | trained on | tested on | "
-            + " | ".join(f"{n} MSE" for _, n in columns)
-            + f" | {_ratio_header()} | room: 1 - oracle / Wiener | "
-            + " | ".join(f"residual D_ell {lo}-{hi}: " + " / ".join(n for _, n in residuals) for lo, hi in ell_ranges)
-            + " |")
+    head = (
+        "| variant | network | instrument | trained on | tested on | "
+        + " | ".join(f"{n} MSE" for _, n in columns)
+        + f" | {_ratio_header()} | room: 1 - oracle / Wiener | "
+        + " | ".join(f"residual D_ell {lo}-{hi}: " + " / ".join(n for _, n in residuals) for lo, hi in ell_ranges)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (7 + len(columns) + len(ell_ranges))]
     for rec in records:
         m, trained = rec["metrics"], rec["params"].get("foregrounds.model", "gaussian")
@@ -279,20 +336,34 @@ def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequ
         for prefix, tested in (("", trained), (UNSEEN_PREFIX, rec.get("unseen_model"))):
             if f"{prefix}map_mse_{NETWORK}_uK2" not in m:
                 continue
-            cells = [variant, rec.get("architecture", "original"), instrument_name(rec["params"].get("instrument.table")),
-                     trained, tested or "-"]
+            cells = [
+                variant,
+                rec.get("architecture", "original"),
+                instrument_name(rec["params"].get("instrument.table")),
+                trained,
+                tested or "-",
+            ]
             for key, _ in columns:
-                cells.append(f"{_sig(m.get(f'{prefix}map_mse_{key}_uK2'), 4)}"
-                             + (f" +- {_sig(m.get(f'{prefix}map_mse_{key}_err_uK2'), 2)}"
-                                if f"{prefix}map_mse_{key}_err_uK2" in m else ""))
-            cells.append(f"{_fmt(m.get(f'{prefix}mse_over_{REFERENCE}'))} +- "
-                         f"{_fmt(m.get(f'{prefix}mse_over_{REFERENCE}_err'))}")
+                cells.append(
+                    f"{_sig(m.get(f'{prefix}map_mse_{key}_uK2'), 4)}"
+                    + (
+                        f" +- {_sig(m.get(f'{prefix}map_mse_{key}_err_uK2'), 2)}"
+                        if f"{prefix}map_mse_{key}_err_uK2" in m
+                        else ""
+                    )
+                )
+            cells.append(
+                f"{_fmt(m.get(f'{prefix}mse_over_{REFERENCE}'))} +- {_fmt(m.get(f'{prefix}mse_over_{REFERENCE}_err'))}"
+            )
             oracle, wiener = m.get(f"{prefix}map_mse_{ORACLE}_uK2"), m.get(f"{prefix}map_mse_{REFERENCE}_uK2")
             cells.append("-" if oracle is None or not wiener else _fmt(1.0 - oracle / wiener))
             s = spectrum.get(variant, "ee")
             for lo, hi in ell_ranges:
-                cells.append(" / ".join(_sig(m.get(f"{prefix}{s}_ell{lo}_{hi}_{key}_residual_dl_uK2"), 3)
-                                        for key, _ in residuals))
+                cells.append(
+                    " / ".join(
+                        _sig(m.get(f"{prefix}{s}_ell{lo}_{hi}_{key}_residual_dl_uK2"), 3) for key, _ in residuals
+                    )
+                )
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -16,8 +16,9 @@ METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 def check_method_name(method: str) -> str:
     """A method name usable as a folder and a table row: letters, digits and ``_.+-``, at most 64 characters."""
     if not METHOD_NAME.fullmatch(method):
-        raise ValueError(f"--method {method!r}: allowed letters, digits and _ . + - (at most 64, not starting "
-                         "with a sign)")
+        raise ValueError(
+            f"--method {method!r}: allowed letters, digits and _ . + - (at most 64, not starting with a sign)"
+        )
     return method
 
 
@@ -49,8 +50,16 @@ def score_lensing(estimates: str, method: str, out: Path, dataset: str | None = 
     paths, grid = setup.paths, setup.grid
     with h5py.File(paths.evaluation, "r") as h5:
         n, rms = h5["kappa"].shape[0], float(np.sqrt(np.mean(h5["kappa"][:].astype(np.float64) ** 2)))
-    split = EvaluationSplit(str(paths.evaluation), n, grid.npix, grid.pixel_arcmin, ("kappa",), "dimensionless", rms,
-                            {"kappa_exaggeration_factor": setup.sim.kappa_exaggeration_factor})
+    split = EvaluationSplit(
+        str(paths.evaluation),
+        n,
+        grid.npix,
+        grid.pixel_arcmin,
+        ("kappa",),
+        "dimensionless",
+        rms,
+        {"kappa_exaggeration_factor": setup.sim.kappa_exaggeration_factor},
+    )
     kappa = read_estimates(estimates, split, dataset)[..., 0]
     out.mkdir(parents=True, exist_ok=True)
     against = _scored_against([paths.evaluation], out)
@@ -58,10 +67,20 @@ def score_lensing(estimates: str, method: str, out: Path, dataset: str | None = 
     write_json(out / "metrics.json", metrics)
     write_json(out / "scores.json", details)
     write_json(out / "rho_L.json", {"rho_L": per_bin, "method": method})
-    run_id = log_method_scores(setup.tracking, setup.version, setup.scale, method, EVALUATION, metrics,
-                               [*sorted(out.glob("*.png")), out / "metrics.json"], {"rho_L.json": per_bin},
-                               [paths.evaluation], paths.evaluation, details=details,
-                               extra_tags={"cmbml.split_md5": ";".join(f"{k}:{v}" for k, v in against.items())})
+    run_id = log_method_scores(
+        setup.tracking,
+        setup.version,
+        setup.scale,
+        method,
+        EVALUATION,
+        metrics,
+        [*sorted(out.glob("*.png")), out / "metrics.json"],
+        {"rho_L.json": per_bin},
+        [paths.evaluation],
+        paths.evaluation,
+        details=details,
+        extra_tags={"cmbml.split_md5": ";".join(f"{k}:{v}" for k, v in against.items())},
+    )
     return metrics, run_id
 
 
@@ -92,15 +111,23 @@ def score_cenn(estimates: str, method: str, sky_name: str, out: Path, dataset: s
     for path in files:
         with h5py.File(path, "r") as h5:
             n, squares = h5["M0"].shape[0], squares + float(np.mean(h5["M0"][:].astype(np.float64) ** 2))
-    split = EvaluationSplit(", ".join(map(str, files)), n, patch.npix, patch.pixel_arcmin, tuple(components), "uK_CMB",
-                            float(np.sqrt(squares / len(files))))
+    split = EvaluationSplit(
+        ", ".join(map(str, files)),
+        n,
+        patch.npix,
+        patch.pixel_arcmin,
+        tuple(components),
+        "uK_CMB",
+        float(np.sqrt(squares / len(files))),
+    )
     stack = read_estimates(estimates, split, dataset)
     out.mkdir(parents=True, exist_ok=True)
     against = _scored_against(files, out)
     prefix = "" if sky_name == "training" else UNSEEN_PREFIX
     yardsticks = Yardsticks.fit(setup)
-    scores, rows = score_sky(sky, {c: stack[..., k : k + 1] for k, c in enumerate(components)}, yardsticks, prefix,
-                             label=method, plots=out)
+    scores, rows = score_sky(
+        sky, {c: stack[..., k : k + 1] for k, c in enumerate(components)}, yardsticks, prefix, label=method, plots=out
+    )
     if not prefix:  # the Wiener filter's predicted MSE, as the stage reports it beside the training sky's scores
         scores.update(yardsticks.baselines.fit_metrics())
     scores = {prefix + k: v for k, v in scores.items()}
@@ -108,10 +135,19 @@ def score_cenn(estimates: str, method: str, sky_name: str, out: Path, dataset: s
     write_json(out / "metrics.json", summary)
     write_json(out / "scores.json", scores)
     write_json(out / f"{prefix}spectra.json", {"spectra": rows, "method": method})
-    run_id = log_method_scores(setup.tracking, setup.variant, setup.scale, method, EVALUATION, summary,
-                               [*sorted(out.glob("*.png")), out / "metrics.json"], {f"{prefix}spectra.json": rows},
-                               files, files[0], details=scores,
-                               extra_tags={"cmbml.split_md5": ";".join(f"{k}:{v}" for k, v in against.items()),
-                                           "cmbml.sky": sky_name},
-                               extra_params={"scored_sky": sky_name})  # a row per sky in the tables
+    run_id = log_method_scores(
+        setup.tracking,
+        setup.variant,
+        setup.scale,
+        method,
+        EVALUATION,
+        summary,
+        [*sorted(out.glob("*.png")), out / "metrics.json"],
+        {f"{prefix}spectra.json": rows},
+        files,
+        files[0],
+        details=scores,
+        extra_tags={"cmbml.split_md5": ";".join(f"{k}:{v}" for k, v in against.items()), "cmbml.sky": sky_name},
+        extra_params={"scored_sky": sky_name},
+    )  # a row per sky in the tables
     return summary, run_id

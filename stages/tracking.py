@@ -36,8 +36,9 @@ def artifact_location(experiment: str) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=repository_root())
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=repository_root()
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -62,8 +63,14 @@ def overridden_params(logged: dict[str, Any], choices: dict[str, str]) -> dict[s
     root = repository_root()
     with tempfile.TemporaryDirectory() as tmp:
         composed = Path(tmp) / "params.yaml"
-        compose_and_dump(composed, str(root / "conf"), None, "config", root,
-                         [f"{group}={option}" for group, option in choices.items()])
+        compose_and_dump(
+            composed,
+            str(root / "conf"),
+            None,
+            "config",
+            root,
+            [f"{group}={option}" for group, option in choices.items()],
+        )
         reference = logged_params(load_params(composed), sorted({k.split(".")[0] for k in logged}))
     return {k: v for k, v in sorted(logged.items()) if str(reference.get(k)) != str(v)}
 
@@ -79,8 +86,9 @@ def run_name(parameter_set: str, scale: str, overrides: dict[str, Any]) -> str:
     return name if len(name) <= 200 else name[:197] + "..."
 
 
-def run_tags(parameter_set: str, scale: str, overrides: dict[str, Any] | None = None,
-             params_digest: str = "", stage: str = "") -> dict[str, str]:
+def run_tags(
+    parameter_set: str, scale: str, overrides: dict[str, Any] | None = None, params_digest: str = "", stage: str = ""
+) -> dict[str, str]:
     """Tags every MLflow run carries: git commit, DVC experiment, parameter set, scale, overridden keys."""
     commit = git_commit()
     return {
@@ -139,6 +147,7 @@ def closing_run(mlflow, stage: str, **start_run_kwargs) -> Iterator[Any]:
     the process id, host and stage as tags, so that a run left RUNNING by a process killed outright
     (SIGKILL, power loss) is closed by :func:`close_orphaned_runs` at the next start of a stage.
     """
+
     def on_signal(signum, frame):
         raise Terminated(signal.Signals(signum).name)
 
@@ -191,9 +200,12 @@ def close_orphaned_runs(mlflow) -> list[str]:
         pid = tags.get("cmbml.pid")
         if tags.get("cmbml.host") != host or not (pid or "").isdigit() or _process_alive(int(pid)):
             continue
-        client.set_tag(run.info.run_id, "cmbml.end",
-                       f"{tags.get('cmbml.stage', 'stage')} process {pid} on {host} ended without closing its run "
-                       "(killed); closed at the next stage start")
+        client.set_tag(
+            run.info.run_id,
+            "cmbml.end",
+            f"{tags.get('cmbml.stage', 'stage')} process {pid} on {host} ended without closing its run "
+            "(killed); closed at the next stage start",
+        )
         client.set_terminated(run.info.run_id, status="KILLED")
         closed.append(run.info.run_id)
     return closed
@@ -210,16 +222,20 @@ def start_mlflow(tracking: Tracking):
 
         try:
             # A tracking server keeps artifacts where its proxy (--artifacts-destination) says; a local store beside it.
-            location = None if tracking.tracking_uri.startswith(("http://", "https://")) else \
-                artifact_location(tracking.experiment)
+            location = (
+                None
+                if tracking.tracking_uri.startswith(("http://", "https://"))
+                else artifact_location(tracking.experiment)
+            )
             mlflow.create_experiment(tracking.experiment, artifact_location=location)
         except MlflowException:  # a concurrent queue worker created it first
             if mlflow.get_experiment_by_name(tracking.experiment) is None:
                 raise
         experiment = mlflow.get_experiment_by_name(tracking.experiment)
     if tracking.description and experiment.tags.get("mlflow.note.content") != tracking.description:
-        mlflow.tracking.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.note.content",
-                                                          tracking.description)
+        mlflow.tracking.MlflowClient().set_experiment_tag(
+            experiment.experiment_id, "mlflow.note.content", tracking.description
+        )
     mlflow.set_experiment(tracking.experiment)
     return mlflow
 
@@ -274,8 +290,15 @@ class TrainingRun:
         from cmbml.common.networks import count_parameters
 
         x_stats, y_stats = training.x_stats, training.y_stats
-        self.mlflow.log_params({"n_parameters": count_parameters(core), "x_mean": x_stats[0], "x_std": x_stats[1],
-                                "y_mean": y_stats[0], "y_std": y_stats[1]})
+        self.mlflow.log_params(
+            {
+                "n_parameters": count_parameters(core),
+                "x_mean": x_stats[0],
+                "x_std": x_stats[1],
+                "y_mean": y_stats[0],
+                "y_std": y_stats[1],
+            }
+        )
         log_datasets(self.mlflow, {"training": list(training.files), "early_stopping": list(early_stopping.files)})
 
     def log_epoch(self, epoch: int, losses: Mapping[str, float]) -> None:
@@ -286,8 +309,9 @@ class TrainingRun:
         """The best epoch and its loss, the saved model's digest (which finds this run again from the file,
         :func:`run_that_trained`) and ``artifacts`` (training curve, model card) at the run's root, where the
         compare view looks."""
-        self.mlflow.log_metrics({"best_val_loss": fitted.best_val_loss, "best_epoch": fitted.best_epoch,
-                                 "epochs_run": fitted.epochs_run})
+        self.mlflow.log_metrics(
+            {"best_val_loss": fitted.best_val_loss, "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run}
+        )
         self.mlflow.set_tag("cmbml.model_md5", file_md5(model_file))
         for path in artifacts:
             self.mlflow.log_artifact(str(path))
@@ -308,16 +332,22 @@ def training_run(parameter_set: ParameterSet, stage: str) -> Iterator[TrainingRu
     tracking = parameter_set.tracking
     mlflow = start_mlflow(tracking)
     overrides = overridden_params(dict(tracking.params), parameter_set.choices)
-    tags = run_tags(parameter_set.name, parameter_set.scale, overrides, parameter_set.model_card["params_digest"],
-                    stage)
+    tags = run_tags(
+        parameter_set.name, parameter_set.scale, overrides, parameter_set.model_card["params_digest"], stage
+    )
     # CPU, memory, disk (and GPU where one is present) sampled while the network trains: what sizing a run needs.
     import logging
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start and stop notices
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     mlflow.set_system_metrics_samples_before_logging(1)
-    with closing_run(mlflow, stage, run_name=run_name(parameter_set.name, parameter_set.scale, overrides),
-                     tags=tags, log_system_metrics=True) as run:
+    with closing_run(
+        mlflow,
+        stage,
+        run_name=run_name(parameter_set.name, parameter_set.scale, overrides),
+        tags=tags,
+        log_system_metrics=True,
+    ) as run:
         mlflow.log_params({k: str(v) for k, v in tracking.params.items()})
         yield TrainingRun(mlflow, run, parameter_set, tags)
 
@@ -329,15 +359,26 @@ def run_that_trained(mlflow, tracking: Tracking, model_file: Path):
     if experiment is None:
         return None
     runs = mlflow.tracking.MlflowClient().search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`cmbml.model_md5` = '{file_md5(model_file)}'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+        [experiment.experiment_id],
+        filter_string=f"tags.`cmbml.model_md5` = '{file_md5(model_file)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0] if runs else None
 
 
-def log_evaluation(tracking: Tracking, model_file: Path, split: str, metrics: dict[str, float],
-                   artifacts: list[Path], tables: dict[str, list[dict]] | None = None, stage: str = "evaluate",
-                   datasets: list[Path] = (), details: dict[str, float] | None = None,
-                   scored_on: Mapping[str, Path] | None = None) -> str:
+def log_evaluation(
+    tracking: Tracking,
+    model_file: Path,
+    split: str,
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    tables: dict[str, list[dict]] | None = None,
+    stage: str = "evaluate",
+    datasets: list[Path] = (),
+    details: dict[str, float] | None = None,
+    scored_on: Mapping[str, Path] | None = None,
+) -> str:
     """Add the summary metrics measured on ``split`` (as ``<split>_<name>``), the plots, the per-bin tables
     (``{artifact_file: rows}``, shown as tables in the MLflow UI), the detailed scores (``details``, one JSON
     artifact) and the evaluated datasets to the run that trained ``model_file``; a model no run of the store
@@ -352,8 +393,10 @@ def log_evaluation(tracking: Tracking, model_file: Path, split: str, metrics: di
     if trained_by is not None:
         kwargs = {"run_id": trained_by.info.run_id}
     else:
-        kwargs = {"run_name": f"evaluation of {Path(model_file).name} (trained elsewhere)",
-                  "tags": {"cmbml.model_md5": file_md5(model_file), "mlflow.source.git.commit": git_commit()}}
+        kwargs = {
+            "run_name": f"evaluation of {Path(model_file).name} (trained elsewhere)",
+            "tags": {"cmbml.model_md5": file_md5(model_file), "mlflow.source.git.commit": git_commit()},
+        }
     with closing_run(mlflow, stage, **kwargs) as run:
         mlflow.set_tags({k: str(v) for k, v in tracking.evaluation_params.items()})
         for name, rows in (tables or {}).items():
@@ -364,8 +407,11 @@ def log_evaluation(tracking: Tracking, model_file: Path, split: str, metrics: di
         scored_on = dict(scored_on or ({"": datasets[0]} if datasets else {}))
         model_id = logged_model_id(mlflow, run.info.run_id)
         for prefix, part in _by_prefix(metrics, scored_on).items():
-            mlflow.log_metrics({f"{split}_{k}": float(v) for k, v in part.items()}, model_id=model_id,
-                               dataset=file_dataset(scored_on[prefix]) if prefix in scored_on else None)
+            mlflow.log_metrics(
+                {f"{split}_{k}": float(v) for k, v in part.items()},
+                model_id=model_id,
+                dataset=file_dataset(scored_on[prefix]) if prefix in scored_on else None,
+            )
         for path in artifacts:  # plots at the root, where the compare view looks
             mlflow.log_artifact(str(path), artifact_path=None if path.suffix == ".png" else "metrics")
         return run.info.run_id
@@ -384,16 +430,27 @@ def _by_prefix(metrics: Mapping[str, float], prefixes: Mapping[str, Path]) -> di
 def logged_model_id(mlflow, run_id: str) -> str | None:
     """The id of the model the run logged (MLflow 3's logged model), or None for a run that logged none."""
     run = mlflow.tracking.MlflowClient().get_run(run_id)
-    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                         filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'", output_format="list"
+    )
     return models[0].model_id if models else None
 
 
-def log_method_scores(tracking: Tracking, parameter_set: str, scale: str, method: str, split: str,
-                      metrics: dict[str, float], artifacts: list[Path], tables: dict[str, list[dict]],
-                      dataset_files: list[Path], scored_on: Path, details: dict[str, float] | None = None,
-                      extra_tags: Mapping[str, str] | None = None, extra_params: Mapping[str, str] | None = None
-                      ) -> str:
+def log_method_scores(
+    tracking: Tracking,
+    parameter_set: str,
+    scale: str,
+    method: str,
+    split: str,
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    tables: dict[str, list[dict]],
+    dataset_files: list[Path],
+    scored_on: Path,
+    details: dict[str, float] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    extra_params: Mapping[str, str] | None = None,
+) -> str:
     """An MLflow evaluation run for a method scored from its estimates (``cmbml score``), named after it: the
     parameters of the data it was scored on and ``method`` as run parameters (so the results tables show it as a
     row of its own) with ``extra_params``, its summary metrics as ``<split>_<name>`` tied to the dataset ``scored_on``, the per-bin

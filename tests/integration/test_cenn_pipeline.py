@@ -61,13 +61,16 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("cenn").experiment_id],
-                              filter_string="tags.parameter_set = 'B'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("cenn").experiment_id], filter_string="tags.parameter_set = 'B'"
+    )
     assert len(runs) == 1
     run = runs[0]
     assert run.data.tags["dvc_exp_name"] == "smoke-cenn-B" and run.data.params["cenn.variant"] == "B"
     # the run logs its own experiment's parameters (and the shared cosmology and seed), not the lensing ones
-    assert "cosmology.H0" in run.data.params and "seed" in run.data.params and "instrument.target_GHz" in run.data.params
+    assert (
+        "cosmology.H0" in run.data.params and "seed" in run.data.params and "instrument.target_GHz" in run.data.params
+    )
     assert not [k for k in run.data.params if k.startswith(("lensing", "npix", "kappa", "scale.lensing"))]
     assert run.data.tags["scale.cenn.crop_pixels"] == "1"  # evaluation settings as tags
     # metrics measured on the evaluation patches (Validation files) carry the role's name, as in lensing
@@ -80,21 +83,33 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     scores = client.download_artifacts(run.info.run_id, "evaluation_scores.json")
     assert "bb_ell60_300_network_residual_dl_uK2" in json.loads(Path(scores).read_text())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"spectra_BB.png", "unseen_spectra_BB.png", "training_curve.png", "model_card.json", "spectra.json",
-            "unseen_spectra.json"} <= artifacts  # root: compare view
+    assert {
+        "spectra_BB.png",
+        "unseen_spectra_BB.png",
+        "training_curve.png",
+        "model_card.json",
+        "spectra.json",
+        "unseen_spectra.json",
+    } <= artifacts  # root: compare view
     # inputs: the Train and early-stopping (Test) patches at training, the Validation patches at evaluation
     inputs = {(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs}
-    assert inputs == {("datasets/cenn/patches/Train_B.h5", "training"),
-                      ("datasets/cenn/patches/Test_B.h5", "early_stopping"),
-                      ("datasets/cenn/patches/Validation_B.h5", "evaluation"),
-                      ("datasets/cenn/patches_unseen/Validation_B.h5", "evaluation")}
+    assert inputs == {
+        ("datasets/cenn/patches/Train_B.h5", "training"),
+        ("datasets/cenn/patches/Test_B.h5", "early_stopping"),
+        ("datasets/cenn/patches/Validation_B.h5", "evaluation"),
+        ("datasets/cenn/patches_unseen/Validation_B.h5", "evaluation"),
+    }
     versions = client.search_model_versions("name='cmbml-cenn-B'")
     assert [v.run_id for v in versions] == [run.info.run_id]
     assert client.get_model_version_by_alias("cmbml-cenn-B", "smoke").run_id == run.info.run_id
     # the version's model shows its scores on each sky's evaluation patches
-    tied = {(m.key, m.dataset_name) for m in client.get_logged_model(versions[0].source.removeprefix("models:/")).metrics}
-    assert {("evaluation_mse_over_wiener", "datasets/cenn/patches/Validation_B.h5"),
-            ("evaluation_unseen_mse_over_wiener", "datasets/cenn/patches_unseen/Validation_B.h5")} <= tied
+    tied = {
+        (m.key, m.dataset_name) for m in client.get_logged_model(versions[0].source.removeprefix("models:/")).metrics
+    }
+    assert {
+        ("evaluation_mse_over_wiener", "datasets/cenn/patches/Validation_B.h5"),
+        ("evaluation_unseen_mse_over_wiener", "datasets/cenn/patches_unseen/Validation_B.h5"),
+    } <= tied
 
 
 def stale_stages(root, env) -> set[str]:
@@ -103,8 +118,17 @@ def stale_stages(root, env) -> set[str]:
 
 
 LENSING_STAGES = {"lensing_simulate", "lensing_validate", "lensing_train", "lensing_evaluate"}
-CENN_STAGES = {"cmb_maps", "foregrounds@training", "foregrounds@unseen", "cenn_simulate@training",
-               "cenn_simulate@unseen", "cenn_validate@training", "cenn_validate@unseen", "cenn_train", "cenn_evaluate"}
+CENN_STAGES = {
+    "cmb_maps",
+    "foregrounds@training",
+    "foregrounds@unseen",
+    "cenn_simulate@training",
+    "cenn_simulate@unseen",
+    "cenn_validate@training",
+    "cenn_validate@unseen",
+    "cenn_train",
+    "cenn_evaluate",
+}
 
 
 def test_a_changed_instrument_or_library_module_marks_its_stages_stale(b_mode_experiment):
@@ -124,8 +148,12 @@ def test_a_changed_instrument_or_library_module_marks_its_stages_stale(b_mode_ex
         assert stale_stages(root, env) == {"foregrounds@unseen", "cenn_simulate@unseen", "cenn_validate@unseen"}
     finally:
         params.write_text(original)
-    for module, stale in (("lensing/quadratic_estimator.py", LENSING_STAGES), ("cenn/patches.py", CENN_STAGES),
-                          ("cenn/plots.py", CENN_STAGES), ("common/flatsky.py", LENSING_STAGES | CENN_STAGES | {"spectra"})):
+    for module, stale in (
+        ("lensing/quadratic_estimator.py", LENSING_STAGES),
+        ("cenn/patches.py", CENN_STAGES),
+        ("cenn/plots.py", CENN_STAGES),
+        ("common/flatsky.py", LENSING_STAGES | CENN_STAGES | {"spectra"}),
+    ):
         path = root / "src" / "cmbml" / module
         code = path.read_text()
         try:
@@ -155,14 +183,19 @@ def test_the_qu_network_sees_q_and_u_together_and_is_served_so(qu_experiment, tm
     card = json.loads((root / "models/cenn/model_card.json").read_text())
     assert card["input"]["channels"] == ["Q 100GHz", "Q 143GHz", "Q 217GHz", "U 100GHz", "U 143GHz", "U 217GHz"]
     assert card["output"]["channels"] == ["CMB Q", "CMB U"]
-    with h5py.File(root / "datasets/cenn/patches/Validation_Q.h5", "r") as q, \
-            h5py.File(root / "datasets/cenn/patches/Validation_U.h5", "r") as u:
+    with (
+        h5py.File(root / "datasets/cenn/patches/Validation_Q.h5", "r") as q,
+        h5py.File(root / "datasets/cenn/patches/Validation_U.h5", "r") as u,
+    ):
         stack = np.concatenate([q["M"][:4], u["M"][:4]], axis=-1)
     with h5py.File(tmp_path / "qu.h5", "w") as h5:
         h5["M"] = stack
         h5["M"].attrs["pixel_arcmin"] = 12.0
-    sh(["cmbml", "predict", "models/cenn/model.keras", str(tmp_path / "qu.h5"), "-o", str(tmp_path / "cmb.h5")],
-       root, env)
+    sh(
+        ["cmbml", "predict", "models/cenn/model.keras", str(tmp_path / "qu.h5"), "-o", str(tmp_path / "cmb.h5")],
+        root,
+        env,
+    )
     expected = keras.models.load_model(root / "models/cenn/model.keras").predict(stack, verbose=0)
     with h5py.File(tmp_path / "cmb.h5", "r") as h5:
         assert h5["prediction"].shape == (4, 32, 32, 2) and h5.attrs["channels"] == "CMB Q, CMB U"
@@ -185,29 +218,48 @@ def test_any_method_is_scored_from_a_file_and_entered_in_the_report(qu_experimen
     env = {**env, "PYTHONPATH": "src:."}
     stage = json.loads((root / "reports/cenn_outputs/scores.json").read_text())
     for sky, folder, prefix in (("training", "patches", ""), ("unseen", "patches_unseen", "unseen_")):
-        with h5py.File(root / f"datasets/cenn/{folder}/Validation_Q.h5", "r") as q, \
-                h5py.File(root / f"datasets/cenn/{folder}/Validation_U.h5", "r") as u:
+        with (
+            h5py.File(root / f"datasets/cenn/{folder}/Validation_Q.h5", "r") as q,
+            h5py.File(root / f"datasets/cenn/{folder}/Validation_U.h5", "r") as u,
+        ):
             stack = np.concatenate([q["M"][:], u["M"][:]], axis=-1)
         with h5py.File(tmp_path / f"{sky}.h5", "w") as h5:
             h5["M"] = stack
             h5["M"].attrs["pixel_arcmin"] = 12.0
-        sh(["cmbml", "predict", "models/cenn/model.keras", str(tmp_path / f"{sky}.h5"), "-o",
-            str(tmp_path / f"cmb_{sky}.h5")], root, env)
-        sh(["cmbml", "score", "cenn", str(tmp_path / f"cmb_{sky}.h5"), "--method", "qu-network", "--sky", sky], root, env)
-        scored = json.loads((root / f"scores/cenn/qu-network{'' if sky == 'training' else '-unseen'}/scores.json")
-                            .read_text())
+        sh(
+            [
+                "cmbml",
+                "predict",
+                "models/cenn/model.keras",
+                str(tmp_path / f"{sky}.h5"),
+                "-o",
+                str(tmp_path / f"cmb_{sky}.h5"),
+            ],
+            root,
+            env,
+        )
+        sh(
+            ["cmbml", "score", "cenn", str(tmp_path / f"cmb_{sky}.h5"), "--method", "qu-network", "--sky", sky],
+            root,
+            env,
+        )
+        scored = json.loads(
+            (root / f"scores/cenn/qu-network{'' if sky == 'training' else '-unseen'}/scores.json").read_text()
+        )
         for key in ("map_mse_network_uK2", "mse_over_wiener", "map_mse_wiener_uK2", "pixel_rmse_network_uK"):
             assert scored[prefix + key] == pytest.approx(stage[prefix + key], rel=1e-4), (sky, key)
     # a method outside the project: the per-mode linear filter's estimate, written as a user would
-    script = ("import h5py, numpy as np\n"
-              "from cmbml.cenn.setup import load\n"
-              "from cmbml.common.roles import EVALUATION\n"
-              "from stages.cenn_evaluate import Yardsticks\n"
-              "setup = load()\n"
-              "inputs = {c: h5py.File(setup.paths.patch_file(EVALUATION, c), 'r')['M'][:].astype(float) "
-              "for c in setup.components}\n"
-              "estimate = Yardsticks.fit(setup).baselines.estimates(inputs)['linear']\n"
-              f"np.save('{tmp_path / 'linear.npy'}', np.stack([estimate[c] for c in setup.components], axis=-1))\n")
+    script = (
+        "import h5py, numpy as np\n"
+        "from cmbml.cenn.setup import load\n"
+        "from cmbml.common.roles import EVALUATION\n"
+        "from stages.cenn_evaluate import Yardsticks\n"
+        "setup = load()\n"
+        "inputs = {c: h5py.File(setup.paths.patch_file(EVALUATION, c), 'r')['M'][:].astype(float) "
+        "for c in setup.components}\n"
+        "estimate = Yardsticks.fit(setup).baselines.estimates(inputs)['linear']\n"
+        f"np.save('{tmp_path / 'linear.npy'}', np.stack([estimate[c] for c in setup.components], axis=-1))\n"
+    )
     sh([sys.executable, "-c", script], root, env)
     sh(["cmbml", "score", "cenn", str(tmp_path / "linear.npy"), "--method", "per-mode-linear"], root, env)
     scored = json.loads((root / "scores/cenn/per-mode-linear/scores.json").read_text())
@@ -215,14 +267,28 @@ def test_any_method_is_scored_from_a_file_and_entered_in_the_report(qu_experimen
         assert scored[key.format("network")] == pytest.approx(stage[key.format("linear")], rel=1e-6), key
     assert scored["ee_ell60_300_network_response"] == pytest.approx(stage["ee_ell60_300_linear_response"], rel=1e-6)
     # the README's recipe: a pixel ILC in NumPy alone, from examples/
-    sh([sys.executable, "examples/pixel_ilc.py", "datasets/cenn/patches/Validation_Q.h5",
-        "datasets/cenn/patches/Validation_U.h5", "-o", str(tmp_path / "ilc.npy")], root, env)
+    sh(
+        [
+            sys.executable,
+            "examples/pixel_ilc.py",
+            "datasets/cenn/patches/Validation_Q.h5",
+            "datasets/cenn/patches/Validation_U.h5",
+            "-o",
+            str(tmp_path / "ilc.npy"),
+        ],
+        root,
+        env,
+    )
     sh(["cmbml", "score", "cenn", str(tmp_path / "ilc.npy"), "--method", "my-pixel-ilc"], root, env)
     ilc = json.loads((root / "scores/cenn/my-pixel-ilc/scores.json").read_text())
     # the same estimator as the built-in pixel ILC, written apart: the same score
     assert ilc["map_mse_network_uK2"] == pytest.approx(stage["map_mse_pixel_ilc_uK2"], rel=1e-5)
     sh(["cmbml", "report", "--scale", "smoke", "--only", "cenn-results"], root, env)
     table = (root / "README.md").read_text()
-    for row in ("| QU | original |", "| QU | per-mode-linear (entered) |", "| QU | qu-network (entered) |",
-                "| QU | my-pixel-ilc (entered) |"):
+    for row in (
+        "| QU | original |",
+        "| QU | per-mode-linear (entered) |",
+        "| QU | qu-network (entered) |",
+        "| QU | my-pixel-ilc (entered) |",
+    ):
         assert row in table, row

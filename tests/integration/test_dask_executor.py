@@ -25,14 +25,30 @@ def test_simulations_on_a_dask_cluster_are_byte_identical_to_the_local_run(repo_
     assert params["executor"]["kind"] == "local"
     outputs = [params["paths"]["lensing"]["datasets"], params["paths"]["cenn"]["patches"]]
     local = digests(root, outputs)
-    assert sum(k.endswith(".h5") for k in local) == 3 + 3  # the three roles of each experiment (CENN: Train, Test, Validation of B)
+    assert (
+        sum(k.endswith(".h5") for k in local) == 3 + 3
+    )  # the three roles of each experiment (CENN: Train, Test, Validation of B)
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         # the README's recipe: the executor in the parameters, then the stages forced to run again
-        sh(["cmbml", "params", "compose", *SMOKE, "executor.kind=dask",
-            f"executor.scheduler_address={cluster.scheduler_address}"], root, env)
+        sh(
+            [
+                "cmbml",
+                "params",
+                "compose",
+                *SMOKE,
+                "executor.kind=dask",
+                f"executor.scheduler_address={cluster.scheduler_address}",
+            ],
+            root,
+            env,
+        )
         status = json.loads(sh(["dvc", "status", "--json", *stages], root, env).stdout)
         assert status == {}, f"switching executor made stages stale: {status}"
         for stage in stages:
@@ -58,12 +74,20 @@ def test_an_unreachable_scheduler_stops_the_stage_before_any_work(repo_copy):
     sh(["dvc", "repro", "lensing_simulate"], root, env)
     datasets = yaml.safe_load((root / "params.yaml").read_text())["paths"]["lensing"]["datasets"]
     before = digests(root, [datasets])
-    sh(["cmbml", "params", "compose", *SMOKE, "executor.kind=dask", "executor.scheduler_address=tcp://127.0.0.1:9"],
-       root, env)
+    sh(
+        ["cmbml", "params", "compose", *SMOKE, "executor.kind=dask", "executor.scheduler_address=tcp://127.0.0.1:9"],
+        root,
+        env,
+    )
     try:
-        out = subprocess.run(["cmbml", "lensing", "simulate"], cwd=root, env={**env, "PYTHONPATH": "src:.",
-                             "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"},
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            ["cmbml", "lensing", "simulate"],
+            cwd=root,
+            env={**env, "PYTHONPATH": "src:.", "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         sh(["cmbml", "params", "compose", *SMOKE], root, env)
     assert out.returncode == 1 and "Traceback" not in out.stderr

@@ -47,8 +47,14 @@ def test_mirrored_training_on_two_devices_matches_single_device_training(repo_co
     sh(["dvc", "repro", gate], root, env)
     run_env = {**env, "PYTHONPATH": "src:.", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     try:
-        out = subprocess.run([sys.executable, "-c", DRIVER, experiment, json.dumps(SMOKE)], cwd=root, env=run_env,
-                             capture_output=True, text=True, timeout=1800)
+        out = subprocess.run(
+            [sys.executable, "-c", DRIVER, experiment, json.dumps(SMOKE)],
+            cwd=root,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     finally:
         sh(["cmbml", "params", "compose", *SMOKE], root, env)
     assert out.returncode == 0, out.stderr[-4000:]
@@ -60,4 +66,3 @@ def test_mirrored_training_on_two_devices_matches_single_device_training(repo_co
         for key in ("loss", "val_loss"):
             assert b[key] == pytest.approx(a[key], rel=1e-4), (a["epoch"], key, a[key], b[key])
     assert single[0]["loss"] != single[1]["loss"]  # the model learned: a constant would match trivially
-

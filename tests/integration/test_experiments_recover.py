@@ -19,9 +19,15 @@ def test_a_failed_temporary_experiment_then_a_valid_one(repo_copy):
     import subprocess
 
     root, env = repo_copy
-    failing = subprocess.run(["dvc", "exp", "run", "--temp", "-n", "bad-target", "cmb_maps",
-                              "-S", "instrument.target_GHz=150"], cwd=root, env=env, capture_output=True, text=True, check=False,
-                             timeout=1800)
+    failing = subprocess.run(
+        ["dvc", "exp", "run", "--temp", "-n", "bad-target", "cmb_maps", "-S", "instrument.target_GHz=150"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
     assert failing.returncode != 0
     assert "failed to reproduce 'cmb_maps'" in failing.stderr and "exited with 2" in failing.stderr  # the check's exit
     out = sh(["dvc", "exp", "run", "--temp", "-n", "after-failure", "lensing_validate", "-S", "scale=smoke"], root, env)

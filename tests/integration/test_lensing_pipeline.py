@@ -57,14 +57,23 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     assert run.data.tags["lensing_evaluate.n_example_maps"] == "3"
     assert run.data.tags["parameter_set"] == "v2" and run.data.tags["dvc_exp_name"] == "smoke-x10"
     assert len(run.data.tags["git_commit"]) == 40
-    for key in ("loss", "val_loss", "best_val_loss", "evaluation_rho_cnn_mean", "evaluation_rho_opt_mean", "evaluation_mse_kappa"):
+    for key in (
+        "loss",
+        "val_loss",
+        "best_val_loss",
+        "evaluation_rho_cnn_mean",
+        "evaluation_rho_opt_mean",
+        "evaluation_mse_kappa",
+    ):
         assert key in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"rho_L.json", "rho_L.png", "training_curve.png", "model_card.json"} <= artifacts  # root: compare view
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 1
     # the run says what changed: name and tags carry the override and the DVC experiment
-    assert run.info.run_name in ("v2-smoke kappa_exaggeration_factor=10 (smoke-x10)",
-                                 "v2-smoke kappa_exaggeration_factor=10.0 (smoke-x10)")
+    assert run.info.run_name in (
+        "v2-smoke kappa_exaggeration_factor=10 (smoke-x10)",
+        "v2-smoke kappa_exaggeration_factor=10.0 (smoke-x10)",
+    )
     assert {k: float(v) for k, v in json.loads(run.data.tags["overrides"]).items()} == {"kappa_exaggeration_factor": 10}
     assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]
     assert "kappa" in client.get_experiment_by_name("lensing").tags["mlflow.note.content"]
@@ -72,17 +81,22 @@ def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experimen
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     dvc_md5 = {o["path"]: o["md5"] for o in lock["lensing_train"]["deps"]}
     inputs = {(i.dataset.name, i.tags[0].value, i.dataset.digest) for i in run.inputs.dataset_inputs}
-    assert inputs == {("datasets/lensing/training.h5", "training", dvc_md5["datasets/lensing/training.h5"][:20]),
-                      ("datasets/lensing/early_stopping.h5", "early_stopping", dvc_md5["datasets/lensing/early_stopping.h5"][:20]),
-                      ("datasets/lensing/evaluation.h5", "evaluation", file_md5(root / "datasets/lensing/evaluation.h5"))}
+    assert inputs == {
+        ("datasets/lensing/training.h5", "training", dvc_md5["datasets/lensing/training.h5"][:20]),
+        ("datasets/lensing/early_stopping.h5", "early_stopping", dvc_md5["datasets/lensing/early_stopping.h5"][:20]),
+        ("datasets/lensing/evaluation.h5", "evaluation", file_md5(root / "datasets/lensing/evaluation.h5")),
+    }
     # one registered model per version, the scale's alias on the newest, with the card as metadata
     version = client.get_model_version_by_alias("cmbml-lensing-v2", "smoke")
     assert version.run_id == run.info.run_id and version.tags["dvc_exp_name"] == "smoke-x10"
     # the registered version's model carries its evaluation scores, each tied to the dataset it was measured on
     model_id = version.source.removeprefix("models:/")  # the logged model the version was registered from
     tied = {(m.key, m.dataset_name, m.dataset_digest) for m in client.get_logged_model(model_id).metrics}
-    assert ("evaluation_rho_cnn_mean", "datasets/lensing/evaluation.h5",
-            file_md5(root / "datasets/lensing/evaluation.h5")) in tied
+    assert (
+        "evaluation_rho_cnn_mean",
+        "datasets/lensing/evaluation.h5",
+        file_md5(root / "datasets/lensing/evaluation.h5"),
+    ) in tied
     # CPU, memory and disk sampled while the network trained
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
     assert "kappa" in client.get_registered_model("cmbml-lensing-v2").description
@@ -118,8 +132,18 @@ def test_cmbml_predict_round_trips_a_fits_map_and_refuses_a_wrong_geometry(smoke
     pixel = json.loads((root / "models/lensing/model_card.json").read_text())["input"]["pixel_arcmin"]  # v2: 27.48
     header = fits.Header({"CDELT1": -pixel / 60, "CDELT2": pixel / 60, "BUNIT": "uK_CMB"})
     fits.PrimaryHDU(maps[0], header).writeto(tmp_path / "T.fits")
-    sh(["cmbml", "predict", "models:/cmbml-lensing-v2@smoke", str(tmp_path / "T.fits"), "-o",
-        str(tmp_path / "kappa.fits")], root, env)
+    sh(
+        [
+            "cmbml",
+            "predict",
+            "models:/cmbml-lensing-v2@smoke",
+            str(tmp_path / "T.fits"),
+            "-o",
+            str(tmp_path / "kappa.fits"),
+        ],
+        root,
+        env,
+    )
     with fits.open(tmp_path / "kappa.fits") as hdul:
         kappa, out_header = hdul[0].data, hdul[0].header
     assert kappa.shape == (50, 50) and np.allclose(kappa, expected[0, ..., 0], rtol=1e-5, atol=1e-7)
@@ -129,8 +153,11 @@ def test_cmbml_predict_round_trips_a_fits_map_and_refuses_a_wrong_geometry(smoke
     with h5py.File(tmp_path / "T.h5", "w") as h5:
         h5["T_lensed"] = maps
         h5.attrs["pixel_arcmin"] = pixel
-    sh(["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.h5"), "-o", str(tmp_path / "k.h5")],
-       root, env)
+    sh(
+        ["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.h5"), "-o", str(tmp_path / "k.h5")],
+        root,
+        env,
+    )
     with h5py.File(tmp_path / "k.h5") as h5:
         assert np.allclose(h5["prediction"][:], expected[..., 0], rtol=1e-5, atol=1e-7)
         assert h5.attrs["units"] == "dimensionless" and h5.attrs["kappa_exaggeration_factor"] == 10.0
@@ -138,16 +165,35 @@ def test_cmbml_predict_round_trips_a_fits_map_and_refuses_a_wrong_geometry(smoke
     fits.PrimaryHDU(maps[0], fits.Header({"CDELT1": -2.0 / 60, "CDELT2": 2.0 / 60})).writeto(tmp_path / "T2.fits")
     np.save(tmp_path / "T.npy", maps)
     np.save(tmp_path / "T3.npy", np.repeat(maps[..., None], 3, axis=-1))
-    for bad, extra, says in ((tmp_path / "T2.fits", [], "pixels of 2 arcmin"),
-                             (tmp_path / "T.npy", [], "pass --pixel-arcmin"),
-                             (tmp_path / "T3.npy", ["--pixel-arcmin", str(pixel)], "does not hold 1-channel maps")):
-        out = subprocess.run(["cmbml", "predict", "models/lensing/model.keras", str(bad), "-o",
-                              str(tmp_path / "x.fits"), *extra], cwd=root, env=env, capture_output=True, text=True,
-                             check=False)
+    for bad, extra, says in (
+        (tmp_path / "T2.fits", [], "pixels of 2 arcmin"),
+        (tmp_path / "T.npy", [], "pass --pixel-arcmin"),
+        (tmp_path / "T3.npy", ["--pixel-arcmin", str(pixel)], "does not hold 1-channel maps"),
+    ):
+        out = subprocess.run(
+            ["cmbml", "predict", "models/lensing/model.keras", str(bad), "-o", str(tmp_path / "x.fits"), *extra],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert f"{pixel:g} arcmin" in out.stderr or "1-channel" in out.stderr
-    sh(["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.npy"), "-o", str(tmp_path / "k2.fits"),
-        "--pixel-arcmin", str(pixel)], root, env)
+    sh(
+        [
+            "cmbml",
+            "predict",
+            "models/lensing/model.keras",
+            str(tmp_path / "T.npy"),
+            "-o",
+            str(tmp_path / "k2.fits"),
+            "--pixel-arcmin",
+            str(pixel),
+        ],
+        root,
+        env,
+    )
     assert np.allclose(fits.getdata(tmp_path / "k2.fits"), expected[..., 0], rtol=1e-5, atol=1e-7)
 
 
@@ -161,8 +207,25 @@ def test_the_registered_model_serves_through_mlflow_pyfunc(smoke_experiment, tmp
         sample = h5["T_lensed"][:1][..., None]
     (tmp_path / "input.json").write_text(json.dumps({"inputs": sample.tolist()}))
     env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    sh(["mlflow", "models", "predict", "-m", "models:/cmbml-lensing-v2@smoke", "-i", str(tmp_path / "input.json"),
-        "-t", "json", "-o", str(tmp_path / "output.json"), "--env-manager", "local"], root, env)
+    sh(
+        [
+            "mlflow",
+            "models",
+            "predict",
+            "-m",
+            "models:/cmbml-lensing-v2@smoke",
+            "-i",
+            str(tmp_path / "input.json"),
+            "-t",
+            "json",
+            "-o",
+            str(tmp_path / "output.json"),
+            "--env-manager",
+            "local",
+        ],
+        root,
+        env,
+    )
     served = np.asarray(json.loads((tmp_path / "output.json").read_text())["predictions"], dtype=np.float32)
     expected = keras.models.load_model(root / "models/lensing/model.keras").predict(sample, verbose=0)
     assert np.allclose(served.reshape(expected.shape), expected, rtol=1e-5, atol=1e-7)
@@ -206,8 +269,14 @@ def test_a_killed_training_process_leaves_no_run_running(smoke_experiment):
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
     def start_and_signal(sig):
-        proc = subprocess.Popen(["cmbml", "lensing", "train"], cwd=root, env={**env, "PYTHONPATH": "src:."},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            ["cmbml", "lensing", "train"],
+            cwd=root,
+            env={**env, "PYTHONPATH": "src:."},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.time() + 600
         while time.time() < deadline:  # until an epoch is logged: the process is inside its run
             runs = client.search_runs([experiment.experiment_id], f"tags.`cmbml.pid` = '{proc.pid}'")
@@ -246,10 +315,15 @@ def test_a_physics_informed_network_runs_as_an_experiment_and_is_served_from_t_a
     from cmbml.lensing.inputs import InputMaker
 
     root, env = smoke_experiment
-    sh(["dvc", "exp", "run", "-n", "smoke-qe", "-S", "scale=smoke", "-S", "lensing_net.architecture=resunet_qe"],
-       root, env)
+    sh(
+        ["dvc", "exp", "run", "-n", "smoke-qe", "-S", "scale=smoke", "-S", "lensing_net.architecture=resunet_qe"],
+        root,
+        env,
+    )
     metrics = json.loads((root / "metrics/lensing.json").read_text())
-    assert {"rho_cnn_mean_err", "rho_qe_mean_err", "cnn_over_qe", "cnn_over_qe_err", "qe_over_limit_max_z"} <= set(metrics)
+    assert {"rho_cnn_mean_err", "rho_qe_mean_err", "cnn_over_qe", "cnn_over_qe_err", "qe_over_limit_max_z"} <= set(
+        metrics
+    )
     assert "leak_suspected" not in metrics  # v2 exaggerates kappa x30: no bound applies, nothing to flag
     card = json.loads((root / "models/lensing/model_card.json").read_text())
     assert card["architecture"] == "resunet_qe" and card["input"]["channels"] == ["T"]
@@ -260,12 +334,21 @@ def test_a_physics_informed_network_runs_as_an_experiment_and_is_served_from_t_a
         out["T_lensed"], out.attrs["pixel_arcmin"] = maps, card["input"]["pixel_arcmin"]
     model = keras.models.load_model(root / "models/lensing/model.keras", safe_mode=True)
     expected = model.predict(InputMaker.from_card(card["input"]["derived"])(maps), verbose=0)[..., 0]
-    sh(["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.h5"), "-o", str(tmp_path / "k.h5")],
-       root, {**env, "PYTHONPATH": "src:."})
+    sh(
+        ["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.h5"), "-o", str(tmp_path / "k.h5")],
+        root,
+        {**env, "PYTHONPATH": "src:."},
+    )
     with h5py.File(tmp_path / "k.h5") as h5:
         assert np.allclose(h5["prediction"][:], expected, rtol=1e-5, atol=1e-7)
-    shown = subprocess.run(["dvc", "exp", "show", "--csv", "--keep", "lensing_net.architecture"], cwd=root, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(
+        ["dvc", "exp", "show", "--csv", "--keep", "lensing_net.architecture"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "resunet_qe" in shown
 
 
@@ -276,8 +359,18 @@ def test_cmbml_score_reproduces_the_stage_and_refuses_estimates_of_another_split
     first 10 maps are refused in one line naming what differs."""
     root, env = smoke_experiment
     env = {**env, "PYTHONPATH": "src:."}
-    sh(["cmbml", "predict", "models/lensing/model.keras", "datasets/lensing/evaluation.h5", "-o",
-        str(tmp_path / "kappa.h5")], root, env)
+    sh(
+        [
+            "cmbml",
+            "predict",
+            "models/lensing/model.keras",
+            "datasets/lensing/evaluation.h5",
+            "-o",
+            str(tmp_path / "kappa.h5"),
+        ],
+        root,
+        env,
+    )
     sh(["cmbml", "score", "lensing", str(tmp_path / "kappa.h5"), "--method", "network-again"], root, env)
     stage = json.loads((root / "metrics/lensing.json").read_text())
     scored = json.loads((root / "scores/lensing/network-again/metrics.json").read_text())
@@ -290,11 +383,14 @@ def test_cmbml_score_reproduces_the_stage_and_refuses_estimates_of_another_split
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("lensing").experiment_id],
-                                filter_string="params.method = 'network-again'")
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("lensing").experiment_id], filter_string="params.method = 'network-again'"
+    )
     assert run.info.run_name == "network-again on v2-smoke" and run.data.tags["cmbml.method"] == "network-again"
-    assert run.data.tags["cmbml.split_md5"] == f"datasets/lensing/evaluation.h5:" \
+    assert (
+        run.data.tags["cmbml.split_md5"] == f"datasets/lensing/evaluation.h5:"
         f"{__import__('hashlib').md5((root / 'datasets/lensing/evaluation.h5').read_bytes()).hexdigest()}"
+    )
     assert run.data.metrics["evaluation_rho_cnn_mean"] == pytest.approx(scored["rho_cnn_mean"])
     import h5py
 
@@ -302,8 +398,14 @@ def test_cmbml_score_reproduces_the_stage_and_refuses_estimates_of_another_split
         short["prediction"] = h5["prediction"][:10]
         for key, value in h5.attrs.items():
             short.attrs[key] = value
-    out = subprocess.run(["cmbml", "score", "lensing", str(tmp_path / "short.h5"), "--method", "short"], cwd=root,
-                         env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["cmbml", "score", "lensing", str(tmp_path / "short.h5"), "--method", "short"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert "10 estimate(s); expected 48 estimates of kappa on 50 x 50 pixels" in out.stderr
 
@@ -320,8 +422,11 @@ def test_experiments_travel_to_a_colleague_through_a_git_and_a_dvc_remote(smoke_
     sh(["git", "push", "-q", "origin", "HEAD:main"], root, env)
     sh(["dvc", "remote", "add", "--local", "share", str(shared)], root, env)
     sh(["dvc", "exp", "push", "--remote", "share", "origin", "smoke-x10"], root, env)
-    ref = next(r for r in sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).stdout.split()
-               if r.endswith("/smoke-x10"))
+    ref = next(
+        r
+        for r in sh(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], root, env).stdout.split()
+        if r.endswith("/smoke-x10")
+    )
     expected = json.loads(sh(["git", "show", f"{ref}:metrics/lensing.json"], root, env).stdout)
 
     sh(["git", "clone", "-q", str(bare), str(colleague)], tmp_path, env)

@@ -58,8 +58,25 @@ def test_two_queued_experiments_log_in_parallel_to_a_tracking_server_on_postgres
     env = {**env, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     names = [f"server-lr{rate}" for rate in RATES]
     for name, rate in zip(names, RATES):
-        sh(["dvc", "exp", "run", "--queue", "-n", name, "-S", "scale=smoke", "-S", "cenn=B",
-            "-S", f"lensing_train.learning_rate={rate}", "lensing_train"], root, env)
+        sh(
+            [
+                "dvc",
+                "exp",
+                "run",
+                "--queue",
+                "-n",
+                name,
+                "-S",
+                "scale=smoke",
+                "-S",
+                "cenn=B",
+                "-S",
+                f"lensing_train.learning_rate={rate}",
+                "lensing_train",
+            ],
+            root,
+            env,
+        )
     sh(["dvc", "queue", "start", "-j", "2"], root, env)
     status = wait_for_queue(root, env)
     for name in names:
@@ -85,9 +102,16 @@ def test_two_queued_experiments_log_in_parallel_to_a_tracking_server_on_postgres
 
     # artifacts come back through the proxy, and the proxy keeps them in its destination folder
     for run in runs.values():
-        card = json.loads(Path(mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path="model_card.json", tracking_uri=uri,
-            dst_path=str(tmp_path / run.info.run_id))).read_text())
+        card = json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=run.info.run_id,
+                    artifact_path="model_card.json",
+                    tracking_uri=uri,
+                    dst_path=str(tmp_path / run.info.run_id),
+                )
+            ).read_text()
+        )
         assert card["parameter_set"] == "v2" and card["scale"] == "smoke"
     assert len(list(artifacts.rglob("model_card.json"))) == 2
     assert len(list(artifacts.rglob("training_curve.png"))) == 2

@@ -20,14 +20,17 @@ import pytest
 from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)"),
+]
 
 NO_NETWORK = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND"]
 RUN_NAME = "offline_reports-v0-smoke"
 # Put first in a probed page: the errors of every script after it, for the probe to report.
-ERROR_HOOK = ("<script>window.pageErrors = []; "
-              "addEventListener('error', function (e) { pageErrors.push(e.message) })</script>")
+ERROR_HOOK = (
+    "<script>window.pageErrors = []; addEventListener('error', function (e) { pageErrors.push(e.message) })</script>"
+)
 
 
 def browse(page: Path, scratch: Path, inject: str = "") -> tuple[str, list[str]]:
@@ -42,9 +45,21 @@ def browse(page: Path, scratch: Path, inject: str = "") -> tuple[str, list[str]]
         copy.write_text(html.replace("</body>", f"<script>{inject}</script></body>"), encoding="utf-8")
         page = copy
     netlog = scratch / f"{page.stem}.netlog.json"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", *NO_NETWORK, "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", f"--user-data-dir={scratch / 'profile'}",
-           "--virtual-time-budget=10000", f"--log-net-log={netlog}", "--dump-dom", page.as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        *NO_NETWORK,
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--user-data-dir={scratch / 'profile'}",
+        "--virtual-time-budget=10000",
+        f"--log-net-log={netlog}",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0 and "</html>" in out.stdout, out.stderr[-3000:]
     return out.stdout, page_requests(netlog)
@@ -54,16 +69,24 @@ def page_requests(netlog: Path) -> list[str]:
     """URLs of the requests that file:// pages started (the browser's own update checks are not theirs)."""
     log = json.loads(netlog.read_text())
     start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    return sorted({e["params"]["url"] for e in log["events"] if e["type"] == start
-                   and "site=file://" in e["params"].get("site_for_cookies", "")
-                   and e["params"]["url"].startswith(("http:", "https:"))})
+    return sorted(
+        {
+            e["params"]["url"]
+            for e in log["events"]
+            if e["type"] == start
+            and "site=file://" in e["params"].get("site_for_cookies", "")
+            and e["params"]["url"].startswith(("http:", "https:"))
+        }
+    )
 
 
 def test_the_browser_is_offline_and_its_log_sees_page_requests(tmp_path):
     """The control: a page that needs a CDN gets nothing, and the request it tried is in the log."""
     page = tmp_path / "cdn.html"
-    page.write_text('<html><head><script src="https://cdn.jsdelivr.net/npm/vega@5"></script></head>'
-                    "<body><p id=out></p><script>out.textContent = 'vega is ' + typeof vega</script></body></html>")
+    page.write_text(
+        '<html><head><script src="https://cdn.jsdelivr.net/npm/vega@5"></script></head>'
+        "<body><p id=out></p><script>out.textContent = 'vega is ' + typeof vega</script></body></html>"
+    )
     dom, requests = browse(page, tmp_path)
     assert "vega is undefined" in dom
     assert requests == ["https://cdn.jsdelivr.net/npm/vega@5"]
@@ -81,11 +104,18 @@ def data_docs(tmp_path_factory) -> tuple:
     samples = pd.DataFrame({"kappa_var": [0.041, 0.043, 0.045], "nonfinite_count": [0, 0, 0]})
     files = pd.DataFrame({"readable": [True, False]})
     tables = [
-        GateTable("samples", samples, [
-            E.ExpectTableRowCountToEqual(value=3),
-            E.ExpectColumnMeanToBeBetween(column="kappa_var", min_value=lower_bound(0.0411269864707915),
-                                          max_value=upper_bound(0.0451262506584605)),
-        ]),
+        GateTable(
+            "samples",
+            samples,
+            [
+                E.ExpectTableRowCountToEqual(value=3),
+                E.ExpectColumnMeanToBeBetween(
+                    column="kappa_var",
+                    min_value=lower_bound(0.0411269864707915),
+                    max_value=upper_bound(0.0451262506584605),
+                ),
+            ],
+        ),
         GateTable("files", files, [E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True])]),
     ]
     docs = tmp_path_factory.mktemp("data_docs") / "docs"

@@ -25,12 +25,19 @@ def s3_endpoint(tmp_path):
 
     port = free_port()
     log = (tmp_path / "moto.log").open("w")
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
     try:
         for _ in range(200):  # the server listens within about a second
             try:
@@ -52,8 +59,22 @@ def test_push_a_smoke_run_to_s3_and_pull_it_back_byte_identical(repo_copy, s3_en
     endpoint, client = s3_endpoint
     env = {**env, **CREDENTIALS}
     # the smoke lensing run up to the trained model (stages another test already ran come from the run cache)
-    sh(["dvc", "exp", "run", "-n", "smoke-s3", "-S", "scale=smoke", "-S", "kappa_exaggeration_factor=10",
-        "lensing_train"], root, env)
+    sh(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-n",
+            "smoke-s3",
+            "-S",
+            "scale=smoke",
+            "-S",
+            "kappa_exaggeration_factor=10",
+            "lensing_train",
+        ],
+        root,
+        env,
+    )
     # the README's recipe: remote and endpoint in .dvc/config.local (not committed), credentials from the environment
     sh(["dvc", "remote", "add", "--local", "s3", f"s3://{BUCKET}/dvcstore"], root, env)
     sh(["dvc", "remote", "modify", "--local", "s3", "endpointurl", endpoint], root, env)
@@ -75,9 +96,12 @@ def test_push_a_smoke_run_to_s3_and_pull_it_back_byte_identical(repo_copy, s3_en
         # without credentials the same pull is refused: nothing in the repository grants access
         shutil.rmtree(cache)
         no_credentials = {k: v for k, v in env.items() if k not in CREDENTIALS}
-        failed = subprocess.run(["dvc", "pull", "-r", "s3", "lensing_train"], cwd=root, env=no_credentials,
-                                capture_output=True, text=True)
-        assert failed.returncode != 0 and "credentials" in (failed.stdout + failed.stderr).lower(), failed.stderr[-2000:]
+        failed = subprocess.run(
+            ["dvc", "pull", "-r", "s3", "lensing_train"], cwd=root, env=no_credentials, capture_output=True, text=True
+        )
+        assert failed.returncode != 0 and "credentials" in (failed.stdout + failed.stderr).lower(), failed.stderr[
+            -2000:
+        ]
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         kept.rename(cache)

@@ -26,5 +26,7 @@ def test_the_remote_holds_exactly_the_objects_data_dvc_references():
     referenced = {out["md5"]} | {entry["md5"] for entry in files}
     stored = {p.parent.name + p.name for p in OBJECTS.rglob("*") if p.is_file()}
     assert referenced <= stored, f"missing from dvc-storage: {sorted(referenced - stored)} (run `dvc push data.dvc`)"
-    assert stored == referenced, (f"dvc-storage holds objects data.dvc does not reference: {sorted(stored - referenced)}"
-                                  " (remove them with `git rm`)")
+    assert stored == referenced, (
+        f"dvc-storage holds objects data.dvc does not reference: {sorted(stored - referenced)}"
+        " (remove them with `git rm`)"
+    )

@@ -116,8 +116,13 @@ class WienerFilter:
     error_power: Mapping[str, np.ndarray]
 
     @classmethod
-    def build(cls, grid: FlatGrid, cl_label: Mapping[str, np.ndarray], response: np.ndarray,
-              nuisance: Mapping[str, np.ndarray]) -> WienerFilter:
+    def build(
+        cls,
+        grid: FlatGrid,
+        cl_label: Mapping[str, np.ndarray],
+        response: np.ndarray,
+        nuisance: Mapping[str, np.ndarray],
+    ) -> WienerFilter:
         """``cl_label[spectrum]``: the label's C_ell (CMB x target beam^2 x pixel window^2, ell = 0, 1, ...);
         ``response`` (C, lmax + 1): ``B_c / B_target`` per channel; ``nuisance[spectrum]`` (n, n, C, C):
         foreground + noise covariance per mode in FFT units (:meth:`nuisance_from_train`)."""
@@ -132,8 +137,12 @@ class WienerFilter:
         return cls(grid, weights, error)
 
     @staticmethod
-    def nuisance_from_train(chunks: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
-                            grid: FlatGrid, response: np.ndarray, bin_width: float) -> dict[str, np.ndarray]:
+    def nuisance_from_train(
+        chunks: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
+        grid: FlatGrid,
+        response: np.ndarray,
+        bin_width: float,
+    ) -> dict[str, np.ndarray]:
         """Foreground + noise covariance of the channels, ``d_c - a_c t``, measured on chunks of Train
         (inputs (N, n, n, C), labels (N, n, n, 1) per component) and averaged over annuli of ``bin_width``."""
         a = response_on_grid(grid, response)
@@ -173,8 +182,9 @@ class WienerFilter:
         # Q = c E - s B and U = s E + c B of E = sum w_E (c Q + s U), B = sum w_B (-s Q + c U).
         q_from_q, u_from_u = c * c * w_e + s * s * w_b, s * s * w_e + c * c * w_b
         q_from_u = u_from_q = c * s * (w_e - w_b)
-        return np.stack([np.concatenate([q_from_q, q_from_u], axis=-1),
-                         np.concatenate([u_from_q, u_from_u], axis=-1)], axis=-1)
+        return np.stack(
+            [np.concatenate([q_from_q, q_from_u], axis=-1), np.concatenate([u_from_q, u_from_u], axis=-1)], axis=-1
+        )
 
 
 @dataclass(frozen=True)
@@ -189,8 +199,12 @@ class PerModeLinearFilter:
     weights: np.ndarray
 
     @classmethod
-    def fit(cls, chunks: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
-            components: Sequence[str], ridge: float = 1e-9) -> PerModeLinearFilter:
+    def fit(
+        cls,
+        chunks: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
+        components: Sequence[str],
+        ridge: float = 1e-9,
+    ) -> PerModeLinearFilter:
         """Accumulate ``sum d d^H`` and ``sum t d^H`` over chunks of (inputs, labels) Train patches."""
         dd = td = None
         for inputs, labels in chunks:
@@ -232,8 +246,9 @@ def pixel_ilc(patches: np.ndarray) -> np.ndarray:
     return np.einsum("aijc,ac->aij", patches, weights)
 
 
-def harmonic_ilc(inputs: Mapping[str, np.ndarray], grid: FlatGrid, response: np.ndarray,
-                 bin_width: float) -> dict[str, np.ndarray]:
+def harmonic_ilc(
+    inputs: Mapping[str, np.ndarray], grid: FlatGrid, response: np.ndarray, bin_width: float
+) -> dict[str, np.ndarray]:
     """Harmonic ILC: each channel's beam equalised to the target (divided by ``response``), then per
     annulus of ``bin_width`` the weights from the second moments of all patches and components."""
     a = response_on_grid(grid, response)
@@ -354,8 +369,9 @@ class WienerBaseline(Baseline):
     @classmethod
     def fit(cls, setup: BaselineSetup, chunks: Callable[[], Chunks]) -> WienerBaseline:
         nuisance = WienerFilter.nuisance_from_train(chunks(), setup.grid, setup.response, setup.grid.ell_fundamental)
-        return cls(WienerFilter.build(setup.grid, {s[0]: cl for s, cl in setup.cl_label.items()}, setup.response,
-                                      nuisance))
+        return cls(
+            WienerFilter.build(setup.grid, {s[0]: cl for s, cl in setup.cl_label.items()}, setup.response, nuisance)
+        )
 
     def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.wiener.apply(inputs)
@@ -381,8 +397,13 @@ class WienerOwnSkyBaseline(WienerBaseline):
     shown_in: ClassVar[frozenset[str]] = frozenset({UNSEEN_SUMMARY, FOREGROUND_TABLE})
 
 
-def per_patch_nuisance(inputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], grid: FlatGrid,
-                       response: np.ndarray, bin_width: float) -> dict[str, np.ndarray]:
+def per_patch_nuisance(
+    inputs: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
+    grid: FlatGrid,
+    response: np.ndarray,
+    bin_width: float,
+) -> dict[str, np.ndarray]:
     """Each patch's own foreground + noise covariance between channels, ``d_c - a_c t`` of that patch alone,
     averaged over annuli of ``bin_width``: ``{spectrum: (N, n, n, C, C)}`` in FFT units."""
     a = response_on_grid(grid, response)
@@ -412,8 +433,15 @@ class PerPatchWienerFilter:
     weights: Mapping[str, np.ndarray]
 
     @classmethod
-    def build(cls, inputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], grid: FlatGrid,
-              cl_label: Mapping[str, np.ndarray], response: np.ndarray, bin_width: float) -> PerPatchWienerFilter:
+    def build(
+        cls,
+        inputs: Mapping[str, np.ndarray],
+        labels: Mapping[str, np.ndarray],
+        grid: FlatGrid,
+        cl_label: Mapping[str, np.ndarray],
+        response: np.ndarray,
+        bin_width: float,
+    ) -> PerPatchWienerFilter:
         """Patches ``inputs`` {component: (N, n, n, C)} and their ``labels`` {component: (N, n, n, 1)}.
 
         Each patch gets the Wiener filter of its own foreground + noise covariance (:func:`per_patch_nuisance`) or
@@ -462,8 +490,16 @@ class WienerPerPatchBaseline(Baseline):
         parts = list(chunks())
         inputs = {c: np.concatenate([p[0][c] for p in parts]) for c in setup.components}
         labels = {c: np.concatenate([p[1][c] for p in parts]) for c in setup.components}
-        return cls(PerPatchWienerFilter.build(inputs, labels, setup.grid, {s[0]: cl for s, cl in setup.cl_label.items()},
-                                              setup.response, 2 * setup.grid.ell_fundamental))
+        return cls(
+            PerPatchWienerFilter.build(
+                inputs,
+                labels,
+                setup.grid,
+                {s[0]: cl for s, cl in setup.cl_label.items()},
+                setup.response,
+                2 * setup.grid.ell_fundamental,
+            )
+        )
 
     def apply(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.wiener.apply(inputs)

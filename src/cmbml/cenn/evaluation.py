@@ -64,8 +64,9 @@ JACKKNIFE_SKY_BLOCKS = 10
 """Sky blocks of the delete-a-block jackknife (:func:`cmbml.common.jackknife.sky_blocks`)."""
 
 
-def cenn_maps(inputs: np.ndarray, labels: np.ndarray, estimates: Mapping[str, np.ndarray],
-              target: int) -> dict[str, np.ndarray]:
+def cenn_maps(
+    inputs: np.ndarray, labels: np.ndarray, estimates: Mapping[str, np.ndarray], target: int
+) -> dict[str, np.ndarray]:
     """The maps compared on (already cropped) patches: ``inputs`` (N, n, n, channels), ``labels`` (N, n, n, 1)
     and each method's estimate (N, n, n). Adds every residual, the uncleaned target channel as ``"input"`` and its residual."""
     maps = {"label": labels[..., 0], "input": inputs[..., target]}
@@ -84,16 +85,23 @@ def iter_train_chunks(files: Mapping[str, str | Path], chunk: int = 256):
     try:
         n = next(iter(handles.values()))["M"].shape[0]
         for sl in iter_chunks(n, chunk):
-            yield ({c: h["M"][sl].astype(np.float64) for c, h in handles.items()},
-                   {c: h["M0"][sl].astype(np.float64) for c, h in handles.items()})
+            yield (
+                {c: h["M"][sl].astype(np.float64) for c, h in handles.items()},
+                {c: h["M0"][sl].astype(np.float64) for c, h in handles.items()},
+            )
     finally:
         for h in handles.values():
             h.close()
 
 
-def patch_spectra(estimator, maps: Mapping[str, Mapping[str, np.ndarray]], components: Sequence[str],
-                  measured: Sequence[str], names: Sequence[str] | None = None,
-                  crossed: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+def patch_spectra(
+    estimator,
+    maps: Mapping[str, Mapping[str, np.ndarray]],
+    components: Sequence[str],
+    measured: Sequence[str],
+    names: Sequence[str] | None = None,
+    crossed: Sequence[str] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
     """NaMaster spectra of every patch: ``cl[name][spectrum] -> (N, n_bins)``.
 
     ``maps[component][name]`` is a stack (N, n, n); a spin-2 estimator takes the Q and U maps of a
@@ -127,22 +135,36 @@ UNSEEN_PREFIX = "unseen_"
 def summary_metric_names() -> tuple[str, ...]:
     """The handful of :func:`cenn_metrics` an experiment table shows (the rest: per-range spectra scores, errors):
     the map MSE of the network and of the baselines shown in the summary, and the comparison with the reference."""
-    return (*(f"map_mse_{m}_uK2" for m, _ in shown(SUMMARY)), "map_mse_zero_prediction_uK2",
-            f"mse_over_{REFERENCE}", f"mse_over_{REFERENCE}_err", "leak_suspected", "n_independent_evaluation")
+    return (
+        *(f"map_mse_{m}_uK2" for m, _ in shown(SUMMARY)),
+        "map_mse_zero_prediction_uK2",
+        f"mse_over_{REFERENCE}",
+        f"mse_over_{REFERENCE}_err",
+        "leak_suspected",
+        "n_independent_evaluation",
+    )
 
 
 def unseen_summary_metric_names() -> tuple[str, ...]:
     """The unseen sky's scores an experiment table shows (without :data:`UNSEEN_PREFIX`)."""
-    return (*(f"map_mse_{m}_uK2" for m, _ in shown(UNSEEN_SUMMARY)), f"mse_over_{REFERENCE}",
-            f"mse_over_{REFERENCE}_err")
+    return (
+        *(f"map_mse_{m}_uK2" for m, _ in shown(UNSEEN_SUMMARY)),
+        f"mse_over_{REFERENCE}",
+        f"mse_over_{REFERENCE}_err",
+    )
 
 
 def summary_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     """The :func:`summary_metric_names` present in ``metrics``, and the :func:`unseen_summary_metric_names`
     (prefixed): what the DVC metrics file and the MLflow run show."""
-    return {**{k: metrics[k] for k in summary_metric_names() if k in metrics},
-            **{UNSEEN_PREFIX + k: metrics[UNSEEN_PREFIX + k] for k in unseen_summary_metric_names()
-               if UNSEEN_PREFIX + k in metrics}}
+    return {
+        **{k: metrics[k] for k in summary_metric_names() if k in metrics},
+        **{
+            UNSEEN_PREFIX + k: metrics[UNSEEN_PREFIX + k]
+            for k in unseen_summary_metric_names()
+            if UNSEEN_PREFIX + k in metrics
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -175,15 +197,23 @@ class CrossDiagnostics:
         """``{response, correlation, uncorrelated, auto_ratio}`` per bin, over the patches ``keep`` (all by default)."""
         a, x, lab = self._means(keep, None)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return {"response": x / lab, "correlation": x / np.sqrt(a * lab),
-                    "uncorrelated": a - x**2 / lab, "auto_ratio": a / lab}
+            return {
+                "response": x / lab,
+                "correlation": x / np.sqrt(a * lab),
+                "uncorrelated": a - x**2 / lab,
+                "auto_ratio": a / lab,
+            }
 
     def over_range(self, bins, keep=None) -> dict[str, float]:
         """The same over the bins ``bins`` together: power-weighted ratios (sums over bins), the mean uncorrelated
         power per bin."""
         a, x, lab = self._means(keep, bins)
-        return {"response": float(x.sum() / lab.sum()), "correlation": float(x.sum() / np.sqrt(a.sum() * lab.sum())),
-                "uncorrelated": float(np.mean(a - x**2 / lab)), "auto_ratio": float(a.sum() / lab.sum())}
+        return {
+            "response": float(x.sum() / lab.sum()),
+            "correlation": float(x.sum() / np.sqrt(a.sum() * lab.sum())),
+            "uncorrelated": float(np.mean(a - x**2 / lab)),
+            "auto_ratio": float(a.sum() / lab.sum()),
+        }
 
 
 def jackknife_groups(cmb_realisation: np.ndarray, lon_deg: np.ndarray, lat_deg: np.ndarray) -> dict[str, np.ndarray]:
@@ -205,10 +235,15 @@ def _jackknife_errors(statistic, groups: Mapping[str, np.ndarray] | None) -> dic
     return out
 
 
-def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
-                 cl: Mapping[str, Mapping[str, np.ndarray]], ell_ranges: Sequence[Sequence[float]],
-                 n_independent: float, groups: Mapping[str, np.ndarray] | None = None,
-                 reference_floor_uK2: float | None = None) -> dict[str, float]:
+def cenn_metrics(
+    maps: Mapping[str, Mapping[str, np.ndarray]],
+    ell: np.ndarray,
+    cl: Mapping[str, Mapping[str, np.ndarray]],
+    ell_ranges: Sequence[Sequence[float]],
+    n_independent: float,
+    groups: Mapping[str, np.ndarray] | None = None,
+    reference_floor_uK2: float | None = None,
+) -> dict[str, float]:
     """Scores of every method by one code path, averaged over components; error bars from ``n_independent``
     and, with ``groups`` (:func:`jackknife_groups`), delete-a-group jackknife errors beside them.
 
@@ -275,22 +310,33 @@ def cenn_metrics(maps: Mapping[str, Mapping[str, np.ndarray]], ell: np.ndarray,
                     continue
                 diag = CrossDiagnostics(dl[m][s], dl[cross_name(m)][s], dl["label"][s])
                 values = diag.over_range(sel)
-                for key, unit in (("response", ""), ("correlation", ""), ("uncorrelated", "_dl_uK2"),
-                                  ("auto_ratio", "")):
+                for key, unit in (
+                    ("response", ""),
+                    ("correlation", ""),
+                    ("uncorrelated", "_dl_uK2"),
+                    ("auto_ratio", ""),
+                ):
                     metrics[f"{tag}_{m}_{key}{unit}"] = values[key]
                     if key != "auto_ratio":
-                        for suffix, jk in _jackknife_errors(lambda keep, k=key: diag.over_range(sel, keep)[k],
-                                                            sky).items():
-                            metrics[f"{tag}_{m}_{key}{unit.replace('_dl_uK2', '_dl')}_err" +
-                                    ("_uK2" if unit else "")] = jk
+                        for _sky_only, jk in _jackknife_errors(
+                            lambda keep, k=key: diag.over_range(sel, keep)[k], sky
+                        ).items():
+                            metrics[
+                                f"{tag}_{m}_{key}{unit.replace('_dl_uK2', '_dl')}_err" + ("_uK2" if unit else "")
+                            ] = jk
             diff = (dl[NETWORK][s][:, sel] - dl["label"][s][:, sel]).mean(axis=1)
             metrics[f"{tag}_output_minus_label_dl_mean_uK2"] = float(diff.mean())
             metrics[f"{tag}_output_minus_label_dl_err_uK2"] = float(diff.std() / root_n)
     return metrics
 
 
-def spectra_rows(ell: np.ndarray, cl: Mapping[str, Mapping[str, np.ndarray]], theory_dl: Mapping[str, np.ndarray],
-                 n_independent: float, groups: Mapping[str, np.ndarray] | None = None) -> list[dict[str, float]]:
+def spectra_rows(
+    ell: np.ndarray,
+    cl: Mapping[str, Mapping[str, np.ndarray]],
+    theory_dl: Mapping[str, np.ndarray],
+    n_independent: float,
+    groups: Mapping[str, np.ndarray] | None = None,
+) -> list[dict[str, float]]:
     """Per NaMaster bin (the DVC plot file of the evaluation): mean D_ell of the label, with its ratio to the theory
     and that ratio's error, and of every method; each method's residual D_ell with its error from the
     independent patch count; its :class:`CrossDiagnostics` (``response``, ``correlation``, ``uncorrelated_dl``,
@@ -299,19 +345,24 @@ def spectra_rows(ell: np.ndarray, cl: Mapping[str, Mapping[str, np.ndarray]], th
 
     root_n = np.sqrt(max(n_independent, 1.0))
     factor = ell * (ell + 1) / (2 * np.pi)
-    diags = {(m, s): CrossDiagnostics(cl[m][s], cl[cross_name(m)][s], cl["label"][s])
-             for m in methods() if m in cl and cross_name(m) in cl for s in theory_dl}
+    diags = {
+        (m, s): CrossDiagnostics(cl[m][s], cl[cross_name(m)][s], cl["label"][s])
+        for m in methods()
+        if m in cl and cross_name(m) in cl
+        for s in theory_dl
+    }
     per_bin = {key: d.per_bin() for key, d in diags.items()}
     errors = {}
     if groups is not None and np.unique(groups["sky"]).size >= 2:
         for key, d in diags.items():
-            errors[key] = {k: group_jackknife(lambda keep, k=k: d.per_bin(keep)[k], groups["sky"])[1]
-                           for k in ("response", "correlation", "uncorrelated")}
+            errors[key] = {
+                k: group_jackknife(lambda keep, k=k: d.per_bin(keep)[k], groups["sky"])[1]
+                for k in ("response", "correlation", "uncorrelated")
+            }
     rows = []
     for i, e in enumerate(ell):
         row = {"ell": float(e)}
         for s, th in theory_dl.items():
-            label = cl["label"][s][:, i].mean()
             label_dl = factor[i] * cl["label"][s][:, i]
             row[f"theory_{s}_dl"] = float(th[i])
             row[f"label_{s}_dl"] = float(label_dl.mean())
@@ -356,6 +407,7 @@ class ClassicalBaselines:
     def fit(cls, train_files: Mapping[str, str | Path], setup: BaselineSetup) -> ClassicalBaselines:
         """``train_files``: ``{component: HDF5 path}`` (datasets ``M`` and ``M0``), read in chunks, once per
         baseline that learns from them."""
+
         def chunks():
             return iter_train_chunks(train_files)
 
@@ -365,14 +417,19 @@ class ClassicalBaselines:
         """Every fitted baseline's scores known from its fit (the Wiener filter's predicted MSE)."""
         return {k: v for b in self.fitted.values() for k, v in b.fit_metrics().items()}
 
-    def estimates(self, inputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray] | None = None
-                  ) -> dict[str, dict[str, np.ndarray]]:
+    def estimates(
+        self, inputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, dict[str, np.ndarray]]:
         """``{baseline: {component: (N, n, n)}}`` for ``inputs`` ``{component: (N, n, n, C)}`` (uncropped patches).
         With ``labels`` ``{component: (N, n, n, 1)}`` the oracles too, each fitted on these very patches."""
         out = {name: b.apply(inputs) for name, b in self.fitted.items()}
         if labels is not None:
-            own = [({c: np.asarray(m, dtype=np.float64) for c, m in inputs.items()},
-                    {c: np.asarray(m, dtype=np.float64) for c, m in labels.items()})]
+            own = [
+                (
+                    {c: np.asarray(m, dtype=np.float64) for c, m in inputs.items()},
+                    {c: np.asarray(m, dtype=np.float64) for c, m in labels.items()},
+                )
+            ]
             for name, b in BASELINES.items():
                 if b.oracle:
                     out[name] = b.fit(self.setup, lambda: iter(own)).apply(inputs)

@@ -102,8 +102,14 @@ class GaussianForeground:
         from cmbml.common.sht import synthesis
 
         zero = np.zeros(lmax + 1)
-        alm = gaussian_alm(zero, power_law_cl(lmax, self.a_ee, self.alpha_ee),
-                           power_law_cl(lmax, self.a_bb, self.alpha_bb), zero, lmax, rng)
+        alm = gaussian_alm(
+            zero,
+            power_law_cl(lmax, self.a_ee, self.alpha_ee),
+            power_law_cl(lmax, self.a_bb, self.alpha_bb),
+            zero,
+            lmax,
+            rng,
+        )
         return synthesis(alm[1:], nside, spin=2)
 
 
@@ -131,7 +137,9 @@ def smoothed_spectrum(cl: np.ndarray, bins_per_decade: int = 12) -> np.ndarray:
     """``cl`` averaged in logarithmic multipole bins (weights 2 ell + 1), interpolated back onto every
     ell >= 2 in log-log: the expected spectrum of a realisation, without its cosmic variance."""
     ell = np.arange(cl.size)
-    edges = np.unique(np.round(np.logspace(np.log10(2), np.log10(cl.size), 1 + int(bins_per_decade * np.log10(cl.size / 2)))))
+    edges = np.unique(
+        np.round(np.logspace(np.log10(2), np.log10(cl.size), 1 + int(bins_per_decade * np.log10(cl.size / 2))))
+    )
     centres, means = [], []
     for lo, hi in zip(edges[:-1].astype(int), edges[1:].astype(int)):
         w = 2 * ell[lo:hi] + 1.0
@@ -190,8 +198,9 @@ class NonGaussianForeground:
         return synthesis(np.stack([alm_e, alm_b]), nside, spin=2)
 
 
-def spectral_parameter_map(mean: float, scatter: float, fwhm_deg: float, nside: int,
-                           rng: np.random.Generator, floor: float | None = None) -> np.ndarray | float:
+def spectral_parameter_map(
+    mean: float, scatter: float, fwhm_deg: float, nside: int, rng: np.random.Generator, floor: float | None = None
+) -> np.ndarray | float:
     """A spectral parameter across the sky: ``mean + scatter * u`` with ``u`` a unit Gaussian field
     smoothed by a Gaussian of ``fwhm_deg`` (white noise times the beam); ``mean`` itself when
     ``scatter`` is 0. Values below ``floor`` (if given) are raised to it."""
@@ -202,8 +211,6 @@ def spectral_parameter_map(mean: float, scatter: float, fwhm_deg: float, nside: 
     lmax = int(min(3 * nside - 1, max(8 * 180.0 / fwhm_deg, 16)))  # the beam is 1e-9 beyond
     field = mean + scatter * unit_gaussian_field(gauss_beam(fwhm_deg * 60.0, lmax) ** 2, nside, rng)
     return field if floor is None else np.maximum(field, floor)
-
-
 
 
 @dataclass(frozen=True)
@@ -237,8 +244,9 @@ class SourcePopulation:
             "pol_angle": rng.uniform(0.0, np.pi, size=n),
         }
 
-    def qu_map(self, catalogue: Mapping[str, np.ndarray], nside: int, freq_ghz: float,
-               flux_ratio: float | None = None) -> np.ndarray:
+    def qu_map(
+        self, catalogue: Mapping[str, np.ndarray], nside: int, freq_ghz: float, flux_ratio: float | None = None
+    ) -> np.ndarray:
         """(Q, U) in uK_CMB at ``freq_ghz``: each source in its pixel (the beam is applied later).
 
         ``flux_ratio``: ``S(freq_ghz) / S(ref_ghz)``, the same for every source; default the power law
@@ -266,15 +274,23 @@ def gaussian_foreground_from_params(p: Mapping) -> GaussianForeground:
 def galactic_foreground_from_params(p: Mapping, model: str):
     """The dust or synchrotron sky of ``model`` (``gaussian`` or ``nongaussian``) from its parameter block."""
     if model == "nongaussian":
-        return NonGaussianForeground(p["A_EE"], p["A_BB"], p["alpha_EE"], p["alpha_BB"], p["ref_GHz"],
-                                     p["ln_intensity_sigma"], p["angle_sigma_deg"])
+        return NonGaussianForeground(
+            p["A_EE"],
+            p["A_BB"],
+            p["alpha_EE"],
+            p["alpha_BB"],
+            p["ref_GHz"],
+            p["ln_intensity_sigma"],
+            p["angle_sigma_deg"],
+        )
     return gaussian_foreground_from_params(p)
 
 
 def sources_from_params(p: Mapping, counts: SourceCounts | None = None) -> SourcePopulation:
     """A radio or infrared population from its parameter block, with its counts table (read by the caller)."""
-    return SourcePopulation(counts, p["s_min_Jy"], p["s_max_Jy"], p["spectral_index"], p["ref_GHz"], p["pol_mu"],
-                            p["pol_sigma"])
+    return SourcePopulation(
+        counts, p["s_min_Jy"], p["s_max_Jy"], p["spectral_index"], p["ref_GHz"], p["pol_mu"], p["pol_sigma"]
+    )
 
 
 def galactic_profile(nside: int, b_floor_deg: float = 5.0, b_norm_deg: float = 30.0) -> np.ndarray:
@@ -355,8 +371,10 @@ class ComponentRegistry(Registry):
     def register(self, entry=None, *, name: str | None = None):
         def add(cls):
             if name is not None and name != getattr(cls, "name", None):
-                raise ValueError(f"{self.key}: {cls.__name__} is registered as {name!r} but reads the block "
-                                 f"{getattr(cls, 'name', None)!r}; a component's name is its block's")
+                raise ValueError(
+                    f"{self.key}: {cls.__name__} is registered as {name!r} but reads the block "
+                    f"{getattr(cls, 'name', None)!r}; a component's name is its block's"
+                )
             self._refuse_taken_streams(cls)
             return Registry.register(self, cls)
 
@@ -368,21 +386,29 @@ class ComponentRegistry(Registry):
                 raise TypeError(f"{self.key}: {cls.__name__} has no {attr!r}")
         others = [(n, c) for n, c in self.items() if n != cls.name]  # a duplicate name is refused by Registry
         ids = [sp.stream for sp in cls.spectral_parameters]
-        if not isinstance(cls.stream, int) or isinstance(cls.stream, bool) or cls.stream < 0 \
-                or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in ids):
+        if (
+            not isinstance(cls.stream, int)
+            or isinstance(cls.stream, bool)
+            or cls.stream < 0
+            or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in ids)
+        ):
             raise ValueError(f"{self.key}.{cls.name}: stream ids must be integers >= 0")
         taken = {c.stream: n for n, c in others}
         if cls.stream in taken:
-            raise ValueError(f"{self.key}.{cls.name}: stream {cls.stream} is already {taken[cls.stream]}'s (two "
-                             f"components on one stream draw correlated skies); free ids start at {max(taken) + 1}")
+            raise ValueError(
+                f"{self.key}.{cls.name}: stream {cls.stream} is already {taken[cls.stream]}'s (two "
+                f"components on one stream draw correlated skies); free ids start at {max(taken) + 1}"
+            )
         spectral = {sp.stream: f"{n}.{sp.key}" for n, c in others for sp in c.spectral_parameters}
         keys = {sp.key: n for n, c in others for sp in c.spectral_parameters}
         if len(set(ids)) < len(ids) or len({sp.key for sp in cls.spectral_parameters}) < len(ids):
             raise ValueError(f"{self.key}.{cls.name}: its spectral parameters repeat a stream id or a key")
         for sp in cls.spectral_parameters:
             if sp.stream in spectral:
-                raise ValueError(f"{self.key}.{cls.name}: spectral parameter {sp.key!r} takes stream {sp.stream}, "
-                                 f"already {spectral[sp.stream]}'s; free ids start at {max(spectral) + 1}")
+                raise ValueError(
+                    f"{self.key}.{cls.name}: spectral parameter {sp.key!r} takes stream {sp.stream}, "
+                    f"already {spectral[sp.stream]}'s; free ids start at {max(spectral) + 1}"
+                )
             if sp.key in keys:
                 raise ValueError(f"{self.key}.{cls.name}: spectral parameter {sp.key!r} is already {keys[sp.key]}'s")
 
@@ -446,12 +472,18 @@ class DiffuseParams(Block):
     alpha_EE: float = Field(ge=-5.0, le=5.0, description="slope of D_ell^EE against ell (dimensionless)")
     alpha_BB: float = Field(ge=-5.0, le=5.0, description="slope of D_ell^BB against ell (dimensionless)")
     ref_GHz: float = Field(ge=1.0, le=2000.0, description="frequency of the amplitudes and of the template, GHz")
-    template: str | None = Field(min_length=1, description=(
-        "HEALPix FITS file in data/ with (Q, U) at ref_GHz in uK_RJ, used instead of a drawn sky; or null"))
-    ln_intensity_sigma: float | None = Field(None, ge=0.0, le=3.0, description=(
-        "nongaussian model: rms of ln(polarized intensity) (dimensionless)"))
-    angle_sigma_deg: float | None = Field(None, ge=0.0, le=180.0, description=(
-        "nongaussian model: rms of the polarization-angle field, deg"))
+    template: str | None = Field(
+        min_length=1,
+        description=(
+            "HEALPix FITS file in data/ with (Q, U) at ref_GHz in uK_RJ, used instead of a drawn sky; or null"
+        ),
+    )
+    ln_intensity_sigma: float | None = Field(
+        None, ge=0.0, le=3.0, description=("nongaussian model: rms of ln(polarized intensity) (dimensionless)")
+    )
+    angle_sigma_deg: float | None = Field(
+        None, ge=0.0, le=180.0, description=("nongaussian model: rms of the polarization-angle field, deg")
+    )
 
 
 class DiffuseComponent(ForegroundComponent):
@@ -485,8 +517,9 @@ class DiffuseComponent(ForegroundComponent):
         return qu_rj_ref * (cls.sed_rj(freq_ghz, p, values) * rj_to_cmb(freq_ghz))
 
     @classmethod
-    def at_frequency(cls, p: Mapping, realisation: np.ndarray, spectral: Mapping, nside: int,
-                     freq_ghz: float) -> np.ndarray:
+    def at_frequency(
+        cls, p: Mapping, realisation: np.ndarray, spectral: Mapping, nside: int, freq_ghz: float
+    ) -> np.ndarray:
         return cls.scale(realisation, freq_ghz, p, {sp.mean: spectral[sp.key] for sp in cls.spectral_parameters})
 
     @classmethod
@@ -499,15 +532,22 @@ class DiffuseComponent(ForegroundComponent):
                 if block.get(field) is None:
                     c.fail(f"{key}.{field}: missing; the nongaussian model needs it")
         if block.get("template") is not None and data_dir is not None:
-            c.file_in_repository(f"{key}.template", relative_to=data_dir,
-                                 hint=" (copy it into data/ and run `dvc add data`, or set null for a drawn sky)")
+            c.file_in_repository(
+                f"{key}.template",
+                relative_to=data_dir,
+                hint=" (copy it into data/ and run `dvc add data`, or set null for a drawn sky)",
+            )
 
 
 class SourceParams(Block):
     """Keys of a point-source population: its counts table, flux cuts, spectrum and polarization fractions."""
 
-    counts_table: str = Field(min_length=1, description=(
-        "CSV in data/ with S_Jy and dN_dS (Jy^-1 sr^-1) at ref_GHz (cmbml.cenn.source_counts.SourceCounts)"))
+    counts_table: str = Field(
+        min_length=1,
+        description=(
+            "CSV in data/ with S_Jy and dN_dS (Jy^-1 sr^-1) at ref_GHz (cmbml.cenn.source_counts.SourceCounts)"
+        ),
+    )
     ref_GHz: float = Field(ge=1.0, le=2000.0, description="frequency of the counts table, GHz")
     s_min_Jy: float = Field(gt=0.0, le=1e4, description="faintest source drawn, Jy at ref_GHz")
     s_max_Jy: float = Field(gt=0.0, le=1e5, description="brightest source drawn, Jy at ref_GHz (above s_min_Jy)")
@@ -547,8 +587,9 @@ class PointSourceComponent(ForegroundComponent):
         return sources_from_params(p, sky.counts[cls.name]).catalogue(rng)
 
     @classmethod
-    def at_frequency(cls, p: Mapping, realisation: Mapping, spectral: Mapping, nside: int,
-                     freq_ghz: float) -> np.ndarray:
+    def at_frequency(
+        cls, p: Mapping, realisation: Mapping, spectral: Mapping, nside: int, freq_ghz: float
+    ) -> np.ndarray:
         return sources_from_params(p).qu_map(realisation, nside, freq_ghz, cls.sed(freq_ghz, p))
 
     @classmethod
@@ -556,15 +597,20 @@ class PointSourceComponent(ForegroundComponent):
         block = c.value(key)
         if not isinstance(block, Mapping) or data_dir is None:
             return
-        table = c.file_in_repository(f"{key}.counts_table", relative_to=data_dir,
-                                     hint=" (a counts table S_Jy, dN_dS in data/, tracked by data.dvc)")
+        table = c.file_in_repository(
+            f"{key}.counts_table",
+            relative_to=data_dir,
+            hint=" (a counts table S_Jy, dN_dS in data/, tracked by data.dvc)",
+        )
         s_min, s_max = block.get("s_min_Jy"), block.get("s_max_Jy")
         if table is not None and isinstance(s_min, (int, float)) and isinstance(s_max, (int, float)):
             try:
                 SourceCounts.read(table).cumulative(s_min, s_max, n_grid=2)
             except (ValueError, KeyError, OSError) as err:
-                c.fail(f"{key}.counts_table = {block['counts_table']!r} with s_min_Jy = {s_min!r}, "
-                       f"s_max_Jy = {s_max!r}: {err}")
+                c.fail(
+                    f"{key}.counts_table = {block['counts_table']!r} with s_min_Jy = {s_min!r}, "
+                    f"s_max_Jy = {s_max!r}: {err}"
+                )
 
 
 @COMPONENTS.register
@@ -576,7 +622,8 @@ class Dust(DiffuseComponent):
     stream: ClassVar[int] = 0
     spectral_parameters: ClassVar[tuple[SpectralParameter, ...]] = (
         SpectralParameter("beta_dust", "beta", "beta_scatter", stream=0),
-        SpectralParameter("T_dust_K", "T_dust_K", "T_dust_scatter_K", stream=1, floor_fraction=0.5))
+        SpectralParameter("T_dust_K", "T_dust_K", "T_dust_scatter_K", stream=1, floor_fraction=0.5),
+    )
 
     class Params(DiffuseParams):
         beta: float = Field(ge=-6.0, le=6.0, description="modified black-body index beta_d (dimensionless)")
@@ -596,7 +643,8 @@ class Synchrotron(DiffuseComponent):
     name: ClassVar[str] = "synchrotron"
     stream: ClassVar[int] = 1
     spectral_parameters: ClassVar[tuple[SpectralParameter, ...]] = (
-        SpectralParameter("beta_synchrotron", "beta", "beta_scatter", stream=2),)
+        SpectralParameter("beta_synchrotron", "beta", "beta_scatter", stream=2),
+    )
 
     class Params(DiffuseParams):
         beta: float = Field(ge=-6.0, le=6.0, description="power-law index beta_s in RJ temperature (dimensionless)")
@@ -626,8 +674,15 @@ class Infrared(PointSourceComponent):
 def scale_dust(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping, beta=None, temperature_k=None) -> np.ndarray:
     """Dust (Q, U) at ``freq_ghz`` in uK_CMB from the reference-frequency RJ map; ``beta`` and
     ``temperature_k`` (numbers or per-pixel maps) default to the block's ``beta`` and ``T_dust_K``."""
-    return Dust.scale(qu_rj_ref, freq_ghz, p, {"beta": p["beta"] if beta is None else beta,
-                                               "T_dust_K": p["T_dust_K"] if temperature_k is None else temperature_k})
+    return Dust.scale(
+        qu_rj_ref,
+        freq_ghz,
+        p,
+        {
+            "beta": p["beta"] if beta is None else beta,
+            "T_dust_K": p["T_dust_K"] if temperature_k is None else temperature_k,
+        },
+    )
 
 
 def scale_synchrotron(qu_rj_ref: np.ndarray, freq_ghz: float, p: Mapping, beta=None) -> np.ndarray:
@@ -641,15 +696,19 @@ def component_block(fg: Mapping, name: str) -> Mapping:
     try:
         return fg[name]
     except KeyError:
-        raise KeyError(f"foregrounds.{name}: missing; every registered component needs its block "
-                       f"(conf/foregrounds/gaussian.yaml)") from None
+        raise KeyError(
+            f"foregrounds.{name}: missing; every registered component needs its block (conf/foregrounds/gaussian.yaml)"
+        ) from None
 
 
 def load_source_counts(fg: Mapping, data_dir) -> dict[str, SourceCounts]:
     """The counts tables of the point-source components, named by ``fg[name]["counts_table"]`` (relative to
     ``data_dir``)."""
-    return {name: comp.read_counts(component_block(fg, name), data_dir) for name, comp in COMPONENTS.items()
-            if issubclass(comp, PointSourceComponent)}
+    return {
+        name: comp.read_counts(component_block(fg, name), data_dir)
+        for name, comp in COMPONENTS.items()
+        if issubclass(comp, PointSourceComponent)
+    }
 
 
 @dataclass
@@ -673,8 +732,9 @@ class ForegroundSky:
     catalogues: dict
 
 
-def foreground_sky(fg: Mapping, nside: int, seed: int, counts: Mapping[str, SourceCounts],
-                   templates: Mapping | None = None) -> ForegroundSky:
+def foreground_sky(
+    fg: Mapping, nside: int, seed: int, counts: Mapping[str, SourceCounts], templates: Mapping | None = None
+) -> ForegroundSky:
     """Draw the foreground sky of the parameters ``fg`` (the ``foregrounds`` block), every registered component.
 
     Diffuse components come from ``templates[name]`` ((Q, U) at ``ref_GHz`` in uK_RJ) when given, else from the
@@ -693,15 +753,21 @@ def foreground_sky(fg: Mapping, nside: int, seed: int, counts: Mapping[str, Sour
     sky = ForegroundSky({}, {}, {})
     for name, comp in COMPONENTS.items():
         getattr(sky, comp.realisation)[name] = comp.draw(
-            component_block(fg, name), draw, np.random.default_rng([seed, COMPONENT_STREAMS, stream, comp.stream]))
+            component_block(fg, name), draw, np.random.default_rng([seed, COMPONENT_STREAMS, stream, comp.stream])
+        )
     fwhm = fg.get("spectral_fwhm_deg", 2.0)
     for name, comp in COMPONENTS.items():
         p = fg[name]
         for sp in comp.spectral_parameters:
             floor = None if sp.floor_fraction is None else sp.floor_fraction * p[sp.mean]
             sky.spectral[sp.key] = spectral_parameter_map(
-                p[sp.mean], p.get(sp.scatter, 0.0), fwhm, nside,
-                np.random.default_rng([seed, SPECTRAL_STREAMS, stream, sp.stream]), floor)
+                p[sp.mean],
+                p.get(sp.scatter, 0.0),
+                fwhm,
+                nside,
+                np.random.default_rng([seed, SPECTRAL_STREAMS, stream, sp.stream]),
+                floor,
+            )
     return sky
 
 
@@ -716,8 +782,9 @@ def channel_parts(fg: Mapping, sky: ForegroundSky, nside: int, freq_ghz: float):
         yield name, comp.at_frequency(fg[name], getattr(sky, comp.realisation)[name], sky.spectral, nside, freq_ghz)
 
 
-def channel_maps(fg: Mapping, freqs_ghz, nside: int, seed: int, counts: Mapping[str, SourceCounts],
-                 templates: Mapping | None = None):
+def channel_maps(
+    fg: Mapping, freqs_ghz, nside: int, seed: int, counts: Mapping[str, SourceCounts], templates: Mapping | None = None
+):
     """Total polarized foreground (Q, U) in uK_CMB at each frequency, and its parts, all held in memory
     (for small skies; the stage goes channel by channel with :func:`channel_parts`).
 
@@ -767,8 +834,6 @@ def read_foreground_spectra(path) -> dict[str, np.ndarray]:
     """The table of :func:`write_foreground_spectra`, column name -> array."""
     table = np.genfromtxt(path, delimiter=",", names=True)
     return {name: np.asarray(table[name]) for name in table.dtype.names}
-
-
 
 
 def load_templates(fg: Mapping, nside: int, data_dir) -> dict[str, np.ndarray]:

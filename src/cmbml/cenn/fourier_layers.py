@@ -97,7 +97,9 @@ class _FixedDFT:
         ts = self.swap(_fixed(self.sin, t, self._kernels[1]))
         # exp(-i(a + b)) = cos a cos b - sin a sin b - i (sin a cos b + cos a sin b), a along y and b along x.
         real = L.Subtract(name=f"{self.name}_re")([self.cos(tc), self.sin(ts)])
-        imag = L.Rescaling(-1.0, name=f"{self.name}_im")(L.Add(name=f"{self.name}_im_sum")([self.sin(tc), self.cos(ts)]))
+        imag = L.Rescaling(-1.0, name=f"{self.name}_im")(
+            L.Add(name=f"{self.name}_im_sum")([self.sin(tc), self.cos(ts)])
+        )
         return real, imag
 
     def inverse(self, real, imag):
@@ -109,11 +111,13 @@ class _FixedDFT:
         first = self.cos(L.Subtract(name=f"{self.name}_inv_c")([re_c, im_s]))
         second = self.sin(L.Add(name=f"{self.name}_inv_s")([re_s, im_c]))
         return L.Rescaling(1.0 / self.npix**2, name=f"{self.name}_norm")(
-            L.Subtract(name=f"{self.name}_inv")([first, second]))
+            L.Subtract(name=f"{self.name}_inv")([first, second])
+        )
 
 
-def spin_fourier(x: keras.KerasTensor, npix: int, n_pairs: int, inverse: bool = False,
-                 name: str = "eb") -> keras.KerasTensor:
+def spin_fourier(
+    x: keras.KerasTensor, npix: int, n_pairs: int, inverse: bool = False, name: str = "eb"
+) -> keras.KerasTensor:
     """Q and U maps to E and B maps (or back, with ``inverse``), per pair of fields, inside a Keras graph.
 
     Parameters
@@ -147,7 +151,10 @@ def spin_fourier(x: keras.KerasTensor, npix: int, n_pairs: int, inverse: bool = 
     times_cos = L.DepthwiseConv1D(1, use_bias=False, trainable=False, name=f"{name}_cos2phi")
     times_sin = L.DepthwiseConv1D(1, use_bias=False, trainable=False, name=f"{name}_sin2phi")
     mix = L.Dense(k, use_bias=False, trainable=False, name=f"{name}_mix")
-    modes_last, modes_first = L.Permute((2, 1), name=f"{name}_modes_last"), L.Permute((2, 1), name=f"{name}_modes_first")
+    modes_last, modes_first = (
+        L.Permute((2, 1), name=f"{name}_modes_last"),
+        L.Permute((2, 1), name=f"{name}_modes_first"),
+    )
     rotated = []
     for part, label in ((real, "re"), (imag, "im")):
         flat_part = flat(part)
@@ -160,8 +167,9 @@ def spin_fourier(x: keras.KerasTensor, npix: int, n_pairs: int, inverse: bool = 
     return L.Permute((2, 3, 1), name=f"{name}_fields_last")(fields)  # (batch, y, x, fields)
 
 
-def fourier_filter(x: keras.KerasTensor, weights: np.ndarray, offset: np.ndarray | None = None,
-                   name: str = "filter") -> keras.KerasTensor:
+def fourier_filter(
+    x: keras.KerasTensor, weights: np.ndarray, offset: np.ndarray | None = None, name: str = "filter"
+) -> keras.KerasTensor:
     """A fixed linear filter, one real matrix per Fourier mode, inside a Keras graph:
     ``out_o(l) = sum_c weights[l, c, o] x_c(l)`` (+ ``offset[o]`` in every pixel).
 

@@ -11,7 +11,6 @@ import numpy as np
 from cmbml.common.units import ARCMIN
 
 
-
 def gaussian_alm(cl_tt, cl_ee, cl_bb, cl_te, lmax: int, rng: np.random.Generator) -> np.ndarray:
     """Correlated T, E, B harmonic coefficients (3, n_alm) with the given raw spectra.
 

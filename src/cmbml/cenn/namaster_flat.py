@@ -94,8 +94,9 @@ class FlatSpectra:
         pad = self.pad_factor
         if self.spin == 0:
             return nmt.NmtFieldFlat(self.side_rad, self.side_rad, self.mask, [zero_pad(maps[0], pad)])
-        return nmt.NmtFieldFlat(self.side_rad, self.side_rad, self.mask, [zero_pad(maps[0], pad),
-                                                                          zero_pad(maps[1], pad)], purify_b=True)
+        return nmt.NmtFieldFlat(
+            self.side_rad, self.side_rad, self.mask, [zero_pad(maps[0], pad), zero_pad(maps[1], pad)], purify_b=True
+        )
 
     def workspace(self, field):
         import pymaster as nmt

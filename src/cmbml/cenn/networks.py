@@ -73,8 +73,9 @@ def cenn_core(inputs: keras.KerasTensor, l2: float, n_outputs: int) -> keras.Ker
         return keras.layers.Conv2D(filters, kernel, strides=2, padding="same", kernel_regularizer=reg, name=layer_name)
 
     def deconv(filters, kernel, layer_name, **kwargs):
-        return keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="same", kernel_regularizer=reg,
-                                            name=layer_name, **kwargs)
+        return keras.layers.Conv2DTranspose(
+            filters, kernel, strides=2, padding="same", kernel_regularizer=reg, name=layer_name, **kwargs
+        )
 
     c1 = leaky_relu(conv(8, 9, "conv1")(inputs), 0.2, "conv1")
     c2 = leaky_relu(conv(16, 9, "conv2")(c1), 0.2, "conv2")
@@ -84,7 +85,6 @@ def cenn_core(inputs: keras.KerasTensor, l2: float, n_outputs: int) -> keras.Ker
     d4 = leaky_relu(deconv(16, 9, "deconv4")(keras.layers.Concatenate(name="skip3")([d3, c3])), 0.2, "deconv4")
     d5 = leaky_relu(deconv(8, 9, "deconv5")(keras.layers.Concatenate(name="skip2")([d4, c2])), 0.2, "deconv5")
     return deconv(n_outputs, 9, "deconv6", dtype="float32")(keras.layers.Concatenate(name="skip1")([d5, c1]))
-
 
 
 @ARCHITECTURES.register
@@ -98,8 +98,9 @@ class Original:
         model_config = ConfigDict(extra="forbid")
 
     @staticmethod
-    def build(params: Params, n_channels: int, l2: float, name: str = "cenn", n_outputs: int = 1,
-              npix: int | None = None) -> keras.Model:
+    def build(
+        params: Params, n_channels: int, l2: float, name: str = "cenn", n_outputs: int = 1, npix: int | None = None
+    ) -> keras.Model:
         return cenn_network(n_channels=n_channels, l2=l2, name=name, n_outputs=n_outputs)
 
 
@@ -120,24 +121,30 @@ class EB:
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        b_modes: Literal["learned", "zero"] = Field("learned", description=(
-            "the B output: learned by the network, or zero (an E-only estimate of Q and U)"))
+        b_modes: Literal["learned", "zero"] = Field(
+            "learned", description=("the B output: learned by the network, or zero (an E-only estimate of Q and U)")
+        )
 
     @staticmethod
-    def build(params: Params, n_channels: int, l2: float, name: str = "cenn", n_outputs: int = 2,
-              npix: int | None = None) -> keras.Model:
+    def build(
+        params: Params, n_channels: int, l2: float, name: str = "cenn", n_outputs: int = 2, npix: int | None = None
+    ) -> keras.Model:
         import keras
 
         from cmbml.cenn.fourier_layers import spin_fourier
 
         if n_outputs != 2 or n_channels % 2 or npix is None:
-            raise ValueError(f"cenn_net.architecture = eb needs Q and U in and out and the patch size (got "
-                             f"{n_channels} channels in, {n_outputs} out, npix {npix}): use it with cenn=QU")
+            raise ValueError(
+                f"cenn_net.architecture = eb needs Q and U in and out and the patch size (got "
+                f"{n_channels} channels in, {n_outputs} out, npix {npix}): use it with cenn=QU"
+            )
         inputs = keras.Input(shape=(npix, npix, n_channels), name="M")
         e_and_b = spin_fourier(inputs, npix, n_channels // 2, name="eb_in")
         if params.b_modes == "zero":  # the network's E beside a B made zero by built-in layers (safe-mode loadable)
             e = cenn_core(e_and_b, l2, 1)
-            e_and_b_out = keras.layers.Concatenate(name="e_and_zero_b")([e, keras.layers.Rescaling(0.0, name="zero_b")(e)])
+            e_and_b_out = keras.layers.Concatenate(name="e_and_zero_b")(
+                [e, keras.layers.Rescaling(0.0, name="zero_b")(e)]
+            )
         else:
             e_and_b_out = cenn_core(e_and_b, l2, 2)
         return keras.Model(inputs, spin_fourier(e_and_b_out, npix, 1, inverse=True, name="eb_out"), name=name)
@@ -159,8 +166,15 @@ class WienerInformed:
         model_config = ConfigDict(extra="forbid")
 
     @staticmethod
-    def build(params: Params, n_channels: int, l2: float, name: str = "cenn", n_outputs: int = 1,
-              npix: int | None = None, linear_filter: tuple | None = None) -> keras.Model:
+    def build(
+        params: Params,
+        n_channels: int,
+        l2: float,
+        name: str = "cenn",
+        n_outputs: int = 1,
+        npix: int | None = None,
+        linear_filter: tuple | None = None,
+    ) -> keras.Model:
         import keras
 
         from cmbml.cenn.fourier_layers import fourier_filter, spin_fourier
@@ -171,8 +185,12 @@ class WienerInformed:
         inputs = keras.Input(shape=(npix, npix, n_channels), name="M")
         wiener = fourier_filter(inputs, weights, offset, name="wiener")
         if n_outputs == 2:  # Q and U: the network sees and corrects E and B
-            seen = keras.layers.Concatenate(name="eb_seen")([spin_fourier(inputs, npix, n_channels // 2, name="eb_in"),
-                                                              spin_fourier(wiener, npix, 1, name="eb_wiener")])
+            seen = keras.layers.Concatenate(name="eb_seen")(
+                [
+                    spin_fourier(inputs, npix, n_channels // 2, name="eb_in"),
+                    spin_fourier(wiener, npix, 1, name="eb_wiener"),
+                ]
+            )
             correction = spin_fourier(cenn_core(seen, l2, 2), npix, 1, inverse=True, name="eb_out")
         else:
             correction = cenn_core(keras.layers.Concatenate(name="with_wiener")([inputs, wiener]), l2, n_outputs)
@@ -182,8 +200,9 @@ class WienerInformed:
         return model
 
 
-def spin2_statistics(means: list[float], stds: list[float], components: tuple[str, ...]
-                     ) -> tuple[list[float], list[float]]:
+def spin2_statistics(
+    means: list[float], stds: list[float], components: tuple[str, ...]
+) -> tuple[list[float], list[float]]:
     """Standardisation of Q and U channels that keeps them a spin-2 field: zero mean and, per pair
     ``(Q_i, U_i)`` (channels ``[Q_1 .. Q_F, U_1 .. U_F]``), one scale, the root mean square of both.
 
@@ -203,7 +222,7 @@ def edge_taper(npix: int, width_pixels: int) -> np.ndarray:
     ramp = np.ones(npix)
     x = (np.arange(width_pixels) + 0.5) / width_pixels
     ramp[:width_pixels] = np.sin(np.pi * x / 2) ** 2
-    ramp[npix - width_pixels:] = ramp[:width_pixels][::-1]
+    ramp[npix - width_pixels :] = ramp[:width_pixels][::-1]
     return np.outer(ramp, ramp)
 
 

@@ -77,8 +77,14 @@ class PatchSampler:
         return q * c - u * s, -(q * s + u * c)
 
 
-def _accepted(lon: np.ndarray, lat: np.ndarray, b_min_deg: float, bands_lon_deg: Sequence[tuple[float, float]],
-              inside: int | None, buffer_deg: float) -> np.ndarray:
+def _accepted(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    b_min_deg: float,
+    bands_lon_deg: Sequence[tuple[float, float]],
+    inside: int | None,
+    buffer_deg: float,
+) -> np.ndarray:
     """Which directions may hold a patch centre (see :func:`random_centres`)."""
     keep = np.abs(lat) > b_min_deg
     for k, (lo, hi) in enumerate(bands_lon_deg):
@@ -94,8 +100,13 @@ def _uniform_directions(rng: np.random.Generator, m: int) -> tuple[np.ndarray, n
     return lon, lat
 
 
-def allowed_sky_fraction(b_min_deg: float, bands_lon_deg: Sequence[tuple[float, float]], inside: int | None,
-                         buffer_deg: float, n_draws: int = 20_000) -> float:
+def allowed_sky_fraction(
+    b_min_deg: float,
+    bands_lon_deg: Sequence[tuple[float, float]],
+    inside: int | None,
+    buffer_deg: float,
+    n_draws: int = 20_000,
+) -> float:
     """Fraction of the sphere where :func:`random_centres` may put a centre (Monte Carlo, fixed seed).
 
     The parameter check uses it to refuse bands in which no patch fits before anything is computed.
@@ -135,7 +146,8 @@ def random_centres(
             raise NoRoomForPatches(
                 f"only {out.shape[0]} of {n} patch centres found in {drawn} draws: the sky {where} at "
                 f"|b| > {b_min_deg:g} deg, {buffer_deg:.2f} deg from every band edge, is (almost) empty; "
-                "widen the band or lower cenn_simulate.b_min_deg")
+                "widen the band or lower cenn_simulate.b_min_deg"
+            )
         m = min(4 * (n - out.shape[0]) + 16, 1_000_000)
         drawn += m
         lon, lat = _uniform_directions(rng, m)
@@ -152,8 +164,9 @@ def _meridian_distance_deg(lon: np.ndarray, lat: np.ndarray, meridian_lon: float
     return np.where(dlon <= np.pi / 2, near, 90.0 - np.abs(lat))
 
 
-def independent_patch_areas(lon_deg: np.ndarray, lat_deg: np.ndarray, realisation: np.ndarray, geometry: FlatGrid,
-                            nside: int = 128) -> dict[str, float]:
+def independent_patch_areas(
+    lon_deg: np.ndarray, lat_deg: np.ndarray, realisation: np.ndarray, geometry: FlatGrid, nside: int = 128
+) -> dict[str, float]:
     """How many independent patches a set of overlapping patches is worth: the sky area they cover, in patch areas.
 
     ``"cmb"`` sums the covered area over CMB realisations (patches of different realisations are independent

@@ -11,8 +11,10 @@ import numpy as np
 
 from cmbml.common.plotting import MICROKELVIN, plain_log_ticks, plot_map_columns, pyplot, save_figure
 
-def plot_full_sky_check(tqu: np.ndarray, measured_cls: np.ndarray, theory: Mapping[str, np.ndarray], nside: int,
-                        path: str | Path) -> None:
+
+def plot_full_sky_check(
+    tqu: np.ndarray, measured_cls: np.ndarray, theory: Mapping[str, np.ndarray], nside: int, path: str | Path
+) -> None:
     """Mollweide Q map (µK) and the realisation's TT/EE/BB spectra against the input (pixel window applied)."""
     import healpy as hp
 
@@ -20,16 +22,25 @@ def plot_full_sky_check(tqu: np.ndarray, measured_cls: np.ndarray, theory: Mappi
 
     plt = pyplot()
     fig = plt.figure(figsize=(13, 4.5))
-    hp.mollview(tqu[1], fig=fig.number, sub=(1, 2, 1), title=f"CMB Q [{MICROKELVIN}], realisation 0",
-                unit=MICROKELVIN, cmap="RdBu_r")
+    hp.mollview(
+        tqu[1],
+        fig=fig.number,
+        sub=(1, 2, 1),
+        title=f"CMB Q [{MICROKELVIN}], realisation 0",
+        unit=MICROKELVIN,
+        cmap="RdBu_r",
+    )
     ax = fig.add_subplot(1, 2, 2)
     lmax = measured_cls.shape[1] - 1
     ell = np.arange(2, lmax + 1)
     for i, (key, label) in enumerate([("cl_tt_lensed", "TT"), ("cl_ee_lensed", "EE"), ("cl_bb_lensed", "BB")]):
         ax.loglog(ell, cl_to_dl(ell, measured_cls[i][2:]), lw=0.8, label=f"{label} map")
         ax.loglog(ell, cl_to_dl(ell, theory[key][2 : lmax + 1]), "k--", lw=0.8)
-    ax.set(xlabel=r"multipole $\ell$", ylabel=r"$D_\ell$ [µK$^2$]",
-           title=f"nside {nside}: anafast (colour) vs CAMB (dashed)")
+    ax.set(
+        xlabel=r"multipole $\ell$",
+        ylabel=r"$D_\ell$ [µK$^2$]",
+        title=f"nside {nside}: anafast (colour) vs CAMB (dashed)",
+    )
     ax.legend()
     save_figure(fig, path)
 
@@ -44,26 +55,56 @@ def plot_foreground_channels(q_maps: Mapping[float, np.ndarray], nside: int, pat
     fig = plt.figure(figsize=(5 * len(q_maps), 4.0))
     for i, (freq, q) in enumerate(sorted(q_maps.items())):
         rms = max(float(np.std(q)), 1e-12)
-        hp.mollview(np.arcsinh(q / rms), fig=fig.number, sub=(1, len(q_maps), i + 1),
-                    title=rf"foreground Q, {freq:g} GHz ($\sigma_Q$ = {rms:.3g} {MICROKELVIN})",
-                    cmap="RdBu_r", min=-3, max=3, cbar=True, unit=r"asinh($Q/\sigma_Q$)")
+        hp.mollview(
+            np.arcsinh(q / rms),
+            fig=fig.number,
+            sub=(1, len(q_maps), i + 1),
+            title=rf"foreground Q, {freq:g} GHz ($\sigma_Q$ = {rms:.3g} {MICROKELVIN})",
+            cmap="RdBu_r",
+            min=-3,
+            max=3,
+            cbar=True,
+            unit=r"asinh($Q/\sigma_Q$)",
+        )
     # healpy writes the unit between the colour bar's end ticks: the long form goes in the super-title
-    fig.suptitle(r"total polarized foregrounds; colour: asinh($Q/\sigma_Q$), dimensionless, $\sigma_Q$ the "
-                 "channel's rms", y=0.98)
+    fig.suptitle(
+        r"total polarized foregrounds; colour: asinh($Q/\sigma_Q$), dimensionless, $\sigma_Q$ the "
+        "channel's rms",
+        y=0.98,
+    )
     save_figure(fig, path)
 
 
-def plot_cenn_patches(inputs: np.ndarray, labels: np.ndarray, outputs: np.ndarray, freqs: Sequence[float],
-                      side_deg: float, path: str | Path, title: str) -> None:
+def plot_cenn_patches(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    outputs: np.ndarray,
+    freqs: Sequence[float],
+    side_deg: float,
+    path: str | Path,
+    title: str,
+) -> None:
     """Per example: the input channels, the CMB label, the network output and the residual (µK)."""
     maps = {f"input {f:g} GHz": inputs[..., k] for k, f in enumerate(freqs)}
     maps.update({"label (CMB)": labels, "CENN output": outputs, "residual": outputs - labels})
-    plot_map_columns(maps, path, side_deg, f"{MICROKELVIN} (CMB)", title,
-                     same_scale_as={"CENN output": "label (CMB)", "residual": "label (CMB)"})
+    plot_map_columns(
+        maps,
+        path,
+        side_deg,
+        f"{MICROKELVIN} (CMB)",
+        title,
+        same_scale_as={"CENN output": "label (CMB)", "residual": "label (CMB)"},
+    )
 
 
-def plot_cenn_spectra(ell: np.ndarray, dl: Mapping[str, np.ndarray], theory_dl: np.ndarray, path: str | Path,
-                      title: str, labels: Mapping[str, str]) -> None:
+def plot_cenn_spectra(
+    ell: np.ndarray,
+    dl: Mapping[str, np.ndarray],
+    theory_dl: np.ndarray,
+    path: str | Path,
+    title: str,
+    labels: Mapping[str, str],
+) -> None:
     """Four panels, means over patches: the spectra of the label and of each method's estimate; each method's
     response, its cross-spectrum with the label over the label's power (1: unbiased; the auto-power ratio would
     count noise as signal); the power of each estimate that is uncorrelated with the label (noise, foreground
@@ -91,12 +132,26 @@ def plot_cenn_spectra(ell: np.ndarray, dl: Mapping[str, np.ndarray], theory_dl: 
     ax1.plot(ell, theory_dl, "--", color="0.15", lw=2.2, zorder=10, label="theory × beam × window")
     ax1.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$", ylabel=r"$D_\ell$ [µK$^2$]", title=title)
     ax2.axhline(1, color="k", lw=0.8, ls="--", zorder=10)
-    ax2.set(xscale="log", xlabel=r"multipole $\ell$", ylabel="cross(estimate, label) / label power",
-            title="response (1: unbiased)")
-    ax3.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$", ylabel=r"$D_\ell$ [µK$^2$]",
-            title="power uncorrelated with the label")
-    ax4.set(xscale="log", yscale="log", xlabel=r"multipole $\ell$", ylabel=r"residual $D_\ell$ [µK$^2$]",
-            title="residual (estimate - label) power")
+    ax2.set(
+        xscale="log",
+        xlabel=r"multipole $\ell$",
+        ylabel="cross(estimate, label) / label power",
+        title="response (1: unbiased)",
+    )
+    ax3.set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"multipole $\ell$",
+        ylabel=r"$D_\ell$ [µK$^2$]",
+        title="power uncorrelated with the label",
+    )
+    ax4.set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"multipole $\ell$",
+        ylabel=r"residual $D_\ell$ [µK$^2$]",
+        title="residual (estimate - label) power",
+    )
     for ax in (ax1, ax2, ax3, ax4):
         plain_log_ticks(ax.xaxis)
         ax.legend(fontsize=7)

@@ -88,6 +88,7 @@ class CennGeometry:
 
 # ---- value types ----------------------------------------------------------------------------------------
 
+
 def _lon_band(band: list) -> list:
     if len(band) != 2 or not 0 <= band[0] < band[1] <= 360:
         raise refuse(f"{{key}} = {band!r}: allowed [lo, hi] with 0 <= lo < hi <= 360")
@@ -126,10 +127,16 @@ INSTRUMENT_HINT = " (an instrument table in data/, tracked by data.dvc)"
 class InstrumentBlock(Block):
     """The instrument: its channels' table and the channel whose beam the label carries."""
 
-    table: str = Param(min_length=1, description=(
-        "instrument table inside the repository (CSV: freq_GHz, fwhm_arcmin, noise_uK_deg per channel)"))
-    target_GHz: Number = Param(ge=1.0, le=1000.0, unit="GHz", description=(
-        "the channel at which the network recovers the CMB (its beam), GHz; a channel of the table"))
+    table: str = Param(
+        min_length=1,
+        description=("instrument table inside the repository (CSV: freq_GHz, fwhm_arcmin, noise_uK_deg per channel)"),
+    )
+    target_GHz: Number = Param(
+        ge=1.0,
+        le=1000.0,
+        unit="GHz",
+        description=("the channel at which the network recovers the CMB (its beam), GHz; a channel of the table"),
+    )
 
     def read(self, workdir: str | Path = "."):
         """The :class:`~cmbml.cenn.simulate.Instrument` of the table (``ValueError`` if it cannot be read)."""
@@ -151,36 +158,58 @@ class InstrumentBlock(Block):
         try:
             self.read(context.workdir)
         except (ValueError, KeyError, OSError) as err:
-            yield Problem(("target_GHz",), self.target_GHz,
-                          f"{{key}} = {self.target_GHz!r} with {{block}}.table = {self.table!r}: {err}")
+            yield Problem(
+                ("target_GHz",),
+                self.target_GHz,
+                f"{{key}} = {self.target_GHz!r} with {{block}}.table = {self.table!r}: {err}",
+            )
 
 
 class CmbMaps(Block):
     """The full-sky CMB skies (stage cmb_maps)."""
 
-    n_realisations: int = Param(ge=1, le=1000, dataset=EXPERIMENT, description=(
-        "independent full-sky CMB skies; the patches of each split cycle through them"))
+    n_realisations: int = Param(
+        ge=1,
+        le=1000,
+        dataset=EXPERIMENT,
+        description=("independent full-sky CMB skies; the patches of each split cycle through them"),
+    )
 
 
 class CennSimulate(Block):
     """Where the patches are cut (stage cenn_simulate)."""
 
-    b_min_deg: Number = Param(ge=0.0, le=80.0, unit="deg", dataset=EXPERIMENT, description=(
-        "patch centres at Galactic latitude |b| > b_min_deg, deg"))
-    holdout_lon_deg: LonBand = Param(dataset=EXPERIMENT, unit="deg", description=(
-        "Galactic longitude band [lo, hi] of the Validation patches, deg"))
-    early_stopping_lon_deg: LonBand = Param(dataset=EXPERIMENT, unit="deg", description=(
-        "longitude band [lo, hi] of the Test (early-stopping) patches, deg; Train comes from neither"))
-    workers: int = Param(ge=1, le=256, description=(
-        "local processes cutting patches (executor.kind = local); the files do not depend on it"))
+    b_min_deg: Number = Param(
+        ge=0.0,
+        le=80.0,
+        unit="deg",
+        dataset=EXPERIMENT,
+        description=("patch centres at Galactic latitude |b| > b_min_deg, deg"),
+    )
+    holdout_lon_deg: LonBand = Param(
+        dataset=EXPERIMENT, unit="deg", description=("Galactic longitude band [lo, hi] of the Validation patches, deg")
+    )
+    early_stopping_lon_deg: LonBand = Param(
+        dataset=EXPERIMENT,
+        unit="deg",
+        description=("longitude band [lo, hi] of the Test (early-stopping) patches, deg; Train comes from neither"),
+    )
+    workers: int = Param(
+        ge=1,
+        le=256,
+        description=("local processes cutting patches (executor.kind = local); the files do not depend on it"),
+    )
 
     @rule
     def _bands_are_disjoint(self, context: Context) -> Iterator[Problem]:
         (lo1, hi1), (lo2, hi2) = self.holdout_lon_deg, self.early_stopping_lon_deg
         if lo1 < hi2 and lo2 < hi1:
-            yield Problem(("early_stopping_lon_deg",), self.early_stopping_lon_deg,
-                          f"{{key}} = {self.early_stopping_lon_deg!r} overlaps {{block}}.holdout_lon_deg = "
-                          f"{self.holdout_lon_deg!r}: allowed disjoint bands")
+            yield Problem(
+                ("early_stopping_lon_deg",),
+                self.early_stopping_lon_deg,
+                f"{{key}} = {self.early_stopping_lon_deg!r} overlaps {{block}}.holdout_lon_deg = "
+                f"{self.holdout_lon_deg!r}: allowed disjoint bands",
+            )
 
 
 ALLOWED_SPECTRA = {("E",): [["EE"]], ("B",): [["BB"]], ("Q", "U"): [["EE", "BB"], ["EE"], ["BB"]]}
@@ -190,22 +219,30 @@ ALLOWED_SPECTRA = {("E",): [["EE"]], ("B",): [["BB"]], ("Q", "U"): [["EE", "BB"]
 class CennVariant(Block):
     """The variant (conf/cenn): which maps the network sees and which spectra are measured."""
 
-    variant: VariantName = Param(dataset=EXPERIMENT, description=(
-        "the parameter set, an option of conf/cenn: E, B or QU"))
-    components: list[Literal["E", "B", "Q", "U"]] = Param(dataset=EXPERIMENT, description=(
-        "the maps of each channel and of the label: [E], [B] or [Q, U]"))
-    spectra: list[Literal["EE", "BB"]] = Param(evaluation=EXPERIMENT, description=(
-        "spectra measured by NaMaster: [EE] for E, [BB] for B, any of EE, BB for Q, U"))
+    variant: VariantName = Param(
+        dataset=EXPERIMENT, description=("the parameter set, an option of conf/cenn: E, B or QU")
+    )
+    components: list[Literal["E", "B", "Q", "U"]] = Param(
+        dataset=EXPERIMENT, description=("the maps of each channel and of the label: [E], [B] or [Q, U]")
+    )
+    spectra: list[Literal["EE", "BB"]] = Param(
+        evaluation=EXPERIMENT,
+        description=("spectra measured by NaMaster: [EE] for E, [BB] for B, any of EE, BB for Q, U"),
+    )
 
     @rule
     def _components_and_spectra(self, context: Context) -> Iterator[Problem]:
         comps = tuple(self.components)
         if comps not in ALLOWED_SPECTRA:
-            yield Problem(("components",), self.components, f"{{key}} = {self.components!r}: allowed [E], [B] or [Q, U]")
+            yield Problem(
+                ("components",), self.components, f"{{key}} = {self.components!r}: allowed [E], [B] or [Q, U]"
+            )
         elif self.spectra not in ALLOWED_SPECTRA[comps]:
-            yield Problem(("spectra",), self.spectra,
-                          f"{{key}} = {self.spectra!r}: allowed {ALLOWED_SPECTRA[comps]} for components "
-                          f"{self.components}")
+            yield Problem(
+                ("spectra",),
+                self.spectra,
+                f"{{key}} = {self.spectra!r}: allowed {ALLOWED_SPECTRA[comps]} for components {self.components}",
+            )
 
     @rule
     def _as_the_variant_defines_them(self, context: Context) -> Iterator[Problem]:
@@ -218,21 +255,30 @@ class CennVariant(Block):
         for key in ("components", "spectra"):
             value = getattr(self, key)
             if key in defined and value != defined[key]:
-                yield Problem((key,), value,
-                              f"{{key}} = {value!r} does not match {{block}}.variant = {self.variant!r}: allowed "
-                              f"{defined[key]!r} (conf/cenn/{self.variant}.yaml; choose the variant with -S cenn=...)")
+                yield Problem(
+                    (key,),
+                    value,
+                    f"{{key}} = {value!r} does not match {{block}}.variant = {self.variant!r}: allowed "
+                    f"{defined[key]!r} (conf/cenn/{self.variant}.yaml; choose the variant with -S cenn=...)",
+                )
 
 
 class CennTrain(TrainBase):
     """Training of CENN (the epochs come with the scale)."""
 
     l2: Number = Param(ge=0.0, le=1.0, description="L2 weight decay of every kernel")
-    early_stopping_patience: int = Param(ge=1, le=100_000, description=(
-        "epochs without a better Test loss before training stops"))
-    b_mode_weight: Number = Param(ge=0.0, le=1.0e4, description=(
-        "QU only: weight of the B-mode power of the Q, U error (tapered at the patch edges, standardised units, "
-        "per pixel as the MSE) added to the MSE; 0 is the MSE alone. It moves no optimum (the posterior mean "
-        "minimises every positive quadratic loss), only where a finite network puts its errors"))
+    early_stopping_patience: int = Param(
+        ge=1, le=100_000, description=("epochs without a better Test loss before training stops")
+    )
+    b_mode_weight: Number = Param(
+        ge=0.0,
+        le=1.0e4,
+        description=(
+            "QU only: weight of the B-mode power of the Q, U error (tapered at the patch edges, standardised units, "
+            "per pixel as the MSE) added to the MSE; 0 is the MSE alone. It moves no optimum (the posterior mean "
+            "minimises every positive quadratic loss), only where a finite network puts its errors"
+        ),
+    )
 
 
 MIN_BIN_FUNDAMENTALS = 2
@@ -243,13 +289,21 @@ modes, which the mask couples to the neighbours' (bandpowers anti-correlated by 
 class CennEvaluate(Block):
     """The evaluation on the Validation patches of both skies (stage cenn_evaluate)."""
 
-    apodization_deg: Number = Param(gt=0.0, unit="deg", description=(
-        "C1 apodization scale of the cropped patch's mask, deg; at most a quarter of the cropped patch"))
-    bin_width: Number = Param(gt=0.0, description=(
-        "NaMaster bin width in multipoles; at least two fundamentals of the cropped patch (bins one fundamental "
-        "wide make neighbouring bandpowers anti-correlated), two bins below lmax"))
-    residual_ell_ranges: list[EllRange] = Param(description=(
-        "multipole ranges [lo, hi] of the mean |residual D_ell| metrics; each holds a bin centre"))
+    apodization_deg: Number = Param(
+        gt=0.0,
+        unit="deg",
+        description=("C1 apodization scale of the cropped patch's mask, deg; at most a quarter of the cropped patch"),
+    )
+    bin_width: Number = Param(
+        gt=0.0,
+        description=(
+            "NaMaster bin width in multipoles; at least two fundamentals of the cropped patch (bins one fundamental "
+            "wide make neighbouring bandpowers anti-correlated), two bins below lmax"
+        ),
+    )
+    residual_ell_ranges: list[EllRange] = Param(
+        description=("multipole ranges [lo, hi] of the mean |residual D_ell| metrics; each holds a bin centre")
+    )
     n_example_patches: int = Param(ge=1, le=16, description="Validation patches drawn beside their prediction")
 
 
@@ -257,19 +311,29 @@ class ForegroundSky(Block):
     """One foreground sky: its model and one block per component (:data:`~cmbml.cenn.foregrounds.COMPONENTS`,
     each validated by its ``Params``), all in uK_RJ at their reference frequency."""
 
-    model: ForegroundModel = Param(description=(
-        "how the dust and synchrotron amplitudes are drawn, an option of conf/foregrounds"))
-    spectral_fwhm_deg: Number = Param(ge=0.1, le=180.0, unit="deg", description=(
-        "correlation scale of the spectral parameters that vary across the sky, deg"))
-    galactic_profile: Literal["cosecant", "uniform"] = Param(description=(
-        "latitude modulation of the Galactic components: cosecant (1 / sin|b|) or uniform"))
+    model: ForegroundModel = Param(
+        description=("how the dust and synchrotron amplitudes are drawn, an option of conf/foregrounds")
+    )
+    spectral_fwhm_deg: Number = Param(
+        ge=0.1,
+        le=180.0,
+        unit="deg",
+        description=("correlation scale of the spectral parameters that vary across the sky, deg"),
+    )
+    galactic_profile: Literal["cosecant", "uniform"] = Param(
+        description=("latitude modulation of the Galactic components: cosecant (1 / sin|b|) or uniform")
+    )
     noise: bool = Param(description="white noise per channel at the instrument table's depth")
 
 
 def foreground_block(components: Registry) -> type[ForegroundSky]:
     """The model of a foreground-sky block with one field per registered component (its ``Params``)."""
-    namespace: dict = {"__module__": __name__, "__qualname__": "Foregrounds", "__doc__": ForegroundSky.__doc__,
-                       "__annotations__": {name: comp.Params for name, comp in components.items()}}
+    namespace: dict = {
+        "__module__": __name__,
+        "__qualname__": "Foregrounds",
+        "__doc__": ForegroundSky.__doc__,
+        "__annotations__": {name: comp.Params for name, comp in components.items()},
+    }
     for name, comp in components.items():
         namespace[name] = Param(description=(comp.__doc__ or name).strip().split(". ")[0].replace("\n", " "))
     return type("Foregrounds", (ForegroundSky,), namespace)
@@ -281,19 +345,38 @@ Foregrounds = foreground_block(COMPONENTS)
 class ScaleCenn(Block):
     """Resolution, sample sizes and epochs of the CENN experiment at one scale."""
 
-    nside: Nside = Param(ge=16, le=8192, dataset=EXPERIMENT, description="HEALPix resolution of the skies (a power of two)")
-    npix: int = Param(ge=16, le=2048, multiple_of=16, unit="pixels", dataset=EXPERIMENT,
-                      why="four stride-2 layers", description="pixels per side of a patch")
-    pixel_arcmin: Number = Param(gt=0.0, le=120.0, unit="arcmin", dataset=EXPERIMENT, description=(
-        "pixel side of a patch, arcmin"))
+    nside: Nside = Param(
+        ge=16, le=8192, dataset=EXPERIMENT, description="HEALPix resolution of the skies (a power of two)"
+    )
+    npix: int = Param(
+        ge=16,
+        le=2048,
+        multiple_of=16,
+        unit="pixels",
+        dataset=EXPERIMENT,
+        why="four stride-2 layers",
+        description="pixels per side of a patch",
+    )
+    pixel_arcmin: Number = Param(
+        gt=0.0, le=120.0, unit="arcmin", dataset=EXPERIMENT, description=("pixel side of a patch, arcmin")
+    )
     n_training: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description="training patches (Train files)")
-    n_early_stopping: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description=(
-        "early-stopping patches (Test files)"))
-    n_evaluation: int = Param(ge=1, le=10_000_000, dataset=EXPERIMENT, description=(
-        "evaluation patches (Validation files), on each foreground sky"))
+    n_early_stopping: int = Param(
+        ge=1, le=10_000_000, dataset=EXPERIMENT, description=("early-stopping patches (Test files)")
+    )
+    n_evaluation: int = Param(
+        ge=1,
+        le=10_000_000,
+        dataset=EXPERIMENT,
+        description=("evaluation patches (Validation files), on each foreground sky"),
+    )
     epochs: int = Param(ge=1, le=100_000, description="most training epochs")
-    crop_pixels: int = Param(ge=0, unit="pixels", evaluation=EXPERIMENT, description=(
-        "pixels cut from each patch edge before NaMaster; less than a quarter of the patch"))
+    crop_pixels: int = Param(
+        ge=0,
+        unit="pixels",
+        evaluation=EXPERIMENT,
+        description=("pixels cut from each patch edge before NaMaster; less than a quarter of the patch"),
+    )
 
     @property
     def geometry(self) -> CennGeometry:
@@ -302,8 +385,13 @@ class ScaleCenn(Block):
     @rule
     def _crop_leaves_a_patch(self, context: Context) -> Iterator[Problem]:
         if self.crop_pixels > self.npix // 4 - 1:
-            yield Problem.out_of_range("crop_pixels", self.crop_pixels, 0, self.npix // 4 - 1,
-                                       why=f"at most a quarter of the {self.npix}-pixel patch")
+            yield Problem.out_of_range(
+                "crop_pixels",
+                self.crop_pixels,
+                0,
+                self.npix // 4 - 1,
+                why=f"at most a quarter of the {self.npix}-pixel patch",
+            )
 
 
 class UnseenPaths(Block):
@@ -368,8 +456,9 @@ class PathsOfCenn(Block):
 
 class MlflowOfCenn(Block):
     cenn_experiment: str = Param(min_length=1, description="MLflow experiment of the CENN runs")
-    cenn_registered_model_prefix: str = Param(min_length=1, description=(
-        "registered model of a variant: <prefix>-<cenn.variant>"))
+    cenn_registered_model_prefix: str = Param(
+        min_length=1, description=("registered model of a variant: <prefix>-<cenn.variant>")
+    )
 
 
 CennNet = network_block(ARCHITECTURES, "CennNet", __name__, "The CENN network (cenn_net)")
@@ -385,8 +474,12 @@ class CennSection(Section):
     instrument: InstrumentBlock = Param(dataset=EXPERIMENT, description="the instrument's channels and target")
     cmb_maps: CmbMaps = Param(logged=EXPERIMENT, description="the full-sky CMB skies")
     foregrounds: Foregrounds = Param(dataset=EXPERIMENT, description="the foreground sky the network trains on")
-    unseen_foregrounds: Foregrounds = Param(evaluation=EXPERIMENT, description=(
-        "another foreground model, never seen in training: Validation patches only, scored by the evaluation"))
+    unseen_foregrounds: Foregrounds = Param(
+        evaluation=EXPERIMENT,
+        description=(
+            "another foreground model, never seen in training: Validation patches only, scored by the evaluation"
+        ),
+    )
     cenn: CennVariant = Param(logged=EXPERIMENT, description="the variant (conf/cenn)")
     cenn_simulate: CennSimulate = Param(logged=EXPERIMENT, description="where the patches are cut")
     cenn_net: CennNet = Param(logged=EXPERIMENT, description="the network")
@@ -401,8 +494,9 @@ class CennSection(Section):
     def _cenn_batch_fits_the_training_set(self, context: Context) -> Iterator[Problem]:
         batch, n_train = self.cenn_train.batch_size, self.scale.cenn.n_training
         if batch > n_train:
-            yield Problem.out_of_range("cenn_train.batch_size", batch, 1, n_train,
-                                       why="at most scale.cenn.n_training, the training set")
+            yield Problem.out_of_range(
+                "cenn_train.batch_size", batch, 1, n_train, why="at most scale.cenn.n_training, the training set"
+            )
 
     @rule
     def _the_network_takes_the_variant(self, context: Context) -> Iterator[Problem]:
@@ -410,23 +504,35 @@ class CennSection(Section):
         name = self.cenn_net.architecture
         wanted = getattr(ARCHITECTURES[name], "components", None) if name in ARCHITECTURES else None
         if wanted is not None and tuple(self.cenn.components) != tuple(wanted):
-            yield Problem.at("cenn_net.architecture", name, f"{{key}} = {name!r}: allowed only for the variant with "
-                             f"components {list(wanted)} (cenn.components = {list(self.cenn.components)})")
+            yield Problem.at(
+                "cenn_net.architecture",
+                name,
+                f"{{key}} = {name!r}: allowed only for the variant with "
+                f"components {list(wanted)} (cenn.components = {list(self.cenn.components)})",
+            )
 
     @rule
     def _a_b_mode_loss_needs_q_and_u(self, context: Context) -> Iterator[Problem]:
         weight = self.cenn_train.b_mode_weight
         if weight > 0 and tuple(self.cenn.components) != ("Q", "U"):
-            yield Problem.at("cenn_train.b_mode_weight", weight, f"{{key}} = {weight}: allowed only 0 for the "
-                             f"variant with components {list(self.cenn.components)} (a B-mode loss needs Q and U)")
+            yield Problem.at(
+                "cenn_train.b_mode_weight",
+                weight,
+                f"{{key}} = {weight}: allowed only 0 for the "
+                f"variant with components {list(self.cenn.components)} (a B-mode loss needs Q and U)",
+            )
 
     @rule
     def _the_unseen_sky_keeps_the_instrument(self, context: Context) -> Iterator[Problem]:
         noise, unseen = self.foregrounds.noise, self.unseen_foregrounds.noise
         if unseen != noise:
-            yield Problem.at("unseen_foregrounds.noise", unseen, f"{{key}} = {unseen!r}: allowed only "
-                             f"foregrounds.noise = {noise!r} (the unseen sky changes the foregrounds, never the "
-                             "instrument)")
+            yield Problem.at(
+                "unseen_foregrounds.noise",
+                unseen,
+                f"{{key}} = {unseen!r}: allowed only "
+                f"foregrounds.noise = {noise!r} (the unseen sky changes the foregrounds, never the "
+                "instrument)",
+            )
 
     @rule
     def _foreground_components(self, context: Context) -> Iterator[Problem]:
@@ -454,8 +560,10 @@ class CennSection(Section):
 
         sim, scale = self.cenn_simulate, self.scale.cenn
         patch = FlatGrid(scale.npix, float(scale.pixel_arcmin))
-        b_min, bands = sim.b_min_deg, {"holdout_lon_deg": sim.holdout_lon_deg,
-                                       "early_stopping_lon_deg": sim.early_stopping_lon_deg}
+        b_min, bands = (
+            sim.b_min_deg,
+            {"holdout_lon_deg": sim.holdout_lon_deg, "early_stopping_lon_deg": sim.early_stopping_lon_deg},
+        )
         order = [tuple(band) for band in bands.values()]
         buffer = patch.half_diagonal_deg
         # widest allowed band interior at |b| = b_min: distance to a meridian is asin(sin(dlon) cos b)
@@ -463,32 +571,51 @@ class CennSection(Section):
         for k, (key, band) in enumerate(bands.items()):
             if allowed_sky_fraction(b_min, order, k, buffer) < 5e-4:
                 lo, hi = band
-                yield Problem.at(f"cenn_simulate.{key}", band,
-                                 f"{{key}} = {list(band)!r} is {hi - lo:g} deg wide: no {patch.side_deg:.2f} deg patch "
-                                 f"fits one diagonal ({buffer:.2f} deg) from its edges at |b| > {b_min:g} deg; allowed "
-                                 f"hi - lo > {min_width:.1f} deg (a wider band or a lower cenn_simulate.b_min_deg)")
+                yield Problem.at(
+                    f"cenn_simulate.{key}",
+                    band,
+                    f"{{key}} = {list(band)!r} is {hi - lo:g} deg wide: no {patch.side_deg:.2f} deg patch "
+                    f"fits one diagonal ({buffer:.2f} deg) from its edges at |b| > {b_min:g} deg; allowed "
+                    f"hi - lo > {min_width:.1f} deg (a wider band or a lower cenn_simulate.b_min_deg)",
+                )
         if allowed_sky_fraction(b_min, order, None, buffer) < 1e-3:
-            yield Problem.at("cenn_simulate.holdout_lon_deg", sim.holdout_lon_deg,
-                             f"{{key}} = {list(sim.holdout_lon_deg)!r} and cenn_simulate.early_stopping_lon_deg = "
-                             f"{list(sim.early_stopping_lon_deg)!r} leave no sky for Train at |b| > {b_min:g} deg: "
-                             "allowed bands covering less longitude, so that the rest keeps room for patches "
-                             f"{buffer:.2f} deg from every edge")
+            yield Problem.at(
+                "cenn_simulate.holdout_lon_deg",
+                sim.holdout_lon_deg,
+                f"{{key}} = {list(sim.holdout_lon_deg)!r} and cenn_simulate.early_stopping_lon_deg = "
+                f"{list(sim.early_stopping_lon_deg)!r} leave no sky for Train at |b| > {b_min:g} deg: "
+                "allowed bands covering less longitude, so that the rest keeps room for patches "
+                f"{buffer:.2f} deg from every edge",
+            )
 
     @rule
     def _namaster_bins_on_the_cropped_patch(self, context: Context) -> Iterator[Problem]:
         geometry, ev = self.scale.cenn.geometry, self.cenn_evaluate
         cropped, top = geometry.cropped, geometry.spectra_lmax
         if ev.apodization_deg > cropped.side_deg / 4:
-            yield Problem.out_of_range("cenn_evaluate.apodization_deg", ev.apodization_deg, 0.0, cropped.side_deg / 4,
-                                       lo_open=True, why=f"a quarter of the cropped {cropped.side_deg:.2f} deg patch")
+            yield Problem.out_of_range(
+                "cenn_evaluate.apodization_deg",
+                ev.apodization_deg,
+                0.0,
+                cropped.side_deg / 4,
+                lo_open=True,
+                why=f"a quarter of the cropped {cropped.side_deg:.2f} deg patch",
+            )
         key, width = "cenn_evaluate.bin_width", ev.bin_width
         lo = MIN_BIN_FUNDAMENTALS * cropped.ell_fundamental
         hi = max(lo, top / 2)
         if not lo <= width <= hi:
-            yield Problem.out_of_range(key, width, lo, hi, why=(
-                f"bins one fundamental 2 pi / L wide make neighbouring bandpowers anti-correlated: at least "
-                f"{MIN_BIN_FUNDAMENTALS} x {cropped.ell_fundamental:.1f} on the cropped {cropped.side_deg:.2f} deg "
-                f"patch, and two bins below lmax {top:.0f}"))
+            yield Problem.out_of_range(
+                key,
+                width,
+                lo,
+                hi,
+                why=(
+                    f"bins one fundamental 2 pi / L wide make neighbouring bandpowers anti-correlated: at least "
+                    f"{MIN_BIN_FUNDAMENTALS} x {cropped.ell_fundamental:.1f} on the cropped {cropped.side_deg:.2f} deg "
+                    f"patch, and two bins below lmax {top:.0f}"
+                ),
+            )
             return
         edges = geometry.bin_edges(width)
         try:  # the very edges NaMaster will get
@@ -500,10 +627,13 @@ class CennSection(Section):
         centres = 0.5 * (edges[:-1] + edges[1:])
         for i, r in enumerate(ev.residual_ell_ranges):
             if not ((centres >= r[0]) & (centres < r[1])).any():
-                yield Problem(("cenn_evaluate", "residual_ell_ranges", i), r,
-                              f"{{key}} = {r!r} holds no bin: allowed ranges that contain a bin centre, within "
-                              f"{centres[0]:.0f} <= ell < {centres[-1]:.0f} (the bins of cenn_evaluate.bin_width on "
-                              "the cropped patch)")
+                yield Problem(
+                    ("cenn_evaluate", "residual_ell_ranges", i),
+                    r,
+                    f"{{key}} = {r!r} holds no bin: allowed ranges that contain a bin centre, within "
+                    f"{centres[0]:.0f} <= ell < {centres[-1]:.0f} (the bins of cenn_evaluate.bin_width on "
+                    "the cropped patch)",
+                )
 
 
 SECTIONS.register(CennSection, name=EXPERIMENT)

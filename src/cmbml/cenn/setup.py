@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cmbml.cenn.schema import EXPERIMENT, CennGeometry, SPLIT_FILES
+from cmbml.cenn.schema import EXPERIMENT, SPLIT_FILES, CennGeometry
 from cmbml.cenn.simulate import Instrument
 from cmbml.common.config import Tracking, logged_params, tracking_from_params
 from cmbml.common.executors import ExecutorSpec
@@ -81,37 +81,57 @@ class CennSetup:
     """... of which these set only the evaluation (logged by it as tags)."""
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], conf_dir: str | Path = "conf",
-                    source: str = "params.yaml", foreground_sky: str = "training") -> CennSetup:
+    def from_params(
+        cls,
+        params: Mapping[str, Any],
+        conf_dir: str | Path = "conf",
+        source: str = "params.yaml",
+        foreground_sky: str = "training",
+    ) -> CennSetup:
         """The setup of one foreground sky: ``training``, or ``unseen``, where ``foregrounds`` holds the
         ``unseen_foregrounds`` block and the foreground, patch and report paths are those of ``paths.cenn.unseen``."""
         if foreground_sky not in FOREGROUND_SKIES:  # the stages' --foregrounds option
-            raise ParamError([f"--foregrounds {foreground_sky!r}: allowed {' or '.join(FOREGROUND_SKIES)}"],
-                             "the command line")
+            raise ParamError(
+                [f"--foregrounds {foreground_sky!r}: allowed {' or '.join(FOREGROUND_SKIES)}"], "the command line"
+            )
         m = validate_params(params, conf_dir, source, experiment=EXPERIMENT)
         p, paths = params, m.paths.cenn
         if foreground_sky == "unseen":
             p, paths = {**params, "foregrounds": params["unseen_foregrounds"]}, paths.of_unseen_sky()
         scale, sim, ev = m.scale.cenn, m.cenn_simulate, m.cenn_evaluate
         return cls(
-            seed=m.seed, cosmology=dict(params["cosmology"]), scale=m.scale.name,
-            variant=m.cenn.variant, foreground_sky=foreground_sky,
+            seed=m.seed,
+            cosmology=dict(params["cosmology"]),
+            scale=m.scale.name,
+            variant=m.cenn.variant,
+            foreground_sky=foreground_sky,
             roles=ROLES if foreground_sky == "training" else (EVALUATION,),
-            components=tuple(m.cenn.components), spectra=tuple(m.cenn.spectra),
-            instrument=m.instrument.read(), geometry=scale.geometry,
+            components=tuple(m.cenn.components),
+            spectra=tuple(m.cenn.spectra),
+            instrument=m.instrument.read(),
+            geometry=scale.geometry,
             n_samples={r: getattr(scale, f"n_{r}") for r in ROLES},
-            n_cmb_realisations=m.cmb_maps.n_realisations, foregrounds=params[FOREGROUND_SKIES[foreground_sky]],
+            n_cmb_realisations=m.cmb_maps.n_realisations,
+            foregrounds=params[FOREGROUND_SKIES[foreground_sky]],
             b_min_deg=float(sim.b_min_deg),
-            holdout_lon_deg=tuple(sim.holdout_lon_deg), early_stopping_lon_deg=tuple(sim.early_stopping_lon_deg),
+            holdout_lon_deg=tuple(sim.holdout_lon_deg),
+            early_stopping_lon_deg=tuple(sim.early_stopping_lon_deg),
             executor=m.executor.spec(sim.workers),
-            net_architecture=m.cenn_net.architecture, net_params=m.cenn_net.params,
+            net_architecture=m.cenn_net.architecture,
+            net_params=m.cenn_net.params,
             train=Merged(m.cenn_train, scale),
-            apodization_deg=float(ev.apodization_deg), bin_width=float(ev.bin_width),
+            apodization_deg=float(ev.apodization_deg),
+            bin_width=float(ev.bin_width),
             residual_ell_ranges=tuple(tuple(r) for r in ev.residual_ell_ranges),
             n_example_patches=ev.n_example_patches,
-            tracking=tracking_from_params(p, m.mlflow.cenn_experiment,
-                                          f"{m.mlflow.cenn_registered_model_prefix}-{m.cenn.variant}",
-                                          cls.KEYS, cls.EVALUATION_KEYS, DESCRIPTION),
+            tracking=tracking_from_params(
+                p,
+                m.mlflow.cenn_experiment,
+                f"{m.mlflow.cenn_registered_model_prefix}-{m.cenn.variant}",
+                cls.KEYS,
+                cls.EVALUATION_KEYS,
+                DESCRIPTION,
+            ),
             paths=Merged(paths, camb_cls=m.paths.spectra.camb_cls, data_docs=m.paths.data_docs),
             dataset_digest=params_digest(logged_params(p, cls.DATASET_KEYS)),
         )
@@ -128,18 +148,30 @@ class CennSetup:
 
         patch, target = self.geometry.patch, self.instrument.target_channel
         return {
-            "experiment": "cenn", "parameter_set": self.variant, "scale": self.scale,
-            "registered_model": self.tracking.registered_model, "params_digest": self.dataset_digest,
+            "experiment": "cenn",
+            "parameter_set": self.variant,
+            "scale": self.scale,
+            "registered_model": self.tracking.registered_model,
+            "params_digest": self.dataset_digest,
             "components": list(self.components),
-            "input": {"quantity": f"sky maps ({'/'.join(self.components)}) per frequency channel",
-                      "channels": self.input_channels, "units": "uK_CMB",
-                      "npix": patch.npix, "pixel_arcmin": patch.pixel_arcmin,
-                      "fwhm_arcmin": [ch.fwhm_arcmin for ch in self.instrument.channels],
-                      "layout": "[sample, y, x, channel]"},
-            "output": {"quantity": f"CMB at {target.freq_ghz:g} GHz (its beam)",
-                       "channels": [f"CMB {c}" for c in self.components],
-                       "units": "uK_CMB", "target_GHz": target.freq_ghz, "fwhm_arcmin": target.fwhm_arcmin,
-                       "npix": patch.npix, "pixel_arcmin": patch.pixel_arcmin},
+            "input": {
+                "quantity": f"sky maps ({'/'.join(self.components)}) per frequency channel",
+                "channels": self.input_channels,
+                "units": "uK_CMB",
+                "npix": patch.npix,
+                "pixel_arcmin": patch.pixel_arcmin,
+                "fwhm_arcmin": [ch.fwhm_arcmin for ch in self.instrument.channels],
+                "layout": "[sample, y, x, channel]",
+            },
+            "output": {
+                "quantity": f"CMB at {target.freq_ghz:g} GHz (its beam)",
+                "channels": [f"CMB {c}" for c in self.components],
+                "units": "uK_CMB",
+                "target_GHz": target.freq_ghz,
+                "fwhm_arcmin": target.fwhm_arcmin,
+                "npix": patch.npix,
+                "pixel_arcmin": patch.pixel_arcmin,
+            },
             "conventions": CONVENTIONS["layout"],
         }
 
@@ -193,8 +225,9 @@ class CennSetup:
         """What the classical baselines use beside the patches (:class:`cmbml.cenn.baselines.BaselineSetup`)."""
         from cmbml.cenn.baselines import BaselineSetup
 
-        return BaselineSetup(self.geometry.patch, self.channel_response, self.label_spectra(), self.bin_width,
-                             tuple(self.components))
+        return BaselineSetup(
+            self.geometry.patch, self.channel_response, self.label_spectra(), self.bin_width, tuple(self.components)
+        )
 
     @cached_property
     def bin_edges(self) -> np.ndarray:
@@ -203,8 +236,10 @@ class CennSetup:
     @property
     def noise_sigma_pix(self) -> list[float]:
         """White-noise rms per patch pixel of each channel (uK), zero when noise is off."""
-        return [ch.noise_uk_arcmin / self.geometry.pixel_arcmin if self.foregrounds["noise"] else 0.0
-                for ch in self.instrument.channels]
+        return [
+            ch.noise_uk_arcmin / self.geometry.pixel_arcmin if self.foregrounds["noise"] else 0.0
+            for ch in self.instrument.channels
+        ]
 
 
 DESCRIPTION = (
@@ -212,9 +247,12 @@ DESCRIPTION = (
     "polarized skies (CMB, dust, synchrotron, radio and infrared sources, noise, beams). One run per training; "
     "its evaluation adds validation_* metrics (map MSE of the network beside the Wiener filter, the linear "
     "filter and the ILCs), NaMaster spectra (table spectra.json), the detailed scores and plots. "
-    "Models: cmbml-cenn-<variant>@<scale>.")
+    "Models: cmbml-cenn-<variant>@<scale>."
+)
 
 
-def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf", foreground_sky: str = "training") -> CennSetup:
+def load(
+    path: str | Path = "params.yaml", conf_dir: str | Path = "conf", foreground_sky: str = "training"
+) -> CennSetup:
     """The CENN setup of a params file (what every CENN stage starts with), for one foreground sky."""
     return CennSetup.from_params(load_params(path), conf_dir, source=str(path), foreground_sky=foreground_sky)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from cmbml.cenn.patches import PatchSampler, random_centres
 from cmbml.common.executors import Executor
 from cmbml.common.flatsky import FlatGrid
-from cmbml.cenn.patches import PatchSampler, random_centres
 
 SPLIT_IDS = {"Train": 0, "Test": 1, "Validation": 2}
 
@@ -110,8 +110,9 @@ def build_component_skies(
         per_channel = []
         for ch, (fg_e, fg_b) in zip(channels, fg_alm):
             b = gauss_beam(ch.fwhm_arcmin, lmax)
-            per_channel.append(component_maps_from_alm(hp.almxfl(cmb_e + fg_e, b), hp.almxfl(cmb_b + fg_b, b),
-                                                       nside, components))
+            per_channel.append(
+                component_maps_from_alm(hp.almxfl(cmb_e + fg_e, b), hp.almxfl(cmb_b + fg_b, b), nside, components)
+            )
         b_target = gauss_beam(channels[target].fwhm_arcmin, lmax)
         label = component_maps_from_alm(hp.almxfl(cmb_e, b_target), hp.almxfl(cmb_b, b_target), nside, components)
         for comp in components:
@@ -129,9 +130,16 @@ class PatchPlan:
     realisation: np.ndarray  # (N,) CMB realisation index
 
 
-def plan_split(split: str, n: int, seed: int, n_realisations: int, b_min_deg: float,
-               holdout_lon_deg: Sequence[float], early_stopping_lon_deg: Sequence[float],
-               geometry: FlatGrid) -> PatchPlan:
+def plan_split(
+    split: str,
+    n: int,
+    seed: int,
+    n_realisations: int,
+    b_min_deg: float,
+    holdout_lon_deg: Sequence[float],
+    early_stopping_lon_deg: Sequence[float],
+    geometry: FlatGrid,
+) -> PatchPlan:
     """Random centres in disjoint sky: Validation in the held-out band, Test (early stopping) in its own
     band, Train outside both, one patch diagonal from every band edge, so no two splits share sky."""
     rng = np.random.default_rng([seed, 7, SPLIT_IDS[split]])
@@ -216,8 +224,15 @@ def cut_split(
         yield slice(idx[0], idx[-1] + 1), arrays
 
 
-def write_split(paths: Mapping[str, Any], plan: PatchPlan, chunks, npix: int, n_channels: int,
-                attrs: Mapping[str, Any], progress: Callable[[int], None] | None = None) -> None:
+def write_split(
+    paths: Mapping[str, Any],
+    plan: PatchPlan,
+    chunks,
+    npix: int,
+    n_channels: int,
+    attrs: Mapping[str, Any],
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """Stream the chunks of :func:`cut_split` into one HDF5 file per component (``M``, ``M0``, centres)."""
     import contextlib
 
@@ -226,13 +241,19 @@ def write_split(paths: Mapping[str, Any], plan: PatchPlan, chunks, npix: int, n_
     n = plan.centres_deg.shape[0]
     from cmbml.common.integrity import pair_digests
 
-    arrays = {"M": ((n, npix, npix, n_channels), "float32"), "M0": ((n, npix, npix, 1), "float32"),
-              "pair_digest": ((n,), "S32"),  # binds each input stack to its label and index
-              "centre_lon_deg": ((n,), "float64"), "centre_lat_deg": ((n,), "float64"),
-              "cmb_realisation": ((n,), "int32")}
+    arrays = {
+        "M": ((n, npix, npix, n_channels), "float32"),
+        "M0": ((n, npix, npix, 1), "float32"),
+        "pair_digest": ((n,), "S32"),  # binds each input stack to its label and index
+        "centre_lon_deg": ((n,), "float64"),
+        "centre_lat_deg": ((n,), "float64"),
+        "cmb_realisation": ((n,), "int32"),
+    }
     with contextlib.ExitStack() as stack:
-        files = {comp: stack.enter_context(h5_dataset_writer(path, arrays, {**CONVENTIONS, **attrs, "component": comp}, 32))
-                 for comp, path in paths.items()}
+        files = {
+            comp: stack.enter_context(h5_dataset_writer(path, arrays, {**CONVENTIONS, **attrs, "component": comp}, 32))
+            for comp, path in paths.items()
+        }
         for h5 in files.values():
             h5["centre_lon_deg"][:] = plan.centres_deg[:, 0]
             h5["centre_lat_deg"][:] = plan.centres_deg[:, 1]

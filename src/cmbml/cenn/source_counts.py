@@ -32,8 +32,10 @@ class SourceCounts:
         """A fine log grid of S between the cuts and ``N(>S) - N(>s_max)`` per sr on it (trapezoids in ln S
         of ``S dN/dS``); ``ValueError`` if the cuts leave the table."""
         if not (self.flux_jy[0] <= s_min_jy < s_max_jy <= self.flux_jy[-1]):
-            raise ValueError(f"flux cuts [{s_min_jy}, {s_max_jy}] Jy outside the table's "
-                             f"[{self.flux_jy[0]:g}, {self.flux_jy[-1]:g}] Jy")
+            raise ValueError(
+                f"flux cuts [{s_min_jy}, {s_max_jy}] Jy outside the table's "
+                f"[{self.flux_jy[0]:g}, {self.flux_jy[-1]:g}] Jy"
+            )
         ln_s = np.linspace(np.log(s_min_jy), np.log(s_max_jy), n_grid)
         s_dn_ds = np.exp(ln_s + np.interp(ln_s, np.log(self.flux_jy), np.log(self.dn_ds)))
         steps = 0.5 * (s_dn_ds[1:] + s_dn_ds[:-1]) * np.diff(ln_s)

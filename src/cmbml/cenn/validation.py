@@ -59,7 +59,9 @@ def theory_patch_variance(cl: np.ndarray, transfer: np.ndarray, side_deg: float)
     return float(np.sum((2 * ell[sel] + 1) / (4 * np.pi) * (cl[: lmax + 1] * transfer**2)[sel]))
 
 
-def cenn_expectation(setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: Mapping[str, np.ndarray]) -> CennExpectation:
+def cenn_expectation(
+    setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: Mapping[str, np.ndarray]
+) -> CennExpectation:
     """Expected shapes and statistics of a :class:`~cmbml.cenn.setup.CennSetup`'s patches, from the CMB
     theory and the foreground spectra of each channel (not from the files being checked)."""
     from cmbml.cenn.foregrounds import dust_sed_rj, rj_to_cmb
@@ -77,26 +79,38 @@ def cenn_expectation(setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: 
     for ch, beam, n in zip(channels, setup.beams, noise):
         fg = component_cl(foreground_cls[f"cl_EE_{ch.freq_ghz:g}GHz"], foreground_cls[f"cl_BB_{ch.freq_ghz:g}GHz"])
         # noise + foregrounds through the channel's beam + the CMB seen through (b_ch - b_target)
-        contamination.append(n + theory_patch_variance(fg, beam * window, side_deg)
-                             + theory_patch_variance(cmb, (beam - setup.beams[target]) * window, side_deg))
+        contamination.append(
+            n
+            + theory_patch_variance(fg, beam * window, side_deg)
+            + theory_patch_variance(cmb, (beam - setup.beams[target]) * window, side_deg)
+        )
     dust = setup.foregrounds["dust"]
-    s = [float(dust_sed_rj(ch.freq_ghz, dust["ref_GHz"], dust["beta"], dust["T_dust_K"]) * rj_to_cmb(ch.freq_ghz))
-         for ch in channels]
+    s = [
+        float(dust_sed_rj(ch.freq_ghz, dust["ref_GHz"], dust["beta"], dust["T_dust_K"]) * rj_to_cmb(ch.freq_ghz))
+        for ch in channels
+    ]
     return CennExpectation(
-        npix=setup.geometry.npix, n_channels=len(channels), target=target,
+        npix=setup.geometry.npix,
+        n_channels=len(channels),
+        target=target,
         n_samples={SPLIT_FILES[r]: n for r, n in setup.n_samples.items()},
         label_var=theory_patch_variance(cmb, setup.label_transfer, side_deg),
         contamination_var=contamination,
         sed_ratios={"cov02_over_cov12": s[0] / s[1], "cov01_over_cov02": s[1] / s[2]},
         noise_var_target=noise[target],
-        attrs={**CONVENTIONS, "channels_GHz": str(h5_attr_value(setup.instrument.freqs_ghz)),
-               "target_GHz": str(h5_attr_value(channels[target].freq_ghz)), "params_digest": setup.dataset_digest},
+        attrs={
+            **CONVENTIONS,
+            "channels_GHz": str(h5_attr_value(setup.instrument.freqs_ghz)),
+            "target_GHz": str(h5_attr_value(channels[target].freq_ghz)),
+            "params_digest": setup.dataset_digest,
+        },
         channels_ghz=[float(ch.freq_ghz) for ch in channels],
     )
 
 
-def sample_table(path: str | Path, split: str, component: str, target: int, chunk: int = 64,
-                 channels_ghz: Sequence[float] = ()):
+def sample_table(
+    path: str | Path, split: str, component: str, target: int, chunk: int = 64, channels_ghz: Sequence[float] = ()
+):
     """One row per patch: label variance, per-channel contamination (co)variances, the target
     channel minus label, non-finite count and digest. An unreadable file gives an empty table.
 
@@ -113,12 +127,16 @@ def sample_table(path: str | Path, split: str, component: str, target: int, chun
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.corrcoef(m[..., target].ravel(), m0[..., 0].ravel())[0, 1]
         return {
-            "split": split, "component": component, "index": index,
+            "split": split,
+            "component": component,
+            "index": index,
             "pair_digest_ok": bytes(s["pair_digest"]) == pair_digest(index, m, m0),
             "label_target_corr": float(corr) if np.isfinite(corr) else 0.0,
             "label_var": float(np.var(m0)),
             **{contamination_column(k, channels_ghz): float(cov[k, k]) for k in range(cov.shape[0])},
-            "cov_01": float(cov[0, 1]), "cov_02": float(cov[0, 2]), "cov_12": float(cov[1, 2]),
+            "cov_01": float(cov[0, 1]),
+            "cov_02": float(cov[0, 2]),
+            "cov_12": float(cov[1, 2]),
             "target_minus_label_var": float(np.var(m[..., target] - m0[..., 0])),
             "nonfinite_count": int((~np.isfinite(m)).sum() + (~np.isfinite(m0)).sum()),
             "digest": array_digest(np.concatenate([m, m0], axis=-1).astype(np.float32)),
@@ -131,10 +149,18 @@ def file_facts(path: str | Path, split: str, component: str, expect: CennExpecta
     import h5py
 
     n = int(expect.n_samples[split])
-    facts = {"file": f"{split}_{component}", "readable": False, "complete": False,
-             "M_shape": "", "M_shape_expected": str((n, expect.npix, expect.npix, expect.n_channels)),
-             "M0_shape": "", "M0_shape_expected": str((n, expect.npix, expect.npix, 1)), "dtypes": "",
-             "attr_component": "", **{f"attr_{name}": "" for name in expect.attrs or {}}}
+    facts = {
+        "file": f"{split}_{component}",
+        "readable": False,
+        "complete": False,
+        "M_shape": "",
+        "M_shape_expected": str((n, expect.npix, expect.npix, expect.n_channels)),
+        "M0_shape": "",
+        "M0_shape_expected": str((n, expect.npix, expect.npix, 1)),
+        "dtypes": "",
+        "attr_component": "",
+        **{f"attr_{name}": "" for name in expect.attrs or {}},
+    }
     try:
         with h5py.File(path, "r") as h5:
             facts["readable"] = True
@@ -156,19 +182,29 @@ def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpect
 
     E = gx.expectations
     facts = pd.DataFrame([{**file_facts(p, s, c, expect), "component": c} for (s, c), p in paths.items()])
-    tables = [GateTable("files", facts, [
-        E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
-        E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
-        E.ExpectColumnValuesToBeInSet(column="dtypes", value_set=["float32"]),
-        E.ExpectColumnPairValuesToBeEqual(column_A="M_shape", column_B="M_shape_expected"),
-        E.ExpectColumnPairValuesToBeEqual(column_A="M0_shape", column_B="M0_shape_expected"),
-        # units, layout, channels and target as expected; every file made by the current parameters
-        *[E.ExpectColumnValuesToBeInSet(column=f"attr_{name}", value_set=[value])
-          for name, value in (expect.attrs or {}).items()],
-        E.ExpectColumnPairValuesToBeEqual(column_A="attr_component", column_B="component"),
-    ])]
-    samples = {key: sample_table(p, key[0], key[1], expect.target, channels_ghz=expect.channels_ghz)
-               for key, p in paths.items()}
+    tables = [
+        GateTable(
+            "files",
+            facts,
+            [
+                E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
+                E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
+                E.ExpectColumnValuesToBeInSet(column="dtypes", value_set=["float32"]),
+                E.ExpectColumnPairValuesToBeEqual(column_A="M_shape", column_B="M_shape_expected"),
+                E.ExpectColumnPairValuesToBeEqual(column_A="M0_shape", column_B="M0_shape_expected"),
+                # units, layout, channels and target as expected; every file made by the current parameters
+                *[
+                    E.ExpectColumnValuesToBeInSet(column=f"attr_{name}", value_set=[value])
+                    for name, value in (expect.attrs or {}).items()
+                ],
+                E.ExpectColumnPairValuesToBeEqual(column_A="attr_component", column_B="component"),
+            ],
+        )
+    ]
+    samples = {
+        key: sample_table(p, key[0], key[1], expect.target, channels_ghz=expect.channels_ghz)
+        for key, p in paths.items()
+    }
     for (split, comp), frame in samples.items():
         name = f"{split}_{comp}"
         # thresholds to 4 significant digits, each rounded outwards: readable, and no verdict changes
@@ -176,23 +212,33 @@ def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpect
             E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
             # each input stack still sits beside the label and index it was written with; no blank label
             E.ExpectColumnValuesToBeInSet(column="pair_digest_ok", value_set=[True]),
-            E.ExpectColumnValuesToBeBetween(column="label_var", min_value=lower_bound(1e-3 * expect.label_var),
-                                            max_value=None),
+            E.ExpectColumnValuesToBeBetween(
+                column="label_var", min_value=lower_bound(1e-3 * expect.label_var), max_value=None
+            ),
             # physics without digests: the label is the CMB of its own input's target channel
-            E.ExpectColumnMeanToBeBetween(column="label_target_corr",
-                                          min_value=lower_bound(0.5 * expect.label_target_correlation), max_value=1.0),
+            E.ExpectColumnMeanToBeBetween(
+                column="label_target_corr", min_value=lower_bound(0.5 * expect.label_target_correlation), max_value=1.0
+            ),
             E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
             # the label's power matches the CMB spectrum (beam applied), averaged over patches
-            E.ExpectColumnMeanToBeBetween(column="label_var", min_value=lower_bound(0.5 * expect.label_var),
-                                          max_value=upper_bound(1.6 * expect.label_var)),
+            E.ExpectColumnMeanToBeBetween(
+                column="label_var",
+                min_value=lower_bound(0.5 * expect.label_var),
+                max_value=upper_bound(1.6 * expect.label_var),
+            ),
             # the input at the target channel is not the label: noise and foregrounds remain
-            E.ExpectColumnValuesToBeBetween(column="target_minus_label_var",
-                                            min_value=lower_bound(0.5 * expect.noise_var_target), max_value=None),
+            E.ExpectColumnValuesToBeBetween(
+                column="target_minus_label_var", min_value=lower_bound(0.5 * expect.noise_var_target), max_value=None
+            ),
         ]
         for k, var in enumerate(expect.contamination_var):
-            checks.append(E.ExpectColumnMeanToBeBetween(column=contamination_column(k, expect.channels_ghz),
-                                                        min_value=lower_bound(0.5 * var),
-                                                        max_value=upper_bound(2.0 * var)))
+            checks.append(
+                E.ExpectColumnMeanToBeBetween(
+                    column=contamination_column(k, expect.channels_ghz),
+                    min_value=lower_bound(0.5 * var),
+                    max_value=upper_bound(2.0 * var),
+                )
+            )
         tables.append(GateTable(f"{name}_patches", frame, checks))
         if len(frame):
             # channel order from the dust SED: ratios of summed cross-covariances
@@ -201,27 +247,60 @@ def build_tables(paths: Mapping[tuple[str, str], str | Path], expect: CennExpect
                     "cov02_over_cov12": frame["cov_02"].sum() / frame["cov_12"].sum(),
                     "cov01_over_cov02": frame["cov_01"].sum() / frame["cov_02"].sum(),
                 }
-            sed = pd.DataFrame([{"ratio": k, "measured": float(v), "expected": expect.sed_ratios[k],
-                                 "relative_error": abs(float(v) / expect.sed_ratios[k] - 1.0)}
-                                for k, v in ratios.items()])
-            tables.append(GateTable(f"{name}_channel_order", sed, [
-                E.ExpectColumnValuesToBeBetween(column="relative_error", min_value=0.0, max_value=0.3),
-            ]))
-    everything = pd.concat([f for f in samples.values() if len(f)], ignore_index=True) if any(
-        len(f) for f in samples.values()) else pd.DataFrame({"digest": [], "component": []})
+            sed = pd.DataFrame(
+                [
+                    {
+                        "ratio": k,
+                        "measured": float(v),
+                        "expected": expect.sed_ratios[k],
+                        "relative_error": abs(float(v) / expect.sed_ratios[k] - 1.0),
+                    }
+                    for k, v in ratios.items()
+                ]
+            )
+            tables.append(
+                GateTable(
+                    f"{name}_channel_order",
+                    sed,
+                    [
+                        E.ExpectColumnValuesToBeBetween(column="relative_error", min_value=0.0, max_value=0.3),
+                    ],
+                )
+            )
+    everything = (
+        pd.concat([f for f in samples.values() if len(f)], ignore_index=True)
+        if any(len(f) for f in samples.values())
+        else pd.DataFrame({"digest": [], "component": []})
+    )
     for comp in sorted({c for _, c in paths}):
         subset = everything[everything["component"] == comp] if len(everything) else everything
-        tables.append(GateTable(f"all_{comp}_patches", subset, [
-            E.ExpectColumnValuesToBeUnique(column="digest"),  # no patch repeated within or across splits
-        ]))
+        tables.append(
+            GateTable(
+                f"all_{comp}_patches",
+                subset,
+                [
+                    E.ExpectColumnValuesToBeUnique(column="digest"),  # no patch repeated within or across splits
+                ],
+            )
+        )
         # near-copies (a patch repeated with tiny changes, or only its input or its label repeated)
         files = {f"{s}_{c}": p for (s, c), p in paths.items() if c == comp}
         near = pd.DataFrame(near_duplicate_rows(files, ["M", "M0"]))
-        tables.append(GateTable(f"near_duplicates_{comp}", near, [
-            E.ExpectTableRowCountToEqual(value=int(sum(expect.n_samples[s] for s, c in paths if c == comp))),
-            *[E.ExpectColumnValuesToBeBetween(column=f"{name}_nearest_similarity", min_value=None,
-                                              max_value=NEAR_DUPLICATE_SIMILARITY) for name in ("M", "M0")],
-        ]))
+        tables.append(
+            GateTable(
+                f"near_duplicates_{comp}",
+                near,
+                [
+                    E.ExpectTableRowCountToEqual(value=int(sum(expect.n_samples[s] for s, c in paths if c == comp))),
+                    *[
+                        E.ExpectColumnValuesToBeBetween(
+                            column=f"{name}_nearest_similarity", min_value=None, max_value=NEAR_DUPLICATE_SIMILARITY
+                        )
+                        for name in ("M", "M0")
+                    ],
+                ],
+            )
+        )
     return tables
 
 
@@ -231,11 +310,13 @@ def prediction_table(predictions: np.ndarray, expected_shape: tuple[int, ...]):
 
     ok_shape = tuple(predictions.shape) == tuple(expected_shape)
     n = predictions.shape[0] if predictions.ndim else 0
-    return pd.DataFrame({
-        "index": np.arange(n),
-        "shape_ok": [ok_shape] * n,
-        "nonfinite_count": [int((~np.isfinite(predictions[i])).sum()) for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "shape_ok": [ok_shape] * n,
+            "nonfinite_count": [int((~np.isfinite(predictions[i])).sum()) for i in range(n)],
+        }
+    )
 
 
 def prediction_expectations(n_expected: int) -> list:
@@ -249,13 +330,21 @@ def prediction_expectations(n_expected: int) -> list:
     ]
 
 
-def gate_outputs(outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray], docs_dir: str | Path,
-                 run_name: str | None = None):
+def gate_outputs(
+    outputs: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
+    docs_dir: str | Path,
+    run_name: str | None = None,
+):
     """The evaluation gate: each component's network outputs have their labels' shape and are finite.
     Returns the :class:`~cmbml.common.gate.GateResult` (offline HTML Data Docs in ``docs_dir``, best a
     :func:`~cmbml.common.gate.data_docs_dir` since they carry run times)."""
     from cmbml.common.gate import run_gate
 
-    tables = [GateTable(f"outputs_{c}", prediction_table(outputs[c], labels[c].shape),
-                        prediction_expectations(labels[c].shape[0])) for c in outputs]
+    tables = [
+        GateTable(
+            f"outputs_{c}", prediction_table(outputs[c], labels[c].shape), prediction_expectations(labels[c].shape[0])
+        )
+        for c in outputs
+    ]
     return run_gate(docs_dir, "cenn_outputs", tables, run_name=run_name)

@@ -25,11 +25,23 @@ from typing import Any
 from cmbml.common.params import flatten, get_key, repository_root
 from cmbml.common.schema import OPTIMIZERS, PRECISIONS, STRATEGIES, architecture_params, validate_params
 
-__all__ = ["OPTIMIZERS", "PRECISIONS", "STRATEGIES", "SpectraSetup", "Tracking", "architecture_params", "load_spectra",
-           "logged_params", "required_spectra_lmax", "resolve_tracking_uri", "tracking_from_params"]
+__all__ = [
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "STRATEGIES",
+    "SpectraSetup",
+    "Tracking",
+    "architecture_params",
+    "load_spectra",
+    "logged_params",
+    "required_spectra_lmax",
+    "resolve_tracking_uri",
+    "tracking_from_params",
+]
 
 
 # ---- MLflow -----------------------------------------------------------------------------------------
+
 
 def resolve_tracking_uri(configured: str) -> str:
     """Absolute MLflow tracking URI: ``sqlite:///mlflow.db`` -> ``sqlite:////<repo>/mlflow.db``.
@@ -40,8 +52,8 @@ def resolve_tracking_uri(configured: str) -> str:
     if env:
         return env
     prefix = "sqlite:///"
-    if configured.startswith(prefix) and not configured[len(prefix):].startswith("/"):
-        return prefix + str(repository_root() / configured[len(prefix):])
+    if configured.startswith(prefix) and not configured[len(prefix) :].startswith("/"):
+        return prefix + str(repository_root() / configured[len(prefix) :])
     return configured
 
 
@@ -64,14 +76,27 @@ def logged_params(params: Mapping[str, Any], keys: Sequence[str], exclude: Seque
     return {k: v for k, v in flat.items() if not any(k == e or k.startswith(e + ".") for e in exclude)}
 
 
-def tracking_from_params(params: Mapping[str, Any], experiment: str, registered_model: str, keys: Sequence[str],
-                         evaluation_keys: Sequence[str], description: str = "") -> Tracking:
+def tracking_from_params(
+    params: Mapping[str, Any],
+    experiment: str,
+    registered_model: str,
+    keys: Sequence[str],
+    evaluation_keys: Sequence[str],
+    description: str = "",
+) -> Tracking:
     """MLflow settings of an experiment whose parameters are ``keys``, ``evaluation_keys`` among them."""
-    return Tracking(resolve_tracking_uri(params["mlflow"]["tracking_uri"]), experiment, registered_model,
-                    logged_params(params, keys, evaluation_keys), logged_params(params, evaluation_keys), description)
+    return Tracking(
+        resolve_tracking_uri(params["mlflow"]["tracking_uri"]),
+        experiment,
+        registered_model,
+        logged_params(params, keys, evaluation_keys),
+        logged_params(params, evaluation_keys),
+        description,
+    )
 
 
 # ---- CAMB spectra --------------------------------------------------------------------------------------
+
 
 def required_spectra_lmax(params: Mapping[str, Any], conf_dir: str | Path = "conf") -> int:
     """Highest multipole the simulations of a (valid) parameter set need from CAMB (<= spectra.lmax):
@@ -88,8 +113,9 @@ class SpectraSetup:
     paths: Any  # paths.spectra: dir, camb_cls, plots
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], source: str = "params.yaml",
-                    conf_dir: str | Path = "conf") -> SpectraSetup:
+    def from_params(
+        cls, params: Mapping[str, Any], source: str = "params.yaml", conf_dir: str | Path = "conf"
+    ) -> SpectraSetup:
         m = validate_params(params, conf_dir, source, experiment="spectra")
         return cls(dict(params["cosmology"]), m.spectra.lmax, m.paths.spectra)
 

@@ -137,8 +137,10 @@ def open_executor(spec: ExecutorSpec) -> Iterator[Executor]:
         client = Client(address, set_as_default=False)
     except OSError as err:
         timeout = dask.config.get("distributed.comm.timeouts.connect")
-        raise ConnectionError(f"executor.scheduler_address = {address!r}: no Dask scheduler answered within "
-                              f"{timeout} ({type(err).__name__})") from None
+        raise ConnectionError(
+            f"executor.scheduler_address = {address!r}: no Dask scheduler answered within "
+            f"{timeout} ({type(err).__name__})"
+        ) from None
     try:
         yield DaskExecutor(client)
     finally:

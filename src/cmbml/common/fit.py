@@ -110,8 +110,10 @@ def fit(
     from cmbml.common.networks import with_standardisation
 
     if training.x_stats is None or training.y_stats is None:
-        raise ValueError("the training batches carry no standardisation statistics (x_stats, y_stats): the fitted "
-                         "model could not map physical units")
+        raise ValueError(
+            "the training batches carry no standardisation statistics (x_stats, y_stats): the fitted "
+            "model could not map physical units"
+        )
     with contextlib.ExitStack() as stack:
         if scratch is None:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="cmbml-fit-"))
@@ -123,13 +125,23 @@ def fit(
             keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True, save_weights_only=True),
         ]
         if on_epoch_end is not None:
-            callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch_end(
-                epoch + 1, {k: float(v) for k, v in (logs or {}).items()})))
+            callbacks.append(
+                keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda epoch, logs: on_epoch_end(
+                        epoch + 1, {k: float(v) for k, v in (logs or {}).items()}
+                    )
+                )
+            )
         try:
-            history = core.fit(input_pipeline(training, epochs), steps_per_epoch=len(training),
-                               validation_data=input_pipeline(early_stopping, 1), epochs=epochs,
-                               shuffle=False,  # the batches shuffle themselves, per epoch
-                               callbacks=callbacks, verbose=verbose).history
+            history = core.fit(
+                input_pipeline(training, epochs),
+                steps_per_epoch=len(training),
+                validation_data=input_pipeline(early_stopping, 1),
+                epochs=epochs,
+                shuffle=False,  # the batches shuffle themselves, per epoch
+                callbacks=callbacks,
+                verbose=verbose,
+            ).history
             core.load_weights(best)
         finally:
             best.unlink(missing_ok=True)
@@ -137,8 +149,9 @@ def fit(
     return Fit(history, model)
 
 
-def write_fit(fitted: Fit, model_file: str | Path, history_file: str | Path, curve_file: str | Path,
-              title: str) -> None:
+def write_fit(
+    fitted: Fit, model_file: str | Path, history_file: str | Path, curve_file: str | Path, title: str
+) -> None:
     """Write the physical-units model (same weights, same bytes), the losses per epoch
     (``{"history": [{"epoch": 1, "loss": ..., "val_loss": ...}, ...]}``) and the training curve."""
     from cmbml.common.io import write_json, write_keras_model

@@ -15,8 +15,15 @@ def write_healpix(path: str | Path, maps: Sequence[np.ndarray], names: Sequence[
     from cmbml.common.io import atomic_path
 
     with atomic_path(path) as tmp:
-        hp.write_map(str(tmp), [np.asarray(m, dtype=np.float32) for m in maps], column_names=list(names),
-                     column_units=unit, coord="G", overwrite=True, dtype=np.float32)
+        hp.write_map(
+            str(tmp),
+            [np.asarray(m, dtype=np.float32) for m in maps],
+            column_names=list(names),
+            column_units=unit,
+            coord="G",
+            overwrite=True,
+            dtype=np.float32,
+        )
 
 
 def read_healpix(path: str | Path, fields: Sequence[int], nside: int | None = None) -> np.ndarray:

@@ -20,7 +20,6 @@ import numpy as np
 from cmbml.common.units import ARCMIN
 
 
-
 @dataclass(frozen=True)
 class FlatGrid:
     """A square flat-sky patch of ``npix`` x ``npix`` pixels of ``pixel_arcmin`` arcmin."""
@@ -102,9 +101,7 @@ class FlatGrid:
         return float(self.cl_on_grid(cl, lmax).sum() / self.area_sr)
 
 
-def gaussian_realisation(
-    grid: FlatGrid, cl_grid: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def gaussian_realisation(grid: FlatGrid, cl_grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw a periodic Gaussian random field with power ``cl_grid`` (already on the grid).
 
     White noise of unit variance is filtered by ``sqrt(C / dx^2)``; the filter is
@@ -166,8 +163,10 @@ def check_bins(edges: np.ndarray, grid: FlatGrid, lmax: float) -> None:
     widths = np.diff(edges)
     if np.any(widths < fundamental * (1 - 1e-9)):
         bad = np.flatnonzero(widths < fundamental * (1 - 1e-9)).tolist()
-        raise ValueError(f"bins {bad} are narrower than the patch's fundamental multipole {fundamental:.1f} "
-                         f"(2 pi / {grid.side_deg:.2f} deg): NaMaster would abort on an empty bin")
+        raise ValueError(
+            f"bins {bad} are narrower than the patch's fundamental multipole {fundamental:.1f} "
+            f"(2 pi / {grid.side_deg:.2f} deg): NaMaster would abort on an empty bin"
+        )
     if edges[0] < 0 or edges[-1] > lmax + 1e-9:
         raise ValueError(f"bins must lie within 0 <= ell <= {lmax:g}; got {edges[0]:g} .. {edges[-1]:g}")
 

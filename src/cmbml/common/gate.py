@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ class GateResult:
 
 # ---- thresholds ---------------------------------------------------------------------------------------
 
+
 def _round_significant(x, digits: int, rounding: str):
     if x is None or isinstance(x, bool) or not math.isfinite(x) or x == 0:
         return x
@@ -83,6 +84,7 @@ def upper_bound(x: float | None, digits: int = 4) -> float | None:
 
 
 # ---- running ------------------------------------------------------------------------------------------
+
 
 def _describe(result) -> dict[str, Any]:
     cfg = result.expectation_config
@@ -124,8 +126,9 @@ def data_docs_dir(base: str | Path, stage: str) -> Path:
     return repository_root() / base / stage / experiment
 
 
-def run_gate(docs_dir: str | Path, checkpoint_name: str, tables: list[GateTable],
-             run_name: str | None = None) -> GateResult:
+def run_gate(
+    docs_dir: str | Path, checkpoint_name: str, tables: list[GateTable], run_name: str | None = None
+) -> GateResult:
     """Validate every table with its suite; write offline-readable HTML Data Docs to ``docs_dir``.
 
     Each table's suite is named ``<checkpoint_name>.<table>``; every validation carries ``run_name``
@@ -139,7 +142,7 @@ def run_gate(docs_dir: str | Path, checkpoint_name: str, tables: list[GateTable]
     from great_expectations.core.run_identifier import RunIdentifier
 
     run_name = run_name or checkpoint_name
-    run_time = datetime.now(timezone.utc)
+    run_time = datetime.now(UTC)
     failures: list[str] = []
     details: list[dict[str, Any]] = []
     success = True
@@ -176,8 +179,9 @@ def run_gate(docs_dir: str | Path, checkpoint_name: str, tables: list[GateTable]
                     result_format="SUMMARY",
                 )
             )
-            outcome = checkpoint.run(batch_parameters={"dataframe": table.frame},
-                                     run_id=RunIdentifier(run_name=run_name, run_time=run_time))
+            outcome = checkpoint.run(
+                batch_parameters={"dataframe": table.frame}, run_id=RunIdentifier(run_name=run_name, run_time=run_time)
+            )
             success = success and bool(outcome.success)
             for run in outcome.run_results.values():
                 for result in run.results:
@@ -192,11 +196,19 @@ def run_gate(docs_dir: str | Path, checkpoint_name: str, tables: list[GateTable]
                         )
         site = Path(project) / "gx" / "uncommitted" / "data_docs" / "local_site"
         index = publish_data_docs(site, docs_dir) if (site / "index.html").is_file() else None
-    return GateResult(success, failures, n_expectations, index.resolve().as_uri() if index else None, details,
-                      run_name=run_name, run_time=run_time.isoformat(timespec="seconds"))
+    return GateResult(
+        success,
+        failures,
+        n_expectations,
+        index.resolve().as_uri() if index else None,
+        details,
+        run_name=run_name,
+        run_time=run_time.isoformat(timespec="seconds"),
+    )
 
 
 # ---- later stages ------------------------------------------------------------------------------------
+
 
 class GateNotPassed(RuntimeError):
     """A later stage was asked to read data that its validation gate did not pass."""

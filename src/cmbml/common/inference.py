@@ -48,8 +48,10 @@ def _format(path: Path) -> str:
     for fmt, suffixes in (("fits", FITS_SUFFIXES), ("numpy", NUMPY_SUFFIXES), ("hdf5", HDF5_SUFFIXES)):
         if name.endswith((*suffixes, *(s + ".gz" for s in suffixes))):
             return fmt
-    raise MapError(f"{path}: unknown map format; allowed FITS ({', '.join(FITS_SUFFIXES)}), "
-                   f"NumPy (.npy) or HDF5 ({', '.join(HDF5_SUFFIXES)})")
+    raise MapError(
+        f"{path}: unknown map format; allowed FITS ({', '.join(FITS_SUFFIXES)}), "
+        f"NumPy (.npy) or HDF5 ({', '.join(HDF5_SUFFIXES)})"
+    )
 
 
 def _channels_last(arr: np.ndarray, n_channels: int, source: str, channels_first: bool) -> tuple[np.ndarray, bool]:
@@ -68,7 +70,9 @@ def _channels_last(arr: np.ndarray, n_channels: int, source: str, channels_first
             return (np.moveaxis(arr, 0, -1) if channels_first else arr)[None], True
         if ndim == 4 and arr.shape[1 if channels_first else 3] == n_channels:
             return (np.moveaxis(arr, 1, 3) if channels_first else arr), False
-    layout = "[channel, y, x] or [sample, channel, y, x]" if channels_first else "[y, x, channel] or [sample, y, x, channel]"
+    layout = (
+        "[channel, y, x] or [sample, channel, y, x]" if channels_first else "[y, x, channel] or [sample, y, x, channel]"
+    )
     if n_channels == 1:
         layout = "[y, x] or [sample, y, x]"
     raise MapError(f"{source}: array of shape {arr.shape} does not hold {n_channels}-channel maps; allowed {layout}")
@@ -136,16 +140,19 @@ def read_maps(path: str | os.PathLike, n_channels: int, dataset: str | None = No
     return MapStack(maps.astype(np.float32), pixel_arcmin, single, None if units is None else str(units))
 
 
-def check_against_card(stack: MapStack, card: Mapping[str, Any], source: str = "input",
-                       pixel_arcmin: float | None = None) -> None:
+def check_against_card(
+    stack: MapStack, card: Mapping[str, Any], source: str = "input", pixel_arcmin: float | None = None
+) -> None:
     """Raise :class:`MapError` unless the maps have the model's pixel count, pixel size and channels.
 
     ``pixel_arcmin`` stands in for a format that carries no pixel size (NumPy); where the file states one,
     both must agree.
     """
     spec = card["input"]
-    expected = (f"{spec['npix']} x {spec['npix']} pixels of {spec['pixel_arcmin']:g} arcmin, channels "
-                f"{', '.join(spec['channels'])} in {spec['units']}")
+    expected = (
+        f"{spec['npix']} x {spec['npix']} pixels of {spec['pixel_arcmin']:g} arcmin, channels "
+        f"{', '.join(spec['channels'])} in {spec['units']}"
+    )
     npix = stack.maps.shape[1:3]
     if npix != (spec["npix"], spec["npix"]):
         raise MapError(f"{source}: maps of {npix[0]} x {npix[1]} pixels; the model expects {expected}")
@@ -153,34 +160,48 @@ def check_against_card(stack: MapStack, card: Mapping[str, Any], source: str = "
         raise MapError(f"{source}: {stack.maps.shape[3]} channel(s); the model expects {expected}")
     sizes = [s for s in (stack.pixel_arcmin, pixel_arcmin) if s is not None]
     if not sizes:
-        raise MapError(f"{source}: the file states no pixel size (NumPy); pass --pixel-arcmin "
-                       f"(the model expects {spec['pixel_arcmin']:g} arcmin)")
+        raise MapError(
+            f"{source}: the file states no pixel size (NumPy); pass --pixel-arcmin "
+            f"(the model expects {spec['pixel_arcmin']:g} arcmin)"
+        )
     for size in sizes:
         if not np.isclose(size, spec["pixel_arcmin"], rtol=1e-4):
             raise MapError(f"{source}: pixels of {size:g} arcmin; the model expects {expected}")
     if stack.units is not None and stack.units.split()[0].lower().replace("µ", "u") not in (
-            spec["units"].lower(), spec["units"].lower().split("_")[0]):
+        spec["units"].lower(),
+        spec["units"].lower().split("_")[0],
+    ):
         raise MapError(f"{source}: maps in {stack.units}; the model expects {expected}")
 
 
 def output_attributes(card: Mapping[str, Any], model_ref: str) -> dict[str, Any]:
     """What the written prediction states about itself: quantity, units, geometry and the model."""
     out = card["output"]
-    attrs = {"quantity": out["quantity"], "units": out["units"], "pixel_arcmin": float(out["pixel_arcmin"]),
-             "model": model_ref, "parameter_set": card.get("parameter_set", ""),
-             "layout": "[sample, y, x]"}
+    attrs = {
+        "quantity": out["quantity"],
+        "units": out["units"],
+        "pixel_arcmin": float(out["pixel_arcmin"]),
+        "model": model_ref,
+        "parameter_set": card.get("parameter_set", ""),
+        "layout": "[sample, y, x]",
+    }
     for key in ("kappa_exaggeration_factor", "target_GHz", "fwhm_arcmin"):
         if key in out:
             attrs[key] = float(out[key])
     return attrs
 
 
-FITS_KEYWORDS = {"kappa_exaggeration_factor": "KAPPAEXG", "target_GHz": "TARGGHZ", "fwhm_arcmin": "FWHMAMIN",
-                 "parameter_set": "PARAMSET"}
+FITS_KEYWORDS = {
+    "kappa_exaggeration_factor": "KAPPAEXG",
+    "target_GHz": "TARGGHZ",
+    "fwhm_arcmin": "FWHMAMIN",
+    "parameter_set": "PARAMSET",
+}
 
 
-def write_prediction(path: str | os.PathLike, prediction: np.ndarray, card: Mapping[str, Any], model_ref: str,
-                     single: bool) -> None:
+def write_prediction(
+    path: str | os.PathLike, prediction: np.ndarray, card: Mapping[str, Any], model_ref: str, single: bool
+) -> None:
     """Write ``prediction`` (``[sample, y, x, channel]``) as FITS or HDF5, atomically, with units and geometry.
 
     FITS: the image ``[y, x]`` or ``[sample, y, x]`` with ``BUNIT``, ``CDELT1/2`` (degrees) and the model
@@ -193,8 +214,10 @@ def write_prediction(path: str | os.PathLike, prediction: np.ndarray, card: Mapp
     path = Path(path)
     fmt = _format(path)
     if fmt == "numpy":
-        raise MapError(f"{path}: NumPy files carry no units; allowed outputs FITS ({', '.join(FITS_SUFFIXES)}) "
-                       f"or HDF5 ({', '.join(HDF5_SUFFIXES)})")
+        raise MapError(
+            f"{path}: NumPy files carry no units; allowed outputs FITS ({', '.join(FITS_SUFFIXES)}) "
+            f"or HDF5 ({', '.join(HDF5_SUFFIXES)})"
+        )
     multi = prediction.shape[-1] > 1
     data = np.asarray(prediction if multi else prediction[..., 0], dtype=np.float32)
     data = data[0] if single else data

@@ -69,12 +69,12 @@ def nearest_neighbours(sketch: np.ndarray, block: int = 2048) -> tuple[np.ndarra
     best = np.full(n, -np.inf)
     where = np.full(n, -1)
     for start in range(0, n, block):
-        sim = sketch[start:start + block] @ sketch.T
+        sim = sketch[start : start + block] @ sketch.T
         rows = np.arange(sim.shape[0])
         sim[rows, start + rows] = -np.inf  # not itself
         if n > 1:
-            where[start:start + block] = sim.argmax(axis=1)
-            best[start:start + block] = sim[rows, where[start:start + block]]
+            where[start : start + block] = sim.argmax(axis=1)
+            best[start : start + block] = sim[rows, where[start : start + block]]
     return best, where
 
 

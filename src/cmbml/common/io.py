@@ -165,8 +165,10 @@ def _renumber_shared_objects(config: Any) -> Any:
 
     def walk(node):
         if isinstance(node, dict):
-            return {k: (numbers.setdefault(v, len(numbers) + 1) if k == "shared_object_id" else walk(v))
-                    for k, v in node.items()}
+            return {
+                k: (numbers.setdefault(v, len(numbers) + 1) if k == "shared_object_id" else walk(v))
+                for k, v in node.items()
+            }
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node

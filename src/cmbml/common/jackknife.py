@@ -12,8 +12,9 @@ from collections.abc import Callable
 import numpy as np
 
 
-def group_jackknife(statistic: Callable[[np.ndarray], np.ndarray | float], groups: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def group_jackknife(
+    statistic: Callable[[np.ndarray], np.ndarray | float], groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``statistic(keep)`` on all samples and its delete-a-group jackknife standard error.
 
     Parameters

@@ -36,9 +36,12 @@ def with_standardisation(core: keras.Model, x_mean, x_std, y_mean, y_std, name: 
     safe mode, with no custom objects.
     """
     norm_in = keras.layers.Normalization(mean=x_mean, variance=np.square(x_std), name="standardise_input")
-    norm_out = keras.layers.Normalization(mean=y_mean, variance=np.square(y_std), invert=True,
-                                          name="unstandardise_output")
-    inputs = keras.Input(shape=core.input_shape[1:], name=core.input_names[0] if hasattr(core, "input_names") else "input")
+    norm_out = keras.layers.Normalization(
+        mean=y_mean, variance=np.square(y_std), invert=True, name="unstandardise_output"
+    )
+    inputs = keras.Input(
+        shape=core.input_shape[1:], name=core.input_names[0] if hasattr(core, "input_names") else "input"
+    )
     try:  # an uncompiled view of the same layers: no training configuration
         predictor = keras.Model(core.input, core.output, name=core.name)
     except AttributeError:  # never called on an Input (a Sequential built by fit): no graph to view, kept as it is
@@ -52,8 +55,12 @@ def make_optimizer(name: str, learning_rate: float, clipnorm: float | None = Non
     kwargs = {"learning_rate": learning_rate}
     if clipnorm:
         kwargs["clipnorm"] = float(clipnorm)
-    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
-               "adagrad": keras.optimizers.Adagrad, "rmsprop": keras.optimizers.RMSprop}
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+        "adagrad": keras.optimizers.Adagrad,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
     return classes[name](**kwargs)
 
 
@@ -69,4 +76,3 @@ def learning_rate(initial: float, schedule: str, total_steps: int):
 
 def count_parameters(model: keras.Model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
-

@@ -46,8 +46,10 @@ DEBIAN_ASSETS = {
     "bootstrap4/js/bootstrap.bundle.min.js": "/usr/share/javascript/bootstrap4/js/bootstrap.bundle.min.js",
     "jquery/jquery.min.js": "/usr/share/javascript/jquery/jquery.min.js",  # libjs-jquery
     "font-awesome/css/font-awesome.min.css": "/usr/share/fonts-font-awesome/css/font-awesome.min.css",
-    **{f"font-awesome/fonts/{name}": f"/usr/share/fonts-font-awesome/fonts/{name}"  # fonts-font-awesome
-       for name in ("fontawesome-webfont.woff2", "fontawesome-webfont.woff", "fontawesome-webfont.ttf")},
+    **{
+        f"font-awesome/fonts/{name}": f"/usr/share/fonts-font-awesome/fonts/{name}"  # fonts-font-awesome
+        for name in ("fontawesome-webfont.woff2", "fontawesome-webfont.woff", "fontawesome-webfont.ttf")
+    },
 }
 
 NPM_PREFIX = Path(sys.prefix) / "share" / "cmbml" / "npm"
@@ -60,7 +62,8 @@ load (written for their Bootstrap 4); ``scripts/setup.sh`` installs the same pin
 _FILTER_CONTROL = "extensions/filter-control/bootstrap-table-filter-control"
 NPM_ASSETS = {
     # site path under static/offline/ : (npm package, file in the package); the site keeps the dist/ layout
-    f"{package}/{path}": (package, f"dist/{path}") for package, path in (
+    f"{package}/{path}": (package, f"dist/{path}")
+    for package, path in (
         ("bootstrap-table", "bootstrap-table.min.css"),
         ("bootstrap-table", "bootstrap-table.min.js"),
         ("bootstrap-table", f"{_FILTER_CONTROL}.min.css"),
@@ -93,8 +96,9 @@ def npm_file(package: str, path: str, prefix: str | Path | None = None) -> Path:
     root = Path(prefix or NPM_PREFIX) / "node_modules" / package
     manifest = root / "package.json"
     if not manifest.is_file():
-        raise ReportAssetMissing(f"{manifest} not found ({package} {NPM_PACKAGES[package]} for the Data Docs): "
-                                 f"{SETUP_HINT}")
+        raise ReportAssetMissing(
+            f"{manifest} not found ({package} {NPM_PACKAGES[package]} for the Data Docs): {SETUP_HINT}"
+        )
     found = json.loads(manifest.read_text(encoding="utf-8")).get("version")
     if found != NPM_PACKAGES[package]:
         raise ReportAssetMissing(f"{manifest} is version {found}, not the pinned {NPM_PACKAGES[package]}: {SETUP_HINT}")
@@ -138,8 +142,10 @@ def bundle_header() -> str:
     """First line of the bundle: which libraries, from which ``vl-convert-python`` (a stale one is rewritten)."""
     import vl_convert
 
-    return (f"/* Vega {vl_convert.get_vega_version()}, Vega-Lite {VEGA_LITE_VERSION}, Vega-Embed "
-            f"{vl_convert.get_vega_embed_version()}: bundled by vl-convert-python {version('vl-convert-python')} */")
+    return (
+        f"/* Vega {vl_convert.get_vega_version()}, Vega-Lite {VEGA_LITE_VERSION}, Vega-Embed "
+        f"{vl_convert.get_vega_embed_version()}: bundled by vl-convert-python {version('vl-convert-python')} */"
+    )
 
 
 def write_vega_bundle(dest: str | Path = VEGA_BUNDLE) -> Path:
@@ -160,6 +166,7 @@ def write_vega_bundle(dest: str | Path = VEGA_BUNDLE) -> Path:
 
 # ---- Data Docs ---------------------------------------------------------------------------------------
 
+
 def _cdn_replacement(url: str, page_html: str) -> list[str]:
     """The local assets (paths under ``static/offline/``) that replace the CDN file ``url``; none when the
     page needs nothing of it offline (the dark theme, and Popper, which is inside Bootstrap's bundle)."""
@@ -169,8 +176,11 @@ def _cdn_replacement(url: str, page_html: str) -> list[str]:
         stem = f"bootstrap-table/{_FILTER_CONTROL}" if "filter-control" in name else "bootstrap-table/bootstrap-table"
         return [f"{stem}.min.css" if css else f"{stem}.min.js"]
     if "bootstrap-datepicker" in name:
-        return ["bootstrap-datepicker/css/bootstrap-datepicker.min.css" if css
-                else "bootstrap-datepicker/js/bootstrap-datepicker.min.js"]
+        return [
+            "bootstrap-datepicker/css/bootstrap-datepicker.min.css"
+            if css
+            else "bootstrap-datepicker/js/bootstrap-datepicker.min.js"
+        ]
     if any(part in name for part in ("bootstrap-dark", "prefers-dark", "popper")):
         return []
     if "jquery" in name:
@@ -185,10 +195,14 @@ def _cdn_replacement(url: str, page_html: str) -> list[str]:
     return []
 
 
-_TAG = re.compile(r"""<script\b[^>]*\bsrc=["'](https?://[^"']+)["'][^>]*>\s*</script>"""
-                  r"""|<link\b[^>]*\bhref=["'](https?://[^"']+)["'][^>]*>""", re.IGNORECASE)
-_IMAGE = re.compile(r"""(<img\b[^>]*\bsrc=)["']https?://[^"']*?/([\w.-]+\.(?:png|svg|gif|ico))(?:\?[^"']*)?["']""",
-                    re.IGNORECASE)
+_TAG = re.compile(
+    r"""<script\b[^>]*\bsrc=["'](https?://[^"']+)["'][^>]*>\s*</script>"""
+    r"""|<link\b[^>]*\bhref=["'](https?://[^"']+)["'][^>]*>""",
+    re.IGNORECASE,
+)
+_IMAGE = re.compile(
+    r"""(<img\b[^>]*\bsrc=)["']https?://[^"']*?/([\w.-]+\.(?:png|svg|gif|ico))(?:\?[^"']*)?["']""", re.IGNORECASE
+)
 _CSS_URL = re.compile(r"""url\(\s*["']?https?://[^)"']*["']?\s*\)""", re.IGNORECASE)
 
 

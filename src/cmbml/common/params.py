@@ -65,8 +65,9 @@ def repository_root() -> Path:
     return cwd
 
 
-def file_in_repository(value: Any, relative_to: str | Path, workdir: str | Path,
-                       hint: str = "") -> tuple[Path | None, str | None]:
+def file_in_repository(
+    value: Any, relative_to: str | Path, workdir: str | Path, hint: str = ""
+) -> tuple[Path | None, str | None]:
     """The file a parameter names, and why it is refused (None if it is not).
 
     Parameters
@@ -91,8 +92,9 @@ def file_in_repository(value: Any, relative_to: str | Path, workdir: str | Path,
     root = Path(workdir).resolve()
     path = (root / relative_to / value).resolve()
     if not path.is_relative_to(root):
-        return None, (f"{{key}} = {value!r}: resolves to {path}, outside the repository {root}; "
-                      f"allowed: a file inside it{hint}")
+        return None, (
+            f"{{key}} = {value!r}: resolves to {path}, outside the repository {root}; allowed: a file inside it{hint}"
+        )
     if not path.is_file():
         return None, f"{{key}} = {value!r}: no such file {path}; allowed an existing file inside the repository{hint}"
     return path, None

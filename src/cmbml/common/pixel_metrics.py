@@ -43,10 +43,13 @@ def per_sample_pixel_metrics(estimate: np.ndarray, truth: np.ndarray) -> dict[st
     mse = sq / e.shape[1]
     data_range = t.max(axis=1) - t.min(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):  # an exact estimate has infinite PSNR, a flat truth no R^2
-        return {"mae": np.mean(np.abs(e), axis=1), "rmse": np.sqrt(mse),
-                "nrmse": np.sqrt(sq / np.sum(t**2, axis=1)),
-                "psnr_db": 10 * np.log10(data_range**2 / mse),
-                "r2": 1 - sq / np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)}
+        return {
+            "mae": np.mean(np.abs(e), axis=1),
+            "rmse": np.sqrt(mse),
+            "nrmse": np.sqrt(sq / np.sum(t**2, axis=1)),
+            "psnr_db": 10 * np.log10(data_range**2 / mse),
+            "r2": 1 - sq / np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1),
+        }
 
 
 def pixel_scores(estimate: np.ndarray, truth: np.ndarray, n_independent: float) -> dict[str, float]:

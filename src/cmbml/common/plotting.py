@@ -59,15 +59,19 @@ def plot_theory_spectra(spectra: Mapping[str, np.ndarray], path: str | Path) -> 
     ell = spectra["ell"]
     sel = ell >= 2
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key, label in [("cl_tt_unlensed", "TT unlensed"), ("cl_tt_lensed", "TT lensed"),
-                       ("cl_ee_lensed", "EE lensed"), ("cl_bb_lensed", "BB lensed")]:
+    for key, label in [
+        ("cl_tt_unlensed", "TT unlensed"),
+        ("cl_tt_lensed", "TT lensed"),
+        ("cl_ee_lensed", "EE lensed"),
+        ("cl_bb_lensed", "BB lensed"),
+    ]:
         ax1.loglog(ell[sel], cl_to_dl(ell[sel], spectra[key][sel]), label=label)
-    ax1.set(xlabel=r"multipole $\ell$", ylabel=r"$D_\ell = \ell(\ell+1)C_\ell/2\pi$ [µK$^2$]",
-            title="CAMB CMB spectra")
+    ax1.set(xlabel=r"multipole $\ell$", ylabel=r"$D_\ell = \ell(\ell+1)C_\ell/2\pi$ [µK$^2$]", title="CAMB CMB spectra")
     ax1.legend()
     ax2.loglog(ell[sel], spectra["cl_kk"][sel])
-    ax2.set(xlabel=r"multipole $L$", ylabel=KAPPA_POWER_LABEL,
-            title=r"Convergence spectrum $[L(L+1)]^2 C_L^{\phi\phi}/4$")
+    ax2.set(
+        xlabel=r"multipole $L$", ylabel=KAPPA_POWER_LABEL, title=r"Convergence spectrum $[L(L+1)]^2 C_L^{\phi\phi}/4$"
+    )
     save_figure(fig, path)
 
 
@@ -91,9 +95,15 @@ def plot_training_curve(history: Mapping[str, Sequence[float]], path: str | Path
     save_figure(fig, path)
 
 
-def plot_map_columns(maps: Mapping[str, np.ndarray], path: str | Path, side_deg: float, units: str, title: str,
-                     same_scale_as: Mapping[str, str] | None = None,
-                     column_units: Mapping[str, str] | None = None) -> None:
+def plot_map_columns(
+    maps: Mapping[str, np.ndarray],
+    path: str | Path,
+    side_deg: float,
+    units: str,
+    title: str,
+    same_scale_as: Mapping[str, str] | None = None,
+    column_units: Mapping[str, str] | None = None,
+) -> None:
     """Rows of examples; columns are the entries of ``maps`` (each (n_examples, n, n)).
 
     Each panel has its own symmetric colour scale unless ``same_scale_as`` maps its column to
@@ -105,8 +115,9 @@ def plot_map_columns(maps: Mapping[str, np.ndarray], path: str | Path, side_deg:
     same_scale_as = same_scale_as or {}
     column_units = column_units or {}
     n_rows = next(iter(maps.values())).shape[0]
-    fig, axes = plt.subplots(n_rows, len(names), figsize=(3.4 * len(names), 2.9 * n_rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        n_rows, len(names), figsize=(3.4 * len(names), 2.9 * n_rows), squeeze=False, layout="constrained"
+    )
     extent = [0, side_deg, 0, side_deg]
     for i in range(n_rows):
         for j, name in enumerate(names):
@@ -124,4 +135,3 @@ def plot_map_columns(maps: Mapping[str, np.ndarray], path: str | Path, side_deg:
             cbar.ax.tick_params(labelsize=7)
     fig.suptitle(title)
     save_figure(fig, path)
-

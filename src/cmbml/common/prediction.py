@@ -10,8 +10,14 @@ import numpy as np
 from cmbml.common.io import iter_chunks
 
 
-def predict_h5(model, path: str | Path | Sequence[str | Path], x_name: str, batch: int,
-               add_channel_axis: bool = False, transform=None) -> np.ndarray:
+def predict_h5(
+    model,
+    path: str | Path | Sequence[str | Path],
+    x_name: str,
+    batch: int,
+    add_channel_axis: bool = False,
+    transform=None,
+) -> np.ndarray:
     """Network outputs for every sample of the HDF5 dataset ``x_name``, read and predicted ``batch`` at a time.
 
     ``path`` may be a list of files holding the same samples (e.g. the Q and U patches): their ``x_name``
@@ -29,8 +35,10 @@ def predict_h5(model, path: str | Path | Sequence[str | Path], x_name: str, batc
         datasets = [stack.enter_context(h5py.File(p, "r"))[x_name] for p in paths]
         n = datasets[0].shape[0]
         if any(d.shape[0] != n for d in datasets):
-            raise ValueError(f"{', '.join(map(str, paths))}: {x_name} holds different sample counts; joined "
-                             "files must hold the same samples")
+            raise ValueError(
+                f"{', '.join(map(str, paths))}: {x_name} holds different sample counts; joined "
+                "files must hold the same samples"
+            )
         out = None
         for sl in iter_chunks(n, batch):
             x = datasets[0][sl] if len(datasets) == 1 else np.concatenate([d[sl] for d in datasets], axis=-1)

@@ -34,6 +34,7 @@ class Registry(Generic[T]):
         Usable as ``@REGISTRY.register`` or ``@REGISTRY.register(name="x")``. A name registered twice is
         refused: silently replacing an implementation would change results without a trace.
         """
+
         def add(obj: T) -> T:
             key = name or getattr(obj, "name", None) or obj.__name__
             if key in self._entries:

@@ -65,6 +65,7 @@ EVERY = "*"
 
 # ---- context ----------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Context:
     """What a check may read besides the values: the repository, ``conf/``, the raw file.
@@ -99,9 +100,19 @@ class Context:
 
 # ---- fields --------------------------------------------------------------------------------------------
 
-def Param(default: Any = PydanticUndefined, *, description: str, unit: str | None = None, why: str | None = None,
-          dataset: str | Iterable[str] = (), logged: str | Iterable[str] = (), evaluation: str | Iterable[str] = (),
-          meta: Mapping[str, Any] | None = None, **constraints: Any) -> Any:
+
+def Param(
+    default: Any = PydanticUndefined,
+    *,
+    description: str,
+    unit: str | None = None,
+    why: str | None = None,
+    dataset: str | Iterable[str] = (),
+    logged: str | Iterable[str] = (),
+    evaluation: str | Iterable[str] = (),
+    meta: Mapping[str, Any] | None = None,
+    **constraints: Any,
+) -> Any:
     """A parameter field: pydantic's ``Field`` with the project's metadata.
 
     Parameters
@@ -125,7 +136,7 @@ def Param(default: Any = PydanticUndefined, *, description: str, unit: str | Non
     """
     roles: dict[str, str] = {}
     for role, experiments in (("logged", logged), ("evaluation", evaluation), ("dataset", dataset)):
-        for experiment in ([experiments] if isinstance(experiments, str) else experiments):
+        for experiment in [experiments] if isinstance(experiments, str) else experiments:
             roles[experiment] = role
     extra = {k: v for k, v in (("unit", unit), ("why", why), ("roles", roles)) if v} | dict(meta or {})
     return Field(default, description=description, json_schema_extra=extra or None, **constraints)
@@ -186,6 +197,7 @@ def conf_choice(group: str, *fallback: str) -> Any:
 
 # ---- checks across keys ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Problem:
     """A value refused by a check across keys.
@@ -209,8 +221,17 @@ class Problem:
         return cls(tuple(dotted.split(".")), value, text)
 
     @classmethod
-    def out_of_range(cls, dotted: str, value: Any, lo: float | None = None, hi: float | None = None, *,
-                     lo_open: bool = False, hi_open: bool = False, why: str = "") -> Problem:
+    def out_of_range(
+        cls,
+        dotted: str,
+        value: Any,
+        lo: float | None = None,
+        hi: float | None = None,
+        *,
+        lo_open: bool = False,
+        hi_open: bool = False,
+        why: str = "",
+    ) -> Problem:
         """``<key> = <value> is out of range: allowed lo <= <key> <= hi (why)``, with bounds found by a check."""
         return cls.at(dotted, value, range_text("{key}", value, lo, hi, lo_open, hi_open, why))
 
@@ -280,7 +301,8 @@ class Block(BaseModel):
             valid = cls._valid_part(data, errors, context)
             problems = _run_rules(rules, valid, context, partial=True) if valid is not None else []
             raise ValidationError.from_exception_data(
-                cls.__name__, [*map(_line_error, errors), *(p.line_error() for p in problems)]) from None
+                cls.__name__, [*map(_line_error, errors), *(p.line_error() for p in problems)]
+            ) from None
         problems = _run_rules(rules, model, context, partial=False)
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, [p.line_error() for p in problems])
@@ -322,6 +344,7 @@ def _run_rules(rules: Iterable[Callable], model: Block, context: Context, partia
 
 # ---- messages ----------------------------------------------------------------------------------------
 
+
 def dotted(loc: Iterable[str | int]) -> str:
     """``("cenn_evaluate", "residual_ell_ranges", 0)`` -> ``cenn_evaluate.residual_ell_ranges[0]``."""
     out = ""
@@ -340,11 +363,19 @@ def bounds_text(key: str, lo: float | None, hi: float | None, lo_open: bool = Fa
     return text
 
 
-def range_text(key: str, value: Any, lo: float | None, hi: float | None, lo_open: bool = False,
-               hi_open: bool = False, why: str = "") -> str:
+def range_text(
+    key: str,
+    value: Any,
+    lo: float | None,
+    hi: float | None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    why: str = "",
+) -> str:
     """The message of a number out of its range (``why`` gives the reason for the range)."""
-    return (f"{key} = {value!r} is out of range: allowed {bounds_text(key, lo, hi, lo_open, hi_open)}"
-            + (f" ({why})" if why else ""))
+    return f"{key} = {value!r} is out of range: allowed {bounds_text(key, lo, hi, lo_open, hi_open)}" + (
+        f" ({why})" if why else ""
+    )
 
 
 def field_bounds(field: FieldInfo | None) -> tuple[float | None, float | None, bool, bool]:
@@ -401,8 +432,14 @@ def lookup(root: type[BaseModel], loc: Iterable[str | int]) -> tuple[FieldInfo |
     return field, tp, parent
 
 
-_NUMBER_ERRORS = {"int_type": "an integer", "int_from_float": "an integer", "int_parsing": "an integer",
-                  "float_type": "a number", "float_parsing": "a number", "finite_number": "a number"}
+_NUMBER_ERRORS = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a number",
+}
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
@@ -420,8 +457,10 @@ def describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
         names = list(parent.model_fields) if parent is not None else []
         near = difflib.get_close_matches(str(loc[-1]), names, n=1)
         where = dotted(loc[:-1]) or "the top level"
-        return (f"{key}: unknown key{f' (did you mean {near[0]}?)' if near else ''}; allowed keys in {where}: "
-                f"{', '.join(names) or 'none (an empty block)'}")
+        return (
+            f"{key}: unknown key{f' (did you mean {near[0]}?)' if near else ''}; allowed keys in {where}: "
+            f"{', '.join(names) or 'none (an empty block)'}"
+        )
     if kind == "missing":
         return f"{key}: missing{described}"
     lo, hi, lo_open, hi_open = field_bounds(field)
@@ -434,12 +473,17 @@ def describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
         return range_text(key, value, lo, hi, lo_open, hi_open, why or "")
     if kind == "multiple_of":
         step = error.get("ctx", {}).get("multiple_of")
-        return (f"{key} = {value!r}: allowed multiples of {step}{f' ({why})' if why else ''}, "
-                f"{bounds_text(key, lo, hi, lo_open, hi_open)}")
+        return (
+            f"{key} = {value!r}: allowed multiples of {step}{f' ({why})' if why else ''}, "
+            f"{bounds_text(key, lo, hi, lo_open, hi_open)}"
+        )
     if kind in _NUMBER_ERRORS:
         kind_text = _NUMBER_ERRORS[kind]
-        allowed = (bounds_text(key, lo, hi, lo_open, hi_open) if (lo, hi) != (None, None)
-                   else f"any {kind_text.split(' ', 1)[1]}")
+        allowed = (
+            bounds_text(key, lo, hi, lo_open, hi_open)
+            if (lo, hi) != (None, None)
+            else f"any {kind_text.split(' ', 1)[1]}"
+        )
         if value is None:
             return f"{key} = null: a value is required, allowed {allowed}"
         return f"{key} = {value!r}: must be {kind_text}, allowed {allowed}"
@@ -461,10 +505,13 @@ def describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
         first = re.match(r"\w+", why)
         named = block is not None and first is not None and first[0] in block.model_fields
         return f"{key}.{why}" if named else f"{key}: {why}"  # a block's check that names one of its keys
-    return f"{key} = {value!r}: {error['msg'][:1].lower()}{error['msg'][1:]}; allowed: {described[2:] or 'see the schema'}"
+    return (
+        f"{key} = {value!r}: {error['msg'][:1].lower()}{error['msg'][1:]}; allowed: {described[2:] or 'see the schema'}"
+    )
 
 
 # ---- experiments' sections and network blocks -------------------------------------------------------
+
 
 class Section(Block):
     """The top-level keys of one experiment, its checks across them, and what it adds to the shared blocks.
@@ -500,8 +547,11 @@ class NetworkBlock(Block):
             try:
                 self.registry[self.architecture].Params()
             except ValidationError:
-                yield Problem((self.architecture,), None,
-                              f"{{key}}: missing; the architecture {self.architecture!r} needs its settings block")
+                yield Problem(
+                    (self.architecture,),
+                    None,
+                    f"{{key}}: missing; the architecture {self.architecture!r} needs its settings block",
+                )
 
 
 def architecture_params(block: Mapping[str, Any], registry: Registry) -> BaseModel:
@@ -515,11 +565,14 @@ def network_block(registry: Registry, name: str, module: str, description: str) 
     """The model of a network block whose architectures are the entries of ``registry`` (each with ``Params``)."""
     names = tuple(registry.names())
     namespace: dict[str, Any] = {
-        "__module__": module, "__qualname__": name, "registry": registry,
+        "__module__": module,
+        "__qualname__": name,
+        "registry": registry,
         "__doc__": f"{description}: ``architecture`` names one of {', '.join(names)}; one block per architecture.",
         "__annotations__": {"architecture": Literal[names], **{n: registry[n].Params | None for n in names}},
-        "architecture": Param(description=f"the network, a name of {registry.key.split('.')[0]} architectures: "
-                                          + ", ".join(names)),
+        "architecture": Param(
+            description=f"the network, a name of {registry.key.split('.')[0]} architectures: " + ", ".join(names)
+        ),
     }
     for n in names:
         doc = (registry[n].__doc__ or "").strip().split("\n")[0]
@@ -547,9 +600,11 @@ def _keras_version() -> str:
 
 def _one_node(value: Any) -> Any:
     if value == "multi_worker_mirrored":
-        raise refuse(f"{{key}} = 'multi_worker_mirrored': allowed values are {', '.join(STRATEGIES)}; Keras "
-                     f"{_keras_version()} Model.fit cannot train under MultiWorkerMirroredStrategy (its first batch and "
-                     "its metrics are reduced across workers in ways TensorFlow refuses)")
+        raise refuse(
+            f"{{key}} = 'multi_worker_mirrored': allowed values are {', '.join(STRATEGIES)}; Keras "
+            f"{_keras_version()} Model.fit cannot train under MultiWorkerMirroredStrategy (its first batch and "
+            "its metrics are reduced across workers in ways TensorFlow refuses)"
+        )
     return value
 
 
@@ -569,32 +624,44 @@ class Cosmology(Block):
 class Spectra(Block):
     """The CAMB table every simulation reads."""
 
-    lmax: int = Param(ge=100, le=30000, description=(
-        "highest multipole of the CAMB table; at least what every simulation needs (spectra_lmax_need of each "
-        "experiment: the lensing band limits, 3 nside - 1 of the CENN skies)"))
+    lmax: int = Param(
+        ge=100,
+        le=30000,
+        description=(
+            "highest multipole of the CAMB table; at least what every simulation needs (spectra_lmax_need of each "
+            "experiment: the lensing band limits, 3 nside - 1 of the CENN skies)"
+        ),
+    )
 
 
 def _scheduler_address(value: str | None) -> str | None:
     if value is not None and not value.startswith(SCHEDULER_SCHEMES):
-        raise refuse(f"{{key}} = {value!r}: allowed a Dask scheduler address "
-                     f"({' or '.join(s + 'host:port' for s in SCHEDULER_SCHEMES[:2])}) or null")
+        raise refuse(
+            f"{{key}} = {value!r}: allowed a Dask scheduler address "
+            f"({' or '.join(s + 'host:port' for s in SCHEDULER_SCHEMES[:2])}) or null"
+        )
     return value
 
 
 class Executor(Block):
     """Where the simulation stages run; their files are byte-identical whatever runs them."""
 
-    kind: Literal[tuple(EXECUTORS)] = Param(description=(
-        "local: <stage>.workers forked processes; dask: the workers of a dask.distributed scheduler"))
-    scheduler_address: Annotated[str | None, AfterValidator(_scheduler_address)] = Param(description=(
-        "Dask scheduler, tcp://host:port; null reads DASK_SCHEDULER_ADDRESS from the environment"))
+    kind: Literal[tuple(EXECUTORS)] = Param(
+        description=("local: <stage>.workers forked processes; dask: the workers of a dask.distributed scheduler")
+    )
+    scheduler_address: Annotated[str | None, AfterValidator(_scheduler_address)] = Param(
+        description=("Dask scheduler, tcp://host:port; null reads DASK_SCHEDULER_ADDRESS from the environment")
+    )
 
     @rule
     def _dask_needs_a_scheduler(self, context: Context) -> Iterator[Problem]:
         if self.kind == "dask" and self.scheduler_address is None and not os.environ.get("DASK_SCHEDULER_ADDRESS"):
-            yield Problem(("scheduler_address",), None,
-                          "{key} = null: {block}.kind = dask needs a scheduler, allowed tcp://host:port "
-                          "(or DASK_SCHEDULER_ADDRESS in the environment)")
+            yield Problem(
+                ("scheduler_address",),
+                None,
+                "{key} = null: {block}.kind = dask needs a scheduler, allowed tcp://host:port "
+                "(or DASK_SCHEDULER_ADDRESS in the environment)",
+            )
 
     def spec(self, workers: int):
         """The :class:`~cmbml.common.executors.ExecutorSpec` of a stage with ``workers`` local processes."""
@@ -608,21 +675,29 @@ def _tracking_uri(uri: str) -> str:
         return uri  # the environment wins; or a tracking server (README: Beyond one machine)
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
-        raise refuse(f"{{key}} = {uri!r}: allowed a SQLite store inside the repository, sqlite:///<file>, "
-                     "or a tracking server, http(s)://host:port")
+        raise refuse(
+            f"{{key}} = {uri!r}: allowed a SQLite store inside the repository, sqlite:///<file>, "
+            "or a tracking server, http(s)://host:port"
+        )
     root = repository_root()
-    path = (root / uri[len(prefix):]).resolve()
+    path = (root / uri[len(prefix) :]).resolve()
     if not path.is_relative_to(root):
-        raise refuse(f"{{key}} = {uri!r}: resolves to {path}, outside the repository {root}; "
-                     "allowed a SQLite file inside it, e.g. sqlite:///mlflow.db")
+        raise refuse(
+            f"{{key}} = {uri!r}: resolves to {path}, outside the repository {root}; "
+            "allowed a SQLite file inside it, e.g. sqlite:///mlflow.db"
+        )
     return uri
 
 
 class Mlflow(Block):
     """The MLflow store; each experiment adds its MLflow experiment and registered-model names."""
 
-    tracking_uri: Annotated[str, AfterValidator(_tracking_uri)] = Param(min_length=1, description=(
-        "MLflow store: sqlite:///<file> inside the repository or http(s)://host:port; MLFLOW_TRACKING_URI wins"))
+    tracking_uri: Annotated[str, AfterValidator(_tracking_uri)] = Param(
+        min_length=1,
+        description=(
+            "MLflow store: sqlite:///<file> inside the repository or http(s)://host:port; MLFLOW_TRACKING_URI wins"
+        ),
+    )
 
 
 class SpectraPaths(Block):
@@ -637,8 +712,9 @@ class Paths(Block):
     """Every dataset, model, metrics, plot and report path, relative to the repository (dvc.yaml reads
     them too); each experiment adds its block."""
 
-    data_docs: RepoPath = Param(description=(
-        "folder of the HTML Data Docs of every validation gate, as <data_docs>/<stage>/<experiment>"))
+    data_docs: RepoPath = Param(
+        description=("folder of the HTML Data Docs of every validation gate, as <data_docs>/<stage>/<experiment>")
+    )
     spectra: SpectraPaths = Param(description="the CAMB table's files")
 
 
@@ -649,8 +725,7 @@ ScaleName = conf_choice("scale")
 class Scale(Block):
     """Sample sizes and epochs (conf/scale): smoke, default or paper; each experiment adds its block."""
 
-    name: ScaleName = Param(logged=EVERY, description=(
-        "the scale, an option of conf/scale"))
+    name: ScaleName = Param(logged=EVERY, description=("the scale, an option of conf/scale"))
 
 
 class TrainBase(Block):
@@ -658,23 +733,33 @@ class TrainBase(Block):
 
     optimizer: Literal[OPTIMIZERS] = Param(description="Keras optimizer")
     learning_rate: Number = Param(gt=0.0, le=10.0, description="the optimizer's learning rate")
-    lr_schedule: Literal["constant", "cosine"] = Param(description=(
-        "learning rate over training: constant, or cosine (from learning_rate to 0 over the scale's epochs)"))
-    augment: bool = Param(description=(
-        "random 8-fold rotations and flips of each (input, label) pair; Stokes Q and U turn as spin-2 fields"))
-    batch_size: int = Param(ge=1, description=(
-        "global batch (all replicas together), samples; at most the training set"))
-    precision: Literal[PRECISIONS] = Param(description=(
-        "Keras dtype policy: float32, or half-precision compute with float32 weights"))
-    strategy: Annotated[Literal[STRATEGIES], BeforeValidator(_one_node)] = Param(description=(
-        "tf.distribute strategy: single (one device) or mirrored (one replica per GPU of this node)"))
+    lr_schedule: Literal["constant", "cosine"] = Param(
+        description=(
+            "learning rate over training: constant, or cosine (from learning_rate to 0 over the scale's epochs)"
+        )
+    )
+    augment: bool = Param(
+        description=(
+            "random 8-fold rotations and flips of each (input, label) pair; Stokes Q and U turn as spin-2 fields"
+        )
+    )
+    batch_size: int = Param(
+        ge=1, description=("global batch (all replicas together), samples; at most the training set")
+    )
+    precision: Literal[PRECISIONS] = Param(
+        description=("Keras dtype policy: float32, or half-precision compute with float32 weights")
+    )
+    strategy: Annotated[Literal[STRATEGIES], BeforeValidator(_one_node)] = Param(
+        description=("tf.distribute strategy: single (one device) or mirrored (one replica per GPU of this node)")
+    )
 
 
 class Shared(Block):
     """The blocks every experiment reads."""
 
-    seed: int = Param(ge=0, le=2**63 - 1, dataset=EVERY, description=(
-        "master seed: every sample's generator is derived from it"))
+    seed: int = Param(
+        ge=0, le=2**63 - 1, dataset=EVERY, description=("master seed: every sample's generator is derived from it")
+    )
     cosmology: Cosmology = Param(dataset=EVERY, description="cosmology of the CAMB table")
     spectra: Spectra = Param(description="the CAMB table")
     executor: Executor = Param(description="where the simulations run (not a parameter of their files)")
@@ -696,8 +781,12 @@ class Shared(Block):
         lmax, need = self.spectra.lmax, self.required_spectra_lmax()
         if lmax < need:
             hi = field_bounds(Spectra.model_fields["lmax"])[1]
-            yield Problem.at("spectra.lmax", lmax, f"{{key}} = {lmax}: the simulations need CAMB spectra to ell = "
-                                                   f"{need}; allowed {bounds_text('{key}', need, hi)}")
+            yield Problem.at(
+                "spectra.lmax",
+                lmax,
+                f"{{key}} = {lmax}: the simulations need CAMB spectra to ell = "
+                f"{need}; allowed {bounds_text('{key}', need, hi)}",
+            )
 
 
 # ---- the whole file ------------------------------------------------------------------------------------
@@ -717,8 +806,12 @@ def params_model(experiments: tuple[str, ...] | None = None) -> type[Block]:
     whole = experiments is None
     names = sorted(SECTIONS.names()) if whole else sorted(experiments)
     sections = [SECTIONS[name] for name in names]
-    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": "ParamsFile", "__annotations__": {},
-                                 "__doc__": "Keys of params.yaml: " + ", ".join(["shared blocks", *names])}
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": "ParamsFile",
+        "__annotations__": {},
+        "__doc__": "Keys of params.yaml: " + ", ".join(["shared blocks", *names]),
+    }
     if not whole:
         namespace["model_config"] = ConfigDict(**{**Block.model_config, "extra": "ignore"})
     for name, field in Shared.model_fields.items():
@@ -739,8 +832,14 @@ def _roles_kwargs(field: FieldInfo) -> dict[str, tuple[str, ...]]:
     return {role: tuple(e for e, r in roles.items() if r == role) for role in ROLES}
 
 
-def validate_params(params: Any, conf_dir: str | Path = "conf", source: str = "params.yaml",
-                    experiment: str | None = None, workdir: str | Path = ".", files_of: str | None = None) -> Block:
+def validate_params(
+    params: Any,
+    conf_dir: str | Path = "conf",
+    source: str = "params.yaml",
+    experiment: str | None = None,
+    workdir: str | Path = ".",
+    files_of: str | None = None,
+) -> Block:
     """The validated parameters of a whole file.
 
     Parameters
@@ -777,6 +876,7 @@ def validate_params(params: Any, conf_dir: str | Path = "conf", source: str = "p
 
 
 # ---- what the schema says of each key -------------------------------------------------------------------
+
 
 def _role_of(field: FieldInfo, experiment: str) -> str | None:
     roles = field_extra(field, "roles") or {}
@@ -818,6 +918,7 @@ class SchemaKeys:
 
 
 # ---- views -------------------------------------------------------------------------------------------
+
 
 class Merged:
     """Several validated blocks (and named values) read as one object: the first that has an attribute gives it.

@@ -56,8 +56,10 @@ class EvaluationSplit:
     stated: Mapping[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
-        return (f"{self.n_samples} estimates of {', '.join(self.channels)} on {self.npix} x {self.npix} pixels of "
-                f"{self.pixel_arcmin:g} arcmin in {self.units}, in the order of {self.name}")
+        return (
+            f"{self.n_samples} estimates of {', '.join(self.channels)} on {self.npix} x {self.npix} pixels of "
+            f"{self.pixel_arcmin:g} arcmin in {self.units}, in the order of {self.name}"
+        )
 
 
 FITS_FACTS = {"kappa_exaggeration_factor": "KAPPAEXG"}
@@ -124,6 +126,8 @@ def read_estimates(path: str | os.PathLike, split: EvaluationSplit, dataset: str
             raise MapError(f"{path}: {key} = {float(facts[key]):g}; the split's is {float(value):g}")
     rms = float(np.sqrt(np.mean(maps.astype(np.float64) ** 2)))
     if split.truth_rms > 0 and not 1 / PLAUSIBLE_RMS_RATIO < rms / split.truth_rms < PLAUSIBLE_RMS_RATIO:
-        raise MapError(f"{path}: estimates of rms {rms:.3g}, the truth's is {split.truth_rms:.3g} {split.units}: "
-                       f"other units or another quantity; expected {expected}")
+        raise MapError(
+            f"{path}: estimates of rms {rms:.3g}, the truth's is {split.truth_rms:.3g} {split.units}: "
+            f"other units or another quantity; expected {expected}"
+        )
     return maps

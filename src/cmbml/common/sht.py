@@ -65,8 +65,9 @@ def synthesis(alm: np.ndarray, nside: int, spin: int = 0) -> np.ndarray:
 def _adjoint(maps: np.ndarray, nside: int, lmax: int, spin: int) -> np.ndarray:
     import ducc0
 
-    alm = ducc0.sht.experimental.adjoint_synthesis(map=maps, lmax=lmax, spin=spin, nthreads=n_threads(),
-                                                   **_geometry(nside))
+    alm = ducc0.sht.experimental.adjoint_synthesis(
+        map=maps, lmax=lmax, spin=spin, nthreads=n_threads(), **_geometry(nside)
+    )
     return alm * (4.0 * np.pi / maps.shape[-1])
 
 

@@ -17,8 +17,14 @@ import numpy as np
 from cmbml.common.io import iter_chunks
 
 
-def streamed_mean_std(paths, dataset: str, per_channel: bool = False, chunk: int = 256,
-                      transform: Callable[[np.ndarray], np.ndarray] | None = None, max_samples: int | None = None):
+def streamed_mean_std(
+    paths,
+    dataset: str,
+    per_channel: bool = False,
+    chunk: int = 256,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    max_samples: int | None = None,
+):
     """Mean and standard deviation of HDF5 dataset(s), reading ``chunk`` samples at a time.
 
     ``paths`` is one file or a list; with ``per_channel`` the statistics are per last axis. With ``transform``
@@ -105,12 +111,14 @@ def stokes_signs(stokes, k: int, flip: bool) -> np.ndarray | None:
     if stokes is None:
         return None
     turn = -1.0 if k % 2 else 1.0
-    return np.array([turn * (-1.0 if (flip and c == "U") else 1.0) if c in ("Q", "U") else 1.0 for c in stokes],
-                    dtype=np.float32)
+    return np.array(
+        [turn * (-1.0 if (flip and c == "U") else 1.0) if c in ("Q", "U") else 1.0 for c in stokes], dtype=np.float32
+    )
 
 
-def augment_batch(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                  stokes: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+def augment_batch(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, stokes: tuple | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each (x, y) pair gets one of the 8 symmetries of the square, drawn independently. ``stokes`` =
     (names of x's channels, names of y's): Q and U channels change sign as spin-2 fields (:func:`stokes_signs`)."""
     x_out, y_out = np.empty_like(x), np.empty_like(y)
@@ -142,10 +150,22 @@ class H5Batches:
     and ahead of the model. Memory holds only the batches being read.
     """
 
-    def __init__(self, paths, x_name: str, y_name: str, batch_size: int, x_stats=None, y_stats=None,
-                 augment: bool = False, shuffle: bool = False, seed: int = 0,
-                 x_transform: Callable[[np.ndarray], np.ndarray] | None = None, x_channels: int | None = None,
-                 stack_channels: bool = False, stokes: tuple | None = None):
+    def __init__(
+        self,
+        paths,
+        x_name: str,
+        y_name: str,
+        batch_size: int,
+        x_stats=None,
+        y_stats=None,
+        augment: bool = False,
+        shuffle: bool = False,
+        seed: int = 0,
+        x_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        x_channels: int | None = None,
+        stack_channels: bool = False,
+        stokes: tuple | None = None,
+    ):
         import threading
 
         import h5py
@@ -171,8 +191,10 @@ class H5Batches:
         self.x_shape, self.y_shape = add_channel(shapes[0][0]), add_channel(shapes[0][1])
         if self.stack_channels:
             if len(set(counts)) != 1 or len(set(shapes)) != 1:
-                raise ValueError(f"{', '.join(map(str, self.files))}: stacked files must hold the same samples "
-                                 f"of the same shape (samples {counts})")
+                raise ValueError(
+                    f"{', '.join(map(str, self.files))}: stacked files must hold the same samples "
+                    f"of the same shape (samples {counts})"
+                )
             self.index = [(-1, sl) for sl in iter_chunks(counts[0], batch_size)]
             k = len(self.files)
             self.x_shape = self.x_shape[:-1] + (self.x_shape[-1] * k,)
@@ -270,9 +292,11 @@ def tf_dataset(batches: BatchSource, epochs: int = 1, parallel_reads: int | None
         y.set_shape((None, *batches.y_shape))
         return x, y
 
-    return (tf.data.Dataset.range(epochs * n)
-            .map(load, num_parallel_calls=parallel_reads, deterministic=True)
-            .prefetch(prefetch))
+    return (
+        tf.data.Dataset.range(epochs * n)
+        .map(load, num_parallel_calls=parallel_reads, deterministic=True)
+        .prefetch(prefetch)
+    )
 
 
 def distribution_strategy(kind: str):

@@ -31,8 +31,9 @@ FIRST_ORDER_EPSILON = 0.05
 """Scale of the kappa used to measure the estimator's first-order response (second order cancels exactly)."""
 
 
-def _lens(grid: FlatGrid, maps: Sequence[np.ndarray], kappa: np.ndarray, remap: str, epsilon: float,
-          oversampling: int = 1) -> list:
+def _lens(
+    grid: FlatGrid, maps: Sequence[np.ndarray], kappa: np.ndarray, remap: str, epsilon: float, oversampling: int = 1
+) -> list:
     maps = [np.asarray(m, dtype=np.float64) for m in maps]  # the NUFFT's accuracy needs double precision
     if oversampling != 1:  # as the simulator lenses (band-limited)
         return [lens_map(grid, m, np.asarray(kappa, dtype=np.float64), remap, epsilon, oversampling) for m in maps]
@@ -58,8 +59,10 @@ def sky_spectra(simulator: LensingSimulator, n_maps: int = N_CALIBRATION_MAPS) -
         s = simulator.sample_stream(CALIBRATION_STREAM, i)
         t_l = np.fft.fft2(s["T_unlensed"])
         grad = [np.fft.ifft2(1j * l_i * t_l).real for l_i in (lx, ly)]
-        g_x, g_y = (np.fft.fft2(g) for g in _lens(grid, grad, s["kappa"], config.remap, config.remap_epsilon,
-                                                   config.oversampling))
+        g_x, g_y = (
+            np.fft.fft2(g)
+            for g in _lens(grid, grad, s["kappa"], config.remap, config.remap_epsilon, config.oversampling)
+        )
         lensed = np.fft.fft2(s["T_lensed"])
         total = total + np.abs(lensed) ** 2
         # noise is independent of the gradient, so it averages out of the cross-spectrum
@@ -75,9 +78,16 @@ def sky_estimator(simulator: LensingSimulator, n_maps: int = N_CALIBRATION_MAPS)
     return QuadraticEstimator(simulator.grid, **sky_spectra(simulator, n_maps))
 
 
-def first_order_response(estimator: QuadraticEstimator, t_unlensed: np.ndarray, kappa: np.ndarray,
-                         edges: np.ndarray, remap: str = "fourier", remap_epsilon: float = 1e-10,
-                         eps: float = FIRST_ORDER_EPSILON, oversampling: int = 1) -> np.ndarray:
+def first_order_response(
+    estimator: QuadraticEstimator,
+    t_unlensed: np.ndarray,
+    kappa: np.ndarray,
+    edges: np.ndarray,
+    remap: str = "fourier",
+    remap_epsilon: float = 1e-10,
+    eps: float = FIRST_ORDER_EPSILON,
+    oversampling: int = 1,
+) -> np.ndarray:
     """The estimator's response to lensing at first order, per bin: ``<k_hat_1 kappa> / <kappa kappa>`` with
     ``k_hat_1 = [QE(T lensed by eps kappa) - QE(T lensed by -eps kappa)] / (2 eps)``; 1 when the estimate is
     normalised right. ``t_unlensed`` and ``kappa`` are (N, npix, npix) maps; no noise is added (it would cancel)."""
@@ -90,8 +100,9 @@ def first_order_response(estimator: QuadraticEstimator, t_unlensed: np.ndarray, 
     return correlation_spectra(grid, k_hat, np.asarray(kappa, dtype=np.float64), edges).response
 
 
-def leak_bound(estimator: QuadraticEstimator, cl_kk_grid: np.ndarray, edges: np.ndarray,
-               optimal_n0_gain: float) -> np.ndarray:
+def leak_bound(
+    estimator: QuadraticEstimator, cl_kk_grid: np.ndarray, edges: np.ndarray, optimal_n0_gain: float
+) -> np.ndarray:
     """The highest rho per bin that an estimator of kappa may reach from these maps without a leak.
 
     The quadratic estimator's limit ``sqrt(C / (C + (1 - g) N0))`` with its noise reduced by ``g``, the largest
@@ -108,8 +119,14 @@ def _mean_rho(s: CorrelationSpectra) -> np.ndarray:
     return np.mean(s.rho)
 
 
-def compare(network: CorrelationSpectra, qe: CorrelationSpectra, rho_opt: np.ndarray, physical: bool,
-            prefix: str = "cnn", rho_bound: np.ndarray | None = None) -> tuple[list[dict], dict[str, float]]:
+def compare(
+    network: CorrelationSpectra,
+    qe: CorrelationSpectra,
+    rho_opt: np.ndarray,
+    physical: bool,
+    prefix: str = "cnn",
+    rho_bound: np.ndarray | None = None,
+) -> tuple[list[dict], dict[str, float]]:
     """Per-bin rows and summary metrics of a network beside the quadratic estimator on the same maps.
 
     Rows: ``L``, ``rho_<prefix>`` and ``rho_qe`` with jackknife errors (``_err``), ``rho_opt``, responses.
@@ -122,19 +139,32 @@ def compare(network: CorrelationSpectra, qe: CorrelationSpectra, rho_opt: np.nda
     """
     rho_n, err_n = jackknife(lambda s: s.rho, [network])
     rho_q, err_q = jackknife(lambda s: s.rho, [qe])
-    rows = [{"L": float(network.ell[i]), f"rho_{prefix}": float(rho_n[i]), f"rho_{prefix}_err": float(err_n[i]),
-             "rho_qe": float(rho_q[i]), "rho_qe_err": float(err_q[i]), "rho_opt": float(rho_opt[i]),
-             f"response_{prefix}": float(network.response[i]), "response_qe": float(qe.response[i]),
-             f"noise_{prefix}": float(network.effective_noise[i]), "cl_kk": float(network.cl_true[i])}
-            for i in range(len(network.ell))]
+    rows = [
+        {
+            "L": float(network.ell[i]),
+            f"rho_{prefix}": float(rho_n[i]),
+            f"rho_{prefix}_err": float(err_n[i]),
+            "rho_qe": float(rho_q[i]),
+            "rho_qe_err": float(err_q[i]),
+            "rho_opt": float(rho_opt[i]),
+            f"response_{prefix}": float(network.response[i]),
+            "response_qe": float(qe.response[i]),
+            f"noise_{prefix}": float(network.effective_noise[i]),
+            "cl_kk": float(network.cl_true[i]),
+        }
+        for i in range(len(network.ell))
+    ]
     mean_n, mean_n_err = jackknife(_mean_rho, [network])
     mean_q, mean_q_err = jackknife(_mean_rho, [qe])
     ratio, ratio_err = jackknife(lambda a, b: np.mean(a.rho) / np.mean(b.rho), [network, qe])
     metrics = {
-        f"rho_{prefix}_mean": float(mean_n), f"rho_{prefix}_mean_err": float(mean_n_err),
-        "rho_qe_mean": float(mean_q), "rho_qe_mean_err": float(mean_q_err),
+        f"rho_{prefix}_mean": float(mean_n),
+        f"rho_{prefix}_mean_err": float(mean_n_err),
+        "rho_qe_mean": float(mean_q),
+        "rho_qe_mean_err": float(mean_q_err),
         "rho_opt_mean": float(np.mean(rho_opt)),
-        f"{prefix}_over_qe": float(ratio), f"{prefix}_over_qe_err": float(ratio_err),
+        f"{prefix}_over_qe": float(ratio),
+        f"{prefix}_over_qe_err": float(ratio_err),
         f"{prefix}_over_qe_min": float(np.min(rho_n / rho_q)),
         "qe_over_limit_max_z": float(np.max((rho_q - rho_opt) / np.maximum(err_q, 1e-12))),
     }

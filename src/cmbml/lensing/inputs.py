@@ -19,8 +19,10 @@ from cmbml.lensing.quadratic_estimator import QuadraticEstimator, shell_average
 
 CHANNELS = {
     "T": "lensed CMB temperature, uK_CMB",
-    "kappa_qe": ("Wiener-filtered TT quadratic estimate of kappa (dimensionless, times the exaggeration factor), "
-                 "made from T by the estimator stored in the model card"),
+    "kappa_qe": (
+        "Wiener-filtered TT quadratic estimate of kappa (dimensionless, times the exaggeration factor), "
+        "made from T by the estimator stored in the model card"
+    ),
 }
 
 
@@ -55,8 +57,9 @@ class InputMaker:
         return self.channels != ("T",)
 
     @classmethod
-    def for_sky(cls, channels: Sequence[str], estimator: QuadraticEstimator | None,
-                cl_kk_grid: np.ndarray | None) -> InputMaker:
+    def for_sky(
+        cls, channels: Sequence[str], estimator: QuadraticEstimator | None, cl_kk_grid: np.ndarray | None
+    ) -> InputMaker:
         """From the kappa power on the grid ((npix, npix), as :meth:`LensingSimConfig.kappa_power_on_grid`)."""
         cl_kk = None if cl_kk_grid is None or estimator is None else shell_average(estimator.grid, cl_kk_grid)
         return cls(tuple(channels), estimator, cl_kk)
@@ -77,8 +80,7 @@ class InputMaker:
 
     def to_card(self) -> dict[str, Any]:
         """The model card's ``input.derived`` entry: what each channel is and the spectra that make it (JSON)."""
-        card: dict[str, Any] = {"channels": list(self.channels),
-                                "meaning": {c: CHANNELS[c] for c in self.channels}}
+        card: dict[str, Any] = {"channels": list(self.channels), "meaning": {c: CHANNELS[c] for c in self.channels}}
         if self.estimator is not None and self.cl_kk is not None:
             card["estimator"] = self.estimator.to_dict()
             card["cl_kk"] = np.asarray(self.cl_kk).tolist()

@@ -67,8 +67,9 @@ class CorrelationSpectra:
     def without(self, drop: np.ndarray) -> CorrelationSpectra:
         """The same spectra without the maps where ``drop`` (n_maps,) is True."""
         keep = ~np.asarray(drop, dtype=bool)
-        return CorrelationSpectra(self.ell, self.per_map_pred[keep], self.per_map_true[keep],
-                                  self.per_map_cross[keep], self.n_modes)
+        return CorrelationSpectra(
+            self.ell, self.per_map_pred[keep], self.per_map_true[keep], self.per_map_cross[keep], self.n_modes
+        )
 
 
 def correlation_spectra(grid: FlatGrid, pred: np.ndarray, true: np.ndarray, edges: np.ndarray) -> CorrelationSpectra:
@@ -79,8 +80,9 @@ def correlation_spectra(grid: FlatGrid, pred: np.ndarray, true: np.ndarray, edge
     return CorrelationSpectra(ell, per_pred, per_true, per_cross, n_modes)
 
 
-def jackknife(statistic: Callable[..., np.ndarray], spectra: Sequence[CorrelationSpectra],
-              n_groups: int = JACKKNIFE_GROUPS) -> tuple[np.ndarray, np.ndarray]:
+def jackknife(
+    statistic: Callable[..., np.ndarray], spectra: Sequence[CorrelationSpectra], n_groups: int = JACKKNIFE_GROUPS
+) -> tuple[np.ndarray, np.ndarray]:
     """``statistic(*spectra)`` and its delete-a-group jackknife standard error.
 
     The maps (the same maps in every element of ``spectra``, e.g. a network's and the estimator's spectra
@@ -95,8 +97,9 @@ def jackknife(statistic: Callable[..., np.ndarray], spectra: Sequence[Correlatio
         raise ValueError(f"{n} map(s): a jackknife needs at least two")
     value = np.asarray(statistic(*spectra), dtype=float)
     labels = np.repeat(np.arange(n_groups), np.diff(np.linspace(0, n, n_groups + 1).astype(int)))
-    reps = np.stack([np.asarray(statistic(*(s.without(labels == g) for s in spectra)), dtype=float)
-                     for g in range(n_groups)])
+    reps = np.stack(
+        [np.asarray(statistic(*(s.without(labels == g) for s in spectra)), dtype=float) for g in range(n_groups)]
+    )
     err = np.sqrt((n_groups - 1) / n_groups * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0))
     return value, err
 

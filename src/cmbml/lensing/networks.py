@@ -32,8 +32,18 @@ if TYPE_CHECKING:
 
 ARCHITECTURES: Registry = Registry("lensing_net.architecture")
 
-KERNEL_INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
-                       "orthogonal", "random_normal", "random_uniform", "truncated_normal")
+KERNEL_INITIALIZERS = (
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "orthogonal",
+    "random_normal",
+    "random_uniform",
+    "truncated_normal",
+)
 """Keras initializers a convolution kernel may take by name without arguments (tested against Keras)."""
 KernelInitializer = Literal[KERNEL_INITIALIZERS]
 
@@ -57,12 +67,24 @@ def lensing_cnn(
     inputs = keras.Input(shape=(npix, npix, 1), name="T_lensed")
     x = inputs
     for i, (filters, kernel) in enumerate(zip(conv_filters, conv_kernels)):
-        x = keras.layers.Conv2D(filters, kernel, padding="same", activation="relu",
-                                kernel_initializer=kernel_initializer, name=f"conv{i + 1}")(x)
-    outputs = keras.layers.Conv2D(1, output_kernel, padding="same", activation=None, dtype="float32",
-                                  kernel_initializer=kernel_initializer, name="kappa_out")(x)
+        x = keras.layers.Conv2D(
+            filters,
+            kernel,
+            padding="same",
+            activation="relu",
+            kernel_initializer=kernel_initializer,
+            name=f"conv{i + 1}",
+        )(x)
+    outputs = keras.layers.Conv2D(
+        1,
+        output_kernel,
+        padding="same",
+        activation=None,
+        dtype="float32",
+        kernel_initializer=kernel_initializer,
+        name="kappa_out",
+    )(x)
     return keras.Model(inputs, outputs, name=name)
-
 
 
 @ARCHITECTURES.register
@@ -77,35 +99,47 @@ class Original:
         conv_filters: list[int] = Field(min_length=1, description="filters of each hidden Conv2D layer")
         conv_kernels: list[int] = Field(min_length=1, description="kernel side of each hidden layer, pixels (odd)")
         output_kernel: int = Field(ge=1, le=31, description="kernel side of the linear output layer, pixels")
-        kernel_initializer: KernelInitializer = Field("orthogonal", description=(
-            "Keras initializer of every kernel, one of " + ", ".join(KERNEL_INITIALIZERS)))
+        kernel_initializer: KernelInitializer = Field(
+            "orthogonal", description=("Keras initializer of every kernel, one of " + ", ".join(KERNEL_INITIALIZERS))
+        )
 
         @model_validator(mode="after")
         def _layers(self):
             problems = []
             if len(self.conv_filters) != len(self.conv_kernels):
-                problems.append(f"conv_filters ({self.conv_filters!r}) and conv_kernels ({self.conv_kernels!r}) "
-                                "must have the same length: one kernel per hidden layer")
-            problems += [f"conv_filters[{i}] = {f!r}: allowed integers 1 <= filters <= 4096"
-                         for i, f in enumerate(self.conv_filters) if not 1 <= f <= 4096]
-            problems += [f"conv_kernels[{i}] = {k!r}: allowed odd integers 1 <= kernel <= 31"
-                         for i, k in enumerate(self.conv_kernels) if not (1 <= k <= 31 and k % 2 == 1)]
+                problems.append(
+                    f"conv_filters ({self.conv_filters!r}) and conv_kernels ({self.conv_kernels!r}) "
+                    "must have the same length: one kernel per hidden layer"
+                )
+            problems += [
+                f"conv_filters[{i}] = {f!r}: allowed integers 1 <= filters <= 4096"
+                for i, f in enumerate(self.conv_filters)
+                if not 1 <= f <= 4096
+            ]
+            problems += [
+                f"conv_kernels[{i}] = {k!r}: allowed odd integers 1 <= kernel <= 31"
+                for i, k in enumerate(self.conv_kernels)
+                if not (1 <= k <= 31 and k % 2 == 1)
+            ]
             if problems:
                 raise ValueError("; ".join(problems))
             return self
 
     @staticmethod
     def build(params: Params, npix: int | None, name: str = "lensing_cnn") -> keras.Model:
-        return lensing_cnn(npix, params.conv_filters, params.conv_kernels, params.output_kernel,
-                           params.kernel_initializer, name=name)
+        return lensing_cnn(
+            npix, params.conv_filters, params.conv_kernels, params.output_kernel, params.kernel_initializer, name=name
+        )
 
 
 def periodic_margin(npix: int, depth: int, min_margin: int) -> int:
     """Pixels added on each side by periodic padding so that the padded side, ``npix + 2 margin``, halves
     ``depth`` times exactly, with at least ``min_margin`` pixels of wrapped context."""
     if npix % 2:
-        raise ValueError(f"npix = {npix}: a multi-scale network needs an even map side (a padded side of "
-                         f"npix + 2 margin must halve {depth} times)")
+        raise ValueError(
+            f"npix = {npix}: a multi-scale network needs an even map side (a padded side of "
+            f"npix + 2 margin must halve {depth} times)"
+        )
     step = 2**depth
     side = npix + 2 * min_margin
     side = -(-side // step) * step
@@ -139,12 +173,14 @@ def residual_block(x, filters: int, name: str, batch_norm: bool, initializer: st
     import keras
 
     L = keras.layers
-    shortcut = x if x.shape[-1] == filters else L.Conv2D(filters, 1, kernel_initializer=initializer,
-                                                          name=f"{name}_project")(x)
+    shortcut = (
+        x if x.shape[-1] == filters else L.Conv2D(filters, 1, kernel_initializer=initializer, name=f"{name}_project")(x)
+    )
     y = x
     for k in (1, 2):
-        y = L.Conv2D(filters, 3, padding="same", kernel_initializer=initializer, use_bias=not batch_norm,
-                     name=f"{name}_conv{k}")(y)
+        y = L.Conv2D(
+            filters, 3, padding="same", kernel_initializer=initializer, use_bias=not batch_norm, name=f"{name}_conv{k}"
+        )(y)
         if batch_norm:  # momentum 0.9: the moving statistics settle within the few hundred steps of a short run
             y = L.BatchNormalization(momentum=0.9, name=f"{name}_bn{k}")(y)
         if k == 1:
@@ -152,8 +188,18 @@ def residual_block(x, filters: int, name: str, batch_norm: bool, initializer: st
     return L.Activation("relu", name=f"{name}_out")(L.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def resunet(npix: int, n_inputs: int, base_filters: int, depth: int, blocks_per_level: int, min_margin: int,
-            batch_norm: bool, kernel_initializer: str, pass_inputs: bool, name: str) -> keras.Model:
+def resunet(
+    npix: int,
+    n_inputs: int,
+    base_filters: int,
+    depth: int,
+    blocks_per_level: int,
+    min_margin: int,
+    batch_norm: bool,
+    kernel_initializer: str,
+    pass_inputs: bool,
+    name: str,
+) -> keras.Model:
     """A residual encoder-decoder with skips on periodically padded maps.
 
     Input (npix, npix, n_inputs) standardised channels; output (npix, npix, 1) standardised kappa. Level ``k``
@@ -174,13 +220,20 @@ def resunet(npix: int, n_inputs: int, base_filters: int, depth: int, blocks_per_
         for b in range(blocks_per_level):
             x = residual_block(x, base_filters * 2**level, f"down{level}_{b}", batch_norm, kernel_initializer)
         skips.append(x)
-        x = L.Conv2D(base_filters * 2 ** (level + 1), 3, strides=2, padding="same",
-                     kernel_initializer=kernel_initializer, name=f"down{level}_stride")(x)
+        x = L.Conv2D(
+            base_filters * 2 ** (level + 1),
+            3,
+            strides=2,
+            padding="same",
+            kernel_initializer=kernel_initializer,
+            name=f"down{level}_stride",
+        )(x)
     for b in range(blocks_per_level):
         x = residual_block(x, base_filters * 2**depth, f"bottom_{b}", batch_norm, kernel_initializer)
     for level in reversed(range(depth)):
-        x = L.Conv2DTranspose(base_filters * 2**level, 2, strides=2, kernel_initializer=kernel_initializer,
-                              name=f"up{level}_transpose")(x)
+        x = L.Conv2DTranspose(
+            base_filters * 2**level, 2, strides=2, kernel_initializer=kernel_initializer, name=f"up{level}_transpose"
+        )(x)
         x = L.Concatenate(name=f"up{level}_skip")([x, skips[level]])
         for b in range(blocks_per_level):
             x = residual_block(x, base_filters * 2**level, f"up{level}_{b}", batch_norm, kernel_initializer)
@@ -198,11 +251,18 @@ class _ResUNetParams(BaseModel):
     base_filters: int = Field(16, ge=1, le=512, description="filters at full resolution, doubled at each level down")
     depth: int = Field(3, ge=1, le=6, description="times the resolution halves")
     blocks_per_level: int = Field(1, ge=1, le=8, description="residual blocks at each resolution")
-    min_margin_pixels: int = Field(4, ge=0, le=64, description=(
-        "least periodic padding per side, pixels (more is added so that the padded side halves depth times)"))
+    min_margin_pixels: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description=(
+            "least periodic padding per side, pixels (more is added so that the padded side halves depth times)"
+        ),
+    )
     batch_norm: bool = Field(True, description="batch normalisation after each convolution of a residual block")
-    kernel_initializer: KernelInitializer = Field("he_normal", description=(
-        "Keras initializer of every kernel, one of " + ", ".join(KERNEL_INITIALIZERS)))
+    kernel_initializer: KernelInitializer = Field(
+        "he_normal", description=("Keras initializer of every kernel, one of " + ", ".join(KERNEL_INITIALIZERS))
+    )
 
 
 @ARCHITECTURES.register
@@ -219,9 +279,18 @@ class ResUNet:
     def build(cls, params: _ResUNetParams, npix: int | None, name: str | None = None) -> keras.Model:
         if npix is None:
             raise ValueError(f"{cls.name} needs the map side (its periodic padding depends on it)")
-        return resunet(npix, len(cls.inputs), params.base_filters, params.depth, params.blocks_per_level,
-                       params.min_margin_pixels, params.batch_norm, params.kernel_initializer,
-                       pass_inputs=cls.pass_inputs, name=name or f"lensing_{cls.name}")
+        return resunet(
+            npix,
+            len(cls.inputs),
+            params.base_filters,
+            params.depth,
+            params.blocks_per_level,
+            params.min_margin_pixels,
+            params.batch_norm,
+            params.kernel_initializer,
+            pass_inputs=cls.pass_inputs,
+            name=name or f"lensing_{cls.name}",
+        )
 
 
 @ARCHITECTURES.register

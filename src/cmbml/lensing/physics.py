@@ -58,8 +58,14 @@ DEFAULT_REMAP_EPSILON = 1e-10
 """Relative accuracy of the NUFFT remap (ducc0's bound on the error over the sum of |coefficients|)."""
 
 
-def remap_fourier(grid: FlatGrid, t_map: np.ndarray, d_x: np.ndarray, d_y: np.ndarray,
-                  epsilon: float = DEFAULT_REMAP_EPSILON, nthreads: int = 1) -> np.ndarray:
+def remap_fourier(
+    grid: FlatGrid,
+    t_map: np.ndarray,
+    d_x: np.ndarray,
+    d_y: np.ndarray,
+    epsilon: float = DEFAULT_REMAP_EPSILON,
+    nthreads: int = 1,
+) -> np.ndarray:
     """Evaluate ``T(x + d)`` for a periodic band-limited map ``T`` to relative accuracy ``epsilon``.
 
     The unlensed map's Fourier series is summed at the displaced positions with a type-2
@@ -93,8 +99,15 @@ def remap_fourier(grid: FlatGrid, t_map: np.ndarray, d_x: np.ndarray, d_y: np.nd
     points[:, 0] = (coords[:, None] + d_y).ravel()  # the series is t_k[ky, kx]: y first
     points[:, 1] = (coords[None, :] + d_x).ravel()
     t_k = np.fft.fft2(t_map) / n**2
-    values = ducc0.nufft.u2nu(grid=t_k, coord=points, forward=False, epsilon=float(epsilon), nthreads=nthreads,
-                              periodicity=n * grid.dx, fft_order=True)
+    values = ducc0.nufft.u2nu(
+        grid=t_k,
+        coord=points,
+        forward=False,
+        epsilon=float(epsilon),
+        nthreads=nthreads,
+        periodicity=n * grid.dx,
+        fft_order=True,
+    )
     return values.real.reshape(m, m)
 
 
@@ -121,8 +134,9 @@ def band_limit_and_sample(fine: np.ndarray, npix: int) -> np.ndarray:
     return low[::f, ::f]
 
 
-def lens_band_limited(grid: FlatGrid, t_map: np.ndarray, kappa: np.ndarray, oversampling: int = 2,
-                      epsilon: float = DEFAULT_REMAP_EPSILON) -> np.ndarray:
+def lens_band_limited(
+    grid: FlatGrid, t_map: np.ndarray, kappa: np.ndarray, oversampling: int = 2, epsilon: float = DEFAULT_REMAP_EPSILON
+) -> np.ndarray:
     """``T(x + grad phi)`` as a band-limited instrument sees it at the patch's pixels.
 
     Lensing moves power from ``l`` to ``l + L``. Evaluated at the pixels alone, the lensed series puts the modes it
@@ -164,8 +178,14 @@ def remap_bicubic(grid: FlatGrid, t_map: np.ndarray, d_x: np.ndarray, d_y: np.nd
     return ndimage.map_coordinates(t_map, coords, order=3, mode="grid-wrap")
 
 
-def lens_map(grid: FlatGrid, t_map: np.ndarray, kappa: np.ndarray, method: str = "fourier",
-             epsilon: float = DEFAULT_REMAP_EPSILON, oversampling: int = 1) -> np.ndarray:
+def lens_map(
+    grid: FlatGrid,
+    t_map: np.ndarray,
+    kappa: np.ndarray,
+    method: str = "fourier",
+    epsilon: float = DEFAULT_REMAP_EPSILON,
+    oversampling: int = 1,
+) -> np.ndarray:
     """Lens a temperature map by a convergence map: ``T_lensed(x) = T(x + grad phi)``.
 
     Parameters

@@ -12,7 +12,6 @@ import numpy as np
 from cmbml.common.plotting import KAPPA_POWER_LABEL, plain_log_ticks, power_error, pyplot, save_figure
 
 
-
 def kappa_units(exaggeration: float) -> str:
     """Colour-bar / axis unit of a convergence map simulated with ``kappa_exaggeration_factor``."""
     return rf"$\kappa$ (× {exaggeration:g}), dimensionless"
@@ -32,10 +31,16 @@ def rho_error(rho: np.ndarray, n_modes: np.ndarray) -> np.ndarray:
     return (1.0 - rho**2) / np.sqrt(np.maximum(n - 1.0, 1.0))
 
 
-def plot_rho(ell: np.ndarray, rho: np.ndarray, path: str | Path, title: str,
-             references: Sequence[tuple[np.ndarray, np.ndarray, str]] = (),
-             limits: Sequence[tuple[np.ndarray, np.ndarray, str]] = (),
-             n_modes: np.ndarray | None = None, exaggeration: float | None = None) -> None:
+def plot_rho(
+    ell: np.ndarray,
+    rho: np.ndarray,
+    path: str | Path,
+    title: str,
+    references: Sequence[tuple[np.ndarray, np.ndarray, str]] = (),
+    limits: Sequence[tuple[np.ndarray, np.ndarray, str]] = (),
+    n_modes: np.ndarray | None = None,
+    exaggeration: float | None = None,
+) -> None:
     """rho(L) of the network on a log-L axis, beside other estimators measured on the same maps
     (``references``, ``(ell, rho, label)``) and theoretical limits (``limits``, same form).
 
@@ -69,8 +74,13 @@ def plot_rho(ell: np.ndarray, rho: np.ndarray, path: str | Path, title: str,
     low = min(float(np.nanmin(c)) for c in curves)
     if exaggeration is not None:
         title = rf"{title} ($\kappa$ × {exaggeration:g})"
-    ax.set(xscale="log", xlabel=r"multipole $L$", ylabel=r"$\rho(L)$ (dimensionless)", title=title,
-           ylim=(min(-0.05, low - 0.05), 1.05))
+    ax.set(
+        xscale="log",
+        xlabel=r"multipole $L$",
+        ylabel=r"$\rho(L)$ (dimensionless)",
+        title=title,
+        ylim=(min(-0.05, low - 0.05), 1.05),
+    )
     plain_log_ticks(ax.xaxis)
     if n_modes is not None:
         ax.plot([], [], " ", label=r"bars: $1\sigma = (1-\rho^2)/\sqrt{n_\mathrm{modes}-1}$")
@@ -78,9 +88,16 @@ def plot_rho(ell: np.ndarray, rho: np.ndarray, path: str | Path, title: str,
     save_figure(fig, path)
 
 
-def plot_kappa_power(ell: np.ndarray, measured: Mapping[str, np.ndarray], noise: Mapping[str, np.ndarray],
-                     n_modes: np.ndarray, path: str | Path, title: str, cl_kk: np.ndarray | None = None,
-                     exaggeration: float = 1.0) -> None:
+def plot_kappa_power(
+    ell: np.ndarray,
+    measured: Mapping[str, np.ndarray],
+    noise: Mapping[str, np.ndarray],
+    n_modes: np.ndarray,
+    path: str | Path,
+    title: str,
+    cl_kk: np.ndarray | None = None,
+    exaggeration: float = 1.0,
+) -> None:
     """Binned convergence power of maps and reconstruction noise on log-log axes, with the theory.
 
     Parameters
@@ -104,14 +121,25 @@ def plot_kappa_power(ell: np.ndarray, measured: Mapping[str, np.ndarray], noise:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     if cl_kk is not None:
         L = np.arange(int(np.floor(ell.min())), min(int(np.ceil(ell.max())), len(cl_kk) - 1) + 1)
-        ax.plot(L, cl_kk[L] * exaggeration**2, "k-", lw=1.2, zorder=4,
-                label=rf"CAMB $C_L^{{\kappa\kappa}}$ × {exaggeration:g}$^2$")
+        ax.plot(
+            L,
+            cl_kk[L] * exaggeration**2,
+            "k-",
+            lw=1.2,
+            zorder=4,
+            label=rf"CAMB $C_L^{{\kappa\kappa}}$ × {exaggeration:g}$^2$",
+        )
     for name, values in measured.items():
         ax.errorbar(ell, values, yerr=power_error(values, n_modes), fmt="o", ms=4, capsize=3, label=name, zorder=5)
     for name, values in noise.items():
         ax.plot(ell, values, "--", lw=1.2, label=name)
-    ax.set(xscale="log", yscale="log", xlabel=r"multipole $L$ of $\kappa$", ylabel=KAPPA_POWER_LABEL,
-           title=rf"{title} ($\kappa$ × {exaggeration:g})")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"multipole $L$ of $\kappa$",
+        ylabel=KAPPA_POWER_LABEL,
+        title=rf"{title} ($\kappa$ × {exaggeration:g})",
+    )
     plain_log_ticks(ax.xaxis)
     ax.plot([], [], " ", label=r"bars: cosmic variance $C\sqrt{2/n_\mathrm{modes}}$")
     ax.legend(fontsize=8)
@@ -142,11 +170,14 @@ def plot_rho_versions(records: Sequence[Mapping], path: str | Path) -> None:
         ax.plot(ell, [r["rho_opt"] for r in rows], ":", color=colour, lw=1)
     ax.plot([], [], "k--", lw=1, label="quadratic estimator")
     ax.plot([], [], "k:", lw=1, label="QE Wiener limit")
-    ax.set(xscale="log", xlabel=r"multipole $L$", ylabel=r"$\rho(L)$ of estimated and true $\kappa$ (dimensionless)",
-           ylim=(-0.05, 1.02),
-           title="lensing v1-v8 at scale=default: best network, quadratic estimator and its limit on the same test maps")
+    ax.set(
+        xscale="log",
+        xlabel=r"multipole $L$",
+        ylabel=r"$\rho(L)$ of estimated and true $\kappa$ (dimensionless)",
+        ylim=(-0.05, 1.02),
+        title="lensing v1-v8 at scale=default: best network, quadratic estimator and its limit on the same test maps",
+    )
     ax.axhline(0, color="k", lw=0.5)
     plain_log_ticks(ax.xaxis)
     ax.legend(fontsize=7, ncol=2)
     save_figure(fig, path)
-

@@ -122,8 +122,9 @@ def _n0_from_sums(grid: FlatGrid, s_ww: np.ndarray, s_wf: np.ndarray) -> np.ndar
     return n0
 
 
-def n0_kappa_grid(grid: FlatGrid, cl_weight: np.ndarray, cl_total: np.ndarray,
-                  cl_response: np.ndarray | None = None) -> np.ndarray:
+def n0_kappa_grid(
+    grid: FlatGrid, cl_weight: np.ndarray, cl_total: np.ndarray, cl_response: np.ndarray | None = None
+) -> np.ndarray:
     """``N0^kk(L)`` on every grid mode of the estimator with weights ``F = f_w / (2 C^tot C^tot)`` normalised to
     unit response to lensing, whose response function is ``f_c`` with ``c = cl_response`` (default: the weight
     spectrum, the optimal case ``N0^phiphi = Omega / S_ww``). All spectra are (npix, npix) arrays on the grid's
@@ -136,8 +137,9 @@ def n0_kappa_grid(grid: FlatGrid, cl_weight: np.ndarray, cl_total: np.ndarray,
     return _n0_from_sums(grid, s_ww, s_wf)
 
 
-def reconstruct_kappa_grid(grid: FlatGrid, t_maps: np.ndarray, cl_weight: np.ndarray, cl_total: np.ndarray,
-                           norm_phi: np.ndarray) -> np.ndarray:
+def reconstruct_kappa_grid(
+    grid: FlatGrid, t_maps: np.ndarray, cl_weight: np.ndarray, cl_total: np.ndarray, norm_phi: np.ndarray
+) -> np.ndarray:
     """Normalised TT quadratic-estimator kappa maps (see :func:`reconstruct_kappa`): weights from ``cl_weight``
     and ``cl_total`` (npix, npix), normalised by ``norm_phi(L) = Omega / S_wf(L)`` (0 where unused)."""
     inv_tot = _inverse_total(grid, cl_weight, cl_total)
@@ -266,8 +268,10 @@ class QuadraticEstimator:
         for name in ("cl_weight", "cl_total", "cl_response"):
             value = np.asarray(getattr(self, name), dtype=float)
             if value.shape != (n,):
-                raise ValueError(f"{name}: {value.shape[0] if value.ndim == 1 else value.shape} values; the "
-                                 f"{self.grid.npix} x {self.grid.npix} grid has {n} shells of modes")
+                raise ValueError(
+                    f"{name}: {value.shape[0] if value.ndim == 1 else value.shape} values; the "
+                    f"{self.grid.npix} x {self.grid.npix} grid has {n} shells of modes"
+                )
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{name}: every value must be finite")
             if name != "cl_response" and np.any(value < 0):
@@ -275,8 +279,9 @@ class QuadraticEstimator:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_spectra(cls, grid: FlatGrid, cl_tt_lensed: np.ndarray, noise_uk_arcmin: float = 0.0,
-                     t_lmax: float | None = None) -> QuadraticEstimator:
+    def from_spectra(
+        cls, grid: FlatGrid, cl_tt_lensed: np.ndarray, noise_uk_arcmin: float = 0.0, t_lmax: float | None = None
+    ) -> QuadraticEstimator:
         """One spectrum (indexed by ell, uK^2) in the weights and the response and, plus white noise, in the
         filters: with CAMB's full-sky lensed spectrum, the estimator of the original project."""
         cl, total = _spectra_from_camb(grid, cl_tt_lensed, noise_uk_arcmin, t_lmax)
@@ -307,8 +312,13 @@ class QuadraticEstimator:
         s_wf = self._sums[1]
         good = (s_wf != 0) & (self.grid.ell > 0)
         norm_phi = np.where(good, self.grid.area_sr / np.where(good, s_wf, 1.0), 0.0)
-        return reconstruct_kappa_grid(self.grid, np.asarray(t_maps, dtype=np.float64), self.on_grid(self.cl_weight),
-                                      self.on_grid(self.cl_total), norm_phi)
+        return reconstruct_kappa_grid(
+            self.grid,
+            np.asarray(t_maps, dtype=np.float64),
+            self.on_grid(self.cl_weight),
+            self.on_grid(self.cl_total),
+            norm_phi,
+        )
 
     def wiener_filter(self, kappa_hat: np.ndarray, cl_kk_grid: np.ndarray) -> np.ndarray:
         """``C / (C + N0)`` applied to estimates (..., npix, npix): the minimum-variance linear kappa map,
@@ -324,9 +334,15 @@ class QuadraticEstimator:
 
     def to_dict(self) -> dict:
         """Plain numbers (JSON) that rebuild the estimator with :meth:`from_dict`."""
-        return {"npix": self.grid.npix, "pixel_arcmin": self.grid.pixel_arcmin, "units": "uK^2 sr",
-                "shell_n2": shells(self.grid)[0].tolist(), "cl_weight": self.cl_weight.tolist(),
-                "cl_total": self.cl_total.tolist(), "cl_response": self.cl_response.tolist()}
+        return {
+            "npix": self.grid.npix,
+            "pixel_arcmin": self.grid.pixel_arcmin,
+            "units": "uK^2 sr",
+            "shell_n2": shells(self.grid)[0].tolist(),
+            "cl_weight": self.cl_weight.tolist(),
+            "cl_total": self.cl_total.tolist(),
+            "cl_response": self.cl_response.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, d) -> QuadraticEstimator:

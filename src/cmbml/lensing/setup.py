@@ -67,30 +67,45 @@ class LensingSetup:
     """... of which these set only the evaluation (logged by it as tags)."""
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], conf_dir: str | Path = "conf",
-                    source: str = "params.yaml") -> LensingSetup:
+    def from_params(
+        cls, params: Mapping[str, Any], conf_dir: str | Path = "conf", source: str = "params.yaml"
+    ) -> LensingSetup:
         m = validate_params(params, conf_dir, source, experiment=EXPERIMENT)
         scale = m.scale.lensing
         return cls(
-            seed=m.seed, version=m.lensing_version, scale=m.scale.name,
-            sim=LensingSimConfig(npix=m.npix, pixel_arcmin=float(m.pixel_arcmin), T_lmax=m.T_lmax,
-                                 kappa_lmax=m.kappa_lmax, kappa_exaggeration_factor=float(m.kappa_exaggeration_factor),
-                                 same_T_realisation=m.same_T_realisation, noise_uK_arcmin=float(m.noise_uK_arcmin),
-                                 remap=m.lensing_simulate.remap,
-                                 remap_epsilon=float(m.lensing_simulate.remap_epsilon),
-                                 oversampling=m.lensing_simulate.oversampling),
+            seed=m.seed,
+            version=m.lensing_version,
+            scale=m.scale.name,
+            sim=LensingSimConfig(
+                npix=m.npix,
+                pixel_arcmin=float(m.pixel_arcmin),
+                T_lmax=m.T_lmax,
+                kappa_lmax=m.kappa_lmax,
+                kappa_exaggeration_factor=float(m.kappa_exaggeration_factor),
+                same_T_realisation=m.same_T_realisation,
+                noise_uK_arcmin=float(m.noise_uK_arcmin),
+                remap=m.lensing_simulate.remap,
+                remap_epsilon=float(m.lensing_simulate.remap_epsilon),
+                oversampling=m.lensing_simulate.oversampling,
+            ),
             n_samples={s: getattr(scale, f"n_{s}") for s in SPLITS},
             chunk_samples=m.lensing_simulate.chunk_samples,
             executor=m.executor.spec(m.lensing_simulate.workers),
             kappa_rms_nsigma=float(m.lensing_validate.kappa_rms_nsigma),
-            net_architecture=m.lensing_net.architecture, net_params=m.lensing_net.params,
+            net_architecture=m.lensing_net.architecture,
+            net_params=m.lensing_net.params,
             train=Merged(m.lensing_train, scale),
             rho_bin_width_in_fundamentals=float(m.lensing_evaluate.rho_bin_width_in_fundamentals),
             n_example_maps=m.lensing_evaluate.n_example_maps,
             optimal_n0_gain=float(m.lensing_evaluate.optimal_n0_gain),
-            tracking=tracking_from_params(params, m.mlflow.lensing_experiment,
-                                          f"{m.mlflow.lensing_registered_model_prefix}-{m.lensing_version}",
-                                          cls.KEYS, cls.EVALUATION_KEYS, DESCRIPTION),
+            tracking=tracking_from_params(
+                params,
+                m.mlflow.lensing_experiment,
+                f"{m.mlflow.lensing_registered_model_prefix}-{m.lensing_version}",
+                cls.KEYS,
+                cls.EVALUATION_KEYS,
+                DESCRIPTION,
+            ),
             paths=Merged(m.paths.lensing, camb_cls=m.paths.spectra.camb_cls, data_docs=m.paths.data_docs),
             dataset_digest=params_digest(logged_params(params, cls.DATASET_KEYS)),
         )
@@ -144,14 +159,27 @@ class LensingSetup:
 
         factor = self.sim.kappa_exaggeration_factor
         return {
-            "experiment": "lensing", "parameter_set": self.version, "scale": self.scale,
-            "registered_model": self.tracking.registered_model, "params_digest": self.dataset_digest,
-            "input": {"quantity": "lensed CMB temperature", "channels": ["T"], "units": "uK_CMB",
-                      "npix": self.grid.npix, "pixel_arcmin": self.grid.pixel_arcmin,
-                      "layout": "[sample, y, x, channel]"},
-            "output": {"quantity": f"convergence kappa times the exaggeration factor {factor:g}", "channels": ["kappa"],
-                       "units": "dimensionless", "kappa_exaggeration_factor": factor,
-                       "npix": self.grid.npix, "pixel_arcmin": self.grid.pixel_arcmin},
+            "experiment": "lensing",
+            "parameter_set": self.version,
+            "scale": self.scale,
+            "registered_model": self.tracking.registered_model,
+            "params_digest": self.dataset_digest,
+            "input": {
+                "quantity": "lensed CMB temperature",
+                "channels": ["T"],
+                "units": "uK_CMB",
+                "npix": self.grid.npix,
+                "pixel_arcmin": self.grid.pixel_arcmin,
+                "layout": "[sample, y, x, channel]",
+            },
+            "output": {
+                "quantity": f"convergence kappa times the exaggeration factor {factor:g}",
+                "channels": ["kappa"],
+                "units": "dimensionless",
+                "kappa_exaggeration_factor": factor,
+                "npix": self.grid.npix,
+                "pixel_arcmin": self.grid.pixel_arcmin,
+            },
             "lensing_sign": CONVENTIONS["lensing_sign"],
             "band_limits": {"T_lmax": self.sim.T_lmax, "kappa_lmax": self.sim.kappa_lmax},
             "noise_uK_arcmin": self.sim.noise_uK_arcmin,
@@ -166,7 +194,8 @@ DESCRIPTION = (
     "Flat-sky CMB temperature maps lensed by convergence (kappa) maps; a CNN estimates kappa from the lensed map. "
     "One run per training (run name: parameter set, scale and overridden keys); its evaluation adds test_* "
     "metrics, rho(L) of the CNN beside the TT quadratic estimator and its Wiener limit (table rho_L.json), and plots. "
-    "Models: cmbml-lensing-<version>@<scale>.")
+    "Models: cmbml-lensing-<version>@<scale>."
+)
 
 
 def load(path: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> LensingSetup:

@@ -111,8 +111,14 @@ class LensingSimulator:
         rng = np.random.default_rng([self.seed, int(stream), int(index)])
         t_map = self._shared_t if self._shared_t is not None else gaussian_realisation(self.grid, self.cl_tt_grid, rng)
         kappa = gaussian_realisation(self.grid, self.cl_kk_grid, rng)
-        t_lensed = lens_map(self.grid, t_map, kappa, method=self.config.remap, epsilon=self.config.remap_epsilon,
-                            oversampling=self.config.oversampling)
+        t_lensed = lens_map(
+            self.grid,
+            t_map,
+            kappa,
+            method=self.config.remap,
+            epsilon=self.config.remap_epsilon,
+            oversampling=self.config.oversampling,
+        )
         if self.sigma_noise > 0:
             t_lensed = t_lensed + self.sigma_noise * rng.standard_normal(t_lensed.shape)
         return {"T_unlensed": t_map, "kappa": kappa, "T_lensed": t_lensed}
@@ -122,8 +128,9 @@ class LensingSimulator:
         samples = [self.sample(split, i) for i in range(sl.start, sl.stop)]
         return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
 
-    def batches(self, split: str, n: int, chunk: int, executor: Executor | None = None
-                ) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    def batches(
+        self, split: str, n: int, chunk: int, executor: Executor | None = None
+    ) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
         """Yield ``(slice, arrays)`` chunks of ``n`` samples in order, simulated by ``executor`` (this process
         when None): every sample has its own generator, so the arrays do not depend on the executor or ``chunk``.
         """

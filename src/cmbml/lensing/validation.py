@@ -20,8 +20,11 @@ from cmbml.common.integrity import NEAR_DUPLICATE_SIMILARITY, near_duplicate_row
 from cmbml.common.io import array_digest, sample_rows
 from cmbml.lensing.simulate import CONVENTIONS
 
-REQUIRED = {"training": ("T_lensed", "kappa"), "early_stopping": ("T_lensed", "kappa"),
-            "evaluation": ("T_lensed", "kappa", "T_unlensed")}
+REQUIRED = {
+    "training": ("T_lensed", "kappa"),
+    "early_stopping": ("T_lensed", "kappa"),
+    "evaluation": ("T_lensed", "kappa", "T_unlensed"),
+}
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,9 @@ class LensingExpectation:
     params_digest: str = ""  # of the current parameters: every split must carry it
 
     @classmethod
-    def from_simulator(cls, simulator, n_samples: Mapping[str, int], kappa_rms_nsigma: float,
-                       params_digest: str = "") -> LensingExpectation:
+    def from_simulator(
+        cls, simulator, n_samples: Mapping[str, int], kappa_rms_nsigma: float, params_digest: str = ""
+    ) -> LensingExpectation:
         """Expected shapes and statistics from the simulator's parameters and theory spectra (not from files).
 
         ``simulator`` is a :class:`~cmbml.lensing.simulate.LensingSimulator`.
@@ -72,16 +76,29 @@ def sample_table(path: str | Path, split: str, chunk: int = 256):
         t, k = s["T_lensed"], s["kappa"]
         return {
             "pair_digest_ok": bytes(s["pair_digest"]) == pair_digest(index, t, k),
-            "split": split, "index": index,
-            "t_mean": _finite_stat(np.mean, t), "t_std": _finite_stat(np.std, t),
+            "split": split,
+            "index": index,
+            "t_mean": _finite_stat(np.mean, t),
+            "t_std": _finite_stat(np.std, t),
             "t_absmax": _finite_stat(lambda x: np.abs(x).max(), t),
-            "kappa_var": _finite_stat(np.var, k), "kappa_absmax": _finite_stat(lambda x: np.abs(x).max(), k),
+            "kappa_var": _finite_stat(np.var, k),
+            "kappa_absmax": _finite_stat(lambda x: np.abs(x).max(), k),
             "nonfinite_count": int((~np.isfinite(t)).sum() + (~np.isfinite(k)).sum()),
             "digest": array_digest(np.stack([t, k]).astype(np.float32)),
         }
 
-    columns = ["split", "index", "pair_digest_ok", "t_mean", "t_std", "t_absmax", "kappa_var", "kappa_absmax",
-               "nonfinite_count", "digest"]
+    columns = [
+        "split",
+        "index",
+        "pair_digest_ok",
+        "t_mean",
+        "t_std",
+        "t_absmax",
+        "kappa_var",
+        "kappa_absmax",
+        "nonfinite_count",
+        "digest",
+    ]
     return pd.DataFrame(sample_rows(path, ["T_lensed", "kappa", "pair_digest"], row, chunk), columns=columns)
 
 
@@ -136,21 +153,31 @@ def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation, al
     E = gx.expectations
     tables: list[GateTable] = []
     facts = pd.DataFrame([file_facts(paths[s], s, expect) for s in paths])
-    tables.append(GateTable("files", facts, [
-        E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
-        E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
-        E.ExpectColumnValuesToBeInSet(column="missing_datasets", value_set=[""]),
-        E.ExpectColumnValuesToBeInSet(column="shapes_consistent", value_set=[True]),
-        E.ExpectColumnValuesToBeInSet(column="dtypes", value_set=["float32"]),
-        E.ExpectColumnPairValuesToBeEqual(column_A="n_samples", column_B="n_expected"),
-        E.ExpectColumnPairValuesToBeEqual(column_A="npix_y", column_B="npix_expected"),
-        E.ExpectColumnPairValuesToBeEqual(column_A="npix_x", column_B="npix_expected"),
-        E.ExpectColumnPairValuesToBeEqual(column_A="attr_kappa_exaggeration_factor",
-                                          column_B="kappa_exaggeration_factor_expected"),
-        # units, lensing sign and layout as documented; every split made by the current parameters
-        *[E.ExpectColumnValuesToBeInSet(column=f"attr_{name}", value_set=[value]) for name, value in CONVENTIONS.items()],
-        E.ExpectColumnValuesToBeInSet(column="attr_params_digest", value_set=[expect.params_digest]),
-    ]))
+    tables.append(
+        GateTable(
+            "files",
+            facts,
+            [
+                E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
+                E.ExpectColumnValuesToBeInSet(column="complete", value_set=[True]),
+                E.ExpectColumnValuesToBeInSet(column="missing_datasets", value_set=[""]),
+                E.ExpectColumnValuesToBeInSet(column="shapes_consistent", value_set=[True]),
+                E.ExpectColumnValuesToBeInSet(column="dtypes", value_set=["float32"]),
+                E.ExpectColumnPairValuesToBeEqual(column_A="n_samples", column_B="n_expected"),
+                E.ExpectColumnPairValuesToBeEqual(column_A="npix_y", column_B="npix_expected"),
+                E.ExpectColumnPairValuesToBeEqual(column_A="npix_x", column_B="npix_expected"),
+                E.ExpectColumnPairValuesToBeEqual(
+                    column_A="attr_kappa_exaggeration_factor", column_B="kappa_exaggeration_factor_expected"
+                ),
+                # units, lensing sign and layout as documented; every split made by the current parameters
+                *[
+                    E.ExpectColumnValuesToBeInSet(column=f"attr_{name}", value_set=[value])
+                    for name, value in CONVENTIONS.items()
+                ],
+                E.ExpectColumnValuesToBeInSet(column="attr_params_digest", value_set=[expect.params_digest]),
+            ],
+        )
+    )
     samples = {s: sample_table(p, s) for s, p in paths.items()}
     for split, frame in samples.items():
         n = max(len(frame), 1)
@@ -159,42 +186,86 @@ def build_tables(paths: Mapping[str, str | Path], expect: LensingExpectation, al
         tol = expect.kappa_rms_nsigma * rel_sigma + 0.02  # 2% floor for pixel-window effects
         kvar = expect.kappa_variance
         # thresholds to 4 significant digits, each rounded outwards: readable, and no verdict changes
-        tables.append(GateTable(f"{split}_samples", frame, [
-            E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
-            # each T_lensed still sits beside the kappa and index it was written with
-            E.ExpectColumnValuesToBeInSet(column="pair_digest_ok", value_set=[True]),
-            # no blank label: a zeroed kappa has no variance (one map's variance scatters by sqrt(2 / n_eff))
-            E.ExpectColumnValuesToBeBetween(column="kappa_var", min_value=lower_bound(1e-3 * kvar), max_value=None),
-            E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
-            *[E.ExpectColumnValuesToNotBeNull(column=c) for c in ("t_std", "kappa_var", "digest")],
-            # per-map statistics in physical ranges for these parameters
-            E.ExpectColumnValuesToBeBetween(column="t_std", min_value=lower_bound(0.3 * expect.t_rms),
-                                            max_value=upper_bound(3.0 * expect.t_rms)),
-            E.ExpectColumnValuesToBeBetween(column="t_absmax", min_value=0.0, max_value=upper_bound(10.0 * expect.t_rms)),
-            E.ExpectColumnValuesToBeBetween(column="kappa_absmax", min_value=0.0,
-                                            max_value=upper_bound(12.0 * np.sqrt(kvar)) if kvar > 0 else 1e-12),
-            # kappa rms consistent with the spectrum times the exaggeration factor
-            E.ExpectColumnMeanToBeBetween(column="kappa_var", min_value=lower_bound(kvar * (1 - tol)),
-                                          max_value=upper_bound(kvar * (1 + tol))),
-        ]))
+        tables.append(
+            GateTable(
+                f"{split}_samples",
+                frame,
+                [
+                    E.ExpectTableRowCountToEqual(value=int(expect.n_samples[split])),
+                    # each T_lensed still sits beside the kappa and index it was written with
+                    E.ExpectColumnValuesToBeInSet(column="pair_digest_ok", value_set=[True]),
+                    # no blank label: a zeroed kappa has no variance (one map's variance scatters by sqrt(2 / n_eff))
+                    E.ExpectColumnValuesToBeBetween(
+                        column="kappa_var", min_value=lower_bound(1e-3 * kvar), max_value=None
+                    ),
+                    E.ExpectColumnValuesToBeBetween(column="nonfinite_count", min_value=0, max_value=0),
+                    *[E.ExpectColumnValuesToNotBeNull(column=c) for c in ("t_std", "kappa_var", "digest")],
+                    # per-map statistics in physical ranges for these parameters
+                    E.ExpectColumnValuesToBeBetween(
+                        column="t_std",
+                        min_value=lower_bound(0.3 * expect.t_rms),
+                        max_value=upper_bound(3.0 * expect.t_rms),
+                    ),
+                    E.ExpectColumnValuesToBeBetween(
+                        column="t_absmax", min_value=0.0, max_value=upper_bound(10.0 * expect.t_rms)
+                    ),
+                    E.ExpectColumnValuesToBeBetween(
+                        column="kappa_absmax",
+                        min_value=0.0,
+                        max_value=upper_bound(12.0 * np.sqrt(kvar)) if kvar > 0 else 1e-12,
+                    ),
+                    # kappa rms consistent with the spectrum times the exaggeration factor
+                    E.ExpectColumnMeanToBeBetween(
+                        column="kappa_var",
+                        min_value=lower_bound(kvar * (1 - tol)),
+                        max_value=upper_bound(kvar * (1 + tol)),
+                    ),
+                ],
+            )
+        )
     everything = pd.concat(list(samples.values()), ignore_index=True)
-    tables.append(GateTable("all_samples", everything, [
-        E.ExpectColumnValuesToBeUnique(column="digest"),  # no sample repeated within or across splits
-    ]))
+    tables.append(
+        GateTable(
+            "all_samples",
+            everything,
+            [
+                E.ExpectColumnValuesToBeUnique(column="digest"),  # no sample repeated within or across splits
+            ],
+        )
+    )
     # near-copies (a map repeated with tiny changes, or only its input or its label repeated), any splits
     near = pd.DataFrame(near_duplicate_rows(paths, ["T_lensed", "kappa"]))
-    tables.append(GateTable("near_duplicates", near, [
-        E.ExpectTableRowCountToEqual(value=int(sum(expect.n_samples[s] for s in paths))),
-        *[E.ExpectColumnValuesToBeBetween(column=f"{name}_nearest_similarity", min_value=None,
-                                          max_value=NEAR_DUPLICATE_SIMILARITY) for name in ("T_lensed", "kappa")],
-    ]))
+    tables.append(
+        GateTable(
+            "near_duplicates",
+            near,
+            [
+                E.ExpectTableRowCountToEqual(value=int(sum(expect.n_samples[s] for s in paths))),
+                *[
+                    E.ExpectColumnValuesToBeBetween(
+                        column=f"{name}_nearest_similarity", min_value=None, max_value=NEAR_DUPLICATE_SIMILARITY
+                    )
+                    for name in ("T_lensed", "kappa")
+                ],
+            ],
+        )
+    )
     if alignment is not None:
-        tables.append(GateTable("qe_alignment", alignment, [
-            # the quadratic estimator run on each split's maps finds that split's kappa, with + sign
-            E.ExpectColumnValuesToBeBetween(column="response", min_value=RESPONSE_RANGE[0], max_value=RESPONSE_RANGE[1]),
-            E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="detection_sigma", column_B="required_sigma",
-                                                      or_equal=True),
-        ]))
+        tables.append(
+            GateTable(
+                "qe_alignment",
+                alignment,
+                [
+                    # the quadratic estimator run on each split's maps finds that split's kappa, with + sign
+                    E.ExpectColumnValuesToBeBetween(
+                        column="response", min_value=RESPONSE_RANGE[0], max_value=RESPONSE_RANGE[1]
+                    ),
+                    E.ExpectColumnPairValuesAToBeGreaterThanB(
+                        column_A="detection_sigma", column_B="required_sigma", or_equal=True
+                    ),
+                ],
+            )
+        )
     return tables
 
 
@@ -214,8 +285,15 @@ def required_sigma(n_maps: int) -> float:
     return round(ALIGNMENT_SIGMA * min(1.0, float(np.sqrt(n_maps / ALIGNMENT_REFERENCE_MAPS))), 3)
 
 
-def qe_alignment_rows(paths: Mapping[str, str | Path], grid, cl_tt_lensed: np.ndarray, cl_kk_grid: np.ndarray,
-                      noise_uk_arcmin: float, t_lmax: float | None, max_maps: int = 256) -> list[dict]:
+def qe_alignment_rows(
+    paths: Mapping[str, str | Path],
+    grid,
+    cl_tt_lensed: np.ndarray,
+    cl_kk_grid: np.ndarray,
+    noise_uk_arcmin: float,
+    t_lmax: float | None,
+    max_maps: int = 256,
+) -> list[dict]:
     """Per split, the response of the TT quadratic estimator on up to ``max_maps`` maps to their stored kappa.
 
     ``response = sum_i sum_L w_L Re(k_hat_i k_i*) / sum_i sum_L w_L |k_i|^2`` with ``w = 1 / N0`` over the
@@ -239,8 +317,16 @@ def qe_alignment_rows(paths: Mapping[str, str | Path], grid, cl_tt_lensed: np.nd
             if t_maps.shape[1:] != (grid.npix, grid.npix) or kappa.shape[1:] != (grid.npix, grid.npix):
                 raise ValueError("shape")  # reported by the file checks
         except (OSError, KeyError, ValueError):
-            rows.append({"split": split, "n_maps": 0, "response": np.nan, "response_err": np.nan,
-                         "detection_sigma": np.nan, "required_sigma": ALIGNMENT_SIGMA})
+            rows.append(
+                {
+                    "split": split,
+                    "n_maps": 0,
+                    "response": np.nan,
+                    "response_err": np.nan,
+                    "detection_sigma": np.nan,
+                    "required_sigma": ALIGNMENT_SIGMA,
+                }
+            )
             continue
         k_hat = np.fft.fft2(reconstruct_kappa(grid, t_maps, cl_tt_lensed, noise_uk_arcmin, t_lmax, n0=n0))
         k_true = np.fft.fft2(kappa)
@@ -248,7 +334,14 @@ def qe_alignment_rows(paths: Mapping[str, str | Path], grid, cl_tt_lensed: np.nd
         den = (weight * np.abs(k_true) ** 2).sum(axis=(1, 2))
         response = num.sum() / den.sum()
         err = np.std(num - response * den) / (np.sqrt(n) * den.mean()) if n > 1 else np.inf
-        rows.append({"split": split, "n_maps": int(n), "response": float(response), "response_err": float(err),
-                     "detection_sigma": float(response / err) if err > 0 else np.inf,
-                     "required_sigma": required_sigma(n)})
+        rows.append(
+            {
+                "split": split,
+                "n_maps": int(n),
+                "response": float(response),
+                "response_err": float(err),
+                "detection_sigma": float(response / err) if err > 0 else np.inf,
+                "required_sigma": required_sigma(n),
+            }
+        )
     return rows

@@ -28,7 +28,7 @@ from cmbml.cenn.evaluation import (
 )
 from cmbml.cenn.fullsky import gauss_beam
 from cmbml.common.flatsky import FlatGrid
-from stages.report import cenn_table, cenn_response_table, foreground_model_table
+from stages.report import cenn_response_table, cenn_table, foreground_model_table
 
 GRID = FlatGrid(16, 12.0)
 LMAX = 2000
@@ -39,12 +39,25 @@ RANGES = [[60, 300], [300, 900]]
 
 # metrics/cenn.json of the published evaluation and the per-patch oracle: the summary names must not change.
 PUBLISHED_SUMMARY = {
-    "leak_suspected", "map_mse_harmonic_ilc_uK2", "map_mse_linear_uK2", "map_mse_network_uK2", "map_mse_pixel_ilc_uK2",
-    "map_mse_wiener_uK2", "map_mse_zero_prediction_uK2", "mse_over_wiener", "mse_over_wiener_err",
-    "n_independent_evaluation", "unseen_map_mse_harmonic_ilc_uK2", "unseen_map_mse_network_uK2",
-    "map_mse_wiener_per_patch_uK2", "unseen_map_mse_wiener_per_patch_uK2",
-    "unseen_map_mse_wiener_own_sky_uK2", "unseen_map_mse_wiener_uK2", "unseen_mse_over_wiener",
-    "unseen_mse_over_wiener_err"}
+    "leak_suspected",
+    "map_mse_harmonic_ilc_uK2",
+    "map_mse_linear_uK2",
+    "map_mse_network_uK2",
+    "map_mse_pixel_ilc_uK2",
+    "map_mse_wiener_uK2",
+    "map_mse_zero_prediction_uK2",
+    "mse_over_wiener",
+    "mse_over_wiener_err",
+    "n_independent_evaluation",
+    "unseen_map_mse_harmonic_ilc_uK2",
+    "unseen_map_mse_network_uK2",
+    "map_mse_wiener_per_patch_uK2",
+    "unseen_map_mse_wiener_per_patch_uK2",
+    "unseen_map_mse_wiener_own_sky_uK2",
+    "unseen_map_mse_wiener_uK2",
+    "unseen_mse_over_wiener",
+    "unseen_mse_over_wiener_err",
+}
 
 
 @dataclass(frozen=True)
@@ -81,8 +94,11 @@ def patches(n, seed, components=("Q", "U")):
     inputs, labels = {}, {}
     for c in components:
         labels[c] = rng.standard_normal((n, 16, 16, 1))
-        inputs[c] = labels[c] + np.array([0.6, 1.0, 2.2]) * rng.standard_normal((n, 16, 16, 1)) \
+        inputs[c] = (
+            labels[c]
+            + np.array([0.6, 1.0, 2.2]) * rng.standard_normal((n, 16, 16, 1))
             + 0.3 * rng.standard_normal((n, 16, 16, 3))
+        )
     return inputs, labels
 
 
@@ -126,11 +142,19 @@ def test_a_registered_baseline_is_fitted_scored_summarised_and_reported(dummy, t
     # scored by the same code as every method: map MSE with its error, transfer and residual per range, spectra rows
     expected = np.mean([np.mean((inputs[c].mean(axis=-1) - labels[c][..., 0]) ** 2) for c in inputs])
     assert metrics["map_mse_channel_mean_uK2"] == pytest.approx(expected, rel=1e-12)
-    for key in ("map_mse_channel_mean_err_uK2", "ee_ell60_300_channel_mean_response",
-                "ee_ell60_300_channel_mean_uncorrelated_dl_uK2", "ee_ell300_900_channel_mean_residual_dl_uK2"):
+    for key in (
+        "map_mse_channel_mean_err_uK2",
+        "ee_ell60_300_channel_mean_response",
+        "ee_ell60_300_channel_mean_uncorrelated_dl_uK2",
+        "ee_ell300_900_channel_mean_residual_dl_uK2",
+    ):
         assert np.isfinite(metrics[key]), key
-    assert {"channel_mean_EE_dl", "channel_mean_EE_response", "channel_mean_EE_correlation",
-            "channel_mean_EE_residual_dl_err"} <= set(rows[0])
+    assert {
+        "channel_mean_EE_dl",
+        "channel_mean_EE_response",
+        "channel_mean_EE_correlation",
+        "channel_mean_EE_residual_dl_err",
+    } <= set(rows[0])
     assert "channel_mean" in methods() and "channel_mean residual" in spectra_map_names()
     assert method_labels()["channel_mean"] == "channel mean"
     # in the summary metrics (DVC metrics file and MLflow) on the training sky, by default not on the unseen one
@@ -168,12 +192,16 @@ def test_the_default_baselines_keep_the_published_metric_names_and_columns():
     assert names == PUBLISHED_SUMMARY
     assert methods() == ("network", "wiener", "linear", "harmonic_ilc", "pixel_ilc")
     head = cenn_table([]).splitlines()[0]
-    assert head.endswith("| CENN | Wiener | Wiener per patch (oracle) | linear (Train fit) | harmonic ILC | pixel ILC "
-                         "| Wiener predicted | CENN / Wiener |")
+    assert head.endswith(
+        "| CENN | Wiener | Wiener per patch (oracle) | linear (Train fit) | harmonic ILC | pixel ILC "
+        "| Wiener predicted | CENN / Wiener |"
+    )
     head = foreground_model_table([], [[60, 300]]).splitlines()[0]
-    assert head == ("| variant | network | instrument | trained on | tested on | CENN MSE | Wiener MSE | "
-                    "Wiener, own-sky covariance MSE | Wiener per patch (oracle) MSE | harmonic ILC MSE | pixel ILC MSE | "
-                    "CENN / Wiener | room: 1 - oracle / Wiener | residual D_ell 60-300: CENN / Wiener / harmonic ILC |")
+    assert head == (
+        "| variant | network | instrument | trained on | tested on | CENN MSE | Wiener MSE | "
+        "Wiener, own-sky covariance MSE | Wiener per patch (oracle) MSE | harmonic ILC MSE | pixel ILC MSE | "
+        "CENN / Wiener | room: 1 - oracle / Wiener | residual D_ell 60-300: CENN / Wiener / harmonic ILC |"
+    )
 
 
 def test_the_oracle_is_fitted_on_the_patches_it_cleans_and_scored_by_its_map_mse(train_files):
@@ -189,8 +217,9 @@ def test_the_oracle_is_fitted_on_the_patches_it_cleans_and_scored_by_its_map_mse
     expected = np.mean([np.mean((own[c] - labels[c][..., 0]) ** 2) for c in inputs])
     assert metrics["map_mse_wiener_own_sky_uK2"] == expected
     # no per-patch errors or spectra: its map MSE and its pixel metrics (as every method's) alone
-    assert not [k for k in metrics if "wiener_own_sky" in k and k != "map_mse_wiener_own_sky_uK2"
-                and not k.startswith("pixel_")]
+    assert not [
+        k for k in metrics if "wiener_own_sky" in k and k != "map_mse_wiener_own_sky_uK2" and not k.startswith("pixel_")
+    ]
     assert metrics["pixel_rmse_wiener_own_sky_uK"] > 0
     assert "wiener_own_sky residual" not in spectra_map_names() and "wiener_own_sky_EE_dl" not in rows[0]
     assert baselines.fit_metrics() == {"map_mse_wiener_predicted_uK2": baselines.fitted["wiener"].wiener.predicted_mse}

@@ -14,9 +14,9 @@ from cmbml.cenn.baselines import (
     pixel_ilc,
 )
 from cmbml.cenn.evaluation import cenn_maps, cenn_metrics
-from cmbml.common.flatsky import FlatGrid, gaussian_realisation
-from cmbml.cenn.patches import independent_patch_areas
 from cmbml.cenn.fullsky import gauss_beam
+from cmbml.cenn.patches import independent_patch_areas
+from cmbml.common.flatsky import FlatGrid, gaussian_realisation
 
 GRID = FlatGrid(32, 12.0)
 LMAX = 2000
@@ -55,8 +55,9 @@ def test_wiener_filter_mse_matches_its_prediction_and_beats_every_other_method(s
     """On periodic stationary Gaussian skies the Wiener filter built from the label spectrum and the Train
     nuisance covariance reaches its predicted MSE, and nothing linear does better."""
     (train_in, train_lab), (test_in, test_lab) = skies
-    nuisance = WienerFilter.nuisance_from_train([({"E": train_in}, {"E": train_lab})], GRID, RESPONSE,
-                                                GRID.ell_fundamental)
+    nuisance = WienerFilter.nuisance_from_train(
+        [({"E": train_in}, {"E": train_lab})], GRID, RESPONSE, GRID.ell_fundamental
+    )
     wiener = WienerFilter.build(GRID, {"E": CL_LABEL}, RESPONSE, nuisance)
     measured = mse(wiener.apply({"E": test_in})["E"], test_lab)
     assert measured == pytest.approx(wiener.predicted_mse, rel=0.05)
@@ -71,13 +72,15 @@ def test_wiener_filter_mse_matches_its_prediction_and_beats_every_other_method(s
 def test_spin2_wiener_filter_on_q_u_reaches_its_prediction(skies):
     """From Q and U patches (E and B skies rotated into Stokes maps) the Wiener filter works on E and B modes and
     returns Q and U estimates (N, n, n) whose MSE is its predicted one (the rotation is unitary)."""
+
     def qu(e, b):
         return maps_from_modes({"E": np.fft.fft2(e, axes=(1, 2)), "B": np.fft.fft2(b, axes=(1, 2))}, GRID)
 
     (e_in, e_lab), (b_in, b_lab) = skies[0], simulate(600, 3)
     (e_test, e_test_lab), (b_test, b_test_lab) = skies[1], simulate(300, 4)
-    nuisance = WienerFilter.nuisance_from_train([(qu(e_in, b_in), qu(e_lab, b_lab))], GRID, RESPONSE,
-                                                GRID.ell_fundamental)
+    nuisance = WienerFilter.nuisance_from_train(
+        [(qu(e_in, b_in), qu(e_lab, b_lab))], GRID, RESPONSE, GRID.ell_fundamental
+    )
     wiener = WienerFilter.build(GRID, {"E": CL_LABEL, "B": CL_LABEL}, RESPONSE, nuisance)
     estimate, labels = wiener.apply(qu(e_test, b_test)), qu(e_test_lab, b_test_lab)
     assert estimate["Q"].shape == estimate["U"].shape == (300, 32, 32)
@@ -121,10 +124,14 @@ def test_evaluation_flags_a_network_that_beats_the_wiener_filter(skies):
     wiener = WienerFilter.build(GRID, {"E": CL_LABEL}, RESPONSE, nuisance).apply({"E": test_in})["E"]
     rng = np.random.default_rng(6)
     ell = np.array([100.0, 400.0])
-    cl = {name: {"EE": np.ones((len(test_lab), 2))} for name in
-          ("label", "network", "wiener", "network residual", "wiener residual")}
-    for network, leak in ((test_lab[..., 0] + 0.1 * rng.standard_normal(wiener.shape), 1.0),
-                          (wiener + 0.3 * rng.standard_normal(wiener.shape), 0.0)):
+    cl = {
+        name: {"EE": np.ones((len(test_lab), 2))}
+        for name in ("label", "network", "wiener", "network residual", "wiener residual")
+    }
+    for network, leak in (
+        (test_lab[..., 0] + 0.1 * rng.standard_normal(wiener.shape), 1.0),
+        (wiener + 0.3 * rng.standard_normal(wiener.shape), 0.0),
+    ):
         maps = {"E": cenn_maps(test_in, test_lab, {"network": network, "wiener": wiener}, target=1)}
         metrics = cenn_metrics(maps, ell, cl, [(0, 1000)], n_independent=300)
         assert metrics["leak_suspected"] == leak

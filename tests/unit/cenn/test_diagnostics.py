@@ -85,8 +85,9 @@ def test_a_filter_per_patch_gains_where_the_foregrounds_spectra_vary_from_patch_
         labels = {"E": cmb}
         nuisance = WienerFilter.nuisance_from_train([(inputs, labels)], GRID, RESPONSE, 2 * GRID.ell_fundamental)
         glob = WienerFilter.build(GRID, {"E": CL}, RESPONSE, nuisance).apply(inputs)["E"]
-        local = PerPatchWienerFilter.build(inputs, labels, GRID, {"E": CL}, RESPONSE,
-                                           2 * GRID.ell_fundamental).apply(inputs)["E"]
+        local = PerPatchWienerFilter.build(inputs, labels, GRID, {"E": CL}, RESPONSE, 2 * GRID.ell_fundamental).apply(
+            inputs
+        )["E"]
         mse_global, mse_local = np.mean((glob - cmb[..., 0]) ** 2), np.mean((local - cmb[..., 0]) ** 2)
         if gains:
             assert mse_local < 0.2 * mse_global
@@ -112,8 +113,9 @@ def test_the_leak_flag_allows_for_the_wiener_filters_known_excess():
     wiener = label[..., 0] + rng.standard_normal((n, 8, 8))
     network = label[..., 0] + np.sqrt(0.9) * rng.standard_normal((n, 8, 8))
     maps = {"E": cenn_maps(np.repeat(label, 3, -1), label, {"network": network, "wiener": wiener}, target=1)}
-    cl = {name: {"EE": np.ones((n, 2))} for name in ("label", "network", "wiener", "network residual",
-                                                      "wiener residual")}
+    cl = {
+        name: {"EE": np.ones((n, 2))} for name in ("label", "network", "wiener", "network residual", "wiener residual")
+    }
     ratio = np.mean((network - label[..., 0]) ** 2) / np.mean((wiener - label[..., 0]) ** 2)
     assert ratio < 0.95
     allowed = cenn_metrics(maps, np.array([100.0, 300.0]), cl, [(0, 1000)], n, reference_floor_uK2=0.85)
@@ -127,11 +129,20 @@ def test_jackknife_errors_stand_beside_the_independent_area_errors():
     rng = np.random.default_rng(5)
     n = 120
     label = rng.standard_normal((n, 8, 8, 1))
-    maps = {"E": cenn_maps(np.repeat(label, 3, -1), label, {"network": label[..., 0] + rng.standard_normal((n, 8, 8)),
-                                                            "wiener": label[..., 0] + rng.standard_normal((n, 8, 8))},
-                           target=1)}
-    cl = {name: {"EE": np.ones((n, 2))} for name in ("label", "network", "wiener", "network residual",
-                                                      "wiener residual")}
+    maps = {
+        "E": cenn_maps(
+            np.repeat(label, 3, -1),
+            label,
+            {
+                "network": label[..., 0] + rng.standard_normal((n, 8, 8)),
+                "wiener": label[..., 0] + rng.standard_normal((n, 8, 8)),
+            },
+            target=1,
+        )
+    }
+    cl = {
+        name: {"EE": np.ones((n, 2))} for name in ("label", "network", "wiener", "network residual", "wiener residual")
+    }
     groups = {"cmb": np.arange(n) % 6, "sky": np.arange(n) // 12}
     m = cenn_metrics(maps, np.array([100.0, 300.0]), cl, [(0, 1000)], n, groups=groups)
     for key in ("mse_over_wiener_err_jk_cmb", "mse_over_wiener_err_jk_sky", "map_mse_network_err_jk_sky_uK2"):

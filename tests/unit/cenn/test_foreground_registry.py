@@ -47,7 +47,8 @@ class DummyDiffuse(DiffuseComponent):
     name: ClassVar[str] = "dummy_diffuse"
     stream: ClassVar[int] = 5
     spectral_parameters: ClassVar[tuple[SpectralParameter, ...]] = (
-        SpectralParameter("beta_dummy", "beta", "beta_scatter", stream=3),)
+        SpectralParameter("beta_dummy", "beta", "beta_scatter", stream=3),
+    )
 
     class Params(DiffuseParams):
         beta: float = Field(ge=-6.0, le=6.0)
@@ -115,11 +116,13 @@ def test_a_stream_id_or_spectral_stream_already_taken_is_refused():
         name: ClassVar[str] = "late_diffuse"
         stream: ClassVar[int] = 9
         spectral_parameters: ClassVar[tuple[SpectralParameter, ...]] = (
-            SpectralParameter("beta_late", "beta", "beta_scatter", stream=0),)
+            SpectralParameter("beta_late", "beta", "beta_scatter", stream=0),
+        )
 
     class SameKey(OnBetaDustStream):
         spectral_parameters: ClassVar[tuple[SpectralParameter, ...]] = (
-            SpectralParameter("beta_dust", "beta", "beta_scatter", stream=9),)
+            SpectralParameter("beta_dust", "beta", "beta_scatter", stream=9),
+        )
 
     with pytest.raises(ValueError, match="stream 2 is already radio's"):
         COMPONENTS.register(OnRadiosStream)
@@ -136,7 +139,10 @@ def test_the_existing_components_keep_their_streams():
     """The ids each component drew from before they were explicit: changing one changes every sky."""
     assert {n: c.stream for n, c in COMPONENTS.items()} == {"dust": 0, "synchrotron": 1, "radio": 2, "infrared": 3}
     assert {sp.key: sp.stream for c in COMPONENTS.items() for sp in c[1].spectral_parameters} == {
-        "beta_dust": 0, "T_dust_K": 1, "beta_synchrotron": 2}
+        "beta_dust": 0,
+        "T_dust_K": 1,
+        "beta_synchrotron": 2,
+    }
 
 
 @pytest.mark.parametrize("overrides", [[], ["foregrounds=nongaussian"]], ids=["gaussian", "nongaussian"])
@@ -150,15 +156,18 @@ def test_the_shipped_blocks_pass_their_params_and_checks(overrides):
     assert c.problems == []
 
 
-@pytest.mark.parametrize("name, change, message", [
-    ("dust", {"beta": "1.5"}, "valid number"),
-    ("dust", {"beta": True}, "valid number"),
-    ("dust", {"T_dust_K": 0.5}, "greater than or equal to 1"),
-    ("synchrotron", {"betta": -3.0}, "Extra inputs are not permitted"),
-    ("synchrotron", {"template": ""}, "at least 1 character"),
-    ("radio", {"s_max_Jy": 0.001}, "must lie above s_min_Jy"),
-    ("infrared", {"pol_sigma": -1.0}, "greater than or equal to 0"),
-])
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("dust", {"beta": "1.5"}, "valid number"),
+        ("dust", {"beta": True}, "valid number"),
+        ("dust", {"T_dust_K": 0.5}, "greater than or equal to 1"),
+        ("synchrotron", {"betta": -3.0}, "Extra inputs are not permitted"),
+        ("synchrotron", {"template": ""}, "at least 1 character"),
+        ("radio", {"s_max_Jy": 0.001}, "must lie above s_min_Jy"),
+        ("infrared", {"pol_sigma": -1.0}, "greater than or equal to 0"),
+    ],
+)
 def test_params_refuse_wrong_types_ranges_and_keys(name, change, message):
     with pytest.raises(ValidationError, match=message):
         COMPONENTS[name].Params(**{**FG[name], **change})
@@ -182,7 +191,9 @@ def test_checks_report_missing_files_cuts_outside_the_table_and_the_models_needs
 
 
 def test_the_module_imports_without_tensorflow_or_healpy():
-    code = ("import sys, cmbml.cenn.foregrounds; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'healpy') if m in sys.modules))")
+    code = (
+        "import sys, cmbml.cenn.foregrounds; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'healpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"

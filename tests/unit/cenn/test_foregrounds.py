@@ -6,7 +6,6 @@ import pytest
 
 from cmbml.cenn.foregrounds import (
     GaussianForeground,
-    SourcePopulation,
     dust_sed_rj,
     jy_to_cmb_uk,
     power_law_cl,
@@ -43,8 +42,10 @@ def test_each_foreground_scales_with_frequency_as_its_sed():
     for freq in (100.0, 143.0, 217.0):
         d = FG["dust"]
         nu, nu0 = freq, d["ref_GHz"]
-        x, x0 = 6.62607015e-34 * nu * 1e9 / (1.380649e-23 * d["T_dust_K"]), 6.62607015e-34 * nu0 * 1e9 / (
-            1.380649e-23 * d["T_dust_K"])
+        x, x0 = (
+            6.62607015e-34 * nu * 1e9 / (1.380649e-23 * d["T_dust_K"]),
+            6.62607015e-34 * nu0 * 1e9 / (1.380649e-23 * d["T_dust_K"]),
+        )
         mbb = (nu / nu0) ** (d["beta"] + 1) * (np.exp(x0) - 1) / (np.exp(x) - 1)
         assert dust_sed_rj(freq, nu0, d["beta"], d["T_dust_K"]) == pytest.approx(mbb)
         assert np.allclose(scale_dust(ref, freq, d), ref * mbb * rj_to_cmb(freq))
@@ -101,8 +102,8 @@ def test_integral_counts_of_a_euclidean_table():
 def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path):
     """A user's (Q, U) dust template at 353 GHz in uK_RJ, named in the params, is what the channel
     maps scale: at 100 GHz they equal template x SED x RJ-to-CMB (sources switched off)."""
-    from cmbml.common.fits import write_healpix
     from cmbml.cenn.foregrounds import channel_maps, load_source_counts, load_templates
+    from cmbml.common.fits import write_healpix
 
     nside = 16
     template = np.random.default_rng(3).standard_normal((2, hp.nside2npix(nside)))
@@ -110,11 +111,14 @@ def test_a_template_in_data_replaces_the_gaussian_dust(tmp_path):
     fg = compose()["foregrounds"]
     fg["dust"]["template"] = "my_dust.fits"
     fg["synchrotron"]["A_EE"] = fg["synchrotron"]["A_BB"] = 0.0
-    totals, parts, _ = channel_maps(fg, [100.0], nside, 1, load_source_counts(fg, REPO / "data"),
-                                    load_templates(fg, nside, tmp_path))
+    totals, parts, _ = channel_maps(
+        fg, [100.0], nside, 1, load_source_counts(fg, REPO / "data"), load_templates(fg, nside, tmp_path)
+    )
     totals = {f: totals[f] - parts[f]["radio"] - parts[f]["infrared"] for f in totals}  # sources aside
     d = fg["dust"]
-    expected = template.astype(np.float32) * dust_sed_rj(100.0, d["ref_GHz"], d["beta"], d["T_dust_K"]) * rj_to_cmb(100.0)
+    expected = (
+        template.astype(np.float32) * dust_sed_rj(100.0, d["ref_GHz"], d["beta"], d["T_dust_K"]) * rj_to_cmb(100.0)
+    )
     assert np.allclose(totals[100.0], expected, rtol=1e-5, atol=1e-6)
 
 
@@ -146,9 +150,16 @@ def test_the_two_foreground_models_differ_only_in_the_sky():
 
     g, ng = flatten(FG), flatten(NG)
     changed = {k for k in g if g[k] != ng[k]} | (set(ng) - set(g))
-    assert changed == {"model", "dust.beta_scatter", "dust.T_dust_scatter_K", "synchrotron.beta_scatter",
-                       "dust.ln_intensity_sigma", "dust.angle_sigma_deg",
-                       "synchrotron.ln_intensity_sigma", "synchrotron.angle_sigma_deg"}
+    assert changed == {
+        "model",
+        "dust.beta_scatter",
+        "dust.T_dust_scatter_K",
+        "synchrotron.beta_scatter",
+        "dust.ln_intensity_sigma",
+        "dust.angle_sigma_deg",
+        "synchrotron.ln_intensity_sigma",
+        "synchrotron.angle_sigma_deg",
+    }
 
 
 @pytest.mark.parametrize("component", ["dust", "synchrotron"])
@@ -214,10 +225,16 @@ def test_each_pixel_scales_with_its_own_spectral_parameters():
     parts = dict(channel_parts(NG, sky, nside, 100.0))
     sp, d, s = sky.spectral, NG["dust"], NG["synchrotron"]
     for pix in (0, 777, 12 * nside**2 - 1):
-        dust = sky.galactic["dust"][:, pix] * dust_sed_rj(100.0, d["ref_GHz"], sp["beta_dust"][pix],
-                                                          sp["T_dust_K"][pix]) * rj_to_cmb(100.0)
-        sync = sky.galactic["synchrotron"][:, pix] * synchrotron_sed_rj(100.0, s["ref_GHz"],
-                                                                        sp["beta_synchrotron"][pix]) * rj_to_cmb(100.0)
+        dust = (
+            sky.galactic["dust"][:, pix]
+            * dust_sed_rj(100.0, d["ref_GHz"], sp["beta_dust"][pix], sp["T_dust_K"][pix])
+            * rj_to_cmb(100.0)
+        )
+        sync = (
+            sky.galactic["synchrotron"][:, pix]
+            * synchrotron_sed_rj(100.0, s["ref_GHz"], sp["beta_synchrotron"][pix])
+            * rj_to_cmb(100.0)
+        )
         np.testing.assert_allclose(parts["dust"][:, pix], dust, rtol=1e-12)
         np.testing.assert_allclose(parts["synchrotron"][:, pix], sync, rtol=1e-12)
     # the spectral index itself varies: dust/dust ratios between two channels differ from pixel to pixel

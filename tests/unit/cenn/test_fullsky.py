@@ -11,8 +11,14 @@ NSIDE, LMAX = 64, 191
 
 @pytest.fixture(scope="module")
 def sky(camb_cls):
-    alm = gaussian_alm(camb_cls["cl_tt_lensed"], camb_cls["cl_ee_lensed"], camb_cls["cl_bb_lensed"],
-                       camb_cls["cl_te_lensed"], LMAX, np.random.default_rng(3))
+    alm = gaussian_alm(
+        camb_cls["cl_tt_lensed"],
+        camb_cls["cl_ee_lensed"],
+        camb_cls["cl_bb_lensed"],
+        camb_cls["cl_te_lensed"],
+        LMAX,
+        np.random.default_rng(3),
+    )
     return alm, tqu_from_alm(alm, NSIDE)
 
 
@@ -53,18 +59,27 @@ def test_eb_decomposition_recovers_the_input_e_and_b_maps(sky):
 def test_bilinear_patch_interpolation_acts_as_a_one_pixel_gaussian():
     """The documented interpolation window (Gaussian, FWHM = one HEALPix pixel) matches the power
     that white noise keeps when interpolated onto 12 arcmin patches from nside 128, to 15%."""
-    from cmbml.common.flatsky import FlatGrid, bin_power, linear_bins, power_2d
     from cmbml.cenn.patches import PatchSampler
+    from cmbml.common.flatsky import FlatGrid, bin_power, linear_bins, power_2d
 
     nside, npix, pix = 128, 32, 12.0
     lmax = 3 * nside - 1
-    sky_map = hp.alm2map(gaussian_alm(np.ones(lmax + 1), *(np.zeros(lmax + 1),) * 3, lmax,
-                                      np.random.default_rng(0))[0], nside)
+    sky_map = hp.alm2map(
+        gaussian_alm(np.ones(lmax + 1), *(np.zeros(lmax + 1),) * 3, lmax, np.random.default_rng(0))[0], nside
+    )
     geometry, grid = FlatGrid(npix, pix), FlatGrid(npix, pix)
     taper = np.outer(np.hanning(npix), np.hanning(npix))
     rng = np.random.default_rng(1)
-    power = np.mean([power_2d(grid, PatchSampler.build(nside, geometry, rng.uniform(0, 360), rng.uniform(30, 80))
-                                    .scalar(sky_map) * taper) for _ in range(40)], axis=0) / np.mean(taper**2)
+    power = np.mean(
+        [
+            power_2d(
+                grid,
+                PatchSampler.build(nside, geometry, rng.uniform(0, 360), rng.uniform(30, 80)).scalar(sky_map) * taper,
+            )
+            for _ in range(40)
+        ],
+        axis=0,
+    ) / np.mean(taper**2)
     ell, binned, _ = bin_power(grid, power, linear_bins(grid, 2 * grid.ell_fundamental, lmax))
     window = interpolation_window(nside, lmax)[np.round(ell).astype(int)] ** 2
     assert np.allclose(binned / window, 1.0, atol=0.15), binned / window

@@ -4,10 +4,10 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.common.flatsky import FlatGrid, check_bins
+from cmbml.cenn.fullsky import gaussian_alm, interpolation_window, tqu_from_alm
 from cmbml.cenn.namaster_flat import FlatSpectra
 from cmbml.cenn.patches import PatchSampler
-from cmbml.cenn.fullsky import gaussian_alm, interpolation_window, tqu_from_alm
+from cmbml.common.flatsky import FlatGrid, check_bins
 
 
 def test_bins_without_a_mode_are_refused_before_pymaster():
@@ -34,8 +34,14 @@ def test_one_workspace_serves_every_patch():
 @pytest.fixture(scope="module")
 def cmb_sky(camb_cls):
     nside, lmax = 256, 767
-    alm = gaussian_alm(camb_cls["cl_tt_lensed"], camb_cls["cl_ee_lensed"], camb_cls["cl_bb_lensed"],
-                       camb_cls["cl_te_lensed"], lmax, np.random.default_rng(4))
+    alm = gaussian_alm(
+        camb_cls["cl_tt_lensed"],
+        camb_cls["cl_ee_lensed"],
+        camb_cls["cl_bb_lensed"],
+        camb_cls["cl_te_lensed"],
+        lmax,
+        np.random.default_rng(4),
+    )
     return nside, lmax, alm
 
 
@@ -72,13 +78,14 @@ def _flat_cmb_ratio(camb_cls, pad_factor, n=150):
     cl = np.asarray(camb_cls["cl_ee_lensed"], dtype=float)
     amp = np.sqrt(big.cl_on_grid(cl) * big.npix**2 / big.dx**2)
     rng = np.random.default_rng(7)
-    est = FlatSpectra(patch, np.arange(60.0, 1020.0, 120.0), spin=0, apodization_deg=1.0, spin0_name="EE",
-                      pad_factor=pad_factor)
+    est = FlatSpectra(
+        patch, np.arange(60.0, 1020.0, 120.0), spin=0, apodization_deg=1.0, spin0_name="EE", pad_factor=pad_factor
+    )
     measured = []
     for _ in range(n):
         field = np.fft.ifft2(amp * np.fft.fft2(rng.standard_normal((240, 240))) / 240).real
         for corner in ((0, 0), (120, 0), (0, 120), (120, 120)):  # four disjoint cuts per field
-            measured.append(est.spectra([field[corner[0]:corner[0] + 60, corner[1]:corner[1] + 60]])["EE"])
+            measured.append(est.spectra([field[corner[0] : corner[0] + 60, corner[1] : corner[1] + 60]])["EE"])
     ratio = np.array(measured) / est.binned_theory({"EE": cl})["EE"]
     return ratio.mean(0), ratio.std(0) / np.sqrt(len(ratio))
 

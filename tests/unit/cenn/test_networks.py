@@ -35,11 +35,12 @@ def test_the_layers_give_the_flat_sky_e_and_b_modes_of_the_wiener_filter():
     rng = np.random.default_rng(1)
     q_u = rng.normal(size=(3, NPIX, NPIX, 2 * PAIRS)).astype(np.float32)
     e_b = _transform(False).predict(q_u, verbose=0)
-    modes = harmonic_modes({"Q": q_u[..., :PAIRS].astype(float), "U": q_u[..., PAIRS:].astype(float)},
-                           FlatGrid(NPIX, 6.0))
+    modes = harmonic_modes(
+        {"Q": q_u[..., :PAIRS].astype(float), "U": q_u[..., PAIRS:].astype(float)}, FlatGrid(NPIX, 6.0)
+    )
     keep = _off_nyquist()
     for k, spectrum in enumerate("EB"):
-        got = np.fft.fft2(e_b[..., k * PAIRS:(k + 1) * PAIRS], axes=(1, 2))
+        got = np.fft.fft2(e_b[..., k * PAIRS : (k + 1) * PAIRS], axes=(1, 2))
         scale = np.abs(modes[spectrum]).max()
         assert np.abs(got - modes[spectrum])[:, keep].max() < 1e-5 * scale
 
@@ -74,8 +75,9 @@ def test_the_eb_network_learns_only_its_cenn_layers_and_loads_in_safe_mode(tmp_p
     model = eb.build(eb.Params(), n_channels=2 * PAIRS, l2=1e-6, n_outputs=2, npix=NPIX)
     reference = original.build(original.Params(), n_channels=2 * PAIRS, l2=1e-6, n_outputs=2)
     assert model.count_params() > reference.count_params()  # the fixed Fourier weights are saved with it
-    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == \
-        sum(int(np.prod(w.shape)) for w in reference.trainable_weights)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == sum(
+        int(np.prod(w.shape)) for w in reference.trainable_weights
+    )
     path = tmp_path / "eb.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
@@ -122,14 +124,17 @@ def _wiener_filter(components, npix=NPIX):
 
     grid = FlatGrid(npix, 6.0)
     ell = np.arange(4000.0)
-    response = np.stack([np.exp(-ell**2 * s**2 / 2) for s in (1e-3, 5e-4, 0.0)])
+    response = np.stack([np.exp(-(ell**2) * s**2 / 2) for s in (1e-3, 5e-4, 0.0)])
     cl = 1e-4 / (1 + (ell / 300) ** 2)
     nuisance_cl = 1e-5 * (1 + (200 / np.maximum(ell, 1)) ** 2)
     unit = grid.npix**2 / grid.dx**2
     mixing = np.array([[1.0, 0.5, 0.2], [0.5, 1.0, 0.5], [0.2, 0.5, 1.0]])
     spectra = ("E", "B") if components == ("Q", "U") else components
-    nuisance = {s: grid.cl_on_grid(nuisance_cl * (1 if s == "E" else 0.5))[..., None, None] * unit * mixing
-                + 1e-6 * unit * np.eye(3) for s in spectra}
+    nuisance = {
+        s: grid.cl_on_grid(nuisance_cl * (1 if s == "E" else 0.5))[..., None, None] * unit * mixing
+        + 1e-6 * unit * np.eye(3)
+        for s in spectra
+    }
     return WienerFilter.build(grid, {s: cl * (1 if s == "E" else 0.1) for s in ("E", "B")}, response, nuisance), grid
 
 
@@ -145,16 +150,19 @@ def test_the_fourier_filter_applies_the_wiener_filter_inside_the_network(compone
     modes = np.fft.fft2(maps, axes=(1, 2))
     modes[:, NPIX // 2, :] = modes[:, :, NPIX // 2] = 0
     maps = np.fft.ifft2(modes, axes=(1, 2)).real
-    split = {c: maps[..., 3 * k:3 * (k + 1)] for k, c in enumerate(components)}
+    split = {c: maps[..., 3 * k : 3 * (k + 1)] for k, c in enumerate(components)}
     expected = np.stack([wiener.apply(split)[c] for c in components], axis=-1)
     inputs = keras.Input((NPIX, NPIX, 3 * len(components)))
     matrix = wiener.mode_matrix()
     plain = keras.Model(inputs, fourier_filter(inputs, matrix, name="w"))
-    np.testing.assert_allclose(plain.predict(maps.astype(np.float32), verbose=0), expected,
-                               atol=2e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        plain.predict(maps.astype(np.float32), verbose=0), expected, atol=2e-5 * np.abs(expected).max()
+    )
     k = 3 * len(components)
-    x_stats, y_stats = (rng.normal(size=k), rng.uniform(1, 2, k)), (rng.normal(size=len(components)),
-                                                                   rng.uniform(1, 2, len(components)))
+    x_stats, y_stats = (
+        (rng.normal(size=k), rng.uniform(1, 2, k)),
+        (rng.normal(size=len(components)), rng.uniform(1, 2, len(components))),
+    )
     weights, offset = standardised_filter(matrix, x_stats, y_stats)
     std_model = keras.Model(inputs, fourier_filter(inputs, weights, offset, name="s"))
     shifted = maps + x_stats[0]  # maps with the channel means added, then standardised
@@ -170,11 +178,11 @@ def test_the_untrained_wiener_informed_network_is_the_wiener_filter(components, 
 
     wiener, _ = _wiener_filter(components)
     k = 3 * len(components)
-    linear = standardised_filter(wiener.mode_matrix(), (np.zeros(k), np.ones(k)),
-                                 (np.zeros(len(components)), np.ones(len(components))))
+    linear = standardised_filter(
+        wiener.mode_matrix(), (np.zeros(k), np.ones(k)), (np.zeros(len(components)), np.ones(len(components)))
+    )
     arch = ARCHITECTURES["wiener_informed"]
-    model = arch.build(arch.Params(), n_channels=k, l2=1e-6, n_outputs=len(components), npix=NPIX,
-                       linear_filter=linear)
+    model = arch.build(arch.Params(), n_channels=k, l2=1e-6, n_outputs=len(components), npix=NPIX, linear_filter=linear)
     inputs = keras.Input((NPIX, NPIX, k))
     filter_only = keras.Model(inputs, fourier_filter(inputs, *linear, name="ref"))
     x = np.random.default_rng(6).normal(size=(2, NPIX, NPIX, k)).astype(np.float32)
@@ -189,7 +197,7 @@ def _smooth_spin2(npix: int, which: str, seed: int = 7) -> np.ndarray:
     grid = FlatGrid(npix, 6.0)
     rng = np.random.default_rng(seed)
     modes = np.fft.fft2(rng.normal(size=(1, npix, npix, 1)), axes=(1, 2))
-    modes *= np.exp(-(grid.ell / grid.ell.max() * 12) ** 2)[None, :, :, None]
+    modes *= np.exp(-((grid.ell / grid.ell.max() * 12) ** 2))[None, :, :, None]
     zero = np.zeros_like(modes)
     q_u = maps_from_modes({"E": modes if which == "E" else zero, "B": modes if which == "B" else zero}, grid)
     return np.concatenate([q_u["Q"], q_u["U"]], axis=-1)[0]

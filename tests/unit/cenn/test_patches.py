@@ -4,8 +4,8 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.common.flatsky import FlatGrid
 from cmbml.cenn.patches import PatchSampler, random_centres
+from cmbml.common.flatsky import FlatGrid
 
 
 def point_source_map(nside, lon_deg, lat_deg, fwhm_arcmin=30.0):
@@ -35,13 +35,19 @@ def test_a_point_source_lands_on_the_right_pixel(lat0):
 def test_pure_e_sky_gives_no_b_on_qu_patches(camb_cls):
     """Q/U patches are rotated into the flat-sky frame: a sky with B = 0 shows BB/EE < 1% at
     ell 180 to 2 nside with purified NaMaster fields (without the rotation about 1% leaks)."""
-    from cmbml.cenn.namaster_flat import FlatSpectra
     from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
+    from cmbml.cenn.namaster_flat import FlatSpectra
 
     nside, lmax = 256, 767
     zero = np.zeros(3001)
-    alm = gaussian_alm(camb_cls["cl_tt_lensed"], camb_cls["cl_ee_lensed"], zero, camb_cls["cl_te_lensed"], lmax,
-                       np.random.default_rng(0))
+    alm = gaussian_alm(
+        camb_cls["cl_tt_lensed"],
+        camb_cls["cl_ee_lensed"],
+        zero,
+        camb_cls["cl_te_lensed"],
+        lmax,
+        np.random.default_rng(0),
+    )
     _, q, u = tqu_from_alm(alm, nside)
     geometry = FlatGrid(64, 6.0)
     estimator = FlatSpectra(geometry, np.arange(60.0, 760.0, 60.0), spin=2, apodization_deg=1.0)

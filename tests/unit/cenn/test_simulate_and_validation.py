@@ -7,16 +7,16 @@ import h5py
 import numpy as np
 import pytest
 
+from cmbml.cenn.foregrounds import channel_maps, load_source_counts, polarization_spectra
+from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
 from cmbml.cenn.setup import CennSetup
 from cmbml.cenn.simulate import build_component_skies, cut_split, plan_split, read_instrument, write_split
-from cmbml.common.executors import ForkExecutor
 from cmbml.cenn.validation import build_tables, cenn_expectation
-from cmbml.cenn.foregrounds import channel_maps, load_source_counts, polarization_spectra
-from cmbml.common.gate import run_gate
+from cmbml.common.executors import ForkExecutor
 from cmbml.common.flatsky import FlatGrid
-from cmbml.cenn.fullsky import gaussian_alm, tqu_from_alm
-from tests.helpers import copy_files, failed
+from cmbml.common.gate import run_gate
 from tests.conftest import REPO, compose
+from tests.helpers import copy_files, failed
 
 SIZES = {"Train": 16, "Test": 8, "Validation": 8}
 
@@ -32,11 +32,22 @@ def world(camb_cls):
     nside, lmax = sc["nside"], 3 * sc["nside"] - 1
     channels = read_instrument(REPO / params["instrument"]["table"])
     params["instrument"]["table"] = str(REPO / params["instrument"]["table"])
-    alm = gaussian_alm(camb_cls["cl_tt_lensed"], camb_cls["cl_ee_lensed"], camb_cls["cl_bb_lensed"],
-                       camb_cls["cl_te_lensed"], lmax, np.random.default_rng(0))
+    alm = gaussian_alm(
+        camb_cls["cl_tt_lensed"],
+        camb_cls["cl_ee_lensed"],
+        camb_cls["cl_bb_lensed"],
+        camb_cls["cl_te_lensed"],
+        lmax,
+        np.random.default_rng(0),
+    )
     cmb_qu = [tqu_from_alm(alm, nside)[1:]]
-    totals, _, _ = channel_maps(params["foregrounds"], [c.freq_ghz for c in channels], nside, params["seed"],
-                                load_source_counts(params["foregrounds"], REPO / "data"))
+    totals, _, _ = channel_maps(
+        params["foregrounds"],
+        [c.freq_ghz for c in channels],
+        nside,
+        params["seed"],
+        load_source_counts(params["foregrounds"], REPO / "data"),
+    )
     fg = [totals[c.freq_ghz] for c in channels]
     fg_cls = {"ell": np.arange(lmax + 1)}
     for c in channels:
@@ -50,12 +61,27 @@ def make_split(world, folder: Path, split: str, noise=True, workers=1, chunk=32)
     p, sc = world["params"], world["params"]["scale"]["cenn"]
     geometry = FlatGrid(sc["npix"], sc["pixel_arcmin"])
     plan = plan_split(split, SIZES[split], p["seed"], 1, 30.0, [0.0, 60.0], [180.0, 240.0], geometry)
-    chunks = cut_split(plan, world["inputs"], world["labels"], world["channels"], sc["nside"], geometry, ["E"],
-                       p["seed"], noise=noise, executor=ForkExecutor(workers), chunk=chunk)
+    chunks = cut_split(
+        plan,
+        world["inputs"],
+        world["labels"],
+        world["channels"],
+        sc["nside"],
+        geometry,
+        ["E"],
+        p["seed"],
+        noise=noise,
+        executor=ForkExecutor(workers),
+        chunk=chunk,
+    )
     path = folder / f"{split}_E.h5"
     setup = CennSetup.from_params(p, REPO / "conf")
-    attrs = {"split": split, "params_digest": setup.dataset_digest, "channels_GHz": setup.instrument.freqs_ghz,
-             "target_GHz": setup.instrument.target_channel.freq_ghz}
+    attrs = {
+        "split": split,
+        "params_digest": setup.dataset_digest,
+        "channels_GHz": setup.instrument.freqs_ghz,
+        "target_GHz": setup.instrument.target_channel.freq_ghz,
+    }
     write_split({"E": path}, plan, chunks, sc["npix"], 3, attrs)
     return path
 
@@ -104,8 +130,9 @@ def test_the_label_is_the_cmb_at_the_target_beam(world):
     from cmbml.cenn.simulate import build_component_skies
 
     zero_fg = [np.zeros_like(f) for f in world["fg"]]
-    inputs, labels = build_component_skies(world["cmb_qu"], zero_fg, world["channels"], 1,
-                                           world["params"]["scale"]["cenn"]["nside"], ["E"])
+    inputs, labels = build_component_skies(
+        world["cmb_qu"], zero_fg, world["channels"], 1, world["params"]["scale"]["cenn"]["nside"], ["E"]
+    )
     assert np.allclose(inputs[(0, "E")][1], labels[(0, "E")], atol=1e-4)
     assert not np.allclose(inputs[(0, "E")][0], labels[(0, "E")], atol=1e-2)  # 100 GHz: wider beam
 
@@ -146,7 +173,9 @@ def test_labels_equal_to_inputs_are_rejected(world, clean, tmp_path):
     paths = copy_files(clean, tmp_path / "copy")
     with h5py.File(paths[("Test", "E")], "r+") as h5:
         h5["M0"][...] = h5["M"][..., 1:2]
-    assert failed(gate(world, paths, tmp_path), "Test_E_patches: expect_column_values_to_be_between(target_minus_label_var)")
+    assert failed(
+        gate(world, paths, tmp_path), "Test_E_patches: expect_column_values_to_be_between(target_minus_label_var)"
+    )
 
 
 def test_a_patch_repeated_across_splits_is_rejected(world, clean, tmp_path):

@@ -69,6 +69,7 @@ def tiny_arrays(n_channels: int, n: int = 8, npix: int = 16, seed: int = 0):
 
 def fit_one_epoch(core, x, y):
     """Compile as the stages do and fit one epoch on standardised arrays through the library fit."""
+
     def stats(a):
         return a.mean(axis=(0, 1, 2)).tolist(), a.std(axis=(0, 1, 2)).tolist()
 
@@ -76,8 +77,15 @@ def fit_one_epoch(core, x, y):
     early_stopping = ArrayBatches(x[6:], y[6:], 3, stats(x), stats(y))
     core.compile(optimizer=make_optimizer("adam", 1e-3), loss="mse")
     epochs = []
-    fitted = fit(core, training, early_stopping, epochs=1, patience=1,
-                 on_epoch_end=lambda epoch, losses: epochs.append((epoch, losses)), verbose=0)
+    fitted = fit(
+        core,
+        training,
+        early_stopping,
+        epochs=1,
+        patience=1,
+        on_epoch_end=lambda epoch, losses: epochs.append((epoch, losses)),
+        verbose=0,
+    )
     assert fitted.epochs_run == 1 and fitted.best_epoch == 1
     assert [e for e, _ in epochs] == [1] and set(epochs[0][1]) == {"loss", "val_loss"}
     assert epochs[0][1]["val_loss"] == pytest.approx(fitted.best_val_loss)
@@ -88,8 +96,9 @@ def fit_one_epoch(core, x, y):
 
 def test_a_registered_lensing_architecture_is_built_by_name_and_fitted(registered):
     assert TinyLensing.name in LENSING_ARCHITECTURES.names()
-    params = architecture_params({"architecture": TinyLensing.name, TinyLensing.name: {"kernel": 5}},
-                                 LENSING_ARCHITECTURES)
+    params = architecture_params(
+        {"architecture": TinyLensing.name, TinyLensing.name: {"kernel": 5}}, LENSING_ARCHITECTURES
+    )
     core = LENSING_ARCHITECTURES[TinyLensing.name].build(params, 16, name="lensing_cnn_test")
     assert core.get_layer("kappa_out").kernel_size == (5, 5)
     fitted = fit_one_epoch(core, *tiny_arrays(1))
@@ -108,8 +117,10 @@ def test_the_dummies_are_registered_for_their_tests_only():
     assert "original" in LENSING_ARCHITECTURES and "original" in CENN_ARCHITECTURES
 
 
-@pytest.mark.parametrize("registry, key", [(LENSING_ARCHITECTURES, "lensing_net.architecture"),
-                                           (CENN_ARCHITECTURES, "cenn_net.architecture")])
+@pytest.mark.parametrize(
+    "registry, key",
+    [(LENSING_ARCHITECTURES, "lensing_net.architecture"), (CENN_ARCHITECTURES, "cenn_net.architecture")],
+)
 def test_an_unknown_architecture_is_a_key_error_naming_the_parameter_and_the_known_names(registry, key):
     with pytest.raises(KeyError) as err:
         registry["no_such_network"]

@@ -43,7 +43,9 @@ def test_the_parameter_check_tests_the_very_bins_namaster_gets(monkeypatch):
 
     seen = []
     real = cenn_schema.check_bins
-    monkeypatch.setattr(cenn_schema, "check_bins", lambda edges, grid, lmax: seen.append(edges) or real(edges, grid, lmax))
+    monkeypatch.setattr(
+        cenn_schema, "check_bins", lambda edges, grid, lmax: seen.append(edges) or real(edges, grid, lmax)
+    )
     setup = CennSetup.from_params(compose(), CONF)
     assert len(seen) == 1 and np.array_equal(seen[0], setup.bin_edges)
 
@@ -55,8 +57,9 @@ def test_every_accepted_parameter_set_gives_bins_namaster_accepts(scale, variant
     from cmbml.cenn.namaster_flat import FlatSpectra
 
     setup = CennSetup.from_params(compose(f"scale={scale}", f"cenn={variant}"), CONF)
-    estimator = FlatSpectra(setup.geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg,
-                            spin0_name=setup.spectra[0])
+    estimator = FlatSpectra(
+        setup.geometry.cropped, setup.bin_edges, setup.spin, setup.apodization_deg, spin0_name=setup.spectra[0]
+    )
     assert estimator.ell.size == setup.bin_edges.size - 1 and estimator.names[0] == setup.spectra[0]
 
 
@@ -83,7 +86,9 @@ def test_each_experiment_logs_its_own_parameters_and_the_shared_cosmology():
     # evaluation settings are not model parameters: the evaluation logs them as tags
     assert "lensing_evaluate.n_example_maps" in lensing.tracking.evaluation_params
     assert "scale.cenn.crop_pixels" in cenn.tracking.evaluation_params
-    assert "scale.cenn.crop_pixels" not in cenn.tracking.params and "cenn_evaluate.bin_width" not in cenn.tracking.params
+    assert (
+        "scale.cenn.crop_pixels" not in cenn.tracking.params and "cenn_evaluate.bin_width" not in cenn.tracking.params
+    )
     # one MLflow log_params batch each (MLflow takes at most 100 per call)
     assert len(lensing.tracking.params) < 100 and len(cenn.tracking.params) < 100
 
@@ -148,8 +153,10 @@ def test_the_unseen_sky_setup_differs_from_the_training_one_only_in_its_foregrou
         assert getattr(unseen.paths, field) != getattr(train.paths, field), field
     assert unseen.dataset_digest != train.dataset_digest
     same = compose("foregrounds@unseen_foregrounds=gaussian")
-    assert (CennSetup.from_params(same, CONF, foreground_sky="unseen").dataset_digest
-            == CennSetup.from_params(same, CONF).dataset_digest)
+    assert (
+        CennSetup.from_params(same, CONF, foreground_sky="unseen").dataset_digest
+        == CennSetup.from_params(same, CONF).dataset_digest
+    )
     with pytest.raises(ValueError, match="allowed"):
         CennSetup.from_params(params, CONF, foreground_sky="validation")
 
@@ -158,11 +165,16 @@ def test_the_unseen_sky_setup_differs_from_the_training_one_only_in_its_foregrou
 # metadata) with the same values give the same digest, so that datasets already made stay valid. A change here
 # (a key renamed, a key added to a dataset's parameters) makes every dataset stale: change it knowingly.
 PINNED_DIGESTS = {
-    (): {"lensing": "6016f1c66c08b71b8951aa0a",  # lensing_simulate.oversampling added
-         "training": "737434a01238695a1a5c6f4c", "unseen": "f7d55d2cd82f8aee809477bd"},
-    ("lensing=v5", "cenn=QU", "scale=smoke"): {"lensing": "a93c6c1e0a8f34dda3442559",
-                                               "training": "9bbc50025245777bdd4e4060",  # smoke nside 256
-                                               "unseen": "c04694b13af77218cab46aca"},
+    (): {
+        "lensing": "6016f1c66c08b71b8951aa0a",  # lensing_simulate.oversampling added
+        "training": "737434a01238695a1a5c6f4c",
+        "unseen": "f7d55d2cd82f8aee809477bd",
+    },
+    ("lensing=v5", "cenn=QU", "scale=smoke"): {
+        "lensing": "a93c6c1e0a8f34dda3442559",
+        "training": "9bbc50025245777bdd4e4060",  # smoke nside 256
+        "unseen": "c04694b13af77218cab46aca",
+    },
 }
 
 
@@ -179,25 +191,82 @@ def test_the_dataset_digests_are_unchanged(overrides):
 def test_the_keys_of_each_experiment_are_read_from_the_schema():
     """The roles in the schema's field metadata give the keys each experiment digests, logs and tags."""
     assert set(LensingSetup.DATASET_KEYS) == {
-        "seed", "cosmology", "lensing_version", "npix", "pixel_arcmin", "T_lmax", "kappa_lmax",
-        "kappa_exaggeration_factor", "same_T_realisation", "noise_uK_arcmin", "lensing_simulate.remap",
-        "lensing_simulate.remap_epsilon", "lensing_simulate.oversampling",
-        "scale.lensing.n_training", "scale.lensing.n_early_stopping", "scale.lensing.n_evaluation"}
+        "seed",
+        "cosmology",
+        "lensing_version",
+        "npix",
+        "pixel_arcmin",
+        "T_lmax",
+        "kappa_lmax",
+        "kappa_exaggeration_factor",
+        "same_T_realisation",
+        "noise_uK_arcmin",
+        "lensing_simulate.remap",
+        "lensing_simulate.remap_epsilon",
+        "lensing_simulate.oversampling",
+        "scale.lensing.n_training",
+        "scale.lensing.n_early_stopping",
+        "scale.lensing.n_evaluation",
+    }
     assert set(CennSetup.DATASET_KEYS) == {
-        "seed", "cosmology", "instrument", "cmb_maps.n_realisations", "foregrounds", "cenn.variant",
-        "cenn.components", "cenn_simulate.b_min_deg", "cenn_simulate.holdout_lon_deg",
-        "cenn_simulate.early_stopping_lon_deg", "scale.cenn.nside", "scale.cenn.npix", "scale.cenn.pixel_arcmin",
-        "scale.cenn.n_training", "scale.cenn.n_early_stopping", "scale.cenn.n_evaluation"}
+        "seed",
+        "cosmology",
+        "instrument",
+        "cmb_maps.n_realisations",
+        "foregrounds",
+        "cenn.variant",
+        "cenn.components",
+        "cenn_simulate.b_min_deg",
+        "cenn_simulate.holdout_lon_deg",
+        "cenn_simulate.early_stopping_lon_deg",
+        "scale.cenn.nside",
+        "scale.cenn.npix",
+        "scale.cenn.pixel_arcmin",
+        "scale.cenn.n_training",
+        "scale.cenn.n_early_stopping",
+        "scale.cenn.n_evaluation",
+    }
     assert set(LensingSetup.EVALUATION_KEYS) == {"lensing_evaluate"}
-    assert set(CennSetup.EVALUATION_KEYS) == {"cenn_evaluate", "unseen_foregrounds", "scale.cenn.crop_pixels",
-                                              "cenn.spectra"}
+    assert set(CennSetup.EVALUATION_KEYS) == {
+        "cenn_evaluate",
+        "unseen_foregrounds",
+        "scale.cenn.crop_pixels",
+        "cenn.spectra",
+    }
     assert set(LensingSetup.KEYS) == {
-        "seed", "cosmology", "lensing_version", "npix", "pixel_arcmin", "T_lmax", "kappa_lmax",
-        "kappa_exaggeration_factor", "same_T_realisation", "noise_uK_arcmin", "lensing_simulate", "lensing_validate",
-        "lensing_net", "lensing_train", "lensing_evaluate", "scale.name", "scale.lensing"}
+        "seed",
+        "cosmology",
+        "lensing_version",
+        "npix",
+        "pixel_arcmin",
+        "T_lmax",
+        "kappa_lmax",
+        "kappa_exaggeration_factor",
+        "same_T_realisation",
+        "noise_uK_arcmin",
+        "lensing_simulate",
+        "lensing_validate",
+        "lensing_net",
+        "lensing_train",
+        "lensing_evaluate",
+        "scale.name",
+        "scale.lensing",
+    }
     assert set(CennSetup.KEYS) == {
-        "seed", "cosmology", "instrument", "cmb_maps", "foregrounds", "unseen_foregrounds", "cenn", "cenn_simulate",
-        "cenn_net", "cenn_train", "cenn_evaluate", "scale.name", "scale.cenn"}
+        "seed",
+        "cosmology",
+        "instrument",
+        "cmb_maps",
+        "foregrounds",
+        "unseen_foregrounds",
+        "cenn",
+        "cenn_simulate",
+        "cenn_net",
+        "cenn_train",
+        "cenn_evaluate",
+        "scale.name",
+        "scale.cenn",
+    }
 
 
 def test_the_setups_expose_the_network_training_and_every_path():
@@ -245,8 +314,10 @@ def test_a_lensing_process_never_imports_the_cenn_package():
     import subprocess
     import sys
 
-    probe = ("import sys; from cmbml.lensing.setup import load; load(); "
-             "loaded = sorted(m for m in sys.modules if m.startswith('cmbml.cenn')); assert not loaded, loaded")
+    probe = (
+        "import sys; from cmbml.lensing.setup import load; load(); "
+        "loaded = sorted(m for m in sys.modules if m.startswith('cmbml.cenn')); assert not loaded, loaded"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
 

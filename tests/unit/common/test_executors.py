@@ -24,8 +24,10 @@ def dask_client():
     from distributed import Client, LocalCluster
 
     # threads in this process: the protocol (scatter, submit, order) without starting worker processes
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster, set_as_default=False) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         yield client
 
 

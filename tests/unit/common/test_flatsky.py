@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cmbml.common.flatsky import FlatGrid, bin_power, gaussian_realisation, linear_bins, power_2d
 from cmbml.cenn.fullsky import pixel_arcmin
+from cmbml.common.flatsky import FlatGrid, bin_power, gaussian_realisation, linear_bins, power_2d
 
 
 def test_nside_equivalent_pixels_match_the_seed_versions():
@@ -33,7 +33,7 @@ def test_realisations_recover_the_input_spectrum_within_cosmic_variance():
     _, measured, n_modes = bin_power(grid, power_2d(grid, maps).mean(axis=0), edges)
     _, expected, _ = bin_power(grid, cl_grid, edges)
     sigma = expected * np.sqrt(2.0 / (n_modes * maps.shape[0]))  # n_modes counts +k and -k
-    assert np.all(np.abs(measured - expected) < 4 * sigma), (measured / expected)
+    assert np.all(np.abs(measured - expected) < 4 * sigma), measured / expected
 
 
 def test_realisation_variance_matches_the_grid_sum():

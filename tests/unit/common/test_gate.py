@@ -30,8 +30,10 @@ def test_data_docs_go_to_the_repository_keyed_by_stage_and_experiment(monkeypatc
     queued.mkdir(parents=True)
     monkeypatch.chdir(queued)
     monkeypatch.setenv("DVC_EXP_NAME", "fated-bloc")
-    assert data_docs_dir("reports/data_docs", "lensing_validate") == (
-        tmp_path / "repo" / "reports" / "data_docs" / "lensing_validate" / "fated-bloc").resolve()
+    assert (
+        data_docs_dir("reports/data_docs", "lensing_validate")
+        == (tmp_path / "repo" / "reports" / "data_docs" / "lensing_validate" / "fated-bloc").resolve()
+    )
     monkeypatch.delenv("DVC_EXP_NAME")
     assert data_docs_dir("reports/data_docs", "cenn_validate").name == "workspace"
 

@@ -8,18 +8,36 @@ from astropy.io import fits
 
 from cmbml.common.inference import MapError, check_against_card, read_maps, write_prediction
 
-CARD = {"parameter_set": "v2",
-        "input": {"channels": ["T"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 5.0, "quantity": "T"},
-        "output": {"channels": ["kappa"], "units": "dimensionless", "npix": 8, "pixel_arcmin": 5.0,
-                   "quantity": "kappa x 30", "kappa_exaggeration_factor": 30.0}}
-CENN_CARD = {"input": {"channels": ["100GHz", "143GHz", "217GHz"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 2.0},
-             "output": {"channels": ["CMB"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 2.0, "quantity": "CMB",
-                        "target_GHz": 143.0}}
+CARD = {
+    "parameter_set": "v2",
+    "input": {"channels": ["T"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 5.0, "quantity": "T"},
+    "output": {
+        "channels": ["kappa"],
+        "units": "dimensionless",
+        "npix": 8,
+        "pixel_arcmin": 5.0,
+        "quantity": "kappa x 30",
+        "kappa_exaggeration_factor": 30.0,
+    },
+}
+CENN_CARD = {
+    "input": {"channels": ["100GHz", "143GHz", "217GHz"], "units": "uK_CMB", "npix": 8, "pixel_arcmin": 2.0},
+    "output": {
+        "channels": ["CMB"],
+        "units": "uK_CMB",
+        "npix": 8,
+        "pixel_arcmin": 2.0,
+        "quantity": "CMB",
+        "target_GHz": 143.0,
+    },
+}
 RNG = np.random.default_rng(1)
 
 
 def fits_file(path, data, pixel_arcmin=5.0, **header):
-    fits.PrimaryHDU(data, fits.Header({"CDELT1": -pixel_arcmin / 60, "CDELT2": pixel_arcmin / 60, **header})).writeto(path)
+    fits.PrimaryHDU(data, fits.Header({"CDELT1": -pixel_arcmin / 60, "CDELT2": pixel_arcmin / 60, **header})).writeto(
+        path
+    )
     return path
 
 
@@ -43,17 +61,35 @@ def test_layouts_of_each_format_become_sample_y_x_channel(tmp_path):
     assert np.allclose(m.maps[..., 0], stack) and m.pixel_arcmin == 5.0
 
 
-@pytest.mark.parametrize("make, n_channels, pixel, says", [
-    (lambda p: fits_file(p / "a.fits", np.zeros((10, 10))), 1, None, "10 x 10 pixels; the model expects 8 x 8 pixels"),
-    (lambda p: fits_file(p / "a.fits", np.zeros((8, 8)), 2.5), 1, None, "pixels of 2.5 arcmin; the model expects"),
-    (lambda p: fits_file(p / "a.fits", np.zeros((8, 8)), BUNIT="K_CMB"), 1, None, "maps in K_CMB; the model expects"),
-    (lambda p: (np.save(p / "a.npy", np.zeros((8, 8))), p / "a.npy")[1], 1, None, "pass --pixel-arcmin"),
-    (lambda p: (np.save(p / "a.npy", np.zeros((8, 8))), p / "a.npy")[1], 1, 4.0, "pixels of 4 arcmin"),
-    (lambda p: (np.save(p / "a.npy", np.zeros((2, 8, 8, 2))), p / "a.npy")[1], 1, 5.0, "does not hold 1-channel maps"),
-    (lambda p: (np.save(p / "a.npy", np.full((8, 8), np.nan)), p / "a.npy")[1], 1, 5.0, "NaN or infinite"),
-    (lambda p: p / "missing.fits", 1, None, "no such file"),
-    (lambda p: (p / "a.txt").write_text("1") and p / "a.txt", 1, None, "unknown map format"),
-])
+@pytest.mark.parametrize(
+    "make, n_channels, pixel, says",
+    [
+        (
+            lambda p: fits_file(p / "a.fits", np.zeros((10, 10))),
+            1,
+            None,
+            "10 x 10 pixels; the model expects 8 x 8 pixels",
+        ),
+        (lambda p: fits_file(p / "a.fits", np.zeros((8, 8)), 2.5), 1, None, "pixels of 2.5 arcmin; the model expects"),
+        (
+            lambda p: fits_file(p / "a.fits", np.zeros((8, 8)), BUNIT="K_CMB"),
+            1,
+            None,
+            "maps in K_CMB; the model expects",
+        ),
+        (lambda p: (np.save(p / "a.npy", np.zeros((8, 8))), p / "a.npy")[1], 1, None, "pass --pixel-arcmin"),
+        (lambda p: (np.save(p / "a.npy", np.zeros((8, 8))), p / "a.npy")[1], 1, 4.0, "pixels of 4 arcmin"),
+        (
+            lambda p: (np.save(p / "a.npy", np.zeros((2, 8, 8, 2))), p / "a.npy")[1],
+            1,
+            5.0,
+            "does not hold 1-channel maps",
+        ),
+        (lambda p: (np.save(p / "a.npy", np.full((8, 8), np.nan)), p / "a.npy")[1], 1, 5.0, "NaN or infinite"),
+        (lambda p: p / "missing.fits", 1, None, "no such file"),
+        (lambda p: (p / "a.txt").write_text("1") and p / "a.txt", 1, None, "unknown map format"),
+    ],
+)
 def test_refusals_name_what_the_model_expects(tmp_path, make, n_channels, pixel, says):
     with pytest.raises(MapError, match=says.replace("(", r"\(")):
         check_against_card(read_maps(make(tmp_path), n_channels), CARD, "input", pixel)
@@ -71,7 +107,9 @@ def test_outputs_carry_units_geometry_and_the_model(tmp_path):
     with fits.open(tmp_path / "k.fits") as hdul:
         data, header = hdul[0].data, hdul[0].header
     assert data.shape == (8, 8) and np.array_equal(data, prediction[0, ..., 0])
-    assert header["BUNIT"] == "dimensionless" and header["KAPPAEXG"] == 30.0 and header["CDELT2"] * 60 == pytest.approx(5)
+    assert (
+        header["BUNIT"] == "dimensionless" and header["KAPPAEXG"] == 30.0 and header["CDELT2"] * 60 == pytest.approx(5)
+    )
     assert header["MODEL"] == "models:/cmbml-lensing-v2@default"
     write_prediction(tmp_path / "c.h5", prediction, CENN_CARD, "models/cenn/model.keras", single=False)
     with h5py.File(tmp_path / "c.h5") as h5:

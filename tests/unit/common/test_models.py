@@ -44,9 +44,11 @@ def test_cenn_fit_leaves_grappler_remapper_working():
 
     from tests.conftest import REPO
 
-    script = ("import numpy as np; from cmbml.cenn.networks import cenn_network; m = cenn_network(3); "
-              "m.compile('adam', 'mse'); x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype('float32'); "
-              "m.fit(x, x[..., :1], batch_size=2, epochs=1, verbose=0); print('fitted')")
+    script = (
+        "import numpy as np; from cmbml.cenn.networks import cenn_network; m = cenn_network(3); "
+        "m.compile('adam', 'mse'); x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype('float32'); "
+        "m.fit(x, x[..., :1], batch_size=2, epochs=1, verbose=0); print('fitted')"
+    )
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO / "src")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and "fitted" in out.stdout, out.stderr
@@ -71,7 +73,9 @@ def test_lensing_cnn_output_can_be_negative():
 def test_standardisation_travels_with_the_model(tmp_path):
     """A core trained on standardised data, wrapped, maps physical input to physical output and
     survives a save/load round trip."""
-    core = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")])
+    core = keras.Sequential(
+        [keras.Input((8, 8, 2)), keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")]
+    )
     model = with_standardisation(core, [10.0, -5.0], [2.0, 4.0], 3.0, 0.5)
     x = np.zeros((1, 8, 8, 2), dtype=np.float32)
     x[..., 0], x[..., 1] = 12.0, -1.0  # standardised: 1 and 1 -> core sums to 2 -> 2 * 0.5 + 3 = 4

@@ -17,9 +17,19 @@ from pathlib import Path
 import pytest
 
 from cmbml.common import offline_reports
-from cmbml.common.offline_reports import (NPM_ASSETS, NPM_PACKAGES, NPM_PREFIX, PACKAGE_ASSETS, ReportAssetMissing,
-                                          bundle_header, make_offline, npm_file, package_asset, publish_data_docs,
-                                          write_vega_bundle)
+from cmbml.common.offline_reports import (
+    NPM_ASSETS,
+    NPM_PACKAGES,
+    NPM_PREFIX,
+    PACKAGE_ASSETS,
+    ReportAssetMissing,
+    bundle_header,
+    make_offline,
+    npm_file,
+    package_asset,
+    publish_data_docs,
+    write_vega_bundle,
+)
 from tests.conftest import REPO
 
 GX_VIEW = Path(find_spec("great_expectations").submodule_search_locations[0]) / "render" / "view"
@@ -175,8 +185,10 @@ def test_set_up_installs_the_pinned_npm_packages_where_the_reports_look(tmp_path
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "npm").write_text(f'#!/bin/sh\necho "$@" > "{tmp_path}/npm-args"\n')
     (tmp_path / "bin" / "npm").chmod(0o755)
-    script = (f'source "{REPO}/scripts/setup.sh"; echo "${{NPM_PREFIX#"$VENV"/}}"; '
-              f'NPM_PREFIX="{tmp_path}/npm"; PATH="{tmp_path}/bin:$PATH"; install_npm_packages')
+    script = (
+        f'source "{REPO}/scripts/setup.sh"; echo "${{NPM_PREFIX#"$VENV"/}}"; '
+        f'NPM_PREFIX="{tmp_path}/npm"; PATH="{tmp_path}/bin:$PATH"; install_npm_packages'
+    )
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == NPM_PREFIX.relative_to(sys.prefix).as_posix()  # the same folder of the venv
@@ -233,8 +245,9 @@ def test_the_vega_bundle_is_written_again_only_for_another_vl_convert(tmp_path, 
 
 
 def test_set_up_writes_the_vega_bundle_with_the_module_entry():
-    out = subprocess.run([sys.executable, "-m", "cmbml.common.offline_reports"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "cmbml.common.offline_reports"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"Vega for offline DVC plots: {offline_reports.VEGA_BUNDLE}"
     assert "cmbml.common.offline_reports" in (REPO / "scripts" / "setup.sh").read_text()

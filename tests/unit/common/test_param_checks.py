@@ -80,11 +80,11 @@ def problems(params: dict) -> list[str]:
 
 def lines_naming(key: str, found: list[str]) -> list[str]:
     """The problems about ``key`` itself (not about a key it is the prefix of)."""
-    return [line for line in found if re.match(rf"{re.escape(key)}(\W|$)", line)
-            and not line.startswith(f"{key}.")]
+    return [line for line in found if re.match(rf"{re.escape(key)}(\W|$)", line) and not line.startswith(f"{key}.")]
 
 
 # ---- the schema covers the file -------------------------------------------------------------------------
+
 
 def test_every_key_of_the_composed_parameters_is_a_schema_field():
     for params in (DEFAULT, NONGAUSSIAN):
@@ -117,6 +117,7 @@ def test_the_default_parameters_are_valid():
 
 # ---- derived cases ---------------------------------------------------------------------------------------
 
+
 def _is_int(field) -> bool:
     return strip_type(field.annotation) is int
 
@@ -141,8 +142,10 @@ BOUNDED = [(key, value, text) for key, field in sorted(LEAVES.items()) for value
 def test_a_number_beyond_its_range_is_refused_naming_the_key_and_the_range(key, value, text, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     found = lines_naming(key, problems(_set(DEFAULT, key, value)))
-    assert any(line.startswith(f"{key} = {value!r}") and "allowed" in line and text in line for line in found), \
-        (text, found)
+    assert any(line.startswith(f"{key} = {value!r}") and "allowed" in line and text in line for line in found), (
+        text,
+        found,
+    )
 
 
 def _choices(field) -> tuple[str, ...] | None:
@@ -165,16 +168,21 @@ def test_an_unknown_choice_is_refused_with_the_allowed_ones(key, monkeypatch):
     assert any(f"{key} = 'not_a_choice': allowed values are {', '.join(CHOICES[key])}" in line for line in found), found
 
 
-LIST_CHOICES = {key: get_args(get_args(strip_type(field.annotation))[0])
-                for key, field in sorted(LEAVES.items()) if get_origin(strip_type(field.annotation)) is list
-                and get_origin(get_args(strip_type(field.annotation))[0]) is Literal}
+LIST_CHOICES = {
+    key: get_args(get_args(strip_type(field.annotation))[0])
+    for key, field in sorted(LEAVES.items())
+    if get_origin(strip_type(field.annotation)) is list
+    and get_origin(get_args(strip_type(field.annotation))[0]) is Literal
+}
 
 
 @pytest.mark.parametrize("key", sorted(LIST_CHOICES))
 def test_an_unknown_choice_in_a_list_is_refused_naming_its_index(key):
     found = problems(_set(DEFAULT, key, ["not_a_choice"]))
-    assert any(line.startswith(f"{key}[0] = 'not_a_choice': allowed values are {', '.join(LIST_CHOICES[key])}")
-               for line in found), found
+    assert any(
+        line.startswith(f"{key}[0] = 'not_a_choice': allowed values are {', '.join(LIST_CHOICES[key])}")
+        for line in found
+    ), found
 
 
 def _wrong_type(field):
@@ -204,8 +212,11 @@ def _own_leaves(key: str) -> dict[str, Any]:
     """The fields holding values directly in block ``key``, present in the default parameters."""
     prefix = f"{key}." if key else ""
     block = _node(DEFAULT, key)
-    return {f"{prefix}{name}": field for name, field in BLOCKS[key].model_fields.items()
-            if model_of(field.annotation) is None and name in block}
+    return {
+        f"{prefix}{name}": field
+        for name, field in BLOCKS[key].model_fields.items()
+        if model_of(field.annotation) is None and name in block
+    }
 
 
 @pytest.mark.parametrize("key", PRESENT_BLOCKS)
@@ -237,7 +248,7 @@ def test_every_value_of_the_wrong_type_is_named_with_what_is_allowed(key, monkey
     for dotted, field in own.items():
         params = _set(params, dotted, _wrong_type(field))
     found = problems(params)
-    for dotted, field in own.items():
+    for dotted in own:
         named = lines_naming(dotted, found)
         assert any("allowed" in line or "stay inside" in line for line in named), (dotted, found)
 
@@ -250,48 +261,80 @@ def test_every_value_of_the_wrong_type_is_named_with_what_is_allowed(key, monkey
 RULES = {
     "T_lmax": (500, "T_lmax", ["allowed 2 <= T_lmax <= 393", "Nyquist"]),
     "kappa_lmax": (5000, "kappa_lmax", ["allowed", "Nyquist"]),
-    "lensing_evaluate.rho_bin_width_in_fundamentals": (10.0, "lensing_evaluate.rho_bin_width_in_fundamentals",
-                                                       ["allowed", "fundamental", "must fit below L = 50"]),
-    "lensing_train.batch_size": (10_000, "lensing_train.batch_size",
-                                 ["allowed 1 <= lensing_train.batch_size <= 2000", "scale.lensing.n_training"]),
+    "lensing_evaluate.rho_bin_width_in_fundamentals": (
+        10.0,
+        "lensing_evaluate.rho_bin_width_in_fundamentals",
+        ["allowed", "fundamental", "must fit below L = 50"],
+    ),
+    "lensing_train.batch_size": (
+        10_000,
+        "lensing_train.batch_size",
+        ["allowed 1 <= lensing_train.batch_size <= 2000", "scale.lensing.n_training"],
+    ),
     "spectra.lmax": (1000, "spectra.lmax", ["1535 <= spectra.lmax <= 30000"]),
     "instrument.table": ("data/no_such_table.csv", "instrument.table", ["no such file", "allowed"]),
-    "instrument.target_GHz": (150, "instrument.target_GHz", ["not a channel of the table",
-                                                             "allowed [100.0, 143.0, 217.0]"]),
+    "instrument.target_GHz": (
+        150,
+        "instrument.target_GHz",
+        ["not a channel of the table", "allowed [100.0, 143.0, 217.0]"],
+    ),
     "foregrounds.dust.template": ("planck_dust.fits", "foregrounds.dust.template", ["allowed", "dvc add data"]),
     "foregrounds.synchrotron.template": ("haslam.fits", "foregrounds.synchrotron.template", ["dvc add data"]),
     "foregrounds.radio.counts_table": ("counts.csv", "foregrounds.radio.counts_table", ["no such file"]),
     "foregrounds.infrared.counts_table": ("counts.csv", "foregrounds.infrared.counts_table", ["no such file"]),
     "foregrounds.radio.s_max_Jy": (0.005, "foregrounds.radio.s_max_Jy", ["above s_min_Jy"]),
     "foregrounds.infrared.s_min_Jy": (1e-4, "foregrounds.infrared.counts_table", ["outside the table"]),
-    "foregrounds.model": ("nongaussian", "foregrounds.dust.ln_intensity_sigma",
-                          ["foregrounds.dust.ln_intensity_sigma: missing",
-                           "foregrounds.synchrotron.angle_sigma_deg: missing"]),
+    "foregrounds.model": (
+        "nongaussian",
+        "foregrounds.dust.ln_intensity_sigma",
+        ["foregrounds.dust.ln_intensity_sigma: missing", "foregrounds.synchrotron.angle_sigma_deg: missing"],
+    ),
     "unseen_foregrounds.noise": (False, "unseen_foregrounds.noise", ["allowed only foregrounds.noise = True"]),
-    "cenn_simulate.holdout_lon_deg": ([0.0, 3.0], "cenn_simulate.holdout_lon_deg",
-                                      ["no 6.40 deg patch fits", "allowed hi - lo >"]),
-    "cenn_simulate.early_stopping_lon_deg": ([60.5, 359.5], "cenn_simulate.holdout_lon_deg",
-                                             ["cenn_simulate.early_stopping_lon_deg = [60.5, 359.5]",
-                                              "leave no sky for Train", "allowed"]),
-    "cenn_train.batch_size": (5000, "cenn_train.batch_size", ["cenn_train.batch_size <= 3000", "scale.cenn.n_training"]),
+    "cenn_simulate.holdout_lon_deg": (
+        [0.0, 3.0],
+        "cenn_simulate.holdout_lon_deg",
+        ["no 6.40 deg patch fits", "allowed hi - lo >"],
+    ),
+    "cenn_simulate.early_stopping_lon_deg": (
+        [60.5, 359.5],
+        "cenn_simulate.holdout_lon_deg",
+        ["cenn_simulate.early_stopping_lon_deg = [60.5, 359.5]", "leave no sky for Train", "allowed"],
+    ),
+    "cenn_train.batch_size": (
+        5000,
+        "cenn_train.batch_size",
+        ["cenn_train.batch_size <= 3000", "scale.cenn.n_training"],
+    ),
     "cenn_evaluate.apodization_deg": (5.0, "cenn_evaluate.apodization_deg", ["allowed", "a quarter of the cropped"]),
     "cenn_evaluate.bin_width": (35.0, "cenn_evaluate.bin_width", ["allowed", "fundamental"]),
-    "cenn_evaluate.residual_ell_ranges": ([[2000, 3000]], "cenn_evaluate.residual_ell_ranges[0]",
-                                          ["holds no bin", "allowed", "bin centre"]),
+    "cenn_evaluate.residual_ell_ranges": (
+        [[2000, 3000]],
+        "cenn_evaluate.residual_ell_ranges[0]",
+        ["holds no bin", "allowed", "bin centre"],
+    ),
     "cenn.components": (["B"], "cenn.components", ["does not match cenn.variant", "allowed ['E']"]),
     "cenn_train.b_mode_weight": (1.0, "cenn_train.b_mode_weight", ["allowed only 0", "needs Q and U"]),
-    "cenn_net.architecture": ("eb", "cenn_net.architecture", ["allowed only for the variant with components ['Q', 'U']",
-                                                              "cenn.components = ['E']"]),
+    "cenn_net.architecture": (
+        "eb",
+        "cenn_net.architecture",
+        ["allowed only for the variant with components ['Q', 'U']", "cenn.components = ['E']"],
+    ),
     "cenn.spectra": (["BB"], "cenn.spectra", ["does not match cenn.variant", "allowed ['EE']"]),
     "scale.cenn.nside": (500, "scale.cenn.nside", ["allowed powers of two"]),
     "scale.cenn.npix": (60, "scale.cenn.npix", ["allowed multiples of 16"]),
     "scale.cenn.crop_pixels": (40, "scale.cenn.crop_pixels", ["allowed 0 <= scale.cenn.crop_pixels <= 15"]),
     "mlflow.tracking_uri": ("sqlite:////tmp/elsewhere.db", "mlflow.tracking_uri", ["outside the repository"]),
     "executor.scheduler_address": ("localhost:8786", "executor.scheduler_address", ["allowed", "tcp://host:port"]),
-    "lensing_net.original.conv_kernels": ([3, 4, 3, 3], "lensing_net.original.conv_kernels[1] = 4",
-                                          ["allowed odd integers"]),
-    "lensing_net.original.conv_filters": ([64, 0, 64, 64], "lensing_net.original.conv_filters[1] = 0",
-                                          ["allowed integers 1 <= filters <= 4096"]),
+    "lensing_net.original.conv_kernels": (
+        [3, 4, 3, 3],
+        "lensing_net.original.conv_kernels[1] = 4",
+        ["allowed odd integers"],
+    ),
+    "lensing_net.original.conv_filters": (
+        [64, 0, 64, 64],
+        "lensing_net.original.conv_filters[1] = 0",
+        ["allowed integers 1 <= filters <= 4096"],
+    ),
     "paths.lensing.metrics": ("/tmp/lensing.json", "paths.lensing.metrics", ["paths must be relative"]),
     "paths.cenn.unseen.patches": ("../outside", "paths.cenn.unseen.patches", ["stay inside the repository"]),
 }
@@ -356,13 +399,17 @@ def test_multi_worker_training_is_refused_with_the_reason(key, monkeypatch):
     """Keras 3's Model.fit fails under MultiWorkerMirroredStrategy: asking for it stops before any compute and
     says why, instead of failing in the first training step on every node."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with pytest.raises(ParamError, match=rf"{key} = 'multi_worker_mirrored': allowed values are single, mirrored; "
-                                         r"Keras 3\.\S+ Model\.fit cannot train under MultiWorkerMirroredStrategy"):
+    with pytest.raises(
+        ParamError,
+        match=rf"{key} = 'multi_worker_mirrored': allowed values are single, mirrored; "
+        r"Keras 3\.\S+ Model\.fit cannot train under MultiWorkerMirroredStrategy",
+    ):
         check_all(_set(DEFAULT, key, "multi_worker_mirrored"))
 
 
-@pytest.mark.parametrize("dotted", ["lensing_trian", "lensing_train.learnig_rate", "foregrounds.dust.betta",
-                                    "paths.cenn.unseen.patchez"])
+@pytest.mark.parametrize(
+    "dotted", ["lensing_trian", "lensing_train.learnig_rate", "foregrounds.dust.betta", "paths.cenn.unseen.patchez"]
+)
 def test_a_misspelt_key_is_refused_with_the_key_it_resembles(dotted):
     found = problems(_set(DEFAULT, dotted, 1))
     assert any(line.startswith(f"{dotted}: unknown key (did you mean ") for line in found), found

@@ -5,20 +5,52 @@ import math
 import pytest
 import yaml
 
-from stages.experiments import check_all as validate
 from cmbml.common.params import ParamError
+from stages.experiments import check_all as validate
 from tests.conftest import REPO, compose
 
 # Seed README ("Summary of the eight versions") and science notes (networks, training).
 SEED_TABLE = {
-    "v1": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=30, same_T=True, noise=0.0, filters=[64, 64, 32], out=9),
-    "v2": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=30, same_T=False, noise=0.0, filters=[64] * 4, out=9),
-    "v3": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=10, same_T=False, noise=0.0, filters=[64] * 4 + [32], out=9),
-    "v4": dict(npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=1, same_T=False, noise=0.0, filters=[64] * 4 + [32], out=9),
-    "v5": dict(npix=50, pix=0.8588, T_lmax=12287, kappa_lmax=5000, factor=1, same_T=False, noise=0.0, filters=[64] * 6, out=3),
-    "v6": dict(npix=100, pix=6.0, T_lmax=None, kappa_lmax=None, factor=1, same_T=False, noise=0.0, filters=[32] * 12, out=3),
-    "v7": dict(npix=50, pix=27.48, T_lmax=None, kappa_lmax=None, factor=1, same_T=False, noise=0.0, filters=[64] * 8, out=3),
-    "v8": dict(npix=50, pix=27.48, T_lmax=None, kappa_lmax=50, factor=1, same_T=False, noise=5.0, filters=[64] * 5 + [32], out=3),
+    "v1": dict(
+        npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=30, same_T=True, noise=0.0, filters=[64, 64, 32], out=9
+    ),
+    "v2": dict(
+        npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=30, same_T=False, noise=0.0, filters=[64] * 4, out=9
+    ),
+    "v3": dict(
+        npix=50,
+        pix=27.48,
+        T_lmax=383,
+        kappa_lmax=50,
+        factor=10,
+        same_T=False,
+        noise=0.0,
+        filters=[64] * 4 + [32],
+        out=9,
+    ),
+    "v4": dict(
+        npix=50, pix=27.48, T_lmax=383, kappa_lmax=50, factor=1, same_T=False, noise=0.0, filters=[64] * 4 + [32], out=9
+    ),
+    "v5": dict(
+        npix=50, pix=0.8588, T_lmax=12287, kappa_lmax=5000, factor=1, same_T=False, noise=0.0, filters=[64] * 6, out=3
+    ),
+    "v6": dict(
+        npix=100, pix=6.0, T_lmax=None, kappa_lmax=None, factor=1, same_T=False, noise=0.0, filters=[32] * 12, out=3
+    ),
+    "v7": dict(
+        npix=50, pix=27.48, T_lmax=None, kappa_lmax=None, factor=1, same_T=False, noise=0.0, filters=[64] * 8, out=3
+    ),
+    "v8": dict(
+        npix=50,
+        pix=27.48,
+        T_lmax=None,
+        kappa_lmax=50,
+        factor=1,
+        same_T=False,
+        noise=5.0,
+        filters=[64] * 5 + [32],
+        out=3,
+    ),
 }
 
 
@@ -73,7 +105,10 @@ def test_paper_scale_takes_the_versions_original_sample_sizes():
 def test_default_scale_takes_the_versions_cost_based_sizes_and_1000_test_maps(version):
     p = compose(f"lensing={version}")
     sizes = p["scale"]["lensing"]
-    assert (sizes["n_training"], sizes["epochs"]) == (p["lensing_default"]["n_training"], p["lensing_default"]["epochs"])
+    assert (sizes["n_training"], sizes["epochs"]) == (
+        p["lensing_default"]["n_training"],
+        p["lensing_default"]["epochs"],
+    )
     assert sizes["n_evaluation"] >= 1000
 
 
@@ -100,7 +135,10 @@ def problems_of(**changes):
         (dict(lensing_version="v9"), ["lensing_version = 'v9'", "v1, v2"]),
         (dict(scale__lensing__n_training=0), ["scale.lensing.n_training = 0"]),
         (dict(kappa_exaggeration_factor=0), ["kappa_exaggeration_factor = 0"]),
-        (dict(lensing_evaluate__rho_bin_width_in_fundamentals=0.5), ["rho_bin_width_in_fundamentals = 0.5", "fundamental"]),
+        (
+            dict(lensing_evaluate__rho_bin_width_in_fundamentals=0.5),
+            ["rho_bin_width_in_fundamentals = 0.5", "fundamental"],
+        ),
         (dict(kappa_lmax=20), ["kappa_lmax = 20", "rho(L) bin"]),
         (dict(lensing_train__batch_size=10_000), ["lensing_train.batch_size = 10000", "n_training"]),
     ],
@@ -131,8 +169,9 @@ def test_one_camb_table_covers_every_version_and_scale():
     assert "spectra.lmax = 1000" in message and "1535" in message
 
 
-@pytest.mark.parametrize("variant, components, spectra", [("E", ["E"], ["EE"]), ("B", ["B"], ["BB"]),
-                                                          ("QU", ["Q", "U"], ["EE", "BB"])])
+@pytest.mark.parametrize(
+    "variant, components, spectra", [("E", ["E"], ["EE"]), ("B", ["B"], ["BB"]), ("QU", ["Q", "U"], ["EE", "BB"])]
+)
 def test_cenn_variants_differ_only_in_components(variant, components, spectra):
     p = compose(f"cenn={variant}")
     assert p["cenn"] == {"variant": variant, "components": components, "spectra": spectra}
@@ -143,7 +182,13 @@ def test_cenn_variants_differ_only_in_components(variant, components, spectra):
 def test_cenn_paper_scale_is_the_original_geometry():
     # science notes: 256 x 256 patches of 90 arcsec from nside 2048, 10,000 training simulations, crop 8 px.
     sc = compose("scale=paper")["scale"]["cenn"]
-    assert (sc["npix"], sc["pixel_arcmin"], sc["nside"], sc["n_training"], sc["crop_pixels"]) == (256, 1.5, 2048, 10000, 8)
+    assert (sc["npix"], sc["pixel_arcmin"], sc["nside"], sc["n_training"], sc["crop_pixels"]) == (
+        256,
+        1.5,
+        2048,
+        10000,
+        8,
+    )
     assert compose()["scale"]["cenn"]["npix"] * compose()["scale"]["cenn"]["pixel_arcmin"] / 60 == pytest.approx(6.4)
 
 

@@ -41,8 +41,8 @@ def test_hdf5_datasets_have_no_creation_times(tmp_path):
 def test_keras_archives_have_no_save_time_and_no_memory_addresses(tmp_path):
     """The same network built twice (its shared objects at new addresses) and saved a second later."""
     keras = pytest.importorskip("keras")
-    from cmbml.lensing.networks import lensing_cnn
     from cmbml.common.networks import with_standardisation
+    from cmbml.lensing.networks import lensing_cnn
 
     def build():
         keras.utils.set_random_seed(1)

@@ -25,8 +25,10 @@ def estimates(channels=2, scale=50.0) -> np.ndarray:
 
 
 def card(channels=("CMB Q", "CMB U"), units="uK_CMB", **extra) -> dict:
-    return {"output": {"quantity": "CMB", "units": units, "pixel_arcmin": PIXEL, "channels": list(channels), **extra},
-            "parameter_set": "QU"}
+    return {
+        "output": {"quantity": "CMB", "units": units, "pixel_arcmin": PIXEL, "channels": list(channels), **extra},
+        "parameter_set": "QU",
+    }
 
 
 def test_every_format_reads_back_the_same_estimates(tmp_path):
@@ -38,12 +40,15 @@ def test_every_format_reads_back_the_same_estimates(tmp_path):
         np.testing.assert_allclose(read_estimates(tmp_path / name, split()), maps, err_msg=name)
 
 
-@pytest.mark.parametrize("change, says", [
-    (lambda m: m[:-1], "5 estimate(s); expected 6 estimates of Q, U on 16 x 16 pixels of 5 arcmin in uK_CMB"),
-    (lambda m: m[:, :8, :8], "maps of 8 x 8 pixels; expected"),
-    (lambda m: m[..., :1], "does not hold 2-channel maps"),
-    (lambda m: m * 1e-6, "the truth's is 50 uK_CMB: other units or another quantity"),
-])
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda m: m[:-1], "5 estimate(s); expected 6 estimates of Q, U on 16 x 16 pixels of 5 arcmin in uK_CMB"),
+        (lambda m: m[:, :8, :8], "maps of 8 x 8 pixels; expected"),
+        (lambda m: m[..., :1], "does not hold 2-channel maps"),
+        (lambda m: m * 1e-6, "the truth's is 50 uK_CMB: other units or another quantity"),
+    ],
+)
 def test_what_does_not_match_the_split_is_refused_in_one_line(tmp_path, change, says):
     np.save(tmp_path / "e.npy", change(estimates()))
     with pytest.raises(MapError) as err:
@@ -62,8 +67,9 @@ def test_units_pixel_size_channels_and_exaggeration_stated_by_the_file_must_be_t
     write_prediction(tmp_path / "qu.h5", estimates(), card(("CMB U", "CMB Q")), "m", single=False)
     with pytest.raises(MapError, match="channels CMB U, CMB Q; expected"):
         read_estimates(tmp_path / "qu.h5", split())
-    write_prediction(tmp_path / "x10.h5", maps, card(("kappa",), "dimensionless", kappa_exaggeration_factor=10.0),
-                     "m", single=False)
+    write_prediction(
+        tmp_path / "x10.h5", maps, card(("kappa",), "dimensionless", kappa_exaggeration_factor=10.0), "m", single=False
+    )
     kappa = split(("kappa",), "dimensionless", {"kappa_exaggeration_factor": 30.0})
     with pytest.raises(MapError, match="kappa_exaggeration_factor = 10; the split's is 30"):
         read_estimates(tmp_path / "x10.h5", kappa)

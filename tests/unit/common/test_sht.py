@@ -5,8 +5,8 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from cmbml.common import sht
 from cmbml.cenn.fullsky import gaussian_alm
+from cmbml.common import sht
 
 NSIDE = 64
 LMAX = 3 * NSIDE - 1

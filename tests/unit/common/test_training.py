@@ -99,7 +99,6 @@ def test_keras_feed_for_other_backends_gives_the_same_batches_epoch_after_epoch(
         feed.on_epoch_end()
 
 
-
 def test_strategies_by_name():
     """`single` is TensorFlow's default strategy (one replica); an unknown name is refused."""
     import tensorflow as tf
@@ -142,16 +141,25 @@ def diverging_fit(tmp_path, patience, **kwargs):
     stats = (float(x.mean()), float(x.std()))
     training = ArrayBatches(x, -x, 8, stats, (-stats[0], stats[1]))
     early_stopping = ArrayBatches(x, -x, 8, stats, (-stats[0], stats[1]))
-    core = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1, use_bias=False,
-                                                                         kernel_initializer="zeros")], name="w")
+    core = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="zeros")], name="w"
+    )
     core.compile(optimizer=keras.optimizers.SGD(learning_rate=2.0), loss="mse")
     weights, losses = {}, {}
 
     def on_epoch_end(epoch, logs):
         weights[epoch], losses[epoch] = float(core.get_weights()[0].ravel()[0]), logs
 
-    fitted = fit(core, training, early_stopping, epochs=20, patience=patience, on_epoch_end=on_epoch_end,
-                 scratch=tmp_path, **kwargs)
+    fitted = fit(
+        core,
+        training,
+        early_stopping,
+        epochs=20,
+        patience=patience,
+        on_epoch_end=on_epoch_end,
+        scratch=tmp_path,
+        **kwargs,
+    )
     return fitted, core, weights, losses, x
 
 
@@ -206,8 +214,19 @@ def test_x_transform_makes_the_derived_channels_after_the_augmentation_then_stan
 
     x_stats = ([10.0, 9.0], [50.0, 5.0])
     y_stats = (-8.0, 5.0)
-    batches = H5Batches(files, "x", "y", batch_size=4, x_stats=x_stats, y_stats=y_stats, augment=True,
-                        shuffle=True, seed=4, x_transform=masked_and_shifted, x_channels=2)
+    batches = H5Batches(
+        files,
+        "x",
+        "y",
+        batch_size=4,
+        x_stats=x_stats,
+        y_stats=y_stats,
+        augment=True,
+        shuffle=True,
+        seed=4,
+        x_transform=masked_and_shifted,
+        x_channels=2,
+    )
     plain = H5Batches(files, "x", "y", batch_size=4, y_stats=y_stats, augment=True, shuffle=True, seed=4)
     raw = H5Batches(files, "x", "y", batch_size=4, shuffle=True, seed=4)
     assert batches.x_shape == (4, 4, 2) and batches.y_shape == plain.y_shape == (4, 4, 1)
@@ -245,8 +264,9 @@ def test_streamed_statistics_of_a_transform_over_the_first_samples_of_each_file(
             blocks.append(masked_and_shifted(h5["x"][:max_samples]))
     derived = np.concatenate(blocks)
     assert len(derived) == (17 if max_samples is None else max_samples + min(max_samples, 7))
-    mean, std = streamed_mean_std(files, "x", per_channel=True, chunk=chunk, transform=masked_and_shifted,
-                                  max_samples=max_samples)
+    mean, std = streamed_mean_std(
+        files, "x", per_channel=True, chunk=chunk, transform=masked_and_shifted, max_samples=max_samples
+    )
     assert len(mean) == len(std) == 2
     np.testing.assert_allclose(mean, derived.mean(axis=(0, 1, 2)), rtol=1e-10)
     np.testing.assert_allclose(std, derived.std(axis=(0, 1, 2)), rtol=1e-9)

@@ -100,10 +100,15 @@ def test_estimator_with_one_spectrum_reproduces_n0_kappa_and_survives_its_card(c
     n0 = n0_kappa(grid, camb_cls["cl_tt_lensed"], 5.0, 383)
     finite = np.isfinite(n0)
     np.testing.assert_allclose(est.n0[finite], n0[finite], rtol=1e-10)
-    t = np.stack([gaussian_realisation(grid, grid.cl_on_grid(camb_cls["cl_tt_lensed"], 383),
-                                       np.random.default_rng(i)) for i in range(3)])
-    np.testing.assert_allclose(est.reconstruct(t), reconstruct_kappa(grid, t, camb_cls["cl_tt_lensed"], 5.0, 383),
-                               rtol=1e-9, atol=1e-12)
+    t = np.stack(
+        [
+            gaussian_realisation(grid, grid.cl_on_grid(camb_cls["cl_tt_lensed"], 383), np.random.default_rng(i))
+            for i in range(3)
+        ]
+    )
+    np.testing.assert_allclose(
+        est.reconstruct(t), reconstruct_kappa(grid, t, camb_cls["cl_tt_lensed"], 5.0, 383), rtol=1e-9, atol=1e-12
+    )
     again = QuadraticEstimator.from_dict(json.loads(json.dumps(est.to_dict())))
     np.testing.assert_array_equal(again.reconstruct(t), est.reconstruct(t))
     with pytest.raises(ValueError, match="shells"):
@@ -151,8 +156,9 @@ def test_leak_guard_flags_a_network_that_sees_the_truth_and_not_one_that_matches
     _, flagged = compare(leak, qe, rho_opt, physical=True, rho_bound=bound)
     assert flagged["rho_cnn_mean"] > 0.2 > flagged["rho_leak_bound_mean"] > flagged["rho_qe_mean"]
     assert flagged["leak_suspected"] == 1 and flagged["leak_z"] > 3
-    _, honest = compare(correlation_spectra(grid, 2 * kappa_qe, kappa, edges), qe, rho_opt, physical=True,
-                        rho_bound=bound)
+    _, honest = compare(
+        correlation_spectra(grid, 2 * kappa_qe, kappa, edges), qe, rho_opt, physical=True, rho_bound=bound
+    )
     assert honest["leak_suspected"] == 0 and honest["cnn_over_qe"] == pytest.approx(1.0)
     assert honest["cnn_over_qe_err"] < 1e-9  # the same map: the paired error vanishes
     _, exaggerated = compare(leak, qe, rho_opt, physical=False, rho_bound=bound)

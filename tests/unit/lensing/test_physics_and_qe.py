@@ -138,8 +138,14 @@ def _brute_force_n0(grid, cl_tt_lensed, t_lmax):
     kx, ky = np.meshgrid(k, k, indexing="xy")
     kx, ky = kx.ravel(), ky.ravel()
     f0 = grid.ell_fundamental
-    cl = lambda ix, iy: np.where(np.hypot(ix, iy) * f0 <= t_lmax,
-                                 np.interp(np.hypot(ix, iy) * f0, np.arange(cl_tt_lensed.size), cl_tt_lensed), 0.0)
+
+    def cl(ix, iy):
+        return np.where(
+            np.hypot(ix, iy) * f0 <= t_lmax,
+            np.interp(np.hypot(ix, iy) * f0, np.arange(cl_tt_lensed.size), cl_tt_lensed),
+            0.0,
+        )
+
     out = np.full(n * n, np.inf)
     for j, (lx, ly) in enumerate(zip(kx, ky)):
         if lx == 0 and ly == 0:
@@ -171,14 +177,15 @@ def test_n0_from_ffts_equals_the_direct_sum_over_true_vector_pairs(camb_cls):
     assert not np.isfinite(fast[0, 0])
 
 
-@pytest.mark.parametrize("version, rho_mean", [("v2", 0.958), ("v3", 0.746), ("v4", 0.111), ("v7", 0.060),
-                                               ("v8", 0.124)])
+@pytest.mark.parametrize(
+    "version, rho_mean", [("v2", 0.958), ("v3", 0.746), ("v4", 0.111), ("v7", 0.060), ("v8", 0.124)]
+)
 def test_quadratic_estimator_wiener_limit_matches_the_direct_sum(camb_cls, version, rho_mean):
     """Linear-theory rho(L) = sqrt(C / (C + N0)) of the Wiener-filtered TT estimator, mean over the rho(L)
     bins, equals the science notes' values computed with the unwrapped N0 (v2 0.958, v3 0.746, v4 0.111,
     v7 0.060, v8 0.124) to 0.005."""
-    from cmbml.lensing.setup import LensingSetup
     from cmbml.lensing.quadratic_estimator import binned_wiener_rho, n0_kappa
+    from cmbml.lensing.setup import LensingSetup
     from tests.conftest import REPO, compose
 
     setup = LensingSetup.from_params(compose(f"lensing={version}"), REPO / "conf")
@@ -194,10 +201,10 @@ def test_quadratic_estimator_has_unit_response_to_small_deflections(camb_cls):
     responds to kappa with <kappa_hat kappa> / <kappa kappa> = 1 +- 0.1 in every rho(L) bin. The
     estimator's Gaussian noise is removed by subtracting its value on the same unlensed T, so 100 maps
     measure the response to a few percent."""
-    from cmbml.lensing.setup import LensingSetup
-    from cmbml.lensing.simulate import LensingSimulator
     from cmbml.lensing.metrics import correlation_spectra
     from cmbml.lensing.quadratic_estimator import reconstruct_kappa
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.simulate import LensingSimulator
     from tests.conftest import REPO, compose
 
     setup = LensingSetup.from_params(compose("lensing=v4"), REPO / "conf")
@@ -216,8 +223,8 @@ def test_quadratic_estimator_has_unit_response_to_small_deflections(camb_cls):
 def test_quadratic_estimator_noise_on_unlensed_maps_is_n0(camb_cls):
     """On Gaussian unlensed maps (lensed spectrum, no kappa) the estimate is pure reconstruction noise:
     its binned power over 200 maps equals N0 within 15% in every rho(L) bin (v4 grid)."""
-    from cmbml.lensing.setup import LensingSetup
     from cmbml.lensing.quadratic_estimator import n0_kappa, reconstruct_kappa
+    from cmbml.lensing.setup import LensingSetup
     from tests.conftest import REPO, compose
 
     setup = LensingSetup.from_params(compose("lensing=v4"), REPO / "conf")
@@ -236,10 +243,10 @@ def test_quadratic_estimator_recovers_plus_kappa_on_our_maps(camb_cls):
     """The lensing sign, checked by a standard estimator: the TT quadratic estimator run on v3 maps
     (T(x + grad phi), kappa x10) correlates positively with the input kappa, rho(L) in 0.7-0.9
     (science notes: 0.78-0.82 measured), and with -kappa on maps lensed the other way."""
-    from cmbml.lensing.setup import LensingSetup
-    from cmbml.lensing.simulate import LensingSimulator
     from cmbml.lensing.metrics import correlation_spectra
     from cmbml.lensing.quadratic_estimator import reconstruct_kappa
+    from cmbml.lensing.setup import LensingSetup
+    from cmbml.lensing.simulate import LensingSimulator
     from tests.conftest import REPO, compose
 
     p = compose("lensing=v3")
@@ -250,8 +257,13 @@ def test_quadratic_estimator_recovers_plus_kappa_on_our_maps(camb_cls):
     kappa_hat = reconstruct_kappa(sim.grid, t_maps, camb_cls["cl_tt_lensed"], 0.0, p["T_lmax"])
     spectra = correlation_spectra(sim.grid, kappa_hat, kappa, setup.rho_bin_edges)
     assert np.all(spectra.rho > 0.7) and np.all(spectra.rho < 0.9), spectra.rho
-    flipped = reconstruct_kappa(sim.grid, np.stack([lens_map(sim.grid, s["T_unlensed"], -s["kappa"])
-                                                    for s in samples]), camb_cls["cl_tt_lensed"], 0.0, p["T_lmax"])
+    flipped = reconstruct_kappa(
+        sim.grid,
+        np.stack([lens_map(sim.grid, s["T_unlensed"], -s["kappa"]) for s in samples]),
+        camb_cls["cl_tt_lensed"],
+        0.0,
+        p["T_lmax"],
+    )
     assert np.all(correlation_spectra(sim.grid, flipped, kappa, setup.rho_bin_edges).rho < -0.6)
 
 

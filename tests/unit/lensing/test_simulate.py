@@ -13,8 +13,12 @@ from tests.conftest import REPO, compose
 def simulator(camb_cls, **overrides):
     params = compose("lensing=v2")
     params.update(overrides)
-    return LensingSimulator(LensingSetup.from_params(params, REPO / "conf").sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"],
-                            seed=params["seed"])
+    return LensingSimulator(
+        LensingSetup.from_params(params, REPO / "conf").sim,
+        camb_cls["cl_tt_unlensed"],
+        camb_cls["cl_kk"],
+        seed=params["seed"],
+    )
 
 
 def test_same_parameters_give_byte_identical_files_whatever_the_chunking_and_workers(tmp_path, camb_cls):

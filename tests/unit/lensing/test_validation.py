@@ -11,9 +11,8 @@ from cmbml.common.gate import run_gate
 from cmbml.lensing.setup import LensingSetup
 from cmbml.lensing.simulate import LensingSimulator, write_split
 from cmbml.lensing.validation import LensingExpectation, build_tables, qe_alignment_rows
-from tests.conftest import REPO
+from tests.conftest import REPO, compose
 from tests.helpers import copy_files, failed
-from tests.conftest import compose
 
 SIZES = {"training": 24, "early_stopping": 8, "evaluation": 8}
 
@@ -46,8 +45,11 @@ def gate(paths, camb_cls, tmp_path, params=None):
     setup = LensingSetup.from_params(params or small_params(), REPO / "conf")
     sim = LensingSimulator(setup.sim, camb_cls["cl_tt_unlensed"], camb_cls["cl_kk"], setup.seed)
     expect = LensingExpectation.from_simulator(sim, setup.n_samples, setup.kappa_rms_nsigma, setup.dataset_digest)
-    alignment = pd.DataFrame(qe_alignment_rows(paths, setup.grid, camb_cls["cl_tt_lensed"], sim.cl_kk_grid,
-                                               setup.sim.noise_uK_arcmin, setup.sim.T_lmax))
+    alignment = pd.DataFrame(
+        qe_alignment_rows(
+            paths, setup.grid, camb_cls["cl_tt_lensed"], sim.cl_kk_grid, setup.sim.noise_uK_arcmin, setup.sim.T_lmax
+        )
+    )
     return run_gate(tmp_path / "gx", "lensing_datasets", build_tables(paths, expect, alignment))
 
 
@@ -63,7 +65,9 @@ def test_a_nan_is_rejected(clean_datasets, camb_cls, tmp_path):
     with h5py.File(paths["early_stopping"], "r+") as h5:
         h5["T_lensed"][3, 10, 10] = np.nan
     result = gate(paths, camb_cls, tmp_path)
-    assert not result.success and failed(result, "early_stopping_samples: expect_column_values_to_be_between(nonfinite_count)")
+    assert not result.success and failed(
+        result, "early_stopping_samples: expect_column_values_to_be_between(nonfinite_count)"
+    )
 
 
 def test_a_wrong_shape_is_rejected(clean_datasets, camb_cls, tmp_path):
@@ -133,8 +137,9 @@ def test_pairs_out_of_step_and_blank_labels_are_rejected(clean_datasets, camb_cl
         assert failed(result, f"{split}_samples: expect_column_values_to_be_in_set(pair_digest_ok)")
     assert failed(result, "evaluation_samples: expect_column_values_to_be_between(kappa_var)")
     assert failed(result, "qe_alignment: expect_column_values_to_be_between(response)")
-    (response,) = [r for r in result.details
-                   if r["table"] == "qe_alignment" and r["kwargs"].get("column") == "response"]
+    (response,) = [
+        r for r in result.details if r["table"] == "qe_alignment" and r["kwargs"].get("column") == "response"
+    ]
     assert response["unexpected_count"] == 1  # train only: val and test keep most pairs
 
 
@@ -160,7 +165,8 @@ def test_the_opposite_lensing_sign_is_rejected_by_physics(clean_datasets, camb_c
             h5["pair_digest"][...] = pair_digests(0, h5["T_lensed"][:], h5["kappa"][:])
     result = gate(paths, camb_cls, tmp_path)
     assert [f for f in result.failures if f.startswith("qe_alignment")] and all(
-        f.startswith("qe_alignment") for f in result.failures), result.failures
+        f.startswith("qe_alignment") for f in result.failures
+    ), result.failures
 
 
 def test_near_copies_and_input_only_copies_are_rejected(clean_datasets, camb_cls, tmp_path):

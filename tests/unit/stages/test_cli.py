@@ -14,14 +14,18 @@ from tests.conftest import REPO
 def run(*args, cwd=REPO):
     """The installed `cmbml` command, running this checkout's code."""
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
-    return subprocess.run([str(Path(sys.executable).parent / "cmbml"), *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "cmbml"), *args], cwd=cwd, capture_output=True, text=True, env=env
+    )
 
 
 def test_help_lists_the_stages_without_importing_heavy_libraries():
     out = run("--help")
     assert out.returncode == 0 and "lensing" in out.stdout and "spectra" in out.stdout
-    probe = ("import sys, stages.cli; heavy = {'tensorflow', 'keras', 'mlflow', 'great_expectations', 'camb', "
-             "'healpy', 'pymaster'} & set(sys.modules); assert not heavy, heavy")
+    probe = (
+        "import sys, stages.cli; heavy = {'tensorflow', 'keras', 'mlflow', 'great_expectations', 'camb', "
+        "'healpy', 'pymaster'} & set(sys.modules); assert not heavy, heavy"
+    )
     assert subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True).returncode == 0
 
 
@@ -60,13 +64,16 @@ def test_version_comes_from_the_package_metadata_without_heavy_imports():
     from importlib.metadata import version
 
     script = Path(sys.executable).with_name("cmbml")  # the installed console script, as a user types it
-    out = subprocess.run([str(script) if script.exists() else "cmbml", "--version"], capture_output=True, text=True,
-                         cwd=REPO)
+    out = subprocess.run(
+        [str(script) if script.exists() else "cmbml", "--version"], capture_output=True, text=True, cwd=REPO
+    )
     assert out.returncode == 0 and out.stdout.strip() == f"cmbml {version('cmbml')}", out.stderr
-    probe = ("import sys; sys.argv = ['cmbml', '--version']; import stages.cli\n"
-             "try:\n    stages.cli.app()\nexcept SystemExit:\n    pass\n"
-             "heavy = {'tensorflow', 'keras', 'mlflow', 'dvc', 'matplotlib', 'h5py'} & set(sys.modules)\n"
-             "assert not heavy, heavy")
+    probe = (
+        "import sys; sys.argv = ['cmbml', '--version']; import stages.cli\n"
+        "try:\n    stages.cli.app()\nexcept SystemExit:\n    pass\n"
+        "heavy = {'tensorflow', 'keras', 'mlflow', 'dvc', 'matplotlib', 'h5py'} & set(sys.modules)\n"
+        "assert not heavy, heavy"
+    )
     assert subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True).returncode == 0
 
 
@@ -99,8 +106,10 @@ def test_tensorflow_start_up_notices_are_hidden_behind_the_cli(tmp_path):
     bare = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env)
     if "oneDNN custom operations are on" not in bare.stderr:
         pytest.skip("this TensorFlow build writes no start-up notice to hide")
-    probe = ("import stages.cli, sys; print('other line', file=sys.stderr); import tensorflow as tf; "
-             "from tensorflow.python.util import _pywrap_util_port; print(_pywrap_util_port.IsMklEnabled())")
+    probe = (
+        "import stages.cli, sys; print('other line', file=sys.stderr); import tensorflow as tf; "
+        "from tensorflow.python.util import _pywrap_util_port; print(_pywrap_util_port.IsMklEnabled())"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr  # numerics: oneDNN still on
     assert "oneDNN custom operations" not in out.stderr and "absl::InitializeLog" not in out.stderr, out.stderr
@@ -118,12 +127,15 @@ def test_the_stderr_filter_drops_only_the_notices(capfd):
     assert capfd.readouterr().err == "E0000 a real error\nlast line\n"
 
 
-@pytest.mark.parametrize("args, says", [
-    (["score", "planck", "x.npy", "--method", "m"], "'planck': allowed lensing or cenn"),
-    (["score", "cenn", "x.npy", "--method", "../up"], "--method '../up': allowed letters, digits"),
-    (["score", "lensing", "x.npy", "--method", "m", "--sky", "unseen"], "--sky is for cenn"),
-    (["score", "cenn", "x.npy", "--method", "m", "--sky", "other"], "--sky 'other': allowed training, unseen"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["score", "planck", "x.npy", "--method", "m"], "'planck': allowed lensing or cenn"),
+        (["score", "cenn", "x.npy", "--method", "../up"], "--method '../up': allowed letters, digits"),
+        (["score", "lensing", "x.npy", "--method", "m", "--sky", "unseen"], "--sky is for cenn"),
+        (["score", "cenn", "x.npy", "--method", "m", "--sky", "other"], "--sky 'other': allowed training, unseen"),
+    ],
+)
 def test_score_refuses_a_bad_experiment_method_or_sky_in_one_line_before_reading_anything(args, says):
     out = run(*args)
     assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -23,12 +23,15 @@ def expanded_stages() -> dict[str, dict]:
             out[name] = stage
             continue
         for key, item in stage["foreach"].items():
+
             def fill(entry, key=key, item=item):
                 if not isinstance(entry, str):
                     return {fill(next(iter(entry))): next(iter(entry.values()))}
                 return re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)]), entry.replace("${key}", key))
-            out[f"{name}@{key}"] = {k: [fill(e) for e in v] if isinstance(v, list) else fill(v)
-                                    for k, v in stage["do"].items()}
+
+            out[f"{name}@{key}"] = {
+                k: [fill(e) for e in v] if isinstance(v, list) else fill(v) for k, v in stage["do"].items()
+            }
     return out
 
 
@@ -53,7 +56,7 @@ def test_each_stage_depends_on_exactly_the_packages_and_glue_modules_it_runs(sta
 
 
 def test_lensing_and_cenn_stages_never_depend_on_each_others_package():
-    for name, stage in STAGES.items():
+    for name in STAGES:
         deps = set(code_deps(name))
         assert not {"src/cmbml/lensing", "src/cmbml/cenn"} <= deps, name
         if name.startswith("lensing"):
@@ -79,8 +82,14 @@ def test_the_dependency_reader_sees_imports_inside_functions(tmp_path):
 
 def test_cenn_stages_after_the_sky_take_the_instrument_as_a_parameter_and_read_its_table():
     """Changing instrument.target_GHz (or the table) must rerun every stage that uses the channels."""
-    for stage in ("foregrounds@training", "foregrounds@unseen", "cenn_simulate@training", "cenn_validate@unseen",
-                  "cenn_train", "cenn_evaluate"):
+    for stage in (
+        "foregrounds@training",
+        "foregrounds@unseen",
+        "cenn_simulate@training",
+        "cenn_validate@unseen",
+        "cenn_train",
+        "cenn_evaluate",
+    ):
         assert "instrument" in STAGES[stage]["params"], stage
     for stage in ("cenn_simulate@training", "cenn_simulate@unseen", "cenn_validate@training", "cenn_evaluate"):
         assert "${instrument.table}" in STAGES[stage]["deps"], stage
@@ -89,8 +98,10 @@ def test_cenn_stages_after_the_sky_take_the_instrument_as_a_parameter_and_read_i
 
 def test_each_foreground_sky_stage_reads_its_own_model_and_files():
     for group in ("foregrounds", "cenn_simulate", "cenn_validate"):
-        assert "foregrounds" in STAGES[f"{group}@training"]["params"] or \
-            "foregrounds.dust" in STAGES[f"{group}@training"]["params"], group
+        assert (
+            "foregrounds" in STAGES[f"{group}@training"]["params"]
+            or "foregrounds.dust" in STAGES[f"{group}@training"]["params"]
+        ), group
         unseen = STAGES[f"{group}@unseen"]
         assert any(p.startswith("unseen_foregrounds") for p in unseen["params"]), group
         assert all("unseen" in o for o in unseen["outs"]), group

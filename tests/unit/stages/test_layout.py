@@ -33,7 +33,9 @@ ALL_LIBRARY = sorted(LIBRARY.rglob("*.py"))
 
 @pytest.mark.parametrize("path", ALL_LIBRARY, ids=lambda p: str(p.relative_to(LIBRARY)))
 def test_the_library_never_imports_dvc_mlflow_or_the_glue(path):
-    assert not imported_tops(path) & set(GLUE_ONLY), f"{path.relative_to(REPO)} imports {imported_tops(path) & set(GLUE_ONLY)}"
+    assert not imported_tops(path) & set(GLUE_ONLY), (
+        f"{path.relative_to(REPO)} imports {imported_tops(path) & set(GLUE_ONLY)}"
+    )
 
 
 @pytest.mark.parametrize("path", modules("common"), ids=lambda p: str(p.relative_to(LIBRARY)))

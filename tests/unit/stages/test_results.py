@@ -25,16 +25,22 @@ def test_the_newest_run_per_version_architecture_and_map_making_is_read_with_its
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("lensing")
-    _log_run(mlflow, "v7", "resunet", None, 0.072)        # lensed at the pixels, before the parameter
+    _log_run(mlflow, "v7", "resunet", None, 0.072)  # lensed at the pixels, before the parameter
     _log_run(mlflow, "v7", "resunet", "2", 0.020)
-    _log_run(mlflow, "v7", "resunet", "2", 0.028)         # newer: wins its group
+    _log_run(mlflow, "v7", "resunet", "2", 0.028)  # newer: wins its group
     _log_run(mlflow, "v7", "resunet", "2", 0.9, scale="smoke")
     _log_run(mlflow, "v7", "resunet_qe", "2", 0.062)
     mlflow.set_tracking_uri(None)
-    found = latest_evaluations(uri, "lensing", "evaluation", "default", "rho_L.json", "rho_opt_mean",
-                               group_by=("lensing_net.architecture", "lensing_simulate.oversampling"),
-                               missing={"lensing_net.architecture": "original",
-                                        "lensing_simulate.oversampling": "1"})
+    found = latest_evaluations(
+        uri,
+        "lensing",
+        "evaluation",
+        "default",
+        "rho_L.json",
+        "rho_opt_mean",
+        group_by=("lensing_net.architecture", "lensing_simulate.oversampling"),
+        missing={"lensing_net.architecture": "original", "lensing_simulate.oversampling": "1"},
+    )
     assert set(found) == {("v7", "resunet", "1"), ("v7", "resunet", "2"), ("v7", "resunet_qe", "2")}
     assert found[("v7", "resunet", "1")]["metrics"]["rho_cnn_mean"] == 0.072
     assert found[("v7", "resunet", "2")]["metrics"]["rho_cnn_mean"] == 0.028

@@ -30,8 +30,13 @@ WORKER = textwrap.dedent("""
 
 def _start(uri, name, steps=100000, pause=0.05):
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
-    return subprocess.Popen([sys.executable, "-c", WORKER, uri, name, str(steps), str(pause)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, uri, name, str(steps), str(pause)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _run_named(client, name, timeout=120.0):
@@ -101,8 +106,9 @@ def test_a_run_left_running_by_sigkill_is_closed_at_the_next_start(store):
     assert client.get_run(live_run.info.run_id).info.status == "RUNNING"
     live.send_signal(signal.SIGTERM)
     live.wait(60)
-    running = client.search_runs([client.get_experiment_by_name("lifecycle").experiment_id],
-                                 "attributes.status = 'RUNNING'")
+    running = client.search_runs(
+        [client.get_experiment_by_name("lifecycle").experiment_id], "attributes.status = 'RUNNING'"
+    )
     assert running == []
 
 
@@ -119,11 +125,21 @@ def test_two_processes_log_to_one_store_at_once(store):
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 60
 
 
-CARD = {"experiment": "lensing", "parameter_set": "v2", "scale": "smoke", "registered_model": "cmbml-test-v2",
-        "params_digest": "0123456789abcdef01234567",
-        "input": {"quantity": "lensed CMB temperature", "channels": ["T"], "units": "uK_CMB", "npix": 8,
-                  "pixel_arcmin": 10.0},
-        "output": {"quantity": "convergence kappa", "channels": ["kappa"], "units": "dimensionless"}}
+CARD = {
+    "experiment": "lensing",
+    "parameter_set": "v2",
+    "scale": "smoke",
+    "registered_model": "cmbml-test-v2",
+    "params_digest": "0123456789abcdef01234567",
+    "input": {
+        "quantity": "lensed CMB temperature",
+        "channels": ["T"],
+        "units": "uK_CMB",
+        "npix": 8,
+        "pixel_arcmin": 10.0,
+    },
+    "output": {"quantity": "convergence kappa", "channels": ["kappa"], "units": "dimensionless"},
+}
 
 
 def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_alias(store, tmp_path, monkeypatch):
@@ -160,8 +176,14 @@ def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_ali
     core = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same")], name="tiny")
     core.compile(optimizer="adam", loss="mse")
 
-    tracking = Tracking(uri, "training", "cmbml-test-v2", {"lensing_train.learning_rate": 123.0, "seed": 20261121}, {},
-                        description="unit test")
+    tracking = Tracking(
+        uri,
+        "training",
+        "cmbml-test-v2",
+        {"lensing_train.learning_rate": 123.0, "seed": 20261121},
+        {},
+        description="unit test",
+    )
     parameter_set = ParameterSet(tracking, "lensing", "v2", "smoke", CARD)
     out = tmp_path / "out"
     model_file, card_file, curve = out / "model.keras", out / "model_card.json", out / "training_curve.png"
@@ -178,7 +200,9 @@ def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_ali
     assert logged.info.run_name == "v2-smoke lensing_train.learning_rate=123.0"  # the seed is the default's
     tags = logged.data.tags
     assert (tags["parameter_set"], tags["scale"], tags["cmbml.stage"]) == ("v2", "smoke", "unit_train")
-    assert tags["overrides"] == '{"lensing_train.learning_rate": 123.0}' and tags["params_digest"] == CARD["params_digest"]
+    assert (
+        tags["overrides"] == '{"lensing_train.learning_rate": 123.0}' and tags["params_digest"] == CARD["params_digest"]
+    )
     assert tags["cmbml.model_md5"] == file_md5(model_file)
     params = logged.data.params
     assert params["lensing_train.learning_rate"] == "123.0" and params["n_parameters"] == "10"
@@ -186,8 +210,10 @@ def test_a_training_run_logs_the_fit_and_registers_the_model_under_the_scale_ali
     assert [m.step for m in client.get_metric_history(run.id, "val_loss")] == [1, 2]
     assert logged.data.metrics["best_epoch"] == fitted.best_epoch and logged.data.metrics["epochs_run"] == 2
     assert {a.path for a in client.list_artifacts(run.id)} == {"training_curve.png", "model_card.json"}
-    assert sorted((d.dataset.name, d.tags[0].value) for d in logged.inputs.dataset_inputs) == \
-        [("train.h5", "training"), ("val.h5", "early_stopping")]
+    assert sorted((d.dataset.name, d.tags[0].value) for d in logged.inputs.dataset_inputs) == [
+        ("train.h5", "training"),
+        ("val.h5", "early_stopping"),
+    ]
 
     assert str(registered) == "models:/cmbml-test-v2@smoke (version 1)"
     version = client.get_model_version("cmbml-test-v2", "1")
