@@ -388,7 +388,9 @@ def report(
         cenn_pixel_table,
         cenn_response_table,
         cenn_table,
+        current_block,
         foreground_model_table,
+        keep_rows_not_regenerated,
         lensing_pixel_table,
         lensing_table,
         replace_between_markers,
@@ -484,8 +486,7 @@ def report(
         lensing_md += pixel_note.format("maps", "units of kappa x the exaggeration", "map") + lensing_pixel_table(
             lensing
         )
-    if LENSING_MARKER in written:
-        text = replace_between_markers(text, LENSING_MARKER, lensing_md)
+    new_blocks = {LENSING_MARKER: lensing_md}
     cenn_md = (
         cenn_table(cenn)
         + (
@@ -497,12 +498,21 @@ def report(
     )
     if cenn_pixel_table(cenn):
         cenn_md += pixel_note.format("patches", "uK", "patch") + cenn_pixel_table(cenn)
-    if CENN_MARKER in written:
-        text = replace_between_markers(text, CENN_MARKER, cenn_md)
-    if FOREGROUND_MARKER in written:
-        text = replace_between_markers(
-            text, FOREGROUND_MARKER, foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"])
-        )
+    new_blocks[CENN_MARKER] = cenn_md
+    new_blocks[FOREGROUND_MARKER] = foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"])
+    # Rows of runs this store does not hold stay (a fresh clone's empty store removes nothing); a block whose
+    # old rows cannot be kept (its columns changed) is left as it is, and the report says so.
+    for marker in (b for b in blocks if b in written):
+        merged, problems = keep_rows_not_regenerated(current_block(text, marker), new_blocks[marker])
+        if problems:
+            typer.secho(
+                f"report: {marker} left as it is: the store cannot regenerate {'; '.join(problems)}; run "
+                "cmbml report on a store that holds every run",
+                fg="yellow",
+                err=True,
+            )
+            continue
+        text = replace_between_markers(text, marker, merged)
     Path(readme).write_text(text)
     if lensing and LENSING_MARKER in written:
         plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")

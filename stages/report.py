@@ -368,6 +368,55 @@ def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequ
     return "\n".join(lines)
 
 
+def _tables(block: str) -> list[list[str]]:
+    """The markdown tables of ``block``, each as its lines (header, separator, rows)."""
+    tables, current = [], []
+    for line in block.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    return tables
+
+
+def _row_key(row: str) -> tuple[str, str]:
+    """A table row's identity: its first two cells (version and kappa factor or L range; variant and network)."""
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    return (cells[0], cells[1] if len(cells) > 1 else "")
+
+
+def keep_rows_not_regenerated(old: str, new: str) -> tuple[str, list[str]]:
+    """``new`` with every row of ``old`` that it does not regenerate, so that a store holding only some of the
+    runs never removes the others' rows: each table of ``old`` whose header ``new`` has too gets back, at its end,
+    the rows whose key (:func:`_row_key`) no row of the new table has. Returns the merged block and the problems:
+    rows that could not be kept because their table's columns changed (the caller then leaves ``old`` as it is)."""
+    new_tables = {t[0]: t for t in _tables(new)}
+    merged, problems = new, []
+    for table in _tables(old):
+        header, rows = table[0], table[2:]
+        if header not in new_tables:
+            if rows:
+                problems.append(
+                    f"{len(rows)} rows under '{header[:60]}...' (a table it no longer makes, or its columns changed)"
+                )
+            continue
+        target = new_tables[header]
+        keys = {_row_key(r) for r in target[2:]}
+        kept = [r for r in rows if _row_key(r) not in keys]
+        if kept:
+            merged = merged.replace("\n".join(target), "\n".join([*target, *kept]), 1)
+    return merged, problems
+
+
+def current_block(text: str, marker: str) -> str:
+    """What lies between ``<!-- marker -->`` and ``<!-- /marker -->`` ("" without the markers)."""
+    found = re.search(rf"<!-- {re.escape(marker)} -->\n(.*?)<!-- /{re.escape(marker)} -->", text, re.S)
+    return found.group(1) if found else ""
+
+
 def replace_between_markers(text: str, marker: str, content: str) -> str:
     """Replace what lies between ``<!-- marker -->`` and ``<!-- /marker -->`` (both kept); the markers must exist."""
     pattern = re.compile(rf"(<!-- {re.escape(marker)} -->\n).*?(<!-- /{re.escape(marker)} -->)", re.S)

@@ -229,3 +229,50 @@ def test_pixel_tables_show_rmse_and_r2_of_every_method_for_runs_that_logged_them
     table = cenn_pixel_table([{"name": "E", "architecture": "original", "metrics": metrics}]).splitlines()
     assert table[0].startswith("| variant | network | CENN RMSE / R^2 | Wiener RMSE / R^2 |")
     assert table[2].startswith("| E | original | 3.2 +- 0.01 / 0.900 +- 0.001 | 3.3 +- 0.01 / 0.890 +- 0.001 |")
+
+
+def test_rows_the_store_cannot_regenerate_are_kept_and_changed_columns_leave_the_block():
+    """A store holding only some runs (a fresh clone's holds none) never removes the other rows: a row whose key
+    (first two cells) the new table lacks is kept; a table whose columns changed cannot take old rows, which the
+    merge reports so that the block is left as it is."""
+    from stages.report import keep_rows_not_regenerated
+
+    old = "| version | kappa x | rho |\n|---|---|---|\n| v1 | 30 | 0.9 |\n| v2 | 30 | 0.8 |\n\ntext\n"
+    new = "| version | kappa x | rho |\n|---|---|---|\n| v2 | 30 | 0.85 |\n"
+    merged, problems = keep_rows_not_regenerated(old, new)
+    assert problems == [] and merged.splitlines()[2:] == ["| v2 | 30 | 0.85 |", "| v1 | 30 | 0.9 |"]
+    changed = "| version | kappa x | rho | entered |\n|---|---|---|---|\n| v2 | 30 | 0.85 | - |\n"
+    merged, problems = keep_rows_not_regenerated(old, changed)
+    assert problems and "2 rows" in problems[0] and "its columns changed" in problems[0]
+    assert keep_rows_not_regenerated("", new) == (new, [])
+
+
+def test_report_on_an_empty_store_leaves_the_readme_as_it_is(tmp_path):
+    """`cmbml report` in a fresh clone (no runs in the store) removes no row of the README and says why."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cmbml"),
+            "report",
+            "--readme",
+            str(readme),
+            "--figures",
+            str(tmp_path / "figures"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert readme.read_text() == (REPO / "README.md").read_text()
+    assert "lensing-results left as it is: the store cannot regenerate" in out.stderr
