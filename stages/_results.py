@@ -77,3 +77,23 @@ def latest_evaluations(
             "metrics": {**details, **summary},
         }
     return dict(sorted(found.items()))
+
+
+def copy_run_figures(tracking_uri: str, run_id: str, names: dict[str, str], folder: Path) -> list[Path]:
+    """Copy the run's figure artifacts ``{artifact: file name}`` that exist into ``folder``; returns what was written."""
+    import shutil
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client, written = MlflowClient(tracking_uri=tracking_uri), []
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for artifact, name in names.items():
+            try:
+                path = client.download_artifacts(run_id, artifact, tmp)
+            except (OSError, MlflowException):
+                continue
+            shutil.copyfile(path, folder / name)
+            written.append(folder / name)
+    return written

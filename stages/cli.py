@@ -329,6 +329,13 @@ def cenn_evaluate() -> None:
     _run_stage("cenn_evaluate")
 
 
+@cenn_app.command("separate")
+def cenn_separate() -> None:
+    """Apply the network to a full test sky (maps written as Planck's), score it beside a harmonic ILC and the
+    patch-level evaluation."""
+    _run_stage("cenn_separate")
+
+
 @params_app.command("check")
 @_one_line_when_files_are_missing
 def params_check(path: str = typer.Argument("params.yaml")) -> None:
@@ -365,7 +372,8 @@ def report(
         None,
         "--only",
         help=(
-            "rewrite only these blocks of the README (lensing-results, cenn-results, cenn-foreground-models), "
+            "rewrite only these blocks of the README (lensing-results, cenn-results, cenn-foreground-models, "
+            "cenn-full-sky), "
             "leaving the others as they are: for a store that holds the runs of some tables only"
         ),
     ),
@@ -383,6 +391,7 @@ def report(
     from stages.report import (
         CENN_MARKER,
         FOREGROUND_MARKER,
+        FULLSKY_MARKER,
         LENSING_MARKER,
         cenn_network_name,
         cenn_pixel_table,
@@ -390,13 +399,14 @@ def report(
         cenn_table,
         current_block,
         foreground_model_table,
+        fullsky_table,
         keep_rows_not_regenerated,
         lensing_pixel_table,
         lensing_table,
         replace_between_markers,
     )
 
-    blocks = (LENSING_MARKER, CENN_MARKER, FOREGROUND_MARKER)
+    blocks = (LENSING_MARKER, CENN_MARKER, FOREGROUND_MARKER, FULLSKY_MARKER)
     unknown = sorted(set(only or ()) - set(blocks))
     if unknown:
         raise typer.BadParameter(
@@ -500,6 +510,24 @@ def report(
         cenn_md += pixel_note.format("patches", "uK", "patch") + cenn_pixel_table(cenn)
     new_blocks[CENN_MARKER] = cenn_md
     new_blocks[FOREGROUND_MARKER] = foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"])
+    # The networks applied to a whole test sky (stage cenn_separate), trained on the Gaussian sky of params.yaml's
+    # instrument.
+    fullsky = latest_evaluations(
+        uri,
+        params["mlflow"]["cenn_experiment"],
+        "fullsky",
+        scale,
+        "fullsky_spectra.json",
+        "network_residual_rms_uK",
+        group_by=("foregrounds.model", "instrument.table", "cenn_net.architecture", "cenn_net.eb.b_modes"),
+        missing={"cenn_net.architecture": "original", "cenn_net.eb.b_modes": "learned"},
+    )
+    fullsky_records = [
+        {**r, "architecture": cenn_network_name(key[3], "0.0", "", key[4])}
+        for key, r in sorted(fullsky.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0]))
+        if key[1] == "gaussian" and key[2] == default_instrument
+    ]
+    new_blocks[FULLSKY_MARKER] = fullsky_table(fullsky_records)
     # Rows of runs this store does not hold stay (a fresh clone's empty store removes nothing); a block whose
     # old rows cannot be kept (its columns changed) is left as it is, and the report says so.
     for marker in (b for b in blocks if b in written):
@@ -516,6 +544,18 @@ def report(
     Path(readme).write_text(text)
     if lensing and LENSING_MARKER in written:
         plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
+    if fullsky_records and FULLSKY_MARKER in written:  # the first variant's full-sky figures, as its run logged them
+        from stages._results import copy_run_figures
+
+        copy_run_figures(
+            uri,
+            fullsky_records[0]["run_id"],
+            {
+                "fullsky_maps.png": "cenn_fullsky_maps.png",
+                **{f"fullsky_{s}.png": f"cenn_fullsky_{s}.png" for s in ("EE", "BB")},
+            },
+            Path(figures),
+        )
     versions = sorted({r["name"] for r in lensing})
     typer.echo(
         f"report: {len(lensing)} lensing runs of {len(versions)} versions ({', '.join(versions)}), "
@@ -560,6 +600,42 @@ def predict(
     n = stack.maps.shape[0]
     typer.echo(
         f"predict: {n} map{'s' if n > 1 else ''} -> {output} ({card['output']['quantity']}, {card['output']['units']})"
+    )
+
+
+@app.command()
+@_one_line_when_files_are_missing
+def separate(
+    model: str = typer.Argument(
+        ..., help="models:/cmbml-cenn-E@default, runs:/<id>/model, an MLflow model folder, or models/cenn/model.keras"
+    ),
+    maps: list[str] = typer.Argument(
+        ...,
+        help="one HEALPix FITS map per channel of the model, lowest frequency first (K_CMB or uK_CMB, RING or NESTED)",
+    ),
+    output: str = typer.Option(..., "-o", "--output", help="HEALPix FITS file for the CMB estimate (uK_CMB, RING)"),
+    b_min_deg: float = typer.Option(30.0, "--b-min", help="Galactic cut: the estimate covers |b| > b_min (deg)"),
+    spacing: float = typer.Option(0.5, help="spacing of the patch centres, in patch sides (at most 0.5)"),
+    batch: int = typer.Option(128, help="patches in memory at a time"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output"),
+) -> None:
+    """Apply a trained CENN network to full-sky frequency maps: the sky above the cut is covered with overlapping
+    patches of the model's geometry, and the estimates are reprojected onto HEALPix with smooth overlap weights."""
+    from cmbml.cenn.separate import SkyMapError
+    from stages.separate import separate_maps
+
+    if not 0 < spacing <= 0.5:
+        raise typer.BadParameter(f"{spacing}: allowed 0 < spacing <= 0.5", param_hint="--spacing")
+    if not 0 <= b_min_deg < 90:
+        raise typer.BadParameter(f"{b_min_deg}: allowed 0 <= b_min < 90", param_hint="--b-min")
+    try:
+        summary = separate_maps(model, maps, output, b_min_deg, spacing, batch, overwrite)
+    except (SkyMapError, ValueError) as err:
+        typer.secho(f"cmbml separate: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"separate: {summary['n_patches']} patches, {summary['sky_fraction']:.1%} of the sky at nside "
+        f"{summary['nside']} -> {output} ({', '.join('CMB_' + c for c in summary['components'])}, MASK, WEIGHT)"
     )
 
 

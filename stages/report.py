@@ -368,6 +368,46 @@ def foreground_model_table(records: Sequence[Mapping], ell_ranges: Sequence[Sequ
     return "\n".join(lines)
 
 
+FULLSKY_MARKER = "cenn-full-sky"
+
+
+def fullsky_table(records: Sequence[Mapping]) -> str:
+    """Markdown: per variant, the network applied to a whole test sky (stage cenn_separate): the sky fraction
+    scored, the residual rms against the truth (uK, every method through the same tiling) of the network, the
+    harmonic ILC and the Wiener-filtered harmonic ILC, the agreement of the network's cross response and correlation
+    with the evaluation patches (largest pull and chi^2 per bin over the bins up to 2 nside), and the full-sky
+    residual variance over the patch interiors' (above 1 where seams add error). Empty without records."""
+    if not records:
+        return ""
+    head = (
+        "| variant | network | sky fraction | residual rms, network (uK) | harmonic ILC | harmonic ILC, Wiener "
+        "filtered | response vs patches: largest pull, chi2/bin | correlation vs patches: largest pull, chi2/bin "
+        "| residual / patch interiors |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for rec in records:
+        m = rec["metrics"]
+        s = next((k.split("_")[0] for k in m if k.endswith("_response_max_pull")), "EE")
+        cells = [
+            rec["name"],
+            rec.get("architecture", "original"),
+            f"{_fmt(m.get('f_sky'), 2)} (\\|b\\| > {_fmt(m.get('b_min_deg'), 0)} deg)"
+            if "b_min_deg" in m
+            else _fmt(m.get("f_sky"), 2),
+            _fmt(m.get("network_residual_rms_uK")),
+            _fmt(m.get("ilc_residual_rms_uK")),
+            _fmt(m.get("ilc_wiener_residual_rms_uK")),
+        ]
+        for q in ("response", "correlation"):
+            cells.append(
+                f"{s}: {_fmt(m.get(f'{s}_{q}_max_pull'), 2)}, {_fmt(m.get(f'{s}_{q}_chi2_per_bin'), 2)} "
+                f"({_fmt(m.get(f'{s}_{q}_n_bins_compared'), 0)} bins)"
+            )
+        cells.append(_fmt(m.get("residual_var_over_patch_interiors")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _tables(block: str) -> list[list[str]]:
     """The markdown tables of ``block``, each as its lines (header, separator, rows)."""
     tables, current = [], []
@@ -422,4 +462,5 @@ def replace_between_markers(text: str, marker: str, content: str) -> str:
     pattern = re.compile(rf"(<!-- {re.escape(marker)} -->\n).*?(<!-- /{re.escape(marker)} -->)", re.S)
     if not pattern.search(text):
         raise ValueError(f"README has no '<!-- {marker} -->' ... '<!-- /{marker} -->' block")
-    return pattern.sub(lambda m: m.group(1) + content.rstrip() + "\n" + m.group(2), text)
+    body = content.rstrip() + "\n" if content.strip() else ""
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)

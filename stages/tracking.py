@@ -403,7 +403,7 @@ def log_evaluation(
             mlflow.log_table(data=pd.DataFrame(rows), artifact_file=name)
         if details:
             mlflow.log_dict(dict(sorted(details.items())), f"{split}_scores.json")
-        log_datasets(mlflow, {"evaluation": list(datasets)})
+        log_datasets(mlflow, {split: list(datasets)})  # the datasets' role is the split they were scored as
         scored_on = dict(scored_on or ({"": datasets[0]} if datasets else {}))
         model_id = logged_model_id(mlflow, run.info.run_id)
         for prefix, part in _by_prefix(metrics, scored_on).items():

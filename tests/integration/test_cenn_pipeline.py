@@ -77,8 +77,10 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
     for key in ("loss", "val_loss", "evaluation_map_mse_network_uK2", "evaluation_mse_over_wiener"):
         assert key in run.data.metrics
     assert "evaluation_unseen_mse_over_wiener" in run.data.metrics
-    # the runs table stays readable: per-range scores are an artifact (beside the system metrics of the training)
-    assert len([k for k in run.data.metrics if not k.startswith("system/")]) <= 24
+    # the runs table stays readable: per-range scores are an artifact (beside the system metrics of the training);
+    # the full-sky stage adds four
+    assert len([k for k in run.data.metrics if not k.startswith("system/")]) <= 28
+    assert "fullsky_max_pull_vs_patches" in run.data.metrics
     assert "system/cpu_utilization_percentage" in run.data.metrics
     scores = client.download_artifacts(run.info.run_id, "evaluation_scores.json")
     assert "bb_ell60_300_network_residual_dl_uK2" in json.loads(Path(scores).read_text())
@@ -98,6 +100,7 @@ def test_mlflow_cenn_run_and_registered_model(b_mode_experiment):
         ("datasets/cenn/patches/Test_B.h5", "early_stopping"),
         ("datasets/cenn/patches/Validation_B.h5", "evaluation"),
         ("datasets/cenn/patches_unseen/Validation_B.h5", "evaluation"),
+        *((f"datasets/cenn/fullsky/sky_{f}GHz.fits", "fullsky") for f in (100, 143, 217)),  # the whole test sky
     }
     versions = client.search_model_versions("name='cmbml-cenn-B'")
     assert [v.run_id for v in versions] == [run.info.run_id]
@@ -127,6 +130,7 @@ CENN_STAGES = {
     "cenn_validate@training",
     "cenn_validate@unseen",
     "cenn_train",
+    "cenn_separate",
     "cenn_evaluate",
 }
 
@@ -292,3 +296,52 @@ def test_any_method_is_scored_from_a_file_and_entered_in_the_report(qu_experimen
         "| QU | my-pixel-ilc (entered) |",
     ):
         assert row in table, row
+
+
+def test_the_network_is_applied_to_a_whole_sky_as_to_plancks_maps(qu_experiment, tmp_path):
+    """Stage cenn_separate: the QU network tiled over a new test sky (maps written as Planck's: K_CMB, NESTED,
+    Q_STOKES/U_STOKES), reprojected onto HEALPix and scored beside the harmonic ILC, its EE and BB measured on the
+    evaluation patches as the evaluation measured them; no seam adds error (the full-sky residual is no larger than
+    the patch interiors'); `cmbml separate` on the stage's own maps writes the stage's estimate; the report shows it."""
+    import healpy as hp
+    import numpy as np
+    from astropy.io import fits
+
+    root, env = qu_experiment
+    m = json.loads((root / "metrics/cenn_fullsky.json").read_text())
+    assert 0.3 < m["f_sky"] < 0.55 and m["b_min_deg"] == 30.0
+    assert m["residual_var_over_patch_interiors"] < 1.1
+    for s in ("EE", "BB"):
+        assert m[f"{s}_response_n_bins_compared"] >= 2 and np.isfinite(m[f"{s}_correlation_max_pull"])
+    for method in ("network", "ilc", "ilc_wiener"):
+        assert m[f"{method}_residual_rms_uK"] > 0
+    header = fits.getheader(root / "datasets/cenn/fullsky/sky_143GHz.fits", 1)
+    assert (header["ORDERING"], header["TTYPE1"], header["TUNIT1"]) == ("NESTED", "Q_STOKES", "K_CMB")
+    stage_estimate = hp.read_map(str(root / "datasets/cenn/fullsky_estimate/cmb_estimate.fits"), field=None)
+    assert fits.getheader(root / "datasets/cenn/fullsky_estimate/cmb_estimate.fits", 1)["TUNIT1"] == "uK_CMB"
+    rows = json.loads((root / "plots/cenn/fullsky/spectra.json").read_text())["spectra"]
+    assert {"network_BB_correlation", "ilc_wiener_EE_response_err"} <= set(rows[0])
+    assert (root / "plots/cenn/fullsky/fullsky_maps.png").stat().st_size > 1000
+
+    maps = [str(root / f"datasets/cenn/fullsky/sky_{f}GHz.fits") for f in (100, 143, 217)]
+    out = tmp_path / "cmb.fits"
+    sh(["cmbml", "separate", "models/cenn/model.keras", *maps, "-o", str(out)], root, env)
+    q, u, mask, weight = hp.read_map(str(out), field=None)
+    keep = (mask > 0) & (stage_estimate[0] != 0)
+    assert keep.mean() > 0.3
+    for mine, stage in ((q, stage_estimate[0]), (u, stage_estimate[1])):
+        np.testing.assert_allclose(mine[keep], stage[keep], rtol=1e-4, atol=1e-4 * np.abs(stage).max())
+    import subprocess
+
+    refused = subprocess.run(
+        ["cmbml", "separate", "models/cenn/model.keras", *maps, "-o", maps[0]],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "is one of the input maps" in refused.stderr
+
+    sh(["cmbml", "report", "--scale", "smoke", "--only", "cenn-full-sky"], root, env)
+    block = (root / "README.md").read_text().split("<!-- cenn-full-sky -->")[1].split("<!-- /cenn-full-sky -->")[0]
+    assert "| QU | original |" in block

@@ -24,13 +24,14 @@ A diffuse Galactic component subclasses :class:`DiffuseComponent`, a point-sourc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cmbml.cenn.pysm_sky import PRESET_COMPONENTS
 from cmbml.cenn.source_counts import SourceCounts
 from cmbml.common.registry import Registry
 
@@ -308,9 +309,13 @@ def galactic_profile(nside: int, b_floor_deg: float = 5.0, b_norm_deg: float = 3
     return profile / np.sqrt(np.mean(profile[high] ** 2))
 
 
-MODEL_STREAMS = {"gaussian": 0, "nongaussian": 1}
+MODEL_STREAMS = {"gaussian": 0, "nongaussian": 1, "pysm": 2}
 """Each foreground model draws from its own generator streams: two models' skies are independent, and one
 model's sky is the same whichever role (training or unseen evaluation sky) it plays."""
+
+PYSM_REPLACES = frozenset(PRESET_COMPONENTS.values())
+"""The diffuse components that PySM's presets replace under ``foregrounds.model: pysm`` (dust, synchrotron); the
+point sources stay this project's."""
 
 COMPONENT_STREAMS = 5
 """A component's realisation draws from ``default_rng([seed, 5, model stream, component.stream])``."""
@@ -347,14 +352,17 @@ class SpectralParameter:
 @dataclass(frozen=True)
 class SkyDraw:
     """What a component's realisation may use besides its own block: the resolution, the sky model
-    (``foregrounds.model``), the Galactic latitude profile ((npix,) or 1.0) and what was read from ``data/``
-    (templates ``{name: (2, npix)}`` in uK_RJ at ``ref_GHz``, counts tables ``{name: SourceCounts}``)."""
+    (``foregrounds.model``), the Galactic latitude profile ((npix,) or 1.0), what was read from ``data/``
+    (templates ``{name: (2, npix)}`` in uK_RJ at ``ref_GHz``, counts tables ``{name: SourceCounts}``) and, for
+    the ``pysm`` model, the PySM emission of each diffuse component it replaces
+    (``{name: cmbml.cenn.pysm_sky.PysmEmission}``)."""
 
     nside: int
     model: str
     profile: np.ndarray | float
     templates: Mapping[str, np.ndarray]
     counts: Mapping[str, SourceCounts]
+    pysm: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def lmax(self) -> int:
@@ -493,6 +501,10 @@ class DiffuseComponent(ForegroundComponent):
     one is named, else drawn by the sky model (:func:`galactic_foreground_from_params`) and multiplied by the
     latitude profile. Each channel is that map times :meth:`sed_rj` and :func:`rj_to_cmb`, pixel by pixel
     where a spectral parameter varies across the sky.
+
+    Under the ``pysm`` model a component that PySM's presets replace
+    (:data:`cmbml.cenn.pysm_sky.PRESET_COMPONENTS`) is instead PySM's emission of its presets, evaluated per
+    channel (:class:`cmbml.cenn.pysm_sky.PysmEmission`), or nothing (zero maps) when no preset replaces it.
     """
 
     Params: ClassVar[type[Block]] = DiffuseParams
@@ -504,7 +516,9 @@ class DiffuseComponent(ForegroundComponent):
         raise NotImplementedError
 
     @classmethod
-    def draw(cls, p: Mapping, sky: SkyDraw, rng: np.random.Generator) -> np.ndarray:
+    def draw(cls, p: Mapping, sky: SkyDraw, rng: np.random.Generator) -> Any:
+        if sky.model == "pysm" and cls.name in PYSM_REPLACES:
+            return sky.pysm.get(cls.name)  # None: no preset of the pysm block replaces it
         if cls.name in sky.templates:
             return sky.templates[cls.name]
         qu = galactic_foreground_from_params(p, sky.model).qu_map_rj(sky.nside, sky.lmax, rng)
@@ -517,9 +531,11 @@ class DiffuseComponent(ForegroundComponent):
         return qu_rj_ref * (cls.sed_rj(freq_ghz, p, values) * rj_to_cmb(freq_ghz))
 
     @classmethod
-    def at_frequency(
-        cls, p: Mapping, realisation: np.ndarray, spectral: Mapping, nside: int, freq_ghz: float
-    ) -> np.ndarray:
+    def at_frequency(cls, p: Mapping, realisation: Any, spectral: Mapping, nside: int, freq_ghz: float) -> np.ndarray:
+        if realisation is None:  # a pysm sky without a preset for this component
+            return np.zeros((2, 12 * nside**2))
+        if not isinstance(realisation, np.ndarray):  # a PysmEmission: PySM's own SED, already in uK_CMB
+            return realisation.qu_cmb(freq_ghz, nside)
         return cls.scale(realisation, freq_ghz, p, {sp.mean: spectral[sp.key] for sp in cls.spectral_parameters})
 
     @classmethod
@@ -743,13 +759,20 @@ def foreground_sky(
     the sky where their ``*_scatter`` is non-zero (:func:`spectral_parameter_map`, correlated over
     ``fg["spectral_fwhm_deg"]``, above the floor a parameter declares: T_d above half its mean). Point sources
     are drawn from ``counts[name]`` (:func:`load_source_counts`).
+    Under ``fg["model"] == "pysm"`` dust and synchrotron are PySM's presets (``fg["pysm"]``: ``presets``,
+    ``nside``, ``data_dir`` read relative to the working directory; :func:`cmbml.cenn.pysm_sky.pysm_components`).
     Each component and each spectral parameter has its own generator stream, derived from ``seed``, the model
     (:data:`MODEL_STREAMS`) and its stream id.
     """
     model = fg.get("model", "gaussian")
     stream = MODEL_STREAMS[model]
     profile = galactic_profile(nside) if fg.get("galactic_profile", "uniform") == "cosecant" else 1.0
-    draw = SkyDraw(nside, model, profile, templates or {}, counts)
+    pysm = {}
+    if model == "pysm":
+        from cmbml.cenn.pysm_sky import pysm_components
+
+        pysm = pysm_components(fg["pysm"], nside)
+    draw = SkyDraw(nside, model, profile, templates or {}, counts, pysm)
     sky = ForegroundSky({}, {}, {})
     for name, comp in COMPONENTS.items():
         getattr(sky, comp.realisation)[name] = comp.draw(

@@ -33,6 +33,20 @@ def gnomonic_to_sphere(lon0: float, lat0: float, x: np.ndarray, y: np.ndarray) -
     return lon, lat
 
 
+def patch_frame_rotation(
+    lon0: float, lat0: float, x: np.ndarray, y: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``cos 2 psi`` and ``sin 2 psi`` at tangent-plane points ``(x, y)`` of a patch about ``(lon0, lat0)`` (radians),
+    ``psi`` the angle of the patch's +y axis from the local meridian (north), towards east, found from a step
+    ``eps`` in y."""
+    lon, lat = gnomonic_to_sphere(lon0, lat0, x, y)
+    lon_up, lat_up = gnomonic_to_sphere(lon0, lat0, x, y + eps)
+    d_north = lat_up - lat
+    d_east = np.angle(np.exp(1j * (lon_up - lon))) * np.cos(lat)
+    psi = np.arctan2(d_east, d_north)
+    return np.cos(2 * psi), np.sin(2 * psi)
+
+
 @dataclass
 class PatchSampler:
     """Pixel indices, weights and polarization rotation of one patch on one HEALPix grid."""
@@ -52,13 +66,8 @@ class PatchSampler:
         lon, lat = gnomonic_to_sphere(lon0, lat0, x, y)
         theta, phi = np.pi / 2 - lat.ravel(), lon.ravel()
         pixels, weights = hp.get_interp_weights(nside, theta, phi)
-        # Direction of the patch's +y axis at each pixel, from a small step in y.
-        eps = 1e-3 * geometry.pixel_arcmin * ARCMIN
-        lon_up, lat_up = gnomonic_to_sphere(lon0, lat0, x, y + eps)
-        d_north = (lat_up - lat).ravel()
-        d_east = (np.angle(np.exp(1j * (lon_up - lon))) * np.cos(lat)).ravel()
-        psi = np.arctan2(d_east, d_north)  # angle of patch +y from local north, towards east
-        return cls(pixels, weights, np.cos(2 * psi), np.sin(2 * psi), (geometry.npix, geometry.npix))
+        cos2psi, sin2psi = patch_frame_rotation(lon0, lat0, x, y, 1e-3 * geometry.pixel_arcmin * ARCMIN)
+        return cls(pixels, weights, cos2psi.ravel(), sin2psi.ravel(), (geometry.npix, geometry.npix))
 
     def scalar(self, sky_map: np.ndarray) -> np.ndarray:
         """Interpolate a scalar map (or a stack (k, npix_sky)) onto the patch."""

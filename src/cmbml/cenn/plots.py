@@ -156,3 +156,86 @@ def plot_cenn_spectra(
         plain_log_ticks(ax.xaxis)
         ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def plot_full_sky_estimate(
+    estimate: np.ndarray,
+    truth: np.ndarray,
+    weight: np.ndarray,
+    mask: np.ndarray,
+    component: str,
+    path: str | Path,
+    title: str,
+) -> None:
+    """Mollweide maps (µK) of the full-sky estimate, the truth and their difference, and the overlap weight map."""
+    import healpy as hp
+
+    plt = pyplot()
+    fig = plt.figure(figsize=(13, 8))
+    shown = lambda m: np.where(mask, m, hp.UNSEEN)  # noqa: E731 - masked pixels grey
+    lim = float(np.percentile(np.abs(truth[mask]), 99.5)) if mask.any() else 1.0
+    panels = [
+        (estimate, f"estimate, {component} [{MICROKELVIN}]", lim, MICROKELVIN),
+        (truth, f"true CMB, {component} [{MICROKELVIN}]", lim, MICROKELVIN),
+        (estimate - truth, f"estimate - truth [{MICROKELVIN}]", lim, MICROKELVIN),
+    ]
+    for k, (m, name, v, unit) in enumerate(panels):
+        hp.mollview(shown(m), fig=fig.number, sub=(2, 2, k + 1), title=name, unit=unit, cmap="RdBu_r", min=-v, max=v)
+    hp.mollview(weight, fig=fig.number, sub=(2, 2, 4), title="sum of patch overlap weights", unit="dimensionless")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_full_sky_spectra(
+    rows: Sequence[Mapping[str, float]],
+    patch_rows: Sequence[Mapping[str, float]],
+    on_patches: Sequence[Mapping[str, float]],
+    methods: Mapping[str, str],
+    spectrum: str,
+    path: str | Path,
+    title: str,
+    ell_reliable: float | None = None,
+) -> None:
+    """Cross response and correlation per multipole bin of each full-sky method (with errors), of the full-sky network
+    estimate measured on the evaluation patches (``on_patches``) and of the network on the evaluation patches
+    (``patch_rows``), and the residual power D_ell (µK^2) against the truth's."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ell = np.array([r["ell"] for r in rows])
+    for k, q in enumerate(("response", "correlation")):
+        ax = axes[k]
+        for name, label in methods.items():
+            y = [r[f"{name}_{spectrum}_{q}"] for r in rows]
+            e = [r[f"{name}_{spectrum}_{q}_err"] for r in rows]
+            ax.errorbar(ell, y, e, marker="o", ms=3, lw=1, capsize=2, label=f"{label}, full sky")
+        key = f"network_{spectrum}_{q}"
+        for shown, style, name in (
+            (on_patches, dict(marker="D", color="C3", ls=":"), "network full sky, cut at the evaluation patches"),
+            (patch_rows, dict(marker="s", color="k", ls="--"), "network, evaluation patches"),
+        ):
+            if shown and key in shown[0]:
+                ax.errorbar(
+                    [r["ell"] for r in shown],
+                    [r[key] for r in shown],
+                    [r.get(key + "_err", 0.0) for r in shown],
+                    ms=3,
+                    lw=1,
+                    capsize=2,
+                    label=name,
+                    **style,
+                )
+        ax.axhline(1.0, color="grey", lw=0.5)
+        if ell_reliable is not None:  # above 2 nside the HEALPix grid no longer samples the sky faithfully
+            ax.axvspan(ell_reliable, ell[-1] + 60, color="grey", alpha=0.15, lw=0, label=r"$\ell > 2\,n_{side}$")
+        ax.set(xlabel=r"multipole $\ell$", ylabel=f"{spectrum} {q} (cross with truth), dimensionless")
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    ax.semilogy(ell, [r[f"truth_{spectrum}_dl"] for r in rows], "k--", lw=1.5, label="true CMB (through the tiling)")
+    for name, label in methods.items():
+        ax.semilogy(
+            ell, [r[f"{name}_{spectrum}_residual_dl"] for r in rows], marker="o", ms=3, lw=1, label=f"{label} residual"
+        )
+    ax.set(xlabel=r"multipole $\ell$", ylabel=f"$D_\\ell^{{{spectrum}}}$ [{MICROKELVIN}$^2$]")
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save_figure(fig, path)

@@ -19,6 +19,8 @@ from pydantic import AfterValidator, ValidationError
 
 from cmbml.cenn.foregrounds import COMPONENTS
 from cmbml.cenn.networks import ARCHITECTURES
+from cmbml.cenn.pysm_sky import PRESET_COMPONENTS, SUPPORTED_PRESETS
+from cmbml.cenn.pysm_sky import check as check_pysm
 from cmbml.common.flatsky import FlatGrid, check_bins
 from cmbml.common.params import Checker, file_in_repository
 from cmbml.common.registry import Registry
@@ -115,7 +117,7 @@ Nside = Annotated[int, AfterValidator(_power_of_two)]
 """A HEALPix resolution, a power of two."""
 VariantName = conf_choice("cenn", "E", "B", "QU")
 """A CENN variant, an option of conf/cenn."""
-ForegroundModel = conf_choice("foregrounds", "gaussian", "nongaussian")
+ForegroundModel = conf_choice("foregrounds", "gaussian", "nongaussian", "pysm")
 """A foreground sky model, an option of conf/foregrounds."""
 
 
@@ -307,9 +309,55 @@ class CennEvaluate(Block):
     n_example_patches: int = Param(ge=1, le=16, description="Validation patches drawn beside their prediction")
 
 
+PysmPreset = Literal[SUPPORTED_PRESETS]
+"""A PySM preset whose templates this project reads (PySM 2's layout, ``pysm_2/`` at nside 512)."""
+
+
+class PysmBlock(Block):
+    """The PySM sky of ``model: pysm``: the presets that replace dust and synchrotron, PySM's resolution and its
+    templates' folder (:mod:`cmbml.cenn.pysm_sky`)."""
+
+    presets: list[PysmPreset] = Param(
+        min_length=1,
+        description=(
+            "PySM preset strings, at most one dust (d0-d3) and one synchrotron (s0-s3); each replaces the "
+            "component of its family, one absent leaves that component out"
+        ),
+    )
+    nside: Nside | None = Param(
+        ge=16,
+        le=8192,
+        description=(
+            "HEALPix resolution PySM evaluates at (templates ud_graded to it, the maps then to scale.cenn.nside); "
+            "null: scale.cenn.nside"
+        ),
+    )
+    data_dir: RepoPath = Param(
+        description=(
+            "folder of PySM's data layout (pysm_2/dust_q_new.fits ...), inside paths.cenn.data_dir; read through "
+            "PYSM_LOCAL_DATA, never downloaded"
+        )
+    )
+
+    @rule
+    def _one_preset_per_component(self, context: Context) -> Iterator[Problem]:
+        seen: dict[str, str] = {}
+        for i, preset in enumerate(self.presets):
+            family = PRESET_COMPONENTS[preset]
+            if family in seen:
+                yield Problem(
+                    ("presets", i),
+                    preset,
+                    f"{{key}} = {preset!r}: {seen[family]!r} already gives the {family}; allowed one preset per "
+                    "component",
+                )
+            seen[family] = preset
+
+
 class ForegroundSky(Block):
     """One foreground sky: its model and one block per component (:data:`~cmbml.cenn.foregrounds.COMPONENTS`,
-    each validated by its ``Params``), all in uK_RJ at their reference frequency."""
+    each validated by its ``Params``), all in uK_RJ at their reference frequency; for ``model: pysm`` also the
+    ``pysm`` block, whose presets replace dust and synchrotron."""
 
     model: ForegroundModel = Param(
         description=("how the dust and synchrotron amplitudes are drawn, an option of conf/foregrounds")
@@ -324,6 +372,14 @@ class ForegroundSky(Block):
         description=("latitude modulation of the Galactic components: cosecant (1 / sin|b|) or uniform")
     )
     noise: bool = Param(description="white noise per channel at the instrument table's depth")
+    pysm: PysmBlock | None = Param(
+        None, description=("model pysm: the PySM presets, resolution and templates folder; absent otherwise")
+    )
+
+    @rule
+    def _the_pysm_model_needs_its_block(self, context: Context) -> Iterator[Problem]:
+        if self.model == "pysm" and self.pysm is None:
+            yield Problem(("pysm",), None, "{key}: missing; model pysm needs it (conf/foregrounds/pysm.yaml)")
 
 
 def foreground_block(components: Registry) -> type[ForegroundSky]:
@@ -394,6 +450,37 @@ class ScaleCenn(Block):
             )
 
 
+class CennSeparate(Block):
+    """The network applied to a full sky (stage cenn_separate and ``cmbml separate``)."""
+
+    b_min_deg: Number = Param(
+        ge=0.0, lt=90.0, unit="deg", description="Galactic cut: the estimate covers |b| > b_min_deg"
+    )
+    spacing_in_sides: Number = Param(
+        gt=0.0,
+        le=0.5,
+        description="spacing of the patch centres in patch sides; at most 1/2, so every pixel lies inside several patches",
+    )
+    mask_apodization_deg: Number = Param(
+        gt=0.0, le=10.0, unit="deg", description="C1 apodization of the full-sky NaMaster mask, deg"
+    )
+    ilc_bin_width: int = Param(
+        ge=1, le=200, description="multipoles sharing one set of harmonic-ILC weights (the full-sky classical answer)"
+    )
+    realisation_seed: int = Param(
+        ge=0,
+        description="seed stream of the full-sky test sky's CMB and noise, never used by a patch (the sky is new to the network)",
+    )
+    batch: int = Param(ge=1, description="patches cut, predicted and reprojected at a time (memory)")
+    noise: Literal["patch_matched", "pixel_white"] = Param(
+        description=(
+            "the test sky's noise: patch_matched (white at the patch resolution once cut, as the training and "
+            "evaluation patches carry it: the full-sky and patch figures compare) or pixel_white (white per HEALPix "
+            "pixel, as in a detector map: less noise on the patches at multipoles near the pixel scale)"
+        )
+    )
+
+
 class UnseenPaths(Block):
     """The unseen sky's own files; the rest it shares with the training sky."""
 
@@ -426,6 +513,12 @@ class CennPaths(Block):
     spectra: RepoPath = Param(description="NaMaster spectra of the evaluation (JSON)")
     output_report: RepoPath = Param(description="folder of the output gate's report")
     metrics: RepoPath = Param(description="Validation metrics (JSON)")
+    fullsky_maps: RepoPath = Param(
+        description="folder of the full-sky test sky: frequency maps and the true CMB (FITS)"
+    )
+    fullsky: RepoPath = Param(description="folder of the full-sky estimates, mask and weight map (FITS)")
+    fullsky_plots: RepoPath = Param(description="folder of the full-sky figures and per-bin spectra (JSON)")
+    fullsky_metrics: RepoPath = Param(description="full-sky metrics (JSON)")
     unseen: UnseenPaths = Param(description="the unseen sky's own files")
 
     def cmb_tqu(self, realisation: int) -> Path:
@@ -485,6 +578,7 @@ class CennSection(Section):
     cenn_net: CennNet = Param(logged=EXPERIMENT, description="the network")
     cenn_train: CennTrain = Param(logged=EXPERIMENT, description="training settings")
     cenn_evaluate: CennEvaluate = Param(evaluation=EXPERIMENT, description="evaluation settings")
+    cenn_separate: CennSeparate = Param(evaluation=EXPERIMENT, description="the network applied to a full sky")
 
     def spectra_lmax_need(self) -> int:
         """Highest multipole of the CENN skies, ``3 nside - 1``."""
@@ -549,6 +643,8 @@ class CennSection(Section):
                 except (ValidationError, KeyError, TypeError):
                     continue
                 component.check(checker, f"{sky}.{name}", data_dir)
+            if isinstance(context.params[sky], Mapping) and context.params[sky].get("model") == "pysm":
+                check_pysm(checker, f"{sky}.pysm", data_dir is not None)
         for line in checker.problems:  # "<dotted key>[ = value]: why"
             yield Problem.at(line.split(":")[0].split(" = ")[0], None, line)
 

@@ -69,6 +69,7 @@ class CennSetup:
     bin_width: float
     residual_ell_ranges: tuple[tuple[float, float], ...]
     n_example_patches: int
+    separate: Any  # cenn_separate: the network on a full sky (cmbml.cenn.schema.CennSeparate)
     tracking: Tracking
     paths: Any  # paths.cenn of the sky, camb_cls and data_docs (cmbml.common.schema.Merged)
     dataset_digest: str  # of DATASET_KEYS: every patch file carries it, the gate compares
@@ -124,6 +125,7 @@ class CennSetup:
             bin_width=float(ev.bin_width),
             residual_ell_ranges=tuple(tuple(r) for r in ev.residual_ell_ranges),
             n_example_patches=ev.n_example_patches,
+            separate=m.cenn_separate,
             tracking=tracking_from_params(
                 p,
                 m.mlflow.cenn_experiment,
@@ -160,6 +162,7 @@ class CennSetup:
                 "units": "uK_CMB",
                 "npix": patch.npix,
                 "pixel_arcmin": patch.pixel_arcmin,
+                "nside": self.nside,  # of the HEALPix skies the patches were cut from (`cmbml separate` checks it)
                 "fwhm_arcmin": [ch.fwhm_arcmin for ch in self.instrument.channels],
                 "layout": "[sample, y, x, channel]",
             },

@@ -59,13 +59,35 @@ def theory_patch_variance(cl: np.ndarray, transfer: np.ndarray, side_deg: float)
     return float(np.sum((2 * ell[sel] + 1) / (4 * np.pi) * (cl[: lmax + 1] * transfer**2)[sel]))
 
 
+def channel_sed_cmb(fg: Mapping, freqs_ghz: Sequence[float]) -> list[float]:
+    """The SED in uK_CMB (any normalisation) that the channels' common foreground follows, per channel: the
+    ratios of contamination cross-covariances between channels are its ratios, which fixes the channel order.
+
+    For the drawn skies (``gaussian``, ``nongaussian``) it is the dust block's modified black body (``beta``,
+    ``T_dust_K``, ``ref_GHz``): dust dominates the polarized foregrounds at 100-217 GHz. For ``pysm`` those keys
+    do not describe the sky: it is the mean SED of the presets' dust, PySM's d0 (beta 1.54, T 20 K at 353 GHz,
+    read from PySM's presets; d1's beta and T maps scatter about them), or its s0 power law for a sky without
+    dust (:func:`cmbml.cenn.pysm_sky.mean_sed_rj`). A prediction from physics, not from the simulated maps, so
+    that a channel mixed up anywhere upstream still breaks it.
+    """
+    from cmbml.cenn.foregrounds import dust_sed_rj, rj_to_cmb
+
+    freqs = np.asarray(freqs_ghz, dtype=float)
+    if fg.get("model") == "pysm":
+        from cmbml.cenn.pysm_sky import mean_sed_rj
+
+        sed_rj = mean_sed_rj(fg["pysm"]["presets"], freqs)
+    else:
+        dust = fg["dust"]
+        sed_rj = dust_sed_rj(freqs, dust["ref_GHz"], dust["beta"], dust["T_dust_K"])
+    return [float(v) for v in np.asarray(sed_rj) * rj_to_cmb(freqs)]
+
+
 def cenn_expectation(
     setup, camb_cls: Mapping[str, np.ndarray], foreground_cls: Mapping[str, np.ndarray]
 ) -> CennExpectation:
     """Expected shapes and statistics of a :class:`~cmbml.cenn.setup.CennSetup`'s patches, from the CMB
     theory and the foreground spectra of each channel (not from the files being checked)."""
-    from cmbml.cenn.foregrounds import dust_sed_rj, rj_to_cmb
-
     channels, target = setup.instrument.channels, setup.instrument.target
     side_deg, lmax = setup.geometry.patch.side_deg, setup.geometry.sky_lmax
     window = setup.interpolation_window
@@ -84,11 +106,7 @@ def cenn_expectation(
             + theory_patch_variance(fg, beam * window, side_deg)
             + theory_patch_variance(cmb, (beam - setup.beams[target]) * window, side_deg)
         )
-    dust = setup.foregrounds["dust"]
-    s = [
-        float(dust_sed_rj(ch.freq_ghz, dust["ref_GHz"], dust["beta"], dust["T_dust_K"]) * rj_to_cmb(ch.freq_ghz))
-        for ch in channels
-    ]
+    s = channel_sed_cmb(setup.foregrounds, [ch.freq_ghz for ch in channels])
     return CennExpectation(
         npix=setup.geometry.npix,
         n_channels=len(channels),

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 
 
-def write_healpix(path: str | Path, maps: Sequence[np.ndarray], names: Sequence[str], unit: str = "uK_CMB") -> None:
-    """Write maps (RING, Galactic) as float32 columns ``names``; the file appears only when complete."""
+def write_healpix(
+    path: str | Path, maps: Sequence[np.ndarray], names: Sequence[str], unit: str | Sequence[str] = "uK_CMB"
+) -> None:
+    """Write maps (RING, Galactic) as float32 columns ``names`` in ``unit`` (one for all, or one per column); the file
+    appears only when complete."""
     import healpy as hp
 
     from cmbml.common.io import atomic_path

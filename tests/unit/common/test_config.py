@@ -229,6 +229,7 @@ def test_the_keys_of_each_experiment_are_read_from_the_schema():
     assert set(LensingSetup.EVALUATION_KEYS) == {"lensing_evaluate"}
     assert set(CennSetup.EVALUATION_KEYS) == {
         "cenn_evaluate",
+        "cenn_separate",
         "unseen_foregrounds",
         "scale.cenn.crop_pixels",
         "cenn.spectra",
@@ -264,6 +265,7 @@ def test_the_keys_of_each_experiment_are_read_from_the_schema():
         "cenn_net",
         "cenn_train",
         "cenn_evaluate",
+        "cenn_separate",
         "scale.name",
         "scale.cenn",
     }

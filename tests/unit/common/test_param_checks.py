@@ -23,6 +23,7 @@ from tests.conftest import REPO, compose
 MODEL = params_model()
 DEFAULT = compose()
 NONGAUSSIAN = compose("foregrounds=nongaussian")
+PYSM = compose("foregrounds=pysm", "foregrounds@unseen_foregrounds=pysm")  # its templates are absent: refused
 UNKNOWN = "not_a_key"
 
 
@@ -72,6 +73,11 @@ def _node(params: dict, dotted: str):
     return node
 
 
+def holding(key: str) -> dict:
+    """The composed parameters that hold ``key``: the pysm block exists only in the pysm sky."""
+    return PYSM if ".pysm." in key else DEFAULT
+
+
 def problems(params: dict) -> list[str]:
     with pytest.raises(ParamError) as err:
         check_all(params)
@@ -87,12 +93,12 @@ def lines_naming(key: str, found: list[str]) -> list[str]:
 
 
 def test_every_key_of_the_composed_parameters_is_a_schema_field():
-    for params in (DEFAULT, NONGAUSSIAN):
+    for params in (DEFAULT, NONGAUSSIAN, PYSM):
         assert set(flatten(params)) - set(LEAVES) == set()
 
 
 def test_every_schema_field_is_a_key_of_a_composed_parameter_set_or_may_be_absent():
-    present = set(flatten(DEFAULT)) | set(flatten(NONGAUSSIAN))
+    present = set(flatten(DEFAULT)) | set(flatten(NONGAUSSIAN)) | set(flatten(PYSM))
     absent = {key for key in set(LEAVES) - present if LEAVES[key].is_required()}
     # an architecture's settings block may be empty ({}): its keys have defaults
     assert absent == set()
@@ -141,7 +147,7 @@ BOUNDED = [(key, value, text) for key, field in sorted(LEAVES.items()) for value
 @pytest.mark.parametrize("key, value, text", BOUNDED, ids=[f"{k}={v}" for k, v, _ in BOUNDED])
 def test_a_number_beyond_its_range_is_refused_naming_the_key_and_the_range(key, value, text, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    found = lines_naming(key, problems(_set(DEFAULT, key, value)))
+    found = lines_naming(key, problems(_set(holding(key), key, value)))
     assert any(line.startswith(f"{key} = {value!r}") and "allowed" in line and text in line for line in found), (
         text,
         found,
@@ -178,7 +184,7 @@ LIST_CHOICES = {
 
 @pytest.mark.parametrize("key", sorted(LIST_CHOICES))
 def test_an_unknown_choice_in_a_list_is_refused_naming_its_index(key):
-    found = problems(_set(DEFAULT, key, ["not_a_choice"]))
+    found = problems(_set(holding(key), key, ["not_a_choice"]))
     assert any(
         line.startswith(f"{key}[0] = 'not_a_choice': allowed values are {', '.join(LIST_CHOICES[key])}")
         for line in found
