@@ -10,7 +10,7 @@ def main(foreground_sky: str = "training") -> None:
     from cmbml.cenn.foregrounds import read_foreground_spectra
     from cmbml.cenn.setup import SPLIT_FILES, load
     from cmbml.cenn.validation import build_tables, cenn_expectation
-    from cmbml.common.gate import data_docs_dir, run_gate
+    from cmbml.common.gate import data_docs_dir, require_readable, run_gate
     from cmbml.common.io import write_json
     from cmbml.common.spectra import read_spectra_csv
 
@@ -21,6 +21,7 @@ def main(foreground_sky: str = "training") -> None:
     files = {
         (SPLIT_FILES[role], comp): paths.patch_file(role, comp) for role in setup.roles for comp in setup.components
     }
+    require_readable(list(files.values()))  # a missing or damaged file named in one line, before any expectation
     # The Data Docs carry run times: kept in the repository (also from a queued experiment's copy), outside
     # the stage's output, whose validation.json holds only what follows from the data.
     sky = setup.foreground_sky

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -220,13 +221,73 @@ def _check_every_parameter(module: str, path: str = "params.yaml") -> None:
     check_all(load_params(path), source=path, files_of=_experiment_of(module))
 
 
+def _dvc_ancestor() -> int | None:
+    """The pid of the `dvc repro` / `dvc exp run` process this stage runs under (None outside DVC)."""
+    pid = os.getppid()
+    for _ in range(12):
+        try:
+            argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        names = [Path(a).name for a in argv[:3]]
+        if names[:1] == ["dvc"] or names[1:2] == ["dvc"] or names[1:3] == ["-m", "dvc"]:
+            return pid
+        if parent <= 1:
+            return None
+        pid = parent
+    return None
+
+
+def _guard_params(params_file: Path = Path("params.yaml")) -> None:
+    """Stop a stage whose params.yaml differs from the one the first stage of the same DVC run read: a second
+    `dvc exp run` in this workspace rewrites params.yaml before DVC refuses it as busy, and the running experiment
+    would otherwise train on parameters it never asked for. Raises ``ParamError`` naming the keys that changed."""
+    import json
+
+    from cmbml.common.params import ParamError, flatten, load_params
+
+    dvc, tmp = _dvc_ancestor(), Path(".dvc") / "tmp"
+    if dvc is None or not tmp.is_dir() or not params_file.is_file():
+        return
+    for old in tmp.glob("cmbml-params-*.json"):  # runs that ended
+        pid = old.stem.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            old.unlink(missing_ok=True)
+    record, now = tmp / f"cmbml-params-{dvc}.json", flatten(load_params(params_file))
+    if not record.is_file():
+        record.write_text(json.dumps(now, sort_keys=True, default=str))
+        return
+    started = json.loads(record.read_text())
+    now = json.loads(json.dumps(now, default=str))
+    changed = sorted(k for k in set(started) | set(now) if started.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(f"{k} {started.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+        raise ParamError(
+            [
+                f"params.yaml changed while this DVC run was going ({shown}{', ...' if len(changed) > 5 else ''}): "
+                "another `dvc exp run` in this workspace rewrote it; this run stops rather than go on with parameters "
+                "it did not start with (queue experiments with `dvc exp run --queue` instead)"
+            ],
+            str(params_file),
+        )
+
+
 def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
     """Run ``stages.<module>.main(**kwargs)`` as dvc.yaml's stage ``stage`` (default ``module``). Parameter errors exit with status 2, data the validation gate did
     not pass with status 1, each with a readable message; so does a missing file (outside the
     repository 2, an input whose stage has not run 1), in one line naming the stage that writes it."""
+    from cmbml.common.fit import TrainingDiverged
     from cmbml.common.gate import GateNotPassed
     from cmbml.common.params import ParamError
+    from stages.experiments import SpaceError
+    from stages.tracking import StoreError
 
+    try:
+        _guard_params()
+    except ParamError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
     # Inputs first: a stage run before the one that writes its data would fail deep inside (or, for a
     # validation gate, report every expectation as failed).
     pipeline = _pipeline_files()
@@ -236,12 +297,19 @@ def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
         raise typer.Exit(1)
     try:
         _check_every_parameter(module)
+        from cmbml.common.params import load_params
+        from stages.experiments import check_space
+
+        check_space(load_params("params.yaml"), [stage or module])  # outputs and arrays that fit, before any compute
         importlib.import_module(f"stages.{module}").main(**kwargs)
-    except ParamError as err:
+    except (ParamError, SpaceError) as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
-    except (GateNotPassed, ConnectionError) as err:  # a gate that did not pass; an executor that did not answer
-        typer.secho(str(err), fg="red", err=True)
+    except (GateNotPassed, ConnectionError, StoreError) as err:  # a gate that did not pass; an executor or a store
+        typer.secho(str(err), fg="red", err=True)  # that did not answer
+        raise typer.Exit(1) from None
+    except TrainingDiverged as err:
+        typer.secho(f"{stage or module}: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
     except FileNotFoundError as err:
         message, status = _missing_file_message(err)
@@ -341,11 +409,13 @@ def cenn_separate() -> None:
 def params_check(path: str = typer.Argument("params.yaml")) -> None:
     """Check every parameter of both experiments against its allowed range."""
     from cmbml.common.params import ParamError, load_params
-    from stages.experiments import check_all
+    from stages.experiments import SpaceError, check_all, check_space
 
     try:
-        check_all(load_params(path), source=path)
-    except ParamError as err:
+        params = load_params(path)
+        check_all(params, source=path)
+        check_space(params)  # every stage's outputs against the free space of its folder, its arrays against memory
+    except (ParamError, SpaceError) as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{path}: all parameters valid")
@@ -414,8 +484,15 @@ def report(
         )
     written = set(only or blocks)
 
+    from stages.tracking import StoreError, open_store
+
     params = load_params("params.yaml")
     uri = resolve_tracking_uri(params["mlflow"]["tracking_uri"])
+    try:
+        open_store(uri)
+    except StoreError as err:
+        typer.secho(f"cmbml report: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
     # Lensing runs on maps made as params.yaml makes them (runs from before lensing_simulate.oversampling existed
     # were lensed at the pixels: 1).
     oversampling = str(params["lensing_simulate"]["oversampling"])
@@ -576,25 +653,40 @@ def predict(
     dataset: str = typer.Option(None, help="HDF5 dataset to read (default: the only one, or T_lensed / M)"),
     pixel_arcmin: float = typer.Option(None, help="pixel side (arcmin) of NumPy input, which states none"),
     batch_size: int = typer.Option(64, help="maps per forward pass"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output"),
 ) -> None:
     """Apply a trained network to maps, after checking their geometry and channels against its model card."""
-    from cmbml.common.inference import MapError, check_against_card, predict_maps, read_maps, write_prediction
+    from cmbml.common.inference import (
+        MapError,
+        check_against_card,
+        check_output,
+        predict_maps,
+        read_maps,
+        require_units,
+        write_prediction,
+    )
+    from cmbml.common.progress import progress
+    from stages.tracking import StoreError
 
     registry = importlib.import_module("stages.model_registry")
     try:
+        check_output(output, input, overwrite)  # before anything is read or predicted
         net, card = registry.load_model(model)
         if "input" not in card:
             raise MapError(
                 f"{model}: the model carries no model card (geometry and units); retrain it with this version of cmbml"
             )
         stack = read_maps(input, len(card["input"]["channels"]), dataset)
+        require_units(stack, input)
         check_against_card(stack, card, input, pixel_arcmin)
         if "derived" in card["input"]:  # channels the network takes beside T, made from T as its card says
             from cmbml.lensing.inputs import InputMaker
 
             stack.maps = InputMaker.from_card(card["input"]["derived"])(stack.maps)
-        write_prediction(output, predict_maps(net, stack, batch_size), card, model, stack.single)
-    except (MapError, FileNotFoundError) as err:
+        with progress(f"predict {input}", stack.maps.shape[0]) as advance:
+            prediction = predict_maps(net, stack, batch_size, advance)
+        write_prediction(output, prediction, card, model, stack.single, stack.coordinates)
+    except (MapError, FileNotFoundError, StoreError, registry.ModelError) as err:
         typer.secho(f"cmbml predict: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
     n = stack.maps.shape[0]
@@ -623,6 +715,7 @@ def separate(
     patches of the model's geometry, and the estimates are reprojected onto HEALPix with smooth overlap weights."""
     from cmbml.cenn.separate import SkyMapError
     from stages.separate import separate_maps
+    from stages.tracking import StoreError
 
     if not 0 < spacing <= 0.5:
         raise typer.BadParameter(f"{spacing}: allowed 0 < spacing <= 0.5", param_hint="--spacing")
@@ -630,7 +723,7 @@ def separate(
         raise typer.BadParameter(f"{b_min_deg}: allowed 0 <= b_min < 90", param_hint="--b-min")
     try:
         summary = separate_maps(model, maps, output, b_min_deg, spacing, batch, overwrite)
-    except (SkyMapError, ValueError) as err:
+    except (SkyMapError, ValueError, StoreError) as err:
         typer.secho(f"cmbml separate: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
     typer.echo(
@@ -703,8 +796,22 @@ def ui(port: int = 5000) -> None:
 
     from cmbml.common.config import resolve_tracking_uri
     from cmbml.common.params import load_params
+    from stages.tracking import StoreError, open_store
 
     uri = resolve_tracking_uri(load_params("params.yaml")["mlflow"]["tracking_uri"])
+    try:
+        open_store(uri)
+    except StoreError as err:
+        typer.secho(f"cmbml ui: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    with socket.socket() as probe:  # MLflow's server would log a taken port among its lines and exit 0
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            typer.secho(
+                f"cmbml ui: port {port} on 127.0.0.1 is taken ({err.strerror}); pass --port", fg="red", err=True
+            )
+            raise typer.Exit(1) from None
     os.execvp(
         sys.executable,
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],

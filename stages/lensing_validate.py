@@ -8,7 +8,7 @@ import sys
 def main() -> None:
     import pandas as pd
 
-    from cmbml.common.gate import data_docs_dir, run_gate
+    from cmbml.common.gate import data_docs_dir, require_readable, run_gate
     from cmbml.common.io import write_json
     from cmbml.common.spectra import read_spectra_csv
     from cmbml.lensing.setup import SPLITS, load
@@ -23,6 +23,7 @@ def main() -> None:
         simulator, setup.n_samples, setup.kappa_rms_nsigma, params_digest=setup.dataset_digest
     )
     files = {s: setup.paths.split(s) for s in SPLITS}
+    require_readable(list(files.values()))  # a missing or damaged file named in one line, before any expectation
     # Pairs checked by physics too: the quadratic estimator on each split's maps must find its kappa.
     alignment = pd.DataFrame(
         qe_alignment_rows(

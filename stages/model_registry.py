@@ -206,7 +206,7 @@ def train_log_and_register(
             train.epochs,
             train.early_stopping_patience,
             on_epoch_end=run.log_epoch,
-            scratch=paths.model.parent,
+            resume_dir=resume_dir(stage, parameter_set.tracking.params),
         )
         curve = paths.train_plots / "training_curve.png"
         write_fit(fitted, paths.model, paths.history, curve, title=title)
@@ -216,13 +216,75 @@ def train_log_and_register(
     return fitted, run.id, registered
 
 
+def resume_dir(stage: str, params: Mapping[str, Any]) -> Path:
+    """Where a training keeps what it needs to resume after an interruption: outside the stage's outputs (which DVC
+    removes before a rerun), one folder per stage and parameter values, so that only the same training resumes."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps({"stage": stage, **params}, sort_keys=True, default=str).encode()).hexdigest()
+    return repository_root() / ".cmbml" / "resume" / f"{stage}-{digest[:16]}"
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded without running code from it, or that is not a readable Keras archive; one
+    line naming it and the reason."""
+
+
+def load_keras_archive(path: Path, source: str | None = None):
+    """A ``.keras`` archive loaded in safe mode, after checking that it is one (a zip holding ``config.json``):
+    what Keras refuses (a ``Lambda`` layer's serialised Python, a class it does not know) is told in one line."""
+    import zipfile
+
+    source = source or str(path)
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{source}: not a Keras archive (.keras is a zip file); only Keras archives are loaded")
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise ModelError(f"{source}: a zip file without config.json, not a Keras archive")
+    import keras
+
+    try:
+        return keras.models.load_model(path, **SAFE)
+    except Exception as err:  # safe mode's refusal (Lambda), an unknown class, a damaged archive
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise ModelError(f"{source}: cannot be loaded in Keras's safe mode: {first[:300]}") from None
+
+
+def mlflow_keras_file(folder: Path, source: str) -> Path:
+    """The ``.keras`` archive of an MLflow model folder, after checking that its MLmodel describes nothing else:
+    a Keras flavor stored as a Keras archive inside the folder. An exported TensorFlow graph (``save_exported_model``,
+    whose loading runs the graph's ops), another flavor, or a data path that leaves the folder is refused."""
+    from mlflow.models import Model
+
+    flavors = Model.load(str(folder / "MLmodel")).flavors
+    if "keras" not in flavors:
+        raise ModelError(
+            f"{source}: an MLflow model of flavor(s) {', '.join(sorted(flavors))}; only Keras archives are loaded "
+            "(nothing else loads without running code from the model)"
+        )
+    conf = flavors["keras"]
+    if conf.get("save_exported_model"):
+        raise ModelError(f"{source}: an exported TensorFlow graph, not a Keras archive; loading it would run its ops")
+    data = (folder / conf.get("data", "data")).resolve()
+    if data.is_dir():
+        data = data / "model"
+    archive = data.with_name(data.name + ".keras")
+    if not archive.is_relative_to(folder.resolve()):
+        raise ModelError(f"{source}: its MLmodel points outside the model folder ({conf.get('data')!r})")
+    if not archive.is_file():
+        raise ModelError(f"{source}: no Keras archive at {archive.relative_to(folder.resolve())}")
+    return archive
+
+
 def load_model(ref: str):
     """A trained network and its model card from ``ref``: a registry or run URI (``models:/cmbml-lensing-v2@default``,
     ``runs:/<id>/model``; the store is ``$MLFLOW_TRACKING_URI`` or the repository's), an MLflow model folder,
-    or a ``.keras`` file with ``model_card.json`` beside it. Raises ``FileNotFoundError`` with a readable message.
+    or a ``.keras`` file with ``model_card.json`` beside it. Raises ``FileNotFoundError`` with a readable message
+    for what does not exist, :class:`ModelError` for what cannot be loaded safely.
 
-    Keras loads in safe mode: a model that would run serialised Python (a ``Lambda`` layer) is refused with
-    ``ValueError``."""
+    Nothing from the model runs: only Keras archives are loaded, in safe mode (serialised Python, as in a
+    ``Lambda`` layer, is refused); MLflow's own loader is not used, so an MLmodel cannot name an exported graph,
+    another flavor's loader or a file outside its folder."""
     if ref.startswith(("models:/", "runs:/", "m-")):
         import mlflow
 
@@ -238,26 +300,26 @@ def load_model(ref: str):
             mlflow.set_tracking_uri(resolve_tracking_uri(load_params(params_file)["mlflow"]["tracking_uri"]))
         from mlflow.exceptions import MlflowException
 
+        from stages.tracking import open_store
+
+        open_store(mlflow.get_tracking_uri())  # a damaged or unreachable store in one line, within seconds
         try:
             card = mlflow.models.get_model_info(ref).metadata or {}
-            model = mlflow.keras.load_model(ref, load_model_kwargs=SAFE)
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref))
         except MlflowException as err:
             raise FileNotFoundError(f"{ref}: {str(err).splitlines()[0]}") from None
-        return model, card
+        return load_keras_archive(mlflow_keras_file(folder, ref), ref), card
     path = Path(ref)
     if path.is_dir() and (path / "MLmodel").is_file():
-        import mlflow
         from mlflow.models import Model
 
         card = Model.load(str(path / "MLmodel")).metadata or {}
-        return mlflow.keras.load_model(str(path), load_model_kwargs=SAFE), card
+        return load_keras_archive(mlflow_keras_file(path, ref), ref), card
     if path.is_file() and path.suffix == ".keras":
         card_file = path.parent / "model_card.json"
         if not card_file.is_file():
             raise FileNotFoundError(f"{path}: no model_card.json beside it (geometry and units of the network)")
-        import keras
-
-        return keras.models.load_model(path, **SAFE), json.loads(card_file.read_text())
+        return load_keras_archive(path), json.loads(card_file.read_text())
     raise FileNotFoundError(
         f"{ref}: not a model; allowed models:/<name>@<alias>, runs:/<id>/model, an MLflow model "
         "folder or a .keras file with model_card.json beside it"

@@ -186,10 +186,11 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def close_orphaned_runs(mlflow) -> list[str]:
-    """Close as KILLED, with a note, every RUNNING run of the store started on this host by a process that
-    no longer exists (SIGKILL leaves no chance to close it). Returns the closed run ids."""
-    client = mlflow.tracking.MlflowClient()
+def close_orphaned_runs(mlflow, tracking_uri: str | None = None) -> list[str]:
+    """Close as KILLED, with a note, every RUNNING run of the store (``tracking_uri``, default MLflow's current one)
+    started on this host by a process that no longer exists (SIGKILL leaves no chance to close it). Returns the
+    closed run ids."""
+    client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
     host = socket.gethostname()
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
@@ -204,18 +205,92 @@ def close_orphaned_runs(mlflow) -> list[str]:
             run.info.run_id,
             "cmbml.end",
             f"{tags.get('cmbml.stage', 'stage')} process {pid} on {host} ended without closing its run "
-            "(killed); closed at the next stage start",
+            "(killed); closed at the next stage start or command that opened the store",
         )
         client.set_terminated(run.info.run_id, status="KILLED")
         closed.append(run.info.run_id)
     return closed
 
 
+class StoreError(RuntimeError):
+    """The MLflow store cannot be used: a damaged SQLite file or an unreachable server; one line saying how to
+    recover."""
+
+
+SERVER_TIMEOUT_S = 5.0
+"""How long a tracking server has to answer its health check before a command gives up (MLflow's own retries
+would wait minutes)."""
+
+_READY: set[str] = set()  # stores this process has opened
+
+
+def open_store(uri: str) -> str:
+    """Make the store ``uri`` ready, safely when several processes open a new one at once, or raise
+    :class:`StoreError` in one line naming the store, the reason and the way out. Returns ``uri``.
+
+    SQLite: the file must be an SQLite database (a damaged one is named, never overwritten); MLflow creates and
+    migrates its tables under an exclusive lock on ``<file>.lock``, so parallel first use (``dvc queue start -j
+    2`` in a fresh clone) cannot interleave two migrations. A server (``http(s)://``) must answer ``/health``
+    within :data:`SERVER_TIMEOUT_S`.
+    """
+    if uri in _READY:
+        return uri
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
+                pass
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise StoreError(
+                f"MLflow tracking server {uri} did not answer within {SERVER_TIMEOUT_S:g} s ({reason}): start it "
+                "(scripts/tracking_server.sh) or point mlflow.tracking_uri (or MLFLOW_TRACKING_URI) at a running one"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        import fcntl
+
+        path = Path(uri[len("sqlite:///") :])
+        recover = (
+            f"move it aside (mv {path} {path}.damaged) and rerun: a new store is created; the runs it held are lost, "
+            "the DVC outputs (data, models, metrics) are not"
+        )
+        if path.is_file() and path.stat().st_size > 0:
+            with open(path, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    raise StoreError(f"{path}: the MLflow store is damaged (not an SQLite database); {recover}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            import logging
+
+            quiet = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]  # "Creating tables..."
+            levels = [q.level for q in quiet]
+            try:
+                from mlflow.tracking import MlflowClient
+
+                for q in quiet:
+                    q.setLevel(logging.WARNING)
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates or migrates the tables
+            except Exception as err:  # sqlite3 and SQLAlchemy errors of a damaged database
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise StoreError(f"{path}: the MLflow store cannot be opened ({first[:200]}); {recover}") from None
+            finally:
+                for q, level in zip(quiet, levels):
+                    q.setLevel(level)
+    import mlflow
+
+    close_orphaned_runs(mlflow, uri)  # any stage or command that opens the store closes runs a killed process left
+    _READY.add(uri)
+    return uri
+
+
 def start_mlflow(tracking: Tracking):
     """Point MLflow at the repository's SQLite store and select (or create) the experiment, with its description."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.tracking_uri)
+    mlflow.set_tracking_uri(open_store(tracking.tracking_uri))
     experiment = mlflow.get_experiment_by_name(tracking.experiment)
     if experiment is None:
         from mlflow.exceptions import MlflowException

@@ -195,6 +195,7 @@ def test_the_qu_network_sees_q_and_u_together_and_is_served_so(qu_experiment, tm
     with h5py.File(tmp_path / "qu.h5", "w") as h5:
         h5["M"] = stack
         h5["M"].attrs["pixel_arcmin"] = 12.0
+        h5["M"].attrs["units"] = "uK_CMB"
     sh(
         ["cmbml", "predict", "models/cenn/model.keras", str(tmp_path / "qu.h5"), "-o", str(tmp_path / "cmb.h5")],
         root,
@@ -230,6 +231,7 @@ def test_any_method_is_scored_from_a_file_and_entered_in_the_report(qu_experimen
         with h5py.File(tmp_path / f"{sky}.h5", "w") as h5:
             h5["M"] = stack
             h5["M"].attrs["pixel_arcmin"] = 12.0
+            h5["M"].attrs["units"] = "uK_CMB"
         sh(
             [
                 "cmbml",

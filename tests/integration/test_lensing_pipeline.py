@@ -153,6 +153,7 @@ def test_cmbml_predict_round_trips_a_fits_map_and_refuses_a_wrong_geometry(smoke
     with h5py.File(tmp_path / "T.h5", "w") as h5:
         h5["T_lensed"] = maps
         h5.attrs["pixel_arcmin"] = pixel
+        h5.attrs["units"] = "uK_CMB"
     sh(
         ["cmbml", "predict", "models/lensing/model.keras", str(tmp_path / "T.h5"), "-o", str(tmp_path / "k.h5")],
         root,
@@ -162,7 +163,9 @@ def test_cmbml_predict_round_trips_a_fits_map_and_refuses_a_wrong_geometry(smoke
         assert np.allclose(h5["prediction"][:], expected[..., 0], rtol=1e-5, atol=1e-7)
         assert h5.attrs["units"] == "dimensionless" and h5.attrs["kappa_exaggeration_factor"] == 10.0
     # refused, each with one line naming what the model expects
-    fits.PrimaryHDU(maps[0], fits.Header({"CDELT1": -2.0 / 60, "CDELT2": 2.0 / 60})).writeto(tmp_path / "T2.fits")
+    fits.PrimaryHDU(maps[0], fits.Header({"CDELT1": -2.0 / 60, "CDELT2": 2.0 / 60, "BUNIT": "uK_CMB"})).writeto(
+        tmp_path / "T2.fits"
+    )
     np.save(tmp_path / "T.npy", maps)
     np.save(tmp_path / "T3.npy", np.repeat(maps[..., None], 3, axis=-1))
     for bad, extra, says in (
@@ -332,6 +335,7 @@ def test_a_physics_informed_network_runs_as_an_experiment_and_is_served_from_t_a
         maps = h5["T_lensed"][:4]
     with h5py.File(tmp_path / "T.h5", "w") as out:
         out["T_lensed"], out.attrs["pixel_arcmin"] = maps, card["input"]["pixel_arcmin"]
+        out.attrs["units"] = "uK_CMB"
     model = keras.models.load_model(root / "models/lensing/model.keras", safe_mode=True)
     expected = model.predict(InputMaker.from_card(card["input"]["derived"])(maps), verbose=0)[..., 0]
     sh(

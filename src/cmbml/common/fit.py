@@ -28,6 +28,27 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 BEST_WEIGHTS = ".best.weights.h5"
 """Scratch file of the best epoch's weights, in the ``scratch`` folder of :func:`fit`; removed when it returns."""
 
+RESUME_HISTORY = "history.json"
+"""The losses of every finished epoch, in the ``resume_dir`` of :func:`fit` (beside Keras's backup)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: training stopped at that epoch instead of running on."""
+
+
+def _resumed_early_stopping(keras, patience: int, prior_val_losses: Sequence[float]):
+    """Early stopping that continues from the epochs run before an interruption: the best ``val_loss`` so far and
+    the epochs since it are taken from ``prior_val_losses`` instead of starting again from nothing."""
+
+    class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if len(prior_val_losses):
+                best = int(np.argmin(prior_val_losses))
+                self.best, self.wait = float(prior_val_losses[best]), len(prior_val_losses) - 1 - best
+
+    return ResumedEarlyStopping(monitor="val_loss", patience=patience)
+
 
 @dataclass(frozen=True)
 class Fit:
@@ -72,6 +93,7 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
     input_pipeline: Callable[[BatchSource, int], Any] = tf_dataset,
     scratch: str | Path | None = None,
+    resume_dir: str | Path | None = None,
     verbose: int = 2,
 ) -> Fit:
     """Fit a compiled network on standardised batches and wrap it for physical units.
@@ -97,6 +119,11 @@ def fit(
         standardises batches in parallel, ahead of the model step.
     scratch : path, optional
         Folder for the best-epoch checkpoint (:data:`BEST_WEIGHTS`, removed on return); default a temporary one.
+    resume_dir : path, optional
+        Folder that survives an interruption (a killed process, a batch system's wall-time limit): after every epoch
+        it holds the model and optimizer (Keras's ``BackupAndRestore``), the best epoch's weights and the losses so
+        far, and a later call with the same folder resumes after the last finished epoch, early stopping counting
+        on from where it was. Removed once the fit ends.
     verbose : int, optional
         Keras's progress output: 2 prints one line per epoch.
 
@@ -104,6 +131,11 @@ def fit(
     -------
     Fit
         The losses of each epoch and the physical-units model (``x -> standardise -> core -> unstandardise``).
+
+    Raises
+    ------
+    TrainingDiverged
+        When the loss becomes NaN or infinite (training stops at that batch: nothing runs on with it).
     """
     import keras
 
@@ -114,16 +146,44 @@ def fit(
             "the training batches carry no standardisation statistics (x_stats, y_stats): the fitted "
             "model could not map physical units"
         )
+    import json
+    import shutil
+
+    from cmbml.common.io import write_json
+
     with contextlib.ExitStack() as stack:
         if scratch is None:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="cmbml-fit-"))
-        scratch = Path(scratch)
+        scratch = Path(resume_dir if resume_dir is not None else scratch)
         scratch.mkdir(parents=True, exist_ok=True)
         best = scratch / BEST_WEIGHTS
+        prior: dict[str, list[float]] = {}
+        if resume_dir is not None and (scratch / RESUME_HISTORY).is_file() and best.is_file():
+            prior = json.loads((scratch / RESUME_HISTORY).read_text())
+        prior_val = prior.get("val_loss", [])
         callbacks = [
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-            keras.callbacks.ModelCheckpoint(best, monitor="val_loss", save_best_only=True, save_weights_only=True),
+            keras.callbacks.TerminateOnNaN(),
+            _resumed_early_stopping(keras, patience, prior_val),
+            keras.callbacks.ModelCheckpoint(
+                best,
+                monitor="val_loss",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=min(prior_val) if prior_val else None,
+            ),
         ]
+        if resume_dir is not None:
+            done = {k: list(v) for k, v in prior.items()}
+
+            def record(epoch, logs):  # after the checkpoint and the backup of this epoch are written
+                for k in ("loss", "val_loss"):
+                    done.setdefault(k, []).append(float((logs or {}).get(k, float("nan"))))
+                write_json(scratch / RESUME_HISTORY, done)
+
+            callbacks += [
+                keras.callbacks.BackupAndRestore(str(scratch / "backup"), delete_checkpoint=False),
+                keras.callbacks.LambdaCallback(on_epoch_end=record),
+            ]
         if on_epoch_end is not None:
             callbacks.append(
                 keras.callbacks.LambdaCallback(
@@ -142,9 +202,24 @@ def fit(
                 callbacks=callbacks,
                 verbose=verbose,
             ).history
+            history = {k: [*prior.get(k, []), *v] for k, v in history.items()}
+            bad = [i + 1 for i, v in enumerate(history.get("loss", [])) if not np.isfinite(v)]
+            if bad or not np.all(np.isfinite(history.get("val_loss", []))):
+                epoch = bad[0] if bad else len(history.get("loss", []))
+                raise TrainingDiverged(
+                    f"the loss became NaN or infinite at epoch {epoch}: training stopped there; lower the learning "
+                    "rate or check the inputs for non-finite values"
+                )
             core.load_weights(best)
+        except TrainingDiverged:
+            if resume_dir is not None:
+                shutil.rmtree(scratch, ignore_errors=True)  # nothing to resume from a diverged fit
+            raise
         finally:
-            best.unlink(missing_ok=True)
+            if resume_dir is None:
+                best.unlink(missing_ok=True)
+    if resume_dir is not None:
+        shutil.rmtree(scratch, ignore_errors=True)  # the fit ended: a later run starts afresh
     model = with_standardisation(core, *training.x_stats, *training.y_stats, name=core.name + "_physical")
     return Fit(history, model)
 

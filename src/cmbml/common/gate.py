@@ -15,6 +15,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -212,6 +213,38 @@ def run_gate(
 
 class GateNotPassed(RuntimeError):
     """A later stage was asked to read data that its validation gate did not pass."""
+
+
+class UnreadableDataset(GateNotPassed):
+    """A dataset file the gate cannot read: missing, or HDF5 that h5py cannot open or read to the end."""
+
+
+def require_readable(paths: Sequence[str | Path], rows: int = 256) -> None:
+    """Open every HDF5 file and read every dataset to its end, ``rows`` rows at a time, before any expectation runs:
+    raise :class:`UnreadableDataset` in one line naming the first file that is missing (an interrupted stage) or that
+    h5py cannot read, with h5py's reason (a truncated or overwritten file), instead of a table of failed
+    expectations that names neither."""
+    import h5py
+
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise UnreadableDataset(
+                f"{path}: does not exist (the stage that writes it was interrupted or never ran: dvc repro reruns it)"
+            )
+        try:
+            with h5py.File(path, "r") as h5:
+                names: list[str] = []
+                h5.visit(lambda name: names.append(name) if isinstance(h5[name], h5py.Dataset) else None)
+                for name in names:
+                    ds = h5[name]
+                    if ds.shape == ():
+                        ds[()]
+                        continue
+                    for start in range(0, ds.shape[0], rows):
+                        ds[start : start + rows]
+        except (OSError, RuntimeError, ValueError) as err:
+            reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise UnreadableDataset(f"{path}: unreadable HDF5 ({reason.strip()[:200]})") from None
 
 
 def require_passed(result_file: str | Path) -> None:

@@ -41,6 +41,37 @@ class MapStack:
     pixel_arcmin: float | None  # None where the format carries no pixel size (NumPy)
     single: bool  # the file held one map (the output is written as one map too)
     units: str | None = None
+    coordinates: dict | None = (
+        None  # where the maps lie on the sky, carried to the output (FITS WCS cards, HDF5 centres)
+    )
+    format: str = ""  # fits, numpy or hdf5
+
+
+WCS_KEYWORDS = ("CTYPE", "CRVAL", "CRPIX", "CUNIT", "CDELT", "CD1_", "CD2_", "PC1_", "PC2_", "CROTA")
+WCS_GLOBAL = ("RADESYS", "EQUINOX", "LONPOLE", "LATPOLE", "WCSAXES", "DATE-OBS", "MJD-OBS")
+HDF5_COORDINATES = ("centre_lon_deg", "centre_lat_deg")
+"""Datasets of the pipeline's patch files (one value per map) that say where each map lies, in Galactic degrees."""
+
+
+def _text(value) -> str:
+    """An attribute as text: HDF5 stores strings as bytes or str, NumPy as 0-d arrays."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    return value.decode() if isinstance(value, bytes | np.bytes_) else str(value)
+
+
+def fits_pixel_arcmin(header, source: str) -> float | None:
+    """Square pixel side (arcmin) from ``CDELT1/2`` or a ``CD`` matrix (its columns' lengths); None without either."""
+    if "CDELT1" in header and "CDELT2" in header and not any(k in header for k in ("CD1_1", "CD2_2")):
+        dx, dy = abs(float(header["CDELT1"])) * 60, abs(float(header["CDELT2"])) * 60
+    elif "CD1_1" in header or "CD2_2" in header:
+        cd = np.array([[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)] for i in (1, 2)])
+        dx, dy = np.hypot(*cd[:, 0]) * 60, np.hypot(*cd[:, 1]) * 60
+    else:
+        return None
+    if not np.isclose(dx, dy, rtol=1e-6):
+        raise MapError(f"{source}: pixels of {dx:g} x {dy:g} arcmin; allowed square pixels")
+    return float(dx)
 
 
 def _format(path: Path) -> str:
@@ -94,7 +125,7 @@ def read_maps(path: str | os.PathLike, n_channels: int, dataset: str | None = No
     if not path.is_file():
         raise MapError(f"{path}: no such file")
     fmt = _format(path)
-    pixel_arcmin = units = None
+    pixel_arcmin = units = coordinates = None
     if fmt == "fits":
         from astropy.io import fits
 
@@ -103,12 +134,9 @@ def read_maps(path: str | os.PathLike, n_channels: int, dataset: str | None = No
             if hdu is None:
                 raise MapError(f"{path}: no image HDU")
             arr, header = np.asarray(hdu.data), hdu.header
-            if "CDELT1" in header and "CDELT2" in header:
-                dx, dy = abs(float(header["CDELT1"])) * 60, abs(float(header["CDELT2"])) * 60
-                if not np.isclose(dx, dy, rtol=1e-6):
-                    raise MapError(f"{path}: pixels of {dx:g} x {dy:g} arcmin; allowed square pixels")
-                pixel_arcmin = dx
+            pixel_arcmin = fits_pixel_arcmin(header, str(path))
             units = header.get("BUNIT")
+            coordinates = {k: header[k] for k in header if k.startswith(WCS_KEYWORDS) or k in WCS_GLOBAL} or None
             if arr.ndim == 4 and "CHANNELS" in header:  # a stack as write_prediction writes it: [channel, sample, y, x]
                 arr = np.moveaxis(arr, 0, 1)
         maps, single = _channels_last(arr, n_channels, str(path), channels_first=True)
@@ -131,13 +159,46 @@ def read_maps(path: str | os.PathLike, n_channels: int, dataset: str | None = No
             attrs = {**dict(h5.attrs), **dict(ds.attrs)}
             if "pixel_arcmin" in attrs:
                 pixel_arcmin = float(attrs["pixel_arcmin"])
-            units = attrs.get("units")
+            # "units", or the pipeline's per-quantity attribute (units_T for T_lensed)
+            key = next((k for k in ("units", f"units_{dataset}", f"units_{dataset.split('_')[0]}") if k in attrs), None)
+            units = _text(attrs[key]) if key else None
+            if all(k in h5 and h5[k].shape == (arr.shape[0],) for k in HDF5_COORDINATES) and arr.ndim >= 3:
+                coordinates = {k: h5[k][:] for k in HDF5_COORDINATES}
         maps, single = _channels_last(arr, n_channels, f"{path}:{dataset}", channels_first=False)
     if not np.issubdtype(maps.dtype, np.floating) and not np.issubdtype(maps.dtype, np.integer):
         raise MapError(f"{path}: maps of dtype {maps.dtype}; allowed real numbers")
     if not np.all(np.isfinite(maps)):
         raise MapError(f"{path}: maps hold NaN or infinite pixels; allowed finite values (fill masked pixels first)")
-    return MapStack(maps.astype(np.float32), pixel_arcmin, single, None if units is None else str(units))
+    return MapStack(
+        maps.astype(np.float32), pixel_arcmin, single, None if units is None else _text(units), coordinates, fmt
+    )
+
+
+def check_output(output: str | os.PathLike, inputs: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse, before anything is predicted, an output that is the input, that exists (unless ``overwrite``), or
+    whose format carries no units (NumPy) or is unknown."""
+    output = Path(output)
+    if output.resolve() == Path(inputs).resolve():
+        raise MapError(f"{output}: is the input file; name another output (the input is never overwritten)")
+    if output.exists() and not overwrite:
+        raise MapError(f"{output}: exists; pass --overwrite to replace it")
+    if _format(output) == "numpy":
+        raise MapError(
+            f"{output}: NumPy files carry no units; allowed outputs FITS ({', '.join(FITS_SUFFIXES)}) "
+            f"or HDF5 ({', '.join(HDF5_SUFFIXES)})"
+        )
+    return output
+
+
+def require_units(stack: MapStack, source: str) -> None:
+    """FITS and HDF5 maps must state their units (``BUNIT``; a ``units`` attribute): a map in K read as uK passes
+    every other check and gives a meaningless answer. NumPy files carry none; their units are the user's word."""
+    if stack.units is None and stack.format in ("fits", "hdf5"):
+        where = "a BUNIT header card" if stack.format == "fits" else "a units attribute (file or dataset)"
+        raise MapError(f"{source}: the maps state no units; write them in {where}, e.g. uK_CMB")
+
+
+_NO_PIXEL_SIZE = {"numpy": "NumPy", "fits": "no CDELT1/2 or CD matrix", "hdf5": "no pixel_arcmin attribute"}
 
 
 def check_against_card(
@@ -161,7 +222,7 @@ def check_against_card(
     sizes = [s for s in (stack.pixel_arcmin, pixel_arcmin) if s is not None]
     if not sizes:
         raise MapError(
-            f"{source}: the file states no pixel size (NumPy); pass --pixel-arcmin "
+            f"{source}: the file states no pixel size ({_NO_PIXEL_SIZE.get(stack.format, 'none')}); pass --pixel-arcmin "
             f"(the model expects {spec['pixel_arcmin']:g} arcmin)"
         )
     for size in sizes:
@@ -200,7 +261,12 @@ FITS_KEYWORDS = {
 
 
 def write_prediction(
-    path: str | os.PathLike, prediction: np.ndarray, card: Mapping[str, Any], model_ref: str, single: bool
+    path: str | os.PathLike,
+    prediction: np.ndarray,
+    card: Mapping[str, Any],
+    model_ref: str,
+    single: bool,
+    coordinates: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``prediction`` (``[sample, y, x, channel]``) as FITS or HDF5, atomically, with units and geometry.
 
@@ -208,6 +274,8 @@ def write_prediction(
     in the header. HDF5: dataset ``prediction`` ``[sample, y, x]`` with the same facts as attributes. A network
     with several outputs (Q and U) keeps the channel axis: ``[sample, y, x, channel]`` in HDF5, ``[channel,
     sample, y, x]`` in FITS (its first axis last in NAXISn), the channels named by the model card (``CHANNELS``).
+    ``coordinates`` (:attr:`MapStack.coordinates`) say where the input lay on the sky: its FITS WCS cards, or the
+    HDF5 datasets of patch centres, written to the output the same way.
     """
     from cmbml.common.io import atomic_path, h5_attr_value, h5_create, h5_dataset
 
@@ -238,6 +306,9 @@ def write_prediction(
             for key, keyword in FITS_KEYWORDS.items():
                 if key in attrs:
                     header[keyword] = attrs[key]
+            if coordinates and not isinstance(next(iter(coordinates.values())), np.ndarray):
+                for key, value in coordinates.items():  # the input's WCS: the output lies where the input did
+                    header[key] = value
             header["MODEL"] = model_ref[:68]
             if multi:
                 header["CHANNELS"] = attrs["channels"][:68]
@@ -249,9 +320,18 @@ def write_prediction(
                 for key, value in attrs.items():
                     h5.attrs[key] = h5_attr_value(value)
                 h5_dataset(h5, "prediction", data=data)
+                for key, value in (coordinates or {}).items():
+                    if isinstance(value, np.ndarray):  # per-map centres of the input's patches
+                        h5_dataset(h5, key, data=value)
 
 
-def predict_maps(model, stack: MapStack, batch_size: int = 64) -> np.ndarray:
-    """The network's output ``[sample, y, x, 1]`` for ``stack`` (the model holds its standardisation)."""
-    out = model.predict(stack.maps, batch_size=batch_size, verbose=0)
-    return np.asarray(out).reshape(stack.maps.shape[:3] + (-1,))
+def predict_maps(model, stack: MapStack, batch_size: int = 64, progress=None, chunk: int = 1024) -> np.ndarray:
+    """The network's output ``[sample, y, x, channel]`` for ``stack`` (the model holds its standardisation),
+    ``chunk`` maps at a time, ``progress(n)`` called after each."""
+    out = []
+    for start in range(0, stack.maps.shape[0], chunk):
+        part = stack.maps[start : start + chunk]
+        out.append(np.asarray(model.predict(part, batch_size=batch_size, verbose=0)).reshape(part.shape[:3] + (-1,)))
+        if progress is not None:
+            progress(part.shape[0])
+    return np.concatenate(out)

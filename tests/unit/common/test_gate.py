@@ -47,3 +47,34 @@ def test_a_later_stage_reads_only_a_passed_gate(tmp_path):
         require_passed(result)
     result.write_text(json.dumps({"success": True}))
     require_passed(result)
+
+
+def test_missing_and_damaged_files_are_named_before_any_expectation(tmp_path):
+    """The gate's first check names the file and the reason in one line: a file an interrupted stage never wrote
+    (before, 24 failed expectations), an HDF5 file cut short and one whose data were overwritten (before, 18 lines
+    of failed expectations naming neither the file nor h5py's reason); a sound file passes."""
+    import h5py
+    import numpy as np
+
+    from cmbml.common.gate import UnreadableDataset, require_readable
+
+    good = tmp_path / "good.h5"
+    with h5py.File(good, "w") as h5:
+        h5.create_dataset("M", data=np.random.default_rng(0).normal(size=(600, 16, 16)), chunks=(32, 16, 16),
+                          compression="gzip")  # fmt: skip
+        h5.attrs["units"] = "uK_CMB"
+    require_readable([good])
+    with pytest.raises(UnreadableDataset, match=r"missing.h5: does not exist \(the stage that writes it"):
+        require_readable([good, tmp_path / "missing.h5"])
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UnreadableDataset, match=r"cut.h5: unreadable HDF5 \(") as err:
+        require_readable([cut])
+    assert "\n" not in str(err.value)
+    zeroed = tmp_path / "zeroed.h5"
+    data = bytearray(good.read_bytes())
+    a, b = len(data) // 3, 2 * len(data) // 3
+    data[a:b] = bytes(b - a)  # the middle third overwritten with zeros
+    zeroed.write_bytes(bytes(data))
+    with pytest.raises(UnreadableDataset, match=r"zeroed.h5: unreadable HDF5 \("):
+        require_readable([zeroed])

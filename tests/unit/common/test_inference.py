@@ -118,3 +118,85 @@ def test_outputs_carry_units_geometry_and_the_model(tmp_path):
     assert read_maps(tmp_path / "k.fits", 1).pixel_arcmin == pytest.approx(5.0)
     with pytest.raises(MapError, match="NumPy files carry no units"):
         write_prediction(tmp_path / "k.npy", prediction, CARD, "m", single=False)
+
+
+def test_units_stored_as_bytes_read_as_text(tmp_path):
+    """h5py returns a string attribute written by other codes as bytes: b'uK_CMB' is uK_CMB."""
+    with h5py.File(tmp_path / "b.h5", "w") as h5:
+        h5["maps"] = RNG.normal(size=(2, 8, 8))
+        h5.attrs["units"] = np.bytes_(b"uK_CMB")
+        h5.attrs["pixel_arcmin"] = 5.0
+    stack = read_maps(tmp_path / "b.h5", 1)
+    assert stack.units == "uK_CMB"
+    check_against_card(stack, CARD)
+
+
+@pytest.mark.parametrize("rotation_deg", [0.0, 30.0])
+def test_a_cd_matrix_gives_the_pixel_size(tmp_path, rotation_deg):
+    """A FITS header with a CD matrix (rotated or not) states the pixel size as CDELT does."""
+    c, s = np.cos(np.radians(rotation_deg)), np.sin(np.radians(rotation_deg))
+    d = 5.0 / 60
+    cards = {"CD1_1": -d * c, "CD1_2": d * s, "CD2_1": d * s, "CD2_2": d * c, "BUNIT": "uK_CMB"}
+    fits.PrimaryHDU(np.zeros((8, 8)), fits.Header(cards)).writeto(tmp_path / "cd.fits")
+    assert read_maps(tmp_path / "cd.fits", 1).pixel_arcmin == pytest.approx(5.0)
+
+
+def test_a_fits_map_without_pixel_size_is_told_what_it_lacks(tmp_path):
+    fits.PrimaryHDU(np.zeros((8, 8)), fits.Header({"BUNIT": "uK_CMB"})).writeto(tmp_path / "bare.fits")
+    with pytest.raises(MapError, match=r"no CDELT1/2 or CD matrix\); pass --pixel-arcmin"):
+        check_against_card(read_maps(tmp_path / "bare.fits", 1), CARD)
+
+
+def test_outputs_lie_where_the_inputs_did(tmp_path):
+    """The input's WCS cards (FITS) and patch centres (HDF5) are written to the output."""
+    wcs = {"CTYPE1": "GLON-TAN", "CTYPE2": "GLAT-TAN", "CRVAL1": 12.5, "CRVAL2": 41.0, "CRPIX1": 4.5, "CRPIX2": 4.5}
+    stack = read_maps(fits_file(tmp_path / "in.fits", np.zeros((8, 8)), BUNIT="uK_CMB", **wcs), 1)
+    write_prediction(tmp_path / "out.fits", np.zeros((1, 8, 8, 1)), CARD, "m.keras", True, stack.coordinates)
+    header = fits.getheader(tmp_path / "out.fits")
+    assert {k: header[k] for k in wcs} == wcs and header["CDELT2"] == pytest.approx(5.0 / 60)
+    with h5py.File(tmp_path / "in.h5", "w") as h5:
+        h5["M"] = np.zeros((3, 8, 8, 3))
+        h5["centre_lon_deg"], h5["centre_lat_deg"] = [1.0, 2.0, 3.0], [40.0, 50.0, 60.0]
+        h5.attrs["units"], h5.attrs["pixel_arcmin"] = "uK_CMB", 2.0
+    stack = read_maps(tmp_path / "in.h5", 3)
+    write_prediction(tmp_path / "out.h5", np.zeros((3, 8, 8, 1)), CENN_CARD, "m.keras", False, stack.coordinates)
+    with h5py.File(tmp_path / "out.h5") as h5:
+        assert list(h5["centre_lat_deg"][:]) == [40.0, 50.0, 60.0]
+
+
+def test_outputs_that_would_lose_data_are_refused_first(tmp_path):
+    """The input as output, an existing output (unless overwrite) and a NumPy output (no units) are refused before
+    anything is read."""
+    from cmbml.common.inference import check_output
+
+    src = fits_file(tmp_path / "in.fits", np.zeros((8, 8)), BUNIT="uK_CMB")
+    with pytest.raises(MapError, match="is the input file"):
+        check_output(src, src)
+    (tmp_path / "old.h5").write_text("x")
+    with pytest.raises(MapError, match="exists; pass --overwrite"):
+        check_output(tmp_path / "old.h5", src)
+    assert check_output(tmp_path / "old.h5", src, overwrite=True) == tmp_path / "old.h5"
+    with pytest.raises(MapError, match="NumPy files carry no units"):
+        check_output(tmp_path / "o.npy", src)
+
+
+def test_fits_and_hdf5_maps_must_state_their_units(tmp_path):
+    """A map in K_CMB without BUNIT passed every check and gave a meaningless answer: FITS and HDF5 maps must say
+    their units; NumPy arrays cannot, and are taken as the model's."""
+    from cmbml.common.inference import require_units
+
+    bare = read_maps(fits_file(tmp_path / "k.fits", np.full((8, 8), 1e-4)), 1)
+    with pytest.raises(MapError, match="k.fits: the maps state no units; write them in a BUNIT header card"):
+        require_units(bare, "k.fits")
+    np.save(tmp_path / "a.npy", np.zeros((8, 8)))
+    require_units(read_maps(tmp_path / "a.npy", 1), "a.npy")
+
+
+def test_the_pipelines_own_units_attributes_are_read(tmp_path):
+    """The lensing datasets state the units of T_lensed as units_T: their maps need no other attribute."""
+    with h5py.File(tmp_path / "evaluation.h5", "w") as h5:
+        h5["T_lensed"], h5["kappa"] = RNG.normal(size=(2, 8, 8)), RNG.normal(size=(2, 8, 8))
+        h5.attrs["units_T"], h5.attrs["pixel_arcmin"] = "uK (CMB thermodynamic)", 5.0
+    stack = read_maps(tmp_path / "evaluation.h5", 1)
+    assert stack.units == "uK (CMB thermodynamic)"
+    check_against_card(stack, CARD)

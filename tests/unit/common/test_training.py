@@ -314,3 +314,68 @@ def test_q_and_u_are_turned_in_physical_units_then_standardised(tmp_path):
         raw = h5["M"][:]
     # every standardised value is (+-raw - 5) / 1 for some pixel: the signed maps, then the mean subtracted
     assert np.allclose(np.sort(np.abs(x + 5.0).ravel()), np.sort(np.abs(raw).ravel()), atol=1e-4)
+
+
+def test_a_nan_loss_stops_the_fit_with_an_error(tmp_path):
+    """A loss that becomes NaN (here a non-finite target) stops training at once and raises, naming the epoch:
+    nothing trains on with NaN weights and nothing is registered (before, all epochs ran and the NaN model was
+    kept)."""
+    import keras
+
+    from cmbml.common.fit import TrainingDiverged, fit
+    from cmbml.common.training import ArrayBatches
+
+    x = np.random.default_rng(0).standard_normal((8, 4, 4)).astype(np.float32)
+    y = x.copy()
+    y[3, 0, 0] = np.nan
+    core = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1)])
+    core.compile(optimizer="sgd", loss="mse")
+    seen = []
+    with pytest.raises(TrainingDiverged, match="NaN or infinite at epoch 1"):
+        fit(core, ArrayBatches(x, y, 8, (0.0, 1.0), (0.0, 1.0)), ArrayBatches(x, x, 8, (0.0, 1.0), (0.0, 1.0)),
+            epochs=5, patience=5, on_epoch_end=lambda e, logs: seen.append(e), scratch=tmp_path, verbose=0)  # fmt: skip
+    assert seen == [1]
+
+
+class Interrupted(Exception):
+    """Stands in for the wall-time limit that kills a training."""
+
+
+def test_a_killed_fit_resumes_after_its_last_finished_epoch(tmp_path):
+    """A fit interrupted after epoch 3 of 6 and started again with the same resume folder runs epochs 4-6 only,
+    from the weights and optimizer state it had: its losses equal those of an uninterrupted fit, its history
+    covers all six epochs and its best epoch is the same; the folder is gone once the fit ends (before, a killed
+    training started again from epoch 0)."""
+    import keras
+
+    from cmbml.common.fit import fit
+    from cmbml.common.training import ArrayBatches
+
+    x = np.random.default_rng(0).standard_normal((16, 4, 4)).astype(np.float32)
+    y = 0.5 * x + 0.1 * np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+
+    def run(resume_dir, stop_after=None):
+        keras.utils.set_random_seed(0)
+        core = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 3, padding="same")])
+        core.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+        epochs = []
+
+        def on_epoch_end(epoch, logs):
+            epochs.append((epoch, logs["loss"]))
+            if epoch == stop_after:
+                raise Interrupted
+
+        batches = ArrayBatches(x, y, 8, (0.0, 1.0), (0.0, 1.0)), ArrayBatches(x, y, 8, (0.0, 1.0), (0.0, 1.0))
+        fitted = fit(core, *batches, epochs=6, patience=10, on_epoch_end=on_epoch_end, resume_dir=resume_dir, verbose=0)
+        return fitted, epochs
+
+    whole, whole_epochs = run(tmp_path / "a")
+    with pytest.raises(Interrupted):
+        run(tmp_path / "b", stop_after=3)
+    assert (tmp_path / "b").is_dir()
+    resumed, resumed_epochs = run(tmp_path / "b")
+    assert [e for e, _ in resumed_epochs] == [4, 5, 6]
+    np.testing.assert_allclose([v for _, v in resumed_epochs], [v for _, v in whole_epochs[3:]], rtol=1e-5)
+    assert resumed.epochs_run == 6 and resumed.best_epoch == whole.best_epoch
+    np.testing.assert_allclose(resumed.history["val_loss"], whole.history["val_loss"], rtol=1e-5)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -139,3 +139,108 @@ def test_the_stderr_filter_drops_only_the_notices(capfd):
 def test_score_refuses_a_bad_experiment_method_or_sky_in_one_line_before_reading_anything(args, says):
     out = run(*args)
     assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def run_with_store(uri, *args):
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "MLFLOW_TRACKING_URI": uri}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "cmbml"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_ui_on_a_taken_port_fails_in_one_line(tmp_path):
+    """`cmbml ui` on a port another process holds exits 1 with one line naming the port (MLflow's server exits 0
+    with the error among its log lines)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = run_with_store(f"sqlite:///{tmp_path / 'm.db'}", "ui", "--port", str(port))
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"cmbml ui: port {port} on 127.0.0.1 is taken (Address already in use); pass --port"
+
+
+@pytest.mark.parametrize("command", [("report", "--readme", "README.md"), ("ui",)])
+def test_commands_name_a_damaged_store_in_one_line(tmp_path, command):
+    """A damaged mlflow.db stops `cmbml report` and `cmbml ui` with one line naming the file and how to recover
+    (before, report printed a 145-line traceback)."""
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"not a database at all" * 100)
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    args = [a.replace("README.md", str(readme)) for a in command]
+    out = run_with_store(f"sqlite:///{db}", *args)
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert str(db) in line and "damaged" in line and f"mv {db} {db}.damaged" in line
+    assert readme.read_text() == (REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "edits, command, says",
+    [
+        ({"scale.lensing.n_training": 10_000_000}, ("lensing", "simulate"), "scale.lensing.n_training = 10000000"),
+        ({"scale.lensing.n_training": 10_000_000}, ("params", "check"), "lensing_simulate: scale.lensing.n_training"),
+        (
+            {"scale.cenn.nside": 4096, "cmb_maps.n_realisations": 1000},
+            ("cenn", "cmb-maps"),
+            "cmb_maps: cmb_maps.n_realisations = 1000, scale.cenn.nside = 4096 make about 2.42 TB",
+        ),
+    ],
+    ids=["lensing-stage", "params-check", "cenn-stage"],
+)
+def test_parameters_whose_outputs_cannot_fit_are_refused_before_any_compute(tmp_path, edits, command, says):
+    """Ten million lensing maps (about 200 GB) or a thousand nside-4096 CMB skies (2.4 TB): refused in one line with the parameters, the
+    size and the free space (or memory), exit status 2, nothing written (before, the stage started writing with an
+    8-hour ETA)."""
+    import yaml
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copytree(REPO / "data", tmp_path / "data")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key, value in edits.items():
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(*command, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and (" is free" in out.stderr or "is available" in out.stderr), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "datasets").exists()
+
+
+def test_a_run_whose_params_change_under_it_stops_naming_the_keys(tmp_path):
+    """Two stages of one DVC run (here a stand-in `dvc` that runs them one after the other) between which another
+    `dvc exp run` rewrote params.yaml: the second stops with exit 2 naming the key and both values, instead of
+    training on the other experiment's learning rate (before, it trained, registered a model under its own name and
+    died). A new DVC run starts from the file as it is."""
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    cmbml = Path(sys.executable).parent / "cmbml"
+    fake_dvc = tmp_path / "dvc"
+    fake_dvc.write_text(
+        "#!/bin/bash\n"
+        f"{cmbml} lensing validate 2>/dev/null; echo first=$?\n"
+        "sed -i 's/^  learning_rate: 0.001$/  learning_rate: 0.01/' params.yaml\n"
+        f"{cmbml} lensing validate; echo second=$?\n"
+    )
+    fake_dvc.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    out = subprocess.run([str(fake_dvc)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert "second=2" in out.stdout, out.stdout + out.stderr
+    assert "params.yaml changed while this DVC run was going (" in out.stderr
+    assert "learning_rate 0.001 -> 0.01" in out.stderr
+    again = subprocess.run([str(fake_dvc)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert "second=2" in again.stdout  # the stand-in edits the file again: a run of its own, stopped again
+    assert "learning_rate 0.01 -> 0.01" not in again.stderr

@@ -97,6 +97,16 @@ def test_a_run_left_running_by_sigkill_is_closed_at_the_next_start(store):
     assert nxt.wait(120) == 0, nxt.stderr.read()
     closed = client.get_run(run.info.run_id)
     assert closed.info.status == "KILLED" and "closed at the next stage start" in closed.data.tags["cmbml.end"]
+    # a command that only opens the store (cmbml report, ui, predict models:/...) closes one too
+    again = _start(uri, "killed-again")
+    run = _run_named(client, "killed-again")
+    again.send_signal(signal.SIGKILL)
+    again.wait(60)
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    opened = subprocess.run(
+        [sys.executable, "-c", f"from stages.tracking import open_store; open_store({uri!r})"], env=env, timeout=120
+    )
+    assert opened.returncode == 0 and client.get_run(run.info.run_id).info.status == "KILLED"
     assert client.get_run(_run_named(client, "next").info.run_id).info.status == "FINISHED"
     # a live process's run is not touched by someone else's start
     live = _start(uri, "alive")
@@ -264,3 +274,63 @@ def test_a_racing_alias_move_leaves_the_alias_on_the_newest_version():
     stuck = Registry(holder=3, fail_times=99)
     with pytest.raises(MlflowException):
         move_alias(stuck, "cmbml-lensing-v2", "smoke", 4, attempts=3)
+
+
+FIRST_USE = textwrap.dedent("""
+    import sys
+    from cmbml.common.config import Tracking
+    from stages.tracking import start_mlflow
+    mlflow = start_mlflow(Tracking(sys.argv[1], "cenn", "cmbml-test", {}, {}))
+    with mlflow.start_run():
+        mlflow.log_metric("x", 1.0)
+    """)
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_four_processes_can_open_a_new_sqlite_store_at_once(tmp_path, trial):
+    """A fresh clone's first `dvc queue start -j 2` opens a store that does not exist yet from several processes:
+    every one of them creates its run (without the lock, three of four died in MLflow's table creation or alembic
+    migration, every time)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "CMBML_MLFLOW_ARTIFACTS": str(tmp_path / "art")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", FIRST_USE, uri], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.stderr.read() for p in procs if p.wait(300) != 0]
+    assert not errors, errors[0][-2000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    assert len(client.search_runs([client.get_experiment_by_name("cenn").experiment_id])) == 4
+
+
+def test_a_damaged_store_is_named_with_the_way_out(tmp_path):
+    """A file that is not an SQLite database (or one SQLite cannot read) stops in one line naming the file and how to
+    recover; the file is left as it was."""
+    from stages.tracking import StoreError, open_store
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"\0" * 4096)
+    with pytest.raises(StoreError) as err:
+        open_store(f"sqlite:///{db}")
+    message = str(err.value)
+    assert "\n" not in message and str(db) in message and "damaged" in message and "mv " in message
+    assert db.read_bytes() == b"\0" * 4096
+    torn = tmp_path / "torn.db"
+    torn.write_bytes(b"SQLite format 3\x00" + b"\x07" * 4000)  # the header, then garbage
+    with pytest.raises(StoreError, match=r"torn.db: the MLflow store cannot be opened \("):
+        open_store(f"sqlite:///{torn}")
+
+
+def test_an_unreachable_server_is_reported_within_seconds():
+    """A tracking server that is not running is reported in one line after the health check's timeout, not after
+    MLflow's minutes of retries."""
+    from stages.tracking import SERVER_TIMEOUT_S, StoreError, open_store
+    from tests.integration.conftest import free_port
+
+    start = time.time()
+    with pytest.raises(StoreError, match=r"did not answer within .*scripts/tracking_server\.sh"):
+        open_store(f"http://127.0.0.1:{free_port()}")
+    assert time.time() - start < SERVER_TIMEOUT_S + 5
