@@ -55,9 +55,21 @@ class StageNeeds:
     keys: str
 
 
-def stage_needs(params: Mapping[str, Any]) -> dict[str, StageNeeds]:
+LENSING_SIZED = ("lensing_simulate",)
+CENN_SIZED = (
+    "cmb_maps",
+    "foregrounds@training",
+    "foregrounds@unseen",
+    "cenn_simulate@training",
+    "cenn_simulate@unseen",
+    "cenn_separate",
+)
+
+
+def stage_needs(params: Mapping[str, Any], experiments: Sequence[str] = ("lensing", "cenn")) -> dict[str, StageNeeds]:
     """Disk and memory of the stages whose size grows with the parameters (simulation, full-sky maps), from a checked
-    params file."""
+    params file, for the ``experiments`` asked (a lensing stage never opens the CENN instrument table, which a
+    lensing-only checkout need not hold)."""
     from cmbml.cenn.simulate import read_instrument
 
     f32, f64 = 4, 8
@@ -71,6 +83,8 @@ def stage_needs(params: Mapping[str, Any]) -> dict[str, StageNeeds]:
         params["paths"]["lensing"]["datasets"],
         f"scale.lensing.n_training = {n_tr}, n_early_stopping = {n_es}, n_evaluation = {n_ev}, npix = {npix}",
     )
+    if "cenn" not in experiments:
+        return out
     sc = params["scale"]["cenn"]
     nside, p = sc["nside"], sc["npix"]
     sky = 12 * nside**2
@@ -139,7 +153,12 @@ def check_space(params: Mapping[str, Any], stages: Sequence[str] | None = None) 
     """Refuse, before any compute, a stage whose outputs would not fit in the free space of their folder or whose
     arrays would not fit in the available memory: :class:`SpaceError` naming the parameters, the size and the room.
     ``stages``: those to check (default every stage :func:`stage_needs` knows)."""
-    needs = stage_needs(params)
+    if stages is None:
+        needs = stage_needs(params)
+    elif not set(stages) & {*LENSING_SIZED, *CENN_SIZED}:
+        return
+    else:
+        needs = stage_needs(params, ["cenn"] if set(stages) & set(CENN_SIZED) else ["lensing"])
     memory = _available_memory_bytes()
     for stage in stages if stages is not None else needs:
         if stage not in needs:

@@ -244,3 +244,17 @@ def test_a_run_whose_params_change_under_it_stops_naming_the_keys(tmp_path):
     again = subprocess.run([str(fake_dvc)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert "second=2" in again.stdout  # the stand-in edits the file again: a run of its own, stopped again
     assert "learning_rate 0.01 -> 0.01" not in again.stderr
+
+
+def test_a_lensing_stage_checks_its_size_without_the_cenn_inputs():
+    """The size check of a lensing stage never opens the CENN instrument table: a temporary DVC workspace running
+    only lensing stages does not check out data/ (before the fix, every stage stopped on the missing table)."""
+    from cmbml.common.params import load_params
+    from stages.experiments import check_space
+
+    params = load_params(REPO / "params.yaml")
+    params["instrument"]["table"] = "no/such/table.csv"
+    for stage in ("spectra", "lensing_simulate", "lensing_train"):
+        check_space(params, [stage])
+    with pytest.raises(FileNotFoundError):
+        check_space(params, ["cmb_maps"])
