@@ -34,3 +34,39 @@ def test_a_failed_temporary_experiment_then_a_valid_one(repo_copy):
     assert "failed to load directory" not in out.stdout + out.stderr
     shown = json.dumps(json.loads(sh(["dvc", "exp", "show", "--json"], root, env).stdout))
     assert "after-failure" in shown
+
+
+def test_an_experiment_that_failed_at_its_last_stage_does_not_break_the_next(repo_copy):
+    """A temporary smoke experiment whose last lensing stage fails (after simulate, validate and train ran and went
+    to the run cache), then the same experiment with the failure gone: the second restores the first three stages
+    from the run cache and runs the evaluation (before, it stopped with "failed to load directory ('datasets',
+    'lensing')": the listings of the outputs dvc.lock records were in no cache of a fresh clone)."""
+    import subprocess
+
+    root, env = repo_copy
+    head = sh(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
+    evaluate = root / "stages" / "lensing_evaluate.py"
+    code = evaluate.read_text()
+    evaluate.write_text(
+        code.replace("def main() -> None:\n", 'def main() -> None:\n    raise SystemExit("fails")\n', 1)
+    )
+    sh(["git", "commit", "-qam", "a last stage that fails"], root, env)
+    try:
+        failing = subprocess.run(
+            ["dvc", "exp", "run", "--temp", "-n", "fails-last", "lensing_evaluate", "-S", "scale=smoke"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
+        assert failing.returncode != 0 and "failed to reproduce 'lensing_evaluate'" in failing.stderr, failing.stderr
+    finally:
+        sh(["git", "reset", "-q", "--hard", head], root, env)
+    out = sh(
+        ["dvc", "exp", "run", "--temp", "-n", "after-last-failed", "lensing_evaluate", "-S", "scale=smoke"], root, env
+    )
+    log = out.stdout + out.stderr
+    assert "failed to load directory" not in log
+    assert "Stage 'lensing_train' is cached" in log and "Running stage 'lensing_evaluate'" in log
