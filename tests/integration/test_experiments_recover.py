@@ -15,12 +15,12 @@ from tests.integration.conftest import sh
 pytestmark = pytest.mark.slow
 
 
-def test_a_failed_temporary_experiment_then_a_valid_one(repo_copy):
+def run_failing(root, env, *args):
+    """`dvc exp run --temp ARGS`, expected to fail: its completed process."""
     import subprocess
 
-    root, env = repo_copy
-    failing = subprocess.run(
-        ["dvc", "exp", "run", "--temp", "-n", "bad-target", "cmb_maps", "-S", "instrument.target_GHz=150"],
+    return subprocess.run(
+        ["dvc", "exp", "run", "--temp", *args],
         cwd=root,
         env=env,
         capture_output=True,
@@ -28,6 +28,11 @@ def test_a_failed_temporary_experiment_then_a_valid_one(repo_copy):
         check=False,
         timeout=1800,
     )
+
+
+def test_a_failed_temporary_experiment_then_a_valid_one(repo_copy):
+    root, env = repo_copy
+    failing = run_failing(root, env, "-n", "bad-target", "cmb_maps", "-S", "instrument.target_GHz=150")
     assert failing.returncode != 0
     assert "failed to reproduce 'cmb_maps'" in failing.stderr and "exited with 2" in failing.stderr  # the check's exit
     out = sh(["dvc", "exp", "run", "--temp", "-n", "after-failure", "lensing_validate", "-S", "scale=smoke"], root, env)
@@ -41,8 +46,6 @@ def test_an_experiment_that_failed_at_its_last_stage_does_not_break_the_next(rep
     to the run cache), then the same experiment with the failure gone: the second restores the first three stages
     from the run cache and runs the evaluation (before, it stopped with "failed to load directory ('datasets',
     'lensing')": the listings of the outputs dvc.lock records were in no cache of a fresh clone)."""
-    import subprocess
-
     root, env = repo_copy
     head = sh(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
     evaluate = root / "stages" / "lensing_evaluate.py"
@@ -52,15 +55,7 @@ def test_an_experiment_that_failed_at_its_last_stage_does_not_break_the_next(rep
     )
     sh(["git", "commit", "-qam", "a last stage that fails"], root, env)
     try:
-        failing = subprocess.run(
-            ["dvc", "exp", "run", "--temp", "-n", "fails-last", "lensing_evaluate", "-S", "scale=smoke"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1800,
-        )
+        failing = run_failing(root, env, "-n", "fails-last", "lensing_evaluate", "-S", "scale=smoke")
         assert failing.returncode != 0 and "failed to reproduce 'lensing_evaluate'" in failing.stderr, failing.stderr
     finally:
         sh(["git", "reset", "-q", "--hard", head], root, env)
