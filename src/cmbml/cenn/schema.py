@@ -662,6 +662,22 @@ class CennSection(Section):
         )
         order = [tuple(band) for band in bands.values()]
         buffer = patch.half_diagonal_deg
+        if buffer >= 90.0 - b_min:  # no band of any width holds it: say what the patch may be instead
+            max_npix = int(2 * (90.0 - b_min) / np.sqrt(2.0) * 60.0 / float(scale.pixel_arcmin)) // 16 * 16
+            yield Problem.out_of_range(
+                "scale.cenn.npix",
+                scale.npix,
+                16,
+                max_npix,
+                hi_open=False,
+                why=(
+                    f"a {patch.side_deg:.1f} deg patch of {float(scale.pixel_arcmin):g}' pixels reaches "
+                    f"{buffer:.1f} deg from its centre, beyond the {90.0 - b_min:g} deg between |b| = {b_min:g} deg "
+                    "and the pole: no longitude band holds it one diagonal from its edges; a smaller patch still "
+                    "needs bands wide enough for it"
+                ),
+            )
+            return
         # widest allowed band interior at |b| = b_min: distance to a meridian is asin(sin(dlon) cos b)
         min_width = 2 * np.degrees(np.arcsin(min(1.0, np.sin(np.radians(buffer)) / np.cos(np.radians(b_min)))))
         for k, (key, band) in enumerate(bands.items()):

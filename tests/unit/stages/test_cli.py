@@ -258,3 +258,20 @@ def test_a_lensing_stage_checks_its_size_without_the_cenn_inputs():
         check_space(params, [stage])
     with pytest.raises(FileNotFoundError):
         check_space(params, ["cmb_maps"])
+
+
+def test_an_oversized_cenn_patch_is_refused_with_the_size_it_may_have(tmp_path):
+    """A 1024-pixel CENN patch of 6' (102 deg, reaching 72 deg from its centre) cannot lie above |b| = 30 deg at all:
+    refused on scale.cenn.npix with the largest multiple of 16 that could (before: "allowed hi - lo > nan deg", then
+    a band width of 180 deg that no band can have)."""
+    import yaml
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copytree(REPO / "data", tmp_path / "data")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["scale"]["cenn"]["npix"] = 1024
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run("params", "check", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "scale.cenn.npix = 1024 is out of range: allowed 16 <= scale.cenn.npix <= 848" in out.stderr
+    assert "nan" not in out.stderr and "hi - lo" not in out.stderr
