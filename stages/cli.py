@@ -302,6 +302,7 @@ def _run_stage(module: str, stage: str | None = None, **kwargs) -> None:
 
         check_space(load_params("params.yaml"), [stage or module])  # outputs and arrays that fit, before any compute
         importlib.import_module(f"stages.{module}").main(**kwargs)
+        _guard_params()  # and after: a change while it ran must not be recorded in dvc.lock as what it used
     except (ParamError, SpaceError) as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
@@ -653,6 +654,7 @@ def predict(
     dataset: str = typer.Option(None, help="HDF5 dataset to read (default: the only one, or T_lensed / M)"),
     pixel_arcmin: float = typer.Option(None, help="pixel side (arcmin) of NumPy input, which states none"),
     batch_size: int = typer.Option(64, help="maps per forward pass"),
+    chunk: int = typer.Option(1024, min=1, help="maps read, predicted and written at a time (bounds the memory used)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output"),
 ) -> None:
     """Apply a trained network to maps, after checking their geometry and channels against its model card."""
@@ -660,10 +662,9 @@ def predict(
         MapError,
         check_against_card,
         check_output,
-        predict_maps,
-        read_maps,
+        open_maps,
+        predict_file,
         require_units,
-        write_prediction,
     )
     from cmbml.common.progress import progress
     from stages.tracking import StoreError
@@ -676,20 +677,20 @@ def predict(
             raise MapError(
                 f"{model}: the model carries no model card (geometry and units); retrain it with this version of cmbml"
             )
-        stack = read_maps(input, len(card["input"]["channels"]), dataset)
-        require_units(stack, input)
-        check_against_card(stack, card, input, pixel_arcmin)
-        if "derived" in card["input"]:  # channels the network takes beside T, made from T as its card says
-            from cmbml.lensing.inputs import InputMaker
+        with open_maps(input, len(card["input"]["channels"]), dataset) as source:  # pixels stay on disk
+            require_units(source, input)
+            check_against_card(source, card, input, pixel_arcmin)
+            transform = None
+            if "derived" in card["input"]:  # channels the network takes beside T, made from T as its card says
+                from cmbml.lensing.inputs import InputMaker
 
-            stack.maps = InputMaker.from_card(card["input"]["derived"])(stack.maps)
-        with progress(f"predict {input}", stack.maps.shape[0]) as advance:
-            prediction = predict_maps(net, stack, batch_size, advance)
-        write_prediction(output, prediction, card, model, stack.single, stack.coordinates)
+                transform = InputMaker.from_card(card["input"]["derived"])
+            n = len(source)
+            with progress(f"predict {input}", n) as advance:
+                predict_file(net, source, output, card, model, batch_size, chunk, transform, advance)
     except (MapError, FileNotFoundError, StoreError, registry.ModelError) as err:
         typer.secho(f"cmbml predict: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
-    n = stack.maps.shape[0]
     typer.echo(
         f"predict: {n} map{'s' if n > 1 else ''} -> {output} ({card['output']['quantity']}, {card['output']['units']})"
     )
