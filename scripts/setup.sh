@@ -3,6 +3,11 @@
 # dependencies, the NaMaster (pymaster) build, cmbml itself and what its HTML reports load offline. One
 # terminal line per step with work to do, the steps' own output in .venv/setup.log (shown if a step fails);
 # a second call checks stamps.
+#
+# The deep-learning stack comes in two pinned builds: requirements.txt (tensorflow_cpu) and requirements/gpu.txt
+# (tensorflow[and-cuda] and its CUDA wheels, written from requirements.txt by scripts/lock_gpu.py). CMBML_DEVICE
+# picks one: auto (the default: GPU where `nvidia-smi -L` lists a GPU), gpu or cpu.
+#   bash scripts/setup.sh --print-plan   prints the build this machine would get, and installs nothing
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
@@ -15,6 +20,8 @@ PYMASTER_VERSION=3.0.1
 NPM_PACKAGES="bootstrap-table@1.19.1 bootstrap-datepicker@1.9.0"
 APT_PACKAGES="build-essential libgsl-dev libfftw3-dev libcfitsio-dev libchealpix-dev autoconf automake libtool pkg-config chromium libjs-bootstrap4 libjs-jquery fonts-font-awesome postgresql"
 
+CPU_LOCK=requirements.txt
+GPU_LOCK=requirements/gpu.txt
 LOG="$VENV/setup.log"   # everything the steps print; the terminal gets one line per step
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
@@ -65,6 +72,77 @@ create_venv() {
   "$VENV/bin/pip" install --upgrade pip
 }
 
+# The build for CMBML_DEVICE and this machine: sets BUILD (gpu|cpu), REQUIREMENTS (its lock), BUILD_REASON and
+# BUILD_WARNING (empty unless a forced GPU build has no GPU to run on). An invalid value returns 2.
+choose_build() {
+  local device=${CMBML_DEVICE:-auto}
+  BUILD_WARNING=""
+  case "$device" in
+    auto)
+      if gpu_present; then BUILD=gpu; BUILD_REASON="auto: nvidia-smi lists $GPU_FOUND"
+      else BUILD=cpu; BUILD_REASON="auto: no NVIDIA GPU ($GPU_FOUND)"; fi ;;
+    gpu)
+      BUILD=gpu BUILD_REASON="forced by CMBML_DEVICE=gpu"
+      gpu_present || BUILD_WARNING="CMBML_DEVICE=gpu but no NVIDIA GPU ($GPU_FOUND): installing the GPU build anyway" ;;
+    cpu)
+      BUILD=cpu BUILD_REASON="forced by CMBML_DEVICE=cpu" ;;
+    *)
+      echo "[setup] CMBML_DEVICE must be auto, gpu or cpu, not '$device'" >&2
+      return 2 ;;
+  esac
+  if [ "$BUILD" = gpu ]; then REQUIREMENTS=$GPU_LOCK; else REQUIREMENTS=$CPU_LOCK; fi
+}
+
+# An NVIDIA GPU is one that `nvidia-smi -L` lists ("GPU 0: NVIDIA H200 (UUID: ...)"); an nvidia-smi whose driver is
+# not loaded exits non-zero. GPU_FOUND says what was seen. The timeout guards against a hung driver.
+gpu_present() {
+  local out line
+  if ! command -v nvidia-smi >/dev/null; then GPU_FOUND="no nvidia-smi on PATH"; return 1; fi
+  if ! out=$(timeout 30 nvidia-smi -L 2>/dev/null); then GPU_FOUND="nvidia-smi -L failed"; return 1; fi
+  while IFS= read -r line; do
+    if [[ $line == "GPU "* ]]; then GPU_FOUND=$line; return 0; fi
+  done <<< "$out"
+  GPU_FOUND="nvidia-smi -L lists no GPU"
+  return 1
+}
+
+# Normalized names (PEP 503) of the packages a lock pins, one a line, sorted.
+lock_names() {
+  sed -nE 's/^([A-Za-z0-9._-]+)(\[[^]]*\])?==.*/\1/p' "$1" | tr 'A-Z_.' 'a-z--' | sort -u
+}
+
+# 3. Pinned dependencies from the chosen build's lock. Both TensorFlow builds install the `tensorflow` module, so
+# what only the other lock pins is uninstalled first (pip skips what is not installed). The stamp records the build
+# and the lock's hash: a second call with the same choice runs no pip; another choice or a changed lock installs.
+install_locked_dependencies() {
+  local want other remove
+  want="$BUILD $REQUIREMENTS $(sha256sum "$REQUIREMENTS" | cut -c1-16)"
+  [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$want" ] || return 0
+  log "deep-learning build: $BUILD ($BUILD_REASON)"
+  [ -z "$BUILD_WARNING" ] || log "warning: $BUILD_WARNING" >&2
+  if [ "$BUILD" = gpu ]; then other=$CPU_LOCK; else other=$GPU_LOCK; fi
+  remove=$(comm -23 <(lock_names "$other") <(lock_names "$REQUIREMENTS") | tr '\n' ' ')
+  # shellcheck disable=SC2086  # one argument per package
+  step "installing pinned dependencies ($REQUIREMENTS, $BUILD build)" sync_requirements "$REQUIREMENTS" $remove
+  echo "$want" > "$VENV/.requirements-hash"
+  rm -f "$VENV/share/cmbml/vega-embed.js"  # bundled again below, from the packages now installed
+}
+
+# sync_requirements LOCK [PACKAGE...]: uninstall the packages, then install the lock.
+sync_requirements() {
+  local lock=$1
+  shift
+  if [ "$#" -gt 0 ]; then "$VENV/bin/pip" uninstall -y "$@"; fi
+  "$VENV/bin/pip" install -r "$lock"
+}
+
+# --print-plan: the build this machine would get, on stdout; nothing is installed or written.
+print_plan() {
+  choose_build || exit
+  printf 'build: %s\nrequirements: %s\nreason: %s\n' "$BUILD" "$REQUIREMENTS" "$BUILD_REASON"
+  [ -z "$BUILD_WARNING" ] || echo "[setup] warning: $BUILD_WARNING" >&2
+}
+
 # 4. pymaster: sdist only, and its build wants to download chealpix; point it at Debian's.
 build_pymaster() {
   local build src libdir
@@ -90,6 +168,12 @@ install_npm_packages() {
 }
 
 main() {
+  case "${1:-}" in
+    "") ;;
+    --print-plan) print_plan; return ;;
+    *) echo "usage: bash scripts/setup.sh [--print-plan]" >&2; exit 2 ;;
+  esac
+  choose_build || exit  # an invalid CMBML_DEVICE stops before anything is installed
   command -v "$PY" >/dev/null || PY=python3
   mkdir -p "$VENV"
   RUN_START=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
@@ -109,14 +193,7 @@ main() {
     step "creating virtualenv $VENV" create_venv
   fi
 
-  # 3. Pinned dependencies (re-run only when requirements.txt changes).
-  local req_hash
-  req_hash=$(sha256sum requirements.txt | cut -c1-16)
-  if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
-    step "installing pinned dependencies (requirements.txt)" "$VENV/bin/pip" install -r requirements.txt
-    echo "$req_hash" > "$VENV/.requirements-hash"
-    rm -f "$VENV/share/cmbml/vega-embed.js"  # bundled again below, from the packages now installed
-  fi
+  install_locked_dependencies
 
   # The stamp spares a second call the 2 s of importing pymaster.
   if [ ! -f "$VENV/.pymaster-$PYMASTER_VERSION" ]; then

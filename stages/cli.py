@@ -436,20 +436,25 @@ def params_compose(overrides: list[str] = typer.Argument(None), output: str = "p
 @app.command()
 @_one_line_when_files_are_missing
 def report(
-    readme: str = "README.md",
+    pages: list[str] = typer.Option(
+        None,
+        "--page",
+        help="Markdown pages to write the tables into, wherever their blocks are (default: README.md and docs/*.md)",
+    ),
     figures: str = "docs/figures",
     scale: str = "default",
     only: list[str] = typer.Option(
         None,
         "--only",
         help=(
-            "rewrite only these blocks of the README (lensing-results, cenn-results, cenn-foreground-models, "
+            "rewrite only these blocks (lensing-results, cenn-results, cenn-foreground-models, "
             "cenn-full-sky), "
             "leaving the others as they are: for a store that holds the runs of some tables only"
         ),
     ),
 ) -> None:
-    """Write the results tables (lensing v1-v8, CENN E/B/QU) into the README between its markers and plot
+    """Write the results tables (lensing v1-v8, CENN E/B/QU) between their markers, in whichever pages hold them
+    (a block's short form, ``<!-- NAME-summary -->``, holds its first table, as the README's front page does), and plot
     rho(L) of every lensing version, from the newest finished evaluation per parameter set in the MLflow store.
     CENN runs count apart per foreground model, instrument, network architecture and B-mode loss weight."""
     from pathlib import Path
@@ -481,7 +486,7 @@ def report(
     unknown = sorted(set(only or ()) - set(blocks))
     if unknown:
         raise typer.BadParameter(
-            f"no README block {unknown[0]!r}: choose from {', '.join(blocks)}", param_hint="--only"
+            f"no results block {unknown[0]!r}: choose from {', '.join(blocks)}", param_hint="--only"
         )
     written = set(only or blocks)
 
@@ -564,7 +569,8 @@ def report(
         for key, r in rows
         if "unseen_map_mse_network_uK2" in r["metrics"]
     ]
-    text = Path(readme).read_text()
+    paths = [Path(p) for p in pages] if pages else [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
+    texts = {path: path.read_text() for path in paths}
     pixel_note = (
         "\n\nPixel metrics (mean over {} +- error; RMSE in {}, R^2 the fraction of each {}'s variance "
         "explained), for the runs that logged them:\n\n"
@@ -574,7 +580,7 @@ def report(
         lensing_md += pixel_note.format("maps", "units of kappa x the exaggeration", "map") + lensing_pixel_table(
             lensing
         )
-    new_blocks = {LENSING_MARKER: lensing_md}
+    new_blocks = {LENSING_MARKER: lensing_md, f"{LENSING_MARKER}-summary": lensing_table(lensing)}
     cenn_md = (
         cenn_table(cenn)
         + (
@@ -586,7 +592,7 @@ def report(
     )
     if cenn_pixel_table(cenn):
         cenn_md += pixel_note.format("patches", "uK", "patch") + cenn_pixel_table(cenn)
-    new_blocks[CENN_MARKER] = cenn_md
+    new_blocks[CENN_MARKER], new_blocks[f"{CENN_MARKER}-summary"] = cenn_md, cenn_table(cenn)
     new_blocks[FOREGROUND_MARKER] = foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"])
     # The networks applied to a whole test sky (stage cenn_separate), trained on the Gaussian sky of params.yaml's
     # instrument.
@@ -608,20 +614,42 @@ def report(
     new_blocks[FULLSKY_MARKER] = fullsky_table(fullsky_records)
     # Rows of runs this store does not hold stay (a fresh clone's empty store removes nothing); a block whose
     # old rows cannot be kept (its columns changed) is left as it is, and the report says so.
-    for marker in (b for b in blocks if b in written):
-        merged, problems = keep_rows_not_regenerated(current_block(text, marker), new_blocks[marker])
-        if problems:
+    partial: set[str] = set()
+    for marker in (m for b in blocks if b in written for m in (b, f"{b}-summary") if m in new_blocks):
+        holders = [path for path in paths if f"<!-- {marker} -->" in texts[path]]
+        if not holders and not marker.endswith("-summary"):
             typer.secho(
-                f"report: {marker} left as it is: the store cannot regenerate {'; '.join(problems)}; run "
-                "cmbml report on a store that holds every run",
-                fg="yellow",
-                err=True,
+                f"report: no page holds the block {marker} ({', '.join(map(str, paths))})", fg="yellow", err=True
             )
-            continue
-        text = replace_between_markers(text, marker, merged)
-    Path(readme).write_text(text)
-    if lensing and LENSING_MARKER in written:
+        for path in holders:
+            merged, problems = keep_rows_not_regenerated(current_block(texts[path], marker), new_blocks[marker])
+            if problems:
+                typer.secho(
+                    f"report: {marker} in {path} left as it is: the store cannot regenerate {'; '.join(problems)}; "
+                    "run cmbml report on a store that holds every run",
+                    fg="yellow",
+                    err=True,
+                )
+                partial.add(marker)
+                continue
+            texts[path] = replace_between_markers(texts[path], marker, merged)
+            if merged.strip() != new_blocks[marker].strip():
+                partial.add(marker)  # rows this store does not hold were kept
+    from cmbml.common.io import atomic_path
+
+    changed = [path for path in paths if texts[path] != path.read_text()]
+    for path in changed:
+        with atomic_path(path) as tmp:
+            tmp.write_text(texts[path])
+    if lensing and LENSING_MARKER in written and LENSING_MARKER not in partial:
         plot_rho_versions(lensing, Path(figures) / "rho_L_versions.png")
+    elif LENSING_MARKER in partial:  # a figure of the runs this store holds would drop the others' curves
+        typer.secho(
+            f"report: {Path(figures) / 'rho_L_versions.png'} left as it is: the store holds {len(lensing)} of the "
+            "lensing table's runs",
+            fg="yellow",
+            err=True,
+        )
     if fullsky_records and FULLSKY_MARKER in written:  # the first variant's full-sky figures, as its run logged them
         from stages._results import copy_run_figures
 
@@ -638,7 +666,8 @@ def report(
     typer.echo(
         f"report: {len(lensing)} lensing runs of {len(versions)} versions ({', '.join(versions)}), "
         f"{len(cenn)} CENN variants ({', '.join(r['name'] for r in cenn)}), "
-        f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {readme} ({', '.join(b for b in blocks if b in written)})"
+        f"{len(swapped)} CENN foreground-model runs at scale={scale} -> {', '.join(map(str, changed)) or 'no page changed'} "
+        f"({', '.join(b for b in blocks if b in written)})"
     )
 
 

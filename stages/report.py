@@ -1,4 +1,5 @@
-"""Results tables and figures from finished evaluations, written into the README between markers.
+"""Results tables and figures from finished evaluations, written between markers into the pages that hold them
+(README.md and docs/*.md).
 
 Pure functions on plain records: each record is one evaluated run, ``{"name", "params", "metrics", "rows"}``
 (``rows`` the per-bin table of the evaluation). Collecting the records (from the MLflow store) is the caller's.
@@ -461,6 +462,6 @@ def replace_between_markers(text: str, marker: str, content: str) -> str:
     """Replace what lies between ``<!-- marker -->`` and ``<!-- /marker -->`` (both kept); the markers must exist."""
     pattern = re.compile(rf"(<!-- {re.escape(marker)} -->\n).*?(<!-- /{re.escape(marker)} -->)", re.S)
     if not pattern.search(text):
-        raise ValueError(f"README has no '<!-- {marker} -->' ... '<!-- /{marker} -->' block")
+        raise ValueError(f"the page has no '<!-- {marker} -->' ... '<!-- /{marker} -->' block")
     body = content.rstrip() + "\n" if content.strip() else ""
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)

@@ -290,7 +290,7 @@ def test_any_method_is_scored_from_a_file_and_entered_in_the_report(qu_experimen
     # the same estimator as the built-in pixel ILC, written apart: the same score
     assert ilc["map_mse_network_uK2"] == pytest.approx(stage["map_mse_pixel_ilc_uK2"], rel=1e-5)
     sh(["cmbml", "report", "--scale", "smoke", "--only", "cenn-results"], root, env)
-    table = (root / "README.md").read_text()
+    table = (root / "docs" / "results.md").read_text()
     for row in (
         "| QU | original |",
         "| QU | per-mode-linear (entered) |",
@@ -345,5 +345,10 @@ def test_the_network_is_applied_to_a_whole_sky_as_to_plancks_maps(qu_experiment,
     assert refused.returncode == 2 and "is one of the input maps" in refused.stderr
 
     sh(["cmbml", "report", "--scale", "smoke", "--only", "cenn-full-sky"], root, env)
-    block = (root / "README.md").read_text().split("<!-- cenn-full-sky -->")[1].split("<!-- /cenn-full-sky -->")[0]
+    block = (
+        (root / "docs" / "results.md")
+        .read_text()
+        .split("<!-- cenn-full-sky -->")[1]
+        .split("<!-- /cenn-full-sky -->")[0]
+    )
     assert "| QU | original |" in block

@@ -43,6 +43,32 @@ def test_dvc_metrics_and_experiment_table(smoke_experiment):
     assert (root / "plots/lensing/evaluate/rho_L.png").stat().st_size > 1000
 
 
+def test_the_quick_tour_notebook_runs_on_the_registered_model(smoke_experiment, monkeypatch):
+    """docs/quick_tour.ipynb, executed by a Jupyter kernel from its own folder: it finds the repository, loads the
+    model registered by the smoke experiment through the safe loader, applies it to the evaluation maps, draws the
+    maps and the spectra (two figures) and prints a finite mean rho."""
+    import re
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    root, _ = smoke_experiment
+    monkeypatch.setenv("CMBML_TOUR_MODEL", "models:/cmbml-lensing-v2@smoke")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the store is the one the repository's params name
+    notebook = nbformat.read(root / "docs" / "quick_tour.ipynb", as_version=4)
+    assert not [c for c in notebook.cells if c.get("outputs")]  # shipped without stale outputs
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root / "docs")}}
+    ).execute()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "models:/cmbml-lensing-v2@smoke" in text and "'channels': ['T']" in text
+    rho = float(re.search(r"mean rho over the bins: (\S+)", text).group(1))
+    assert np.isfinite(rho) and -1 <= rho <= 1
+
+
 def test_mlflow_run_has_params_tags_metrics_and_a_loadable_model(smoke_experiment):
     root, _ = smoke_experiment
     import mlflow

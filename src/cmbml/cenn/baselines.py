@@ -270,9 +270,9 @@ SUMMARY = "summary"
 UNSEEN_SUMMARY = "unseen_summary"
 """Its map MSE on the unseen sky's Validation patches among the summary metrics."""
 METHODS_TABLE = "methods_table"
-"""A column of the README's per-variant tables (map MSE, transfer per multipole range)."""
+"""A column of the results pages' per-variant tables (map MSE, transfer per multipole range)."""
 FOREGROUND_TABLE = "foreground_table"
-"""A map-MSE column of the README's foreground-model table."""
+"""A map-MSE column of the results pages' foreground-model table."""
 RESIDUALS = "residuals"
 """Its residual D_ell per multipole range in the foreground-model table."""
 VIEWS = (SUMMARY, UNSEEN_SUMMARY, METHODS_TABLE, FOREGROUND_TABLE, RESIDUALS)
@@ -322,7 +322,7 @@ class Baseline:
         once per sky (``fit`` receives them instead of Train), and scored by its map MSE alone (no error bar,
         no spectra).
     shown_in : frozenset of str
-        The :data:`VIEWS` that show it; by default the training sky's summary metrics and both README tables'
+        The :data:`VIEWS` that show it; by default the training sky's summary metrics and both results tables'
         map-MSE columns.
     """
 

@@ -48,7 +48,7 @@ MEAN_SED_PRESETS = {"dust": "d0", "synchrotron": "s0"}
 """The preset of each family whose spectral parameters are single numbers: PySM's sky-constant version of that
 family (d0: beta 1.54, T 20 K at 353 GHz; s0: index -3 at 23 GHz), the mean SED of d1-d3 and s1-s3."""
 
-FETCH_HINT = "fetch the templates once (README: PySM templates)"
+FETCH_HINT = "fetch the templates once (docs/cenn.md: PySM skies)"
 
 
 @functools.cache

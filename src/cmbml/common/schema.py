@@ -672,7 +672,7 @@ class Executor(Block):
 
 def _tracking_uri(uri: str) -> str:
     if "MLFLOW_TRACKING_URI" in os.environ or uri.startswith(("http://", "https://")):
-        return uri  # the environment wins; or a tracking server (README: Beyond one machine)
+        return uri  # the environment wins; or a tracking server (docs/beyond-one-machine.md)
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
         raise refuse(

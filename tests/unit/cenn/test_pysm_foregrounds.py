@@ -150,7 +150,7 @@ def test_missing_templates_are_refused_in_one_line_before_any_compute(templates,
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"foregrounds.pysm: preset d1 needs {partial}/pysm_2/dust_beta.fits, not found")
-    assert "README: PySM templates" in message
+    assert "docs/cenn.md: PySM skies" in message
 
 
 @pytest.fixture()
@@ -191,7 +191,7 @@ def test_a_missing_template_is_refused_by_the_params_check_in_one_line(workdir, 
         check(PYSM, workdir)
     assert err.value.problems == [
         "foregrounds.pysm: preset s1 needs data/pysm/pysm_2/synch_beta.fits, not found: fetch the templates once "
-        "(README: PySM templates)"
+        "(docs/cenn.md: PySM skies)"
     ]
 
 

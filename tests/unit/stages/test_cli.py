@@ -167,7 +167,7 @@ def test_ui_on_a_taken_port_fails_in_one_line(tmp_path):
     assert out.stderr.strip() == f"cmbml ui: port {port} on 127.0.0.1 is taken (Address already in use); pass --port"
 
 
-@pytest.mark.parametrize("command", [("report", "--readme", "README.md"), ("ui",)])
+@pytest.mark.parametrize("command", [("report", "--page", "README.md"), ("ui",)])
 def test_commands_name_a_damaged_store_in_one_line(tmp_path, command):
     """A damaged mlflow.db stops `cmbml report` and `cmbml ui` with one line naming the file and how to recover
     (before, report printed a 145-line traceback)."""

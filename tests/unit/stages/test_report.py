@@ -164,7 +164,9 @@ def test_a_cenn_network_is_named_by_its_architecture_and_its_b_mode_loss():
 
 def test_report_only_rewrites_the_named_blocks_and_refuses_an_unknown_one(tmp_path, monkeypatch):
     """`cmbml report --only cenn-results` on a store that holds no lensing run leaves the lensing table as it was
-    (it is not emptied); a misspelt block name fails in one line naming it, before the README is touched."""
+    (it is not emptied) and writes the CENN table wherever its block lives: in full on a docs/ page, its first table
+    on the front page (``cenn-results-summary``); a misspelt block name fails in one line naming it, before any page
+    is touched."""
     import shutil
     from pathlib import Path
 
@@ -180,20 +182,27 @@ def test_report_only_rewrites_the_named_blocks_and_refuses_an_unknown_one(tmp_pa
         "<!-- cenn-results -->\nOLD CENN\n<!-- /cenn-results -->\n"
         "<!-- cenn-foreground-models -->\nOLD MODELS\n<!-- /cenn-foreground-models -->\n"
     )
-    readme.write_text(original)
+    readme.write_text(original + "<!-- cenn-results-summary -->\nOLD SUMMARY\n<!-- /cenn-results-summary -->\n")
+    (tmp_path / "docs").mkdir()
+    results = tmp_path / "docs" / "results.md"
+    results.write_text("# Results\n<!-- cenn-results -->\nOLD CENN IN DOCS\n<!-- /cenn-results -->\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     runner = CliRunner()
 
     bad = runner.invoke(app, ["report", "--only", "cenn-result", "--figures", str(tmp_path / "figures")])
     assert bad.exit_code != 0 and "cenn-result" in bad.output
-    assert readme.read_text() == original
+    assert readme.read_text().startswith(original) and "OLD CENN IN DOCS" in results.read_text()
 
     ok = runner.invoke(app, ["report", "--only", "cenn-results", "--figures", str(tmp_path / "figures")])
     assert ok.exit_code == 0, ok.output
     text = readme.read_text()
     assert "LENSING TABLE" in text and "OLD MODELS" in text  # untouched blocks
     assert "OLD CENN" not in text and "| variant |" in text  # the named block rewritten from the (empty) store
+    # and its front-page summary
+    assert "OLD SUMMARY" not in text and text.count("| variant | network | Validation") == 2
+    docs = results.read_text()
+    assert "OLD CENN IN DOCS" not in docs and "| variant | network |" in docs and docs.startswith("# Results\n")
 
 
 def test_pixel_tables_show_rmse_and_r2_of_every_method_for_runs_that_logged_them():
@@ -248,7 +257,8 @@ def test_rows_the_store_cannot_regenerate_are_kept_and_changed_columns_leave_the
 
 
 def test_report_on_an_empty_store_leaves_the_readme_as_it_is(tmp_path):
-    """`cmbml report` in a fresh clone (no runs in the store) removes no row of the README and says why."""
+    """`cmbml report` in a fresh clone (no runs in the store) removes no row of the README's or the results page's
+    tables, leaves the figure alone, and says why."""
     import os
     import subprocess
     import sys
@@ -256,15 +266,18 @@ def test_report_on_an_empty_store_leaves_the_readme_as_it_is(tmp_path):
 
     from tests.conftest import REPO
 
-    readme = tmp_path / "README.md"
+    readme, results = tmp_path / "README.md", tmp_path / "results.md"
     readme.write_text((REPO / "README.md").read_text())
+    results.write_text((REPO / "docs" / "results.md").read_text())
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
     out = subprocess.run(
         [
             str(Path(sys.executable).parent / "cmbml"),
             "report",
-            "--readme",
+            "--page",
             str(readme),
+            "--page",
+            str(results),
             "--figures",
             str(tmp_path / "figures"),
         ],
@@ -275,4 +288,7 @@ def test_report_on_an_empty_store_leaves_the_readme_as_it_is(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert readme.read_text() == (REPO / "README.md").read_text()
-    assert "lensing-results left as it is: the store cannot regenerate" in out.stderr
+    assert results.read_text() == (REPO / "docs" / "results.md").read_text()
+    assert f"lensing-results in {results} left as it is: the store cannot regenerate" in out.stderr
+    assert f"lensing-results-summary in {readme} left as it is" in out.stderr
+    assert not (tmp_path / "figures" / "rho_L_versions.png").exists()
