@@ -21,6 +21,10 @@ SPECTRA_COLUMNS = (
 )
 
 
+CAMB_THREADS = 2
+"""OpenMP threads CAMB runs on, whatever the machine's core count (its spectra depend on it in the last digits)."""
+
+
 def camb_spectra(cosmology: Mapping[str, float], lmax: int) -> dict[str, np.ndarray]:
     """Run CAMB once and return unlensed/lensed CMB spectra and the convergence spectrum.
 
@@ -53,11 +57,16 @@ def camb_spectra(cosmology: Mapping[str, float], lmax: int) -> dict[str, np.ndar
         lmax=lmax + 300,  # lensed spectra need headroom above lmax
         lens_potential_accuracy=1,
     )
-    results = camb.get_results(pars)
-    powers = results.get_cmb_power_spectra(pars, CMB_unit="muK", raw_cl=True, lmax=lmax)
+    from threadpoolctl import threadpool_limits
+
+    # CAMB's OpenMP sums depend on the number of threads (1, 2 and 4 give three tables that differ in the 11th
+    # digit at high ell); a fixed count gives one table on every machine.
+    with threadpool_limits(limits=CAMB_THREADS, user_api="openmp"):
+        results = camb.get_results(pars)
+        powers = results.get_cmb_power_spectra(pars, CMB_unit="muK", raw_cl=True, lmax=lmax)
+        cl_pp = results.get_lens_potential_cls(lmax=lmax, raw_cl=True)[:, 0]
     unlensed = powers["unlensed_total"]
     lensed = powers["total"]
-    cl_pp = results.get_lens_potential_cls(lmax=lmax, raw_cl=True)[:, 0]
     ell = np.arange(lmax + 1)
     return {
         "ell": ell,

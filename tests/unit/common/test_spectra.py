@@ -29,3 +29,34 @@ def test_csv_round_trip(tmp_path, camb_cls):
     back = read_spectra_csv(tmp_path / "cls.csv")
     assert np.allclose(back["cl_kk"], camb_cls["cl_kk"], rtol=1e-9)
     assert back["ell"][-1] == 3000
+
+
+def test_the_camb_table_does_not_depend_on_the_machine_s_core_count(tmp_path):
+    """CAMB's OpenMP sums depend on its thread count (1 and 3 threads gave tables that differ in the last digits at
+    lmax 3000, and 1 or 2 threads differ at ell 7852-12149 of the pipeline's table): run with OMP_NUM_THREADS 1 and 3,
+    as on machines of one and three cores, `camb_spectra` gives the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import hashlib, numpy as np\n"
+        "from cmbml.common.config import load_spectra\n"
+        "from cmbml.common.spectra import camb_spectra\n"
+        "s = camb_spectra(load_spectra().cosmology, 3000)\n"
+        "print(hashlib.md5(np.concatenate([np.asarray(v, float) for v in s.values()]).tobytes()).hexdigest())\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": str(n), "PYTHONPATH": str(REPO / "src")},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for n in (1, 3)
+    }
+    assert len(digests) == 1, digests

@@ -275,3 +275,32 @@ def test_an_oversized_cenn_patch_is_refused_with_the_size_it_may_have(tmp_path):
     assert out.returncode == 2
     assert "scale.cenn.npix = 1024 is out of range: allowed 16 <= scale.cenn.npix <= 848" in out.stderr
     assert "nan" not in out.stderr and "hi - lo" not in out.stderr
+
+
+def test_cmbml_holds_numpy_and_ducc0_at_the_avx2_kernels():
+    """numpy and ducc0 choose float64 kernels by CPU when they load, and their AVX-512 versions differ from the AVX2
+    ones in the last bit (on another AVX-512 machine the CENN skies, foregrounds and patches got other hashes). A
+    `cmbml` process holds both at the AVX2 level, so every x86-64 machine with AVX2 runs the same code; a value the
+    user sets wins. And numpy's AVX2 results equal its baseline's, so machines below AVX2 agree for numpy too."""
+    code = (
+        "import stages.cli, numpy as np, ducc0\n"
+        "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
+        "print(f['X86_V4'], ducc0.misc.cpu_info()['active_profile'])\n"
+        "x = np.linspace(0.01, 10, 100_001)\n"
+        "import hashlib; print(hashlib.md5(np.concatenate([np.exp(x), np.expm1(x), x**1.7, np.log(x), np.arctan2(x, 3.0),"
+        " np.arcsin(x / 10.5)]).tobytes()).hexdigest())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NPY_DISABLE_CPU_FEATURES", "DUCC0_MAX_PSABI_LEVEL")}
+    env["PYTHONPATH"] = f"{REPO / 'src'}:{REPO}"
+
+    def probe(**extra):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, check=True
+        )
+        return out.stdout.split()
+
+    v4, profile, digest = probe()
+    assert v4 == "False" and profile in ("x86-64-v3", "x86-64")  # x86-64 on a machine without AVX2
+    assert probe(DUCC0_MAX_PSABI_LEVEL="1")[1] == "x86-64"  # the user's setting wins
+    # numpy with its AVX2 kernels off too (a machine without AVX2) computes the same bits
+    assert probe(NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR")[2] == digest
