@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import run_cmbml
 
 
 def run(*args, cwd=REPO):
     """The installed `cmbml` command, running this checkout's code."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "cmbml"), *args], cwd=cwd, capture_output=True, text=True, env=env
-    )
+    return run_cmbml(*args, cwd=cwd)
 
 
 def test_help_lists_the_stages_without_importing_heavy_libraries():
@@ -142,15 +140,7 @@ def test_score_refuses_a_bad_experiment_method_or_sky_in_one_line_before_reading
 
 
 def run_with_store(uri, *args):
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "cmbml"), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_cmbml(*args, timeout=120, MLFLOW_TRACKING_URI=uri)
 
 
 def test_ui_on_a_taken_port_fails_in_one_line(tmp_path):

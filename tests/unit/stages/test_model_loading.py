@@ -3,16 +3,13 @@ Python, exported TensorFlow graphs, other MLflow flavors, data paths outside the
 archives) is refused in one line, for files, MLflow model folders and `cmbml predict` alike."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import run_cmbml
 
 CARD = {
     "experiment": "lensing",
@@ -49,12 +46,7 @@ def predict(model_ref, tmp_path):
 
     maps = tmp_path / "maps.npy"
     np.save(maps, np.zeros((2, 8, 8), dtype=np.float32))
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "cmbml"), "predict", str(model_ref), str(maps), "-o", str(tmp_path / "o.h5"),
-         "--pixel-arcmin", "10"],
-        cwd=REPO, capture_output=True, text=True, env=env,
-    )  # fmt: skip
+    return run_cmbml("predict", model_ref, maps, "-o", tmp_path / "o.h5", "--pixel-arcmin", "10")
 
 
 def test_a_plain_keras_archive_loads(plain):
@@ -144,8 +136,6 @@ def test_cmbml_predict_never_overwrites_and_checks_the_output_first(plain, tmp_p
     import numpy as np
     from astropy.io import fits
 
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
-    cmbml = str(Path(sys.executable).parent / "cmbml")
     src = tmp_path / "T.fits"
     fits.PrimaryHDU(
         np.ones((8, 8), np.float32), fits.Header({"CDELT1": -1 / 6, "CDELT2": 1 / 6, "BUNIT": "uK_CMB"})
@@ -153,7 +143,7 @@ def test_cmbml_predict_never_overwrites_and_checks_the_output_first(plain, tmp_p
     before = src.read_bytes()
 
     def run(*args):
-        return subprocess.run([cmbml, "predict", *map(str, args)], cwd=REPO, capture_output=True, text=True, env=env)
+        return run_cmbml("predict", *args)
 
     out = run(plain, src, "-o", src)
     assert out.returncode == 2 and "is the input file" in out.stderr and src.read_bytes() == before

@@ -259,32 +259,21 @@ def test_rows_the_store_cannot_regenerate_are_kept_and_changed_columns_leave_the
 def test_report_on_an_empty_store_leaves_the_readme_as_it_is(tmp_path):
     """`cmbml report` in a fresh clone (no runs in the store) removes no row of the README's or the results page's
     tables, leaves the figure alone, and says why."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from tests.conftest import REPO
+    from tests.helpers import run_cmbml
 
     readme, results = tmp_path / "README.md", tmp_path / "results.md"
     readme.write_text((REPO / "README.md").read_text())
     results.write_text((REPO / "docs" / "results.md").read_text())
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
-    out = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "cmbml"),
-            "report",
-            "--page",
-            str(readme),
-            "--page",
-            str(results),
-            "--figures",
-            str(tmp_path / "figures"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    out = run_cmbml(
+        "report",
+        "--page",
+        readme,
+        "--page",
+        results,
+        "--figures",
+        tmp_path / "figures",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/m.db",
     )
     assert out.returncode == 0, out.stderr
     assert readme.read_text() == (REPO / "README.md").read_text()

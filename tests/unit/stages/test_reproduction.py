@@ -2,15 +2,13 @@
 enters must match dvc.lock byte for byte; the metrics files' figures must agree within a relative tolerance."""
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import yaml
 
 from stages.reproduction import Reproduction, compare_figures, compare_locks, lock_outputs
 from tests.conftest import REPO
+from tests.helpers import run_cmbml
 
 LOCK = {
     "stages": {
@@ -49,15 +47,7 @@ def test_figures_are_equal_close_or_outside():
 
 
 def run(cwd, *args):
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "cmbml"), "check-reproduction", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cmbml("check-reproduction", *args, cwd=cwd)
 
 
 def test_the_committed_run_reproduces_itself_and_a_changed_one_is_named(tmp_path):
