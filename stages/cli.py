@@ -486,6 +486,7 @@ def report(
         cenn_response_table,
         cenn_table,
         current_block,
+        first_table,
         foreground_model_table,
         fullsky_table,
         keep_rows_not_regenerated,
@@ -592,7 +593,8 @@ def report(
         lensing_md += pixel_note.format("maps", "units of kappa x the exaggeration", "map") + lensing_pixel_table(
             lensing
         )
-    new_blocks = {LENSING_MARKER: lensing_md, f"{LENSING_MARKER}-summary": lensing_table(lensing)}
+    # a block's summary, on the front page, is its first table
+    new_blocks = {LENSING_MARKER: lensing_md, f"{LENSING_MARKER}-summary": first_table(lensing_md)}
     cenn_md = (
         cenn_table(cenn)
         + (
@@ -604,7 +606,7 @@ def report(
     )
     if cenn_pixel_table(cenn):
         cenn_md += pixel_note.format("patches", "uK", "patch") + cenn_pixel_table(cenn)
-    new_blocks[CENN_MARKER], new_blocks[f"{CENN_MARKER}-summary"] = cenn_md, cenn_table(cenn)
+    new_blocks[CENN_MARKER], new_blocks[f"{CENN_MARKER}-summary"] = cenn_md, first_table(cenn_md)
     new_blocks[FOREGROUND_MARKER] = foreground_model_table(swapped, params["cenn_evaluate"]["residual_ell_ranges"])
     # The networks applied to a whole test sky (stage cenn_separate), trained on the Gaussian sky of params.yaml's
     # instrument.

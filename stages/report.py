@@ -73,7 +73,8 @@ def _rho_cell(rec: Mapping | None) -> str:
     ratio = (
         f" ({_fmt(m.get('cnn_over_qe'), 2)} +- {_fmt(m.get('cnn_over_qe_err'), 2)} of QE)" if "cnn_over_qe" in m else ""
     )
-    cost = f", {m['train_seconds'] / 60:.0f} min" if "train_seconds" in m else ""
+    seconds = m.get("train_seconds")
+    cost = "" if seconds is None else f", {seconds:.0f} s" if seconds < 90 else f", {seconds / 60:.0f} min"
     return f"{_fmt(m['rho_cnn_mean'])} +- {_fmt(m.get('rho_cnn_mean_err'))}{ratio}{flag}{cost}"
 
 
@@ -423,32 +424,61 @@ def _tables(block: str) -> list[list[str]]:
     return tables
 
 
+def first_table(block: str) -> str:
+    """The first markdown table of ``block`` ("" when it has none)."""
+    tables = _tables(block)
+    return "\n".join(tables[0]) + "\n" if tables else ""
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
 def _row_key(row: str) -> tuple[str, str]:
     """A table row's identity: its first two cells (version and kappa factor or L range; variant and network)."""
-    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    cells = _cells(row)
     return (cells[0], cells[1] if len(cells) > 1 else "")
+
+
+def _in_columns(row: str, old_header: str, new_header: str) -> str:
+    """``row`` of a table headed ``old_header`` rewritten under ``new_header``: a column the old table lacked
+    reads "-"."""
+    values = dict(zip(_cells(old_header), _cells(row)))
+    return "| " + " | ".join(values.get(column, "-") for column in _cells(new_header)) + " |"
 
 
 def keep_rows_not_regenerated(old: str, new: str) -> tuple[str, list[str]]:
     """``new`` with every row of ``old`` that it does not regenerate, so that a store holding only some of the
-    runs never removes the others' rows: each table of ``old`` whose header ``new`` has too gets back, at its end,
-    the rows whose key (:func:`_row_key`) no row of the new table has. Returns the merged block and the problems:
-    rows that could not be kept because their table's columns changed (the caller then leaves ``old`` as it is)."""
-    new_tables = {t[0]: t for t in _tables(new)}
+    runs never removes the others' rows. Each table of ``old`` is matched to the new table with its header, or
+    to one that only adds columns (the kept rows read "-" there); its rows keep their order, each replaced by the
+    new row of the same key (:func:`_row_key`) where there is one, and the new table's other rows follow. Returns
+    the merged block and the problems: rows that could not be kept because their table lost or renamed columns,
+    or a table of which the store regenerates no row (the caller then leaves ``old`` as it is)."""
+    new_tables = _tables(new)
     merged, problems = new, []
     for table in _tables(old):
         header, rows = table[0], table[2:]
-        if header not in new_tables:
+        old_columns = _cells(header)
+        target = next((t for t in new_tables if t[0] == header), None) or next(
+            (t for t in new_tables if _cells(t[0])[:2] == old_columns[:2] and set(old_columns) <= set(_cells(t[0]))),
+            None,
+        )
+        if target is None or (rows and not target[2:]):
             if rows:
-                problems.append(
-                    f"{len(rows)} rows under '{header[:60]}...' (a table it no longer makes, or its columns changed)"
-                )
+                why = "a table it no longer makes, or its columns changed" if target is None else "it holds none"
+                problems.append(f"{len(rows)} rows under '{header[:60]}...' ({why})")
             continue
-        target = new_tables[header]
-        keys = {_row_key(r) for r in target[2:]}
-        kept = [r for r in rows if _row_key(r) not in keys]
-        if kept:
-            merged = merged.replace("\n".join(target), "\n".join([*target, *kept]), 1)
+        regenerated: dict[tuple[str, str], list[str]] = {}
+        for row in target[2:]:
+            regenerated.setdefault(_row_key(row), []).append(row)
+        if all(_row_key(r) in regenerated for r in rows):
+            continue  # the store holds every row: the new table stands as it is made
+        ordered = [
+            regenerated[_row_key(r)].pop(0) if regenerated.get(_row_key(r)) else _in_columns(r, header, target[0])
+            for r in rows
+        ]
+        ordered += [r for r in target[2:] if r in {x for rs in regenerated.values() for x in rs}]
+        merged = merged.replace("\n".join(target), "\n".join([*target[:2], *ordered]), 1)
     return merged, problems
 
 

@@ -240,20 +240,34 @@ def test_pixel_tables_show_rmse_and_r2_of_every_method_for_runs_that_logged_them
     assert table[2].startswith("| E | original | 3.2 +- 0.01 / 0.900 +- 0.001 | 3.3 +- 0.01 / 0.890 +- 0.001 |")
 
 
-def test_rows_the_store_cannot_regenerate_are_kept_and_changed_columns_leave_the_block():
+def test_rows_the_store_cannot_regenerate_are_kept_in_their_place_and_lost_columns_leave_the_block():
     """A store holding only some runs (a fresh clone's holds none) never removes the other rows: a row whose key
-    (first two cells) the new table lacks is kept; a table whose columns changed cannot take old rows, which the
-    merge reports so that the block is left as it is."""
+    (first two cells) the new table lacks is kept where it stood, a regenerated row replaces its old one, and a
+    row new to the page follows. A table that gained a column takes the old rows with "-" there; one that lost or
+    renamed a column cannot, which the merge reports so that the block is left as it is."""
     from stages.report import keep_rows_not_regenerated
 
-    old = "| version | kappa x | rho |\n|---|---|---|\n| v1 | 30 | 0.9 |\n| v2 | 30 | 0.8 |\n\ntext\n"
-    new = "| version | kappa x | rho |\n|---|---|---|\n| v2 | 30 | 0.85 |\n"
+    old = "| version | kappa x | rho |\n|---|---|---|\n| v1 | 30 | 0.9 |\n| v2 | 30 | 0.8 |\n| v4 | 1 | 0.1 |\n\ntext\n"
+    new = "| version | kappa x | rho |\n|---|---|---|\n| v2 | 30 | 0.85 |\n| v3 | 10 | 0.7 |\n"
     merged, problems = keep_rows_not_regenerated(old, new)
-    assert problems == [] and merged.splitlines()[2:] == ["| v2 | 30 | 0.85 |", "| v1 | 30 | 0.9 |"]
-    changed = "| version | kappa x | rho | entered |\n|---|---|---|---|\n| v2 | 30 | 0.85 | - |\n"
-    merged, problems = keep_rows_not_regenerated(old, changed)
-    assert problems and "2 rows" in problems[0] and "its columns changed" in problems[0]
+    assert problems == []
+    assert merged.splitlines()[2:] == [
+        "| v1 | 30 | 0.9 |",
+        "| v2 | 30 | 0.85 |",
+        "| v4 | 1 | 0.1 |",
+        "| v3 | 10 | 0.7 |",
+    ]
+    added = "| version | kappa x | rho | entered |\n|---|---|---|---|\n| v2 | 30 | 0.85 | - |\n"
+    merged, problems = keep_rows_not_regenerated(old, added)
+    assert problems == []
+    assert merged.splitlines()[2:] == ["| v1 | 30 | 0.9 | - |", "| v2 | 30 | 0.85 | - |", "| v4 | 1 | 0.1 | - |"]
+    renamed = "| version | kappa x | rho_cnn |\n|---|---|---|\n| v2 | 30 | 0.85 |\n"
+    merged, problems = keep_rows_not_regenerated(old, renamed)
+    assert problems and "3 rows" in problems[0] and "its columns changed" in problems[0]
     assert keep_rows_not_regenerated("", new) == (new, [])
+    # a store that regenerates every old row gives the new table unchanged, in its own order
+    every = "| version | kappa x | rho |\n|---|---|---|\n| v4 | 1 | 0.2 |\n| v1 | 30 | 0.9 |\n| v2 | 30 | 0.8 |\n"
+    assert keep_rows_not_regenerated(old, every) == (every, [])
 
 
 def test_report_on_an_empty_store_leaves_the_readme_as_it_is(tmp_path):
