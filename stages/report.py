@@ -477,7 +477,8 @@ def keep_rows_not_regenerated(old: str, new: str) -> tuple[str, list[str]]:
             regenerated[_row_key(r)].pop(0) if regenerated.get(_row_key(r)) else _in_columns(r, header, target[0])
             for r in rows
         ]
-        ordered += [r for r in target[2:] if r in {x for rs in regenerated.values() for x in rs}]
+        left = {r for rs in regenerated.values() for r in rs}  # regenerated rows the old table did not have
+        ordered += [r for r in target[2:] if r in left]
         merged = merged.replace("\n".join(target), "\n".join([*target[:2], *ordered]), 1)
     return merged, problems
 
